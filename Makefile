@@ -1,0 +1,24 @@
+# balkd-fairseq: a fresh machine needs `make demo` (the main job) and `make test` (the tests).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: install test test-fast demo bench clean
+
+install:
+	@bash scripts/install.sh
+
+test: install
+	$(PY) -m pytest -q tests
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slow" tests
+
+demo: install
+	bash examples/toy/run.sh
+
+bench: install
+	$(PY) benchmarks/bench_distill.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

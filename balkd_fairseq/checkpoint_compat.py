@@ -1,0 +1,55 @@
+"""Let fairseq load its own checkpoints under torch's ``weights_only=True`` default (torch >= 2.6).
+
+fairseq calls ``torch.load`` without ``weights_only`` when it reads checkpoints
+(``checkpoint_utils.load_checkpoint_to_cpu``) and when it broadcasts checkpoint state between
+processes (``distributed/utils.py``). Since torch 2.6 that means ``weights_only=True``, which refuses
+the few non-tensor Python objects fairseq pickles: ``argparse.Namespace`` (legacy ``args``), the
+OmegaConf config it broadcasts, and numpy scalars in metrics and best-checkpoint scores.
+
+:func:`allow_fairseq_checkpoints` adds exactly those classes to torch's allowlist of safe globals.
+Safety is not switched off: any other pickled object is still refused, and never executed.
+"""
+import argparse
+import collections
+import typing
+
+import torch
+
+_installed = False
+
+
+def _numpy_globals() -> list:
+    import numpy as np
+
+    try:
+        from numpy.core.multiarray import scalar as np_scalar  # numpy < 2
+    except ImportError:  # pragma: no cover - numpy >= 2 keeps it under _core
+        from numpy._core.multiarray import scalar as np_scalar
+    dtype_classes = [type(np.dtype(t)) for t in (np.float64, np.float32, np.float16, np.int64, np.int32, np.bool_)]
+    return [np_scalar, np.dtype, *dtype_classes]
+
+
+def _omegaconf_globals() -> list:
+    from omegaconf import DictConfig, ListConfig, nodes
+    from omegaconf.base import ContainerMetadata, Metadata
+
+    node_classes = [
+        nodes.AnyNode, nodes.StringNode, nodes.IntegerNode, nodes.FloatNode, nodes.BooleanNode,
+        nodes.EnumNode, nodes.BytesNode, nodes.PathNode, nodes.ValueNode,
+    ]
+    return [DictConfig, ListConfig, ContainerMetadata, Metadata, *node_classes]
+
+
+def fairseq_checkpoint_globals() -> list:
+    """Every non-tensor class that fairseq writes into a checkpoint or its distributed broadcast."""
+    builtin = [argparse.Namespace, collections.OrderedDict, collections.defaultdict, dict, list, set, tuple, int, float, bool, str, typing.Any]
+    return builtin + _numpy_globals() + _omegaconf_globals()
+
+
+def allow_fairseq_checkpoints() -> None:
+    """Idempotently allowlist :func:`fairseq_checkpoint_globals` for ``torch.load(weights_only=True)``."""
+    global _installed
+    if _installed or not hasattr(torch.serialization, "add_safe_globals"):
+        return
+    torch.serialization.add_safe_globals(fairseq_checkpoint_globals())
+    _installed = True

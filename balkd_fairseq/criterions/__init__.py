@@ -1,0 +1,1 @@
+from . import multi_teacher_distill  # noqa: F401

@@ -1,0 +1,75 @@
+"""Universal Dependencies CoNLL-U files -> (word, UPOS) sentences, parsed with the ``conllu`` package.
+
+Multiword-token ranges (``1-2``) and empty nodes (``8.1``) are skipped: the syntactic words of a
+range are listed on their own lines, and empty nodes are not surface words. Malformed lines raise
+:class:`BalkdError` naming the file and line number.
+"""
+from typing import Iterator, List, Tuple
+
+from conllu.exceptions import ParseException
+from conllu.parser import DEFAULT_FIELDS, parse_line
+
+from ..errors import BalkdError
+from .subword_alignment import TaggedSentence
+
+N_COLUMNS = len(DEFAULT_FIELDS)
+
+
+def read_conllu(path: str) -> List[TaggedSentence]:
+    """Every sentence of ``path`` as its words (FORM) and UPOS tags."""
+    sentences = []
+    for block in _sentence_blocks(path):
+        words, tags = [], []
+        for line_no, line in block:
+            token = _parse_token(path, line_no, line)
+            if not isinstance(token["id"], int):  # (1, '-', 2) range or (8, '.', 1) empty node
+                continue
+            words.append(token["form"])
+            tags.append(token["upos"])
+        if words:
+            sentences.append(TaggedSentence(words, tags))
+    if not sentences:
+        raise BalkdError(f"{path}: no sentences found (expected CoNLL-U)")
+    return sentences
+
+
+def _sentence_blocks(path: str) -> Iterator[List[Tuple[int, str]]]:
+    """Token lines (with 1-based line numbers) of each sentence; comments dropped."""
+    block = []
+    for line_no, line in _lines(path):
+        if not line.strip():
+            if block:
+                yield block
+            block = []
+        elif not line.startswith("#"):
+            block.append((line_no, line))
+    if block:
+        yield block
+
+
+def _lines(path: str) -> Iterator[Tuple[int, str]]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line_no, line in enumerate(f, start=1):
+                yield line_no, line.rstrip("\r\n")
+    except FileNotFoundError:
+        raise BalkdError(f"CoNLL-U file not found: {path}") from None
+    except UnicodeDecodeError as err:
+        raise BalkdError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+
+
+def _parse_token(path: str, line_no: int, line: str):
+    columns = line.split("\t")
+    if len(columns) != N_COLUMNS:
+        raise BalkdError(
+            f"{path}:{line_no}: malformed CoNLL-U line: {len(columns)} tab-separated columns, expected {N_COLUMNS}"
+        )
+    try:
+        token = parse_line(line, DEFAULT_FIELDS)
+    except ParseException as err:
+        raise BalkdError(f"{path}:{line_no}: malformed CoNLL-U line: {err}") from None
+    if isinstance(token["id"], int) and token["upos"] in (None, "_", ""):
+        raise BalkdError(f"{path}:{line_no}: word {token['form']!r} has no UPOS tag (column 4)")
+    if isinstance(token["id"], int) and not token["form"]:
+        raise BalkdError(f"{path}:{line_no}: word {token['id']} has an empty FORM (column 2)")
+    return token

@@ -1,0 +1,94 @@
+"""A pretrained RoBERTa-style encoder used read-only, and the hidden states probes are trained on.
+
+:class:`FrozenEncoder` keeps the model in eval mode with ``requires_grad`` off and runs it under
+``torch.no_grad()``; it is a plain object (not an ``nn.Module``), so a probe that holds it never
+registers, trains or saves the encoder's weights.
+"""
+import logging
+import os
+import pickle
+from typing import List, Optional
+
+import torch
+from fairseq import checkpoint_utils
+from fairseq.data import data_utils
+
+from ..data.subword_alignment import AlignedSentence
+from ..errors import BalkdError
+
+logger = logging.getLogger(__name__)
+
+
+def load_checkpoint(path: str, data: Optional[str] = None):
+    """(model, task) of a fairseq checkpoint; ``data`` overrides the data directory it was trained on."""
+    if not os.path.isfile(path):
+        raise BalkdError(f"checkpoint not found: {path}")
+    if data is not None and not os.path.isfile(os.path.join(data, "dict.txt")):
+        raise BalkdError(f"dictionary not found: {os.path.join(data, 'dict.txt')} (is {data} the DATA directory?)")
+    overrides = {"data": data} if data is not None else None
+    try:
+        models, _cfg, task = checkpoint_utils.load_model_ensemble_and_task([path], arg_overrides=overrides)
+    except (pickle.UnpicklingError, EOFError, KeyError, RuntimeError, FileNotFoundError) as err:
+        raise BalkdError(f"cannot load checkpoint {path}: {type(err).__name__}: {err}") from None
+    return models[0], task
+
+
+class FrozenEncoder:
+    """Hidden states of one layer of a pretrained masked LM (0 = embeddings, N = last layer)."""
+
+    def __init__(self, model, dictionary, layer: int = -1, device: str = "cpu"):
+        layers = getattr(getattr(getattr(model, "encoder", None), "sentence_encoder", None), "layers", None)
+        if layers is None:
+            raise BalkdError(f"{type(model).__name__} is not a RoBERTa-style encoder (no encoder.sentence_encoder.layers)")
+        self.num_layers = len(layers)
+        if not -self.num_layers - 1 <= layer <= self.num_layers:
+            raise BalkdError(
+                f"--probe-layer {layer} is out of range: the encoder has layers 0 (embeddings) .. {self.num_layers}"
+            )
+        self.layer = layer % (self.num_layers + 1)
+        self.model = model.eval().to(device)
+        self.model.requires_grad_(False)
+        self.device = device
+        self.dictionary = dictionary
+        self.dim = model.encoder.sentence_encoder.embed_tokens.embedding_dim
+        self.max_positions = int(model.max_positions() or 512)
+
+    @classmethod
+    def from_checkpoint(cls, path: str, data: Optional[str] = None, layer: int = -1, device: str = "cpu"):
+        model, task = load_checkpoint(path, data)
+        return cls(model, task.source_dictionary, layer, device)
+
+    @torch.no_grad()
+    def hidden_states(self, src_tokens: torch.Tensor) -> torch.Tensor:
+        """(B, T, dim) states of :attr:`layer` for right-padded ``src_tokens`` (B, T), on their device."""
+        self.model.eval()
+        last = self.layer == self.num_layers
+        features, extra = self.model.encoder.extract_features(src_tokens.to(self.device), return_all_hiddens=not last)
+        # The last layer is the encoder's output (with its final layer norm, if the model has one).
+        states = features if last else extra["inner_states"][self.layer].transpose(0, 1)
+        return states.float().to(src_tokens.device)
+
+    def word_features(self, sentences: List[AlignedSentence], max_tokens: int = 4096) -> List[torch.Tensor]:
+        """Per sentence, the (words kept, dim) states at each word's first subword, on CPU."""
+        order = sorted(range(len(sentences)), key=lambda i: len(sentences[i].tokens))
+        out: List[Optional[torch.Tensor]] = [None] * len(sentences)
+        for batch in _batches(order, sentences, max_tokens):
+            tokens = data_utils.collate_tokens([sentences[i].tokens for i in batch], self.dictionary.pad())
+            states = self.hidden_states(tokens).cpu()
+            for row, i in enumerate(batch):
+                kept = [p for p in sentences[i].word_positions if p >= 0]
+                out[i] = states[row, kept].clone()
+        return out
+
+
+def _batches(order: List[int], sentences: List[AlignedSentence], max_tokens: int):
+    batch, longest = [], 0
+    for i in order:
+        length = len(sentences[i].tokens)
+        if batch and max(longest, length) * (len(batch) + 1) > max_tokens:
+            yield batch
+            batch, longest = [], 0
+        batch.append(i)
+        longest = max(longest, length)
+    if batch:
+        yield batch

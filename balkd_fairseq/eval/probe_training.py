@@ -1,0 +1,64 @@
+"""Training a probe in-process on cached word features (a plain Adam loop; fast on CPU).
+
+The probe is the same head the fairseq ``linear_probe`` / ``mlp_probe`` models use; only the
+loop differs. The epoch with the best development score is kept when a scorer is given.
+"""
+import copy
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..models.probes import build_probe_head
+
+
+@dataclass
+class ProbeTrainingConfig:
+    hidden_dim: int = 0  # 0 = linear probe
+    activation: str = "relu"
+    dropout: float = 0.0
+    epochs: int = 20
+    lr: float = 1e-3
+    batch_size: int = 256  # words per update
+    seed: int = 1
+
+
+def train_probe(
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    num_labels: int,
+    cfg: ProbeTrainingConfig,
+    dev_score: Optional[Callable[[nn.Module], float]] = None,
+) -> nn.Module:
+    """Fit a probe on (N, dim) ``features`` and (N,) ``labels``; labels >= ``num_labels`` are skipped."""
+    generator = torch.Generator().manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    head = build_probe_head(features.size(1), num_labels, cfg.hidden_dim, cfg.activation, cfg.dropout)
+    keep = labels < num_labels
+    features, labels = features[keep], labels[keep]
+    optimizer = torch.optim.Adam(head.parameters(), lr=cfg.lr)
+    best_score, best_state = None, None
+    for _ in range(cfg.epochs):
+        head.train()
+        for batch in torch.randperm(len(labels), generator=generator).split(cfg.batch_size):
+            optimizer.zero_grad()
+            F.cross_entropy(head(features[batch]), labels[batch]).backward()
+            optimizer.step()
+        if dev_score is not None:
+            score = dev_score(head)
+            if best_score is None or score > best_score:
+                best_score, best_state = score, copy.deepcopy(head.state_dict())
+    if best_state is not None:
+        head.load_state_dict(best_state)
+    return head.eval()
+
+
+@torch.no_grad()
+def predict(head: nn.Module, features: torch.Tensor, batch_size: int = 8192) -> torch.Tensor:
+    """Arg-max label id of each row of ``features``."""
+    head.eval()
+    if len(features) == 0:
+        return torch.zeros(0, dtype=torch.long)
+    return torch.cat([head(chunk).argmax(-1) for chunk in features.split(batch_size)])

@@ -1,0 +1,57 @@
+"""Small helpers shared by the ``balkd-eval-lm`` / ``balkd-probe`` / ``balkd-report`` commands."""
+import json
+import os
+import tempfile
+from typing import List, Tuple
+
+from ..errors import BalkdError
+
+LM_RESULTS = "lm.json"
+PROBING_RESULTS = "probe.json"
+
+
+def parse_languages(value: str, flag: str) -> List[str]:
+    """``'de,en'`` (or several space-separated values joined by the caller) -> ``['de', 'en']``."""
+    languages = [lang.strip() for lang in value.replace(" ", ",").split(",") if lang.strip()]
+    if not languages:
+        raise BalkdError(f"{flag} is empty: give comma-separated language codes, e.g. de,en")
+    if len(set(languages)) != len(languages):
+        raise BalkdError(f"{flag} lists a language twice: {value}")
+    return languages
+
+
+def parse_named_path(value: str, flag: str) -> Tuple[str, str]:
+    """``NAME=PATH`` -> (NAME, PATH); a bare ``PATH`` is named after its directory (``ckpts/HL/x.pt`` -> HL)."""
+    name, sep, path = value.partition("=")
+    if not sep:
+        path = value
+        name = os.path.basename(os.path.dirname(os.path.abspath(path))) or os.path.splitext(os.path.basename(path))[0]
+    if not name or not path:
+        raise BalkdError(f"{flag}: cannot read {value!r}; expected NAME=PATH")
+    if os.sep in name or name in (".", ".."):
+        raise BalkdError(f"{flag}: model name {name!r} must not contain {os.sep!r}")
+    return name, path
+
+
+def write_json(path: str, payload: dict) -> None:
+    """Write ``payload`` atomically (a crash never leaves a half-written results file)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(payload, f, indent=2, sort_keys=False)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            payload = json.load(f)
+    except FileNotFoundError:
+        raise BalkdError(f"results file not found: {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise BalkdError(f"{path} is not valid JSON: {err}") from None
+    if not isinstance(payload, dict):
+        raise BalkdError(f"{path}: expected a JSON object")
+    return payload

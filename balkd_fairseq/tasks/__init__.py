@@ -1,0 +1,1 @@
+from . import balanced_distill  # noqa: F401
