@@ -40,10 +40,18 @@ def _omegaconf_globals() -> list:
     return [DictConfig, ListConfig, ContainerMetadata, Metadata, *node_classes]
 
 
+def _fairseq_globals() -> list:
+    # broadcast_object() replaces tensors by placeholders before pickling the rest of the state
+    from fairseq.distributed.utils import _TensorPlaceholder
+
+    return [_TensorPlaceholder]
+
+
 def fairseq_checkpoint_globals() -> list:
     """Every non-tensor class that fairseq writes into a checkpoint or its distributed broadcast."""
-    builtin = [argparse.Namespace, collections.OrderedDict, collections.defaultdict, dict, list, set, tuple, int, float, bool, str, typing.Any]
-    return builtin + _numpy_globals() + _omegaconf_globals()
+    # builtin types appear as values (types, not instances) in OmegaConf node metadata
+    builtin = [argparse.Namespace, collections.defaultdict, typing.Any, dict, list, tuple, str, int, float, bool, bytes]
+    return builtin + _numpy_globals() + _omegaconf_globals() + _fairseq_globals()
 
 
 def allow_fairseq_checkpoints() -> None:

@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from dataclasses import asdict, dataclass
 from typing import Dict, List, Optional
 
@@ -98,16 +99,14 @@ def load_checkpoint_state(path: str, what: str) -> dict:
         return checkpoint_utils.load_checkpoint_to_cpu(path)
     except Exception as err:  # torch raises many types for corrupt or refused pickles
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        if "weights_only" in str(err) or "Unsupported global" in str(err):
+        if "Weights only load failed" in str(err):
             reason = "it contains a pickled object outside balkd-fairseq's checkpoint allowlist (refused, not executed): " + _unsupported_global(err)
         raise BalkdError(f"{what}: cannot load checkpoint {path}: {reason}") from None
 
 
 def _unsupported_global(err: Exception) -> str:
-    for line in str(err).splitlines():
-        if "Unsupported global" in line:
-            return line.strip().strip(".")
-    return type(err).__name__
+    found = re.search(r"GLOBAL ([\w.]+)", str(err))
+    return found.group(1) if found else type(err).__name__
 
 
 def model_config(state: dict, what: str, path: str) -> DictConfig:

@@ -90,5 +90,27 @@ def distill_args(data_dir: Path, save_dir: Path, teachers: str, updates: int = 4
         "--teachers", teachers, *TINY_ARCH, "--tokens-per-sample", "32", "--batch-size", "8",
         "--optimizer", "adam", "--lr", "0.001", "--max-update", str(updates), "--save-dir", str(save_dir),
         "--cpu", "--seed", "1", "--log-format", "json", "--log-interval", "1", "--num-workers", "0",
-        "--no-epoch-checkpoints", *(extra or []),
+        "--no-epoch-checkpoints", "--required-batch-size-multiple", "1", *(extra or []),
     ]
+
+
+def run_balkd_train(args: List[str], nproc: int = 1, timeout=600, port: int = 29611) -> subprocess.CompletedProcess:
+    """balkd-train, under torchrun when ``nproc > 1``."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    if nproc > 1:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
+               "--master_port", str(port), "-m", "balkd_fairseq.cli.train", *args]
+    else:
+        cmd = [sys.executable, "-m", "balkd_fairseq.cli.train", *args]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def json_log_records(stdout: str, tag: str) -> List[dict]:
+    """fairseq --log-format json records of one kind ('train_inner', 'valid', ...)."""
+    import json
+
+    out = []
+    for line in stdout.splitlines():
+        if f"| {tag} | " in line:
+            out.append(json.loads(line.split(f"| {tag} | ", 1)[1]))
+    return out

@@ -29,8 +29,20 @@ def load_checkpoint(path: str, data: Optional[str] = None):
     try:
         models, _cfg, task = checkpoint_utils.load_model_ensemble_and_task([path], arg_overrides=overrides)
     except (pickle.UnpicklingError, EOFError, KeyError, RuntimeError, FileNotFoundError) as err:
-        raise BalkdError(f"cannot load checkpoint {path}: {type(err).__name__}: {err}") from None
+        raise BalkdError(f"cannot load checkpoint {path}: {type(err).__name__}: {_one_line(err)}") from None
     return models[0], task
+
+
+def _one_line(err: BaseException) -> str:
+    """torch's multi-line load errors, kept to the first line and the unpickler's own reason."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    if not lines:
+        return ""
+    marker = next((i for i, line in enumerate(lines) if "WeightsUnpickler error" in line), None)
+    if marker is None:
+        return lines[0]
+    reason = lines[marker].split("WeightsUnpickler error:", 1)[-1].strip() or " ".join(lines[marker + 1: marker + 2])
+    return f"{lines[0].split('. ')[0]} (torch weights_only); unpickler: {reason}"
 
 
 class FrozenEncoder:
@@ -52,11 +64,14 @@ class FrozenEncoder:
         self.dictionary = dictionary
         self.dim = model.encoder.sentence_encoder.embed_tokens.embedding_dim
         self.max_positions = int(model.max_positions() or 512)
+        self.data_dir = ""  # the LM's DATA directory, when known
 
     @classmethod
     def from_checkpoint(cls, path: str, data: Optional[str] = None, layer: int = -1, device: str = "cpu"):
         model, task = load_checkpoint(path, data)
-        return cls(model, task.source_dictionary, layer, device)
+        encoder = cls(model, task.source_dictionary, layer, device)
+        encoder.data_dir = data or str(task.cfg.data).split(os.pathsep)[0]
+        return encoder
 
     @torch.no_grad()
     def hidden_states(self, src_tokens: torch.Tensor) -> torch.Tensor:

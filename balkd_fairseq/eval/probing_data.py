@@ -105,5 +105,12 @@ def encode_split(sentences, label_set: LabelSet, sp, dictionary, max_tokens: int
     return EncodedSplit(sentences, aligned)
 
 
+def unknown_rate(split: EncodedSplit, dictionary) -> float:
+    """Share of subwords (without <s>/</s>) that are not in the LM's dictionary."""
+    total = sum(len(a.tokens) - 2 for a in split.aligned)
+    unknown = sum(int(a.tokens.eq(dictionary.unk()).sum()) for a in split.aligned)
+    return unknown / total if total else 0.0
+
+
 def count_cut_words(split: EncodedSplit) -> int:
     return sum(pos < 0 for a in split.aligned for pos in a.word_positions)

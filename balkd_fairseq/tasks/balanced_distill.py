@@ -140,7 +140,12 @@ class BalancedDistillTask(MaskedLMTask):
         path = os.path.join(self._data_root(self.cfg), lang, split)
         if not os.path.isfile(path + ".idx") or not os.path.isfile(path + ".bin"):
             raise BalkdError(f"language {lang!r} has no {split} split: {path}.{{bin,idx}} not found")
-        dataset = data_utils.load_indexed_dataset(path, self.source_dictionary)
+        if os.path.getsize(path + ".bin") == 0:
+            raise BalkdError(f"language {lang!r} has an empty {split} split: {path}.bin")
+        try:
+            dataset = data_utils.load_indexed_dataset(path, self.source_dictionary)
+        except Exception as err:
+            raise BalkdError(f"language {lang!r}: cannot read {path}.{{bin,idx}}: {err}") from None
         if dataset is None or len(dataset) == 0:
             raise BalkdError(f"language {lang!r} has an empty {split} split: {path}.bin")
         dataset = maybe_shorten_dataset(
@@ -161,7 +166,7 @@ class BalancedDistillTask(MaskedLMTask):
         if base_split == self.train_subset_name and self.cfg.balance != "none":
             blocks = self._balanced(blocks, languages, lang_ids, epoch)
         parts = [self._with_masks_and_lang(ds, lang_id) for ds, lang_id in zip(blocks, lang_ids)]
-        dataset = parts[0] if len(parts) == 1 else ConcatDataset(parts)
+        dataset = ConcatDataset(parts)
         sample_langs = np.concatenate([np.full(len(p), i, dtype=np.int64) for i, p in zip(lang_ids, parts)])
         self.datasets[split] = self._ordered(dataset, sample_langs, epoch)
         logger.info(f"{split} (epoch {epoch}): {len(dataset)} samples over {len(languages)} language(s)")

@@ -1,0 +1,138 @@
+"""balkd-train: fairseq-train with the plugin loaded and distributed flags taken from the launcher.
+
+    torchrun --nproc_per_node 8 $(which balkd-train) DATA --task balanced_distill ...
+    srun balkd-train DATA --task balanced_distill ...          (one task per GPU, SLURM)
+    balkd-train DATA --task balanced_distill ...               (one process)
+
+It adds what the user did not give: ``--user-dir`` (this plugin); under torchrun (RANK, WORLD_SIZE,
+LOCAL_RANK) or SLURM (SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID) ``--distributed-world-size``,
+``--distributed-rank``, ``--device-id``, ``--distributed-init-method env://`` and
+``--distributed-no-spawn``; on CPU (``--cpu`` or no CUDA) ``--cpu --distributed-backend gloo
+--ddp-backend legacy_ddp`` (PyTorch DDP in fairseq passes GPU device ids); and for
+``--task balanced_distill`` without ``--valid-subset`` one validation subset per language
+(``valid,valid_<lang>,...``) so every language's validation loss is logged. Every other argument
+goes to fairseq-train unchanged.
+"""
+import logging
+import os
+import subprocess
+import sys
+from typing import Dict, List, Optional
+
+from ..errors import BalkdError, run_cli
+
+PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def launcher_env(env: Dict[str, str]) -> Optional[Dict[str, str]]:
+    """World size, rank, local rank (as strings) from torchrun or SLURM; None for a single process."""
+    if "RANK" in env and "WORLD_SIZE" in env:
+        return {"world_size": env["WORLD_SIZE"], "rank": env["RANK"], "local_rank": env.get("LOCAL_RANK", "0")}
+    if "SLURM_PROCID" in env and int(env.get("SLURM_NTASKS", "1")) > 1:
+        return {"world_size": env["SLURM_NTASKS"], "rank": env["SLURM_PROCID"], "local_rank": env.get("SLURM_LOCALID", "0")}
+    return None
+
+
+def slurm_master_env(env: Dict[str, str]) -> Dict[str, str]:
+    """MASTER_ADDR/MASTER_PORT for env:// under SLURM: the job's first node, a port from the job id."""
+    extra = {"WORLD_SIZE": env["SLURM_NTASKS"], "RANK": env["SLURM_PROCID"], "LOCAL_RANK": env.get("SLURM_LOCALID", "0")}
+    if "MASTER_ADDR" not in env:
+        try:
+            hosts = subprocess.run(["scontrol", "show", "hostnames", env["SLURM_JOB_NODELIST"]],
+                                   capture_output=True, text=True, check=True).stdout.split()
+        except (OSError, subprocess.CalledProcessError, KeyError):
+            raise BalkdError("SLURM: cannot find the master node (set MASTER_ADDR, or run where `scontrol` works)") from None
+        extra["MASTER_ADDR"] = hosts[0]
+    if "MASTER_PORT" not in env:
+        extra["MASTER_PORT"] = str(20000 + int(env.get("SLURM_JOB_ID", "0")) % 20000)
+    return extra
+
+
+def has_flag(args: List[str], flag: str) -> bool:
+    return any(a == flag or a.startswith(flag + "=") for a in args)
+
+
+def flag_value(args: List[str], flag: str) -> Optional[str]:
+    for i, a in enumerate(args):
+        if a == flag and i + 1 < len(args):
+            return args[i + 1]
+        if a.startswith(flag + "="):
+            return a.split("=", 1)[1]
+    return None
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def per_language_valid(args: List[str]) -> Optional[str]:
+    """'valid,valid_de,valid_en' for a balanced_distill run without --valid-subset."""
+    if flag_value(args, "--task") != "balanced_distill" or has_flag(args, "--valid-subset"):
+        return None
+    data = next((a for a in args if not a.startswith("-")), None)
+    languages = flag_value(args, "--languages")
+    if languages:
+        langs = [lang for lang in languages.split(",") if lang]
+    elif data and os.path.isdir(data.split(os.pathsep)[0]):
+        root = data.split(os.pathsep)[0]
+        langs = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+    else:
+        return None
+    return ",".join(["valid"] + [f"valid_{lang}" for lang in langs])
+
+
+def fairseq_args(args: List[str], env: Dict[str, str], on_cpu: bool) -> List[str]:
+    out = list(args)
+
+    def add(flag, *values):
+        if not has_flag(out, flag):
+            out.extend([flag, *values])
+
+    add("--user-dir", PLUGIN_DIR)
+    valid = per_language_valid(out)
+    if valid:
+        add("--valid-subset", valid)
+    if on_cpu:
+        add("--cpu")
+    dist = launcher_env(env)
+    if dist is not None and int(dist["world_size"]) > 1:
+        add("--distributed-world-size", dist["world_size"])
+        add("--distributed-rank", dist["rank"])
+        add("--device-id", dist["local_rank"])
+        add("--distributed-init-method", "env://")
+        add("--distributed-no-spawn")
+        if on_cpu:
+            add("--distributed-backend", "gloo")
+            add("--ddp-backend", "legacy_ddp")
+    return out
+
+
+def _main(argv: Optional[List[str]]) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in ("-h", "--help"):
+        print(__doc__)
+    on_cpu = has_flag(args, "--cpu") or not cuda_available()
+    env = dict(os.environ)
+    if "RANK" not in env and "SLURM_PROCID" in env and int(env.get("SLURM_NTASKS", "1")) > 1:
+        os.environ.update(slurm_master_env(env))
+    full = fairseq_args(args, env, on_cpu)
+    from fairseq_cli import train as fairseq_train
+
+    # the same logging fairseq-train sets up (an earlier import may have configured the root logger)
+    logging.basicConfig(
+        format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", datefmt="%Y-%m-%d %H:%M:%S",
+        level=os.environ.get("LOGLEVEL", "INFO").upper(), stream=sys.stdout, force=True,
+    )
+    sys.argv = ["fairseq-train"] + full
+    fairseq_train.cli_main()
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    return run_cli(_main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

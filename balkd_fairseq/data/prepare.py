@@ -1,0 +1,477 @@
+"""Raw text per language -> one SentencePiece model, one dictionary, fairseq datasets per language.
+
+The steps of ``balkd-prepare``, each streaming over the files line by line so memory does not grow
+with the corpus (only with ``--sp-sample-sentences``, which caps the SentencePiece training sample):
+
+1. check:    every file is UTF-8 (else: file and line number) and big enough; count non-blank lines.
+2. split:    (optionally Moses-normalise) and route each line to train/valid/test — a uniform random
+             choice of exactly --valid-lines/--test-lines lines (selection sampling, no index lists) —
+             and write the SentencePiece sample: per language a share of
+             ``min(--sp-sample-sentences, train lines)`` proportional to ``train_lines ** --sp-alpha``
+             (XLM-style smoothing, so low-resource languages get their share of the vocabulary; a
+             language smaller than its share is repeated).
+3. sentencepiece: train ONE unigram model on the sample.
+4. encode:   every split of every language into pieces.
+5. binarize: ONE fairseq Dictionary from all languages' training pieces (as fairseq-preprocess
+             builds it), then fairseq's VocabularyDatasetBinarizer into mmap indexed datasets.
+
+Output layout (what the ``balanced_distill`` task reads)::
+
+    DATA/dict.txt, DATA/spm.model, DATA/spm.vocab, DATA/stats.json
+    DATA/<lang>/{train,valid,test}.{bin,idx}, DATA/<lang>/dict.txt (a copy)
+"""
+import itertools
+import json
+import random
+import re
+import shutil
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, FrozenSet, Iterator, List, Optional, Tuple
+
+from tqdm import tqdm
+
+from ..errors import BalkdError
+
+SPLITS = ("train", "valid", "test")
+LANGUAGE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+ENCODE_BATCH = 1000
+EOS_WORD = "</s>"  # fairseq Dictionary's end-of-sentence symbol, counted once per line
+
+
+# --------------------------------------------------------------------------------------------------
+# Inputs
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LanguageSource:
+    """The raw text of one language: one file ("all", split here) or three pre-split files."""
+
+    lang: str
+    files: Dict[str, Path]
+
+    @property
+    def presplit(self) -> bool:
+        return "all" not in self.files
+
+
+def _check_language_name(lang: str, flag: str) -> None:
+    if not LANGUAGE_NAME.match(lang):
+        raise BalkdError(f"{flag}: bad language name {lang!r} (letters, digits, '_' and '-', starting with a letter)")
+
+
+def parse_raw_spec(spec: str) -> List[LanguageSource]:
+    """``de=de.txt,en=en.txt`` or pre-split ``de=train.txt:valid.txt:test.txt``."""
+    sources = []
+    for item in spec.split(","):
+        if not item.strip():
+            continue
+        lang, sep, paths = item.partition("=")
+        lang = lang.strip()
+        if not sep or not paths.strip():
+            raise BalkdError(f"--raw: expected LANG=FILE or LANG=TRAIN:VALID:TEST, got {item!r}")
+        _check_language_name(lang, "--raw")
+        parts = [Path(p.strip()) for p in paths.split(":")]
+        if len(parts) == 1:
+            files = {"all": parts[0]}
+        elif len(parts) == 3:
+            files = dict(zip(SPLITS, parts))
+        else:
+            raise BalkdError(f"--raw: language '{lang}': give one file or three (TRAIN:VALID:TEST), got {len(parts)}")
+        sources.append(LanguageSource(lang, files))
+    if not sources:
+        raise BalkdError("--raw: no language given")
+    return sources
+
+
+def sources_from_dir(raw_dir: Path) -> List[LanguageSource]:
+    """Every ``<lang>.txt`` in raw_dir, sorted by language."""
+    if not raw_dir.is_dir():
+        raise BalkdError(f"--raw-dir: not a directory: {raw_dir}")
+    sources = [LanguageSource(p.stem, {"all": p}) for p in sorted(raw_dir.glob("*.txt"))]
+    if not sources:
+        raise BalkdError(f"--raw-dir: no <lang>.txt file in {raw_dir}")
+    for source in sources:
+        _check_language_name(source.lang, f"--raw-dir {raw_dir}")
+    return sources
+
+
+@dataclass
+class PrepareConfig:
+    sources: List[LanguageSource]
+    vocab_size: int = 8000
+    sp_alpha: float = 0.3
+    sp_sample_sentences: int = 1_000_000
+    character_coverage: float = 0.9995
+    valid_lines: int = 1000
+    test_lines: int = 1000
+    normalize_punct: FrozenSet[str] = frozenset()  # languages to Moses-normalise
+    seed: int = 1
+    threads: int = 1
+    progress: bool = True
+
+    def validate(self) -> None:
+        langs = [s.lang for s in self.sources]
+        duplicates = sorted({lang for lang in langs if langs.count(lang) > 1})
+        if duplicates:
+            raise BalkdError(f"--raw: language given twice: {', '.join(duplicates)}")
+        unknown = sorted(self.normalize_punct - set(langs))
+        if unknown:
+            raise BalkdError(f"--normalize-punct: not an input language: {', '.join(unknown)}")
+        if self.vocab_size < 8:
+            raise BalkdError(f"--vocab-size: must be at least 8 (got {self.vocab_size})")
+        if not 0.0 <= self.sp_alpha <= 1.0:
+            raise BalkdError(f"--sp-alpha: must be between 0 and 1 (got {self.sp_alpha})")
+        if self.sp_sample_sentences < 1:
+            raise BalkdError(f"--sp-sample-sentences: must be at least 1 (got {self.sp_sample_sentences})")
+        if not 0.0 < self.character_coverage <= 1.0:
+            raise BalkdError(f"--character-coverage: must be in (0, 1] (got {self.character_coverage})")
+        for flag, value in (("--valid-lines", self.valid_lines), ("--test-lines", self.test_lines)):
+            if value < 1:
+                raise BalkdError(f"{flag}: must be at least 1 (got {value})")
+        if self.threads < 1:
+            raise BalkdError(f"--threads: must be at least 1 (got {self.threads})")
+        for source in self.sources:
+            for path in source.files.values():
+                if not path.is_file():
+                    raise BalkdError(f"language '{source.lang}': no such file: {path}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Streaming helpers
+# --------------------------------------------------------------------------------------------------
+
+
+def text_lines(path: Path, on_bytes: Optional[Callable[[int], None]] = None) -> Iterator[str]:
+    """The non-blank lines of a UTF-8 file, stripped; invalid UTF-8 names the file and line."""
+    with open(path, "rb") as f:
+        for line_no, raw in enumerate(f, 1):
+            if on_bytes is not None:
+                on_bytes(len(raw))
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise BalkdError(
+                    f"{path}: line {line_no}: invalid UTF-8 ({err.reason} at byte {err.start} of the line)"
+                ) from None
+            text = text.strip()
+            if line_no == 1:
+                text = text.lstrip("\ufeff").strip()
+            if text:
+                yield text
+
+
+class SelectionSampler:
+    """Chooses exactly k of the next n items, uniformly, one decision at a time (Knuth's Algorithm S)."""
+
+    def __init__(self, k: int, n: int, rng: random.Random):
+        self.needed, self.left, self.rng = k, n, rng
+
+    def take(self) -> bool:
+        chosen = self.rng.random() * self.left < self.needed
+        self.left -= 1
+        self.needed -= chosen
+        return chosen
+
+
+def sp_sample_sizes(train_lines: Dict[str, int], alpha: float, cap: int) -> Dict[str, int]:
+    """Lines per language in the SentencePiece sample: min(cap, total) split ∝ n ** alpha (at least 1 each)."""
+    total = min(cap, sum(train_lines.values()))
+    weights = {lang: n ** alpha for lang, n in train_lines.items()}
+    norm = sum(weights.values())
+    return {lang: max(1, int(total * w / norm)) for lang, w in weights.items()}
+
+
+class RepeatingSampler:
+    """Repeats each of n lines ``quota // n`` times, plus once more for ``quota % n`` of them."""
+
+    def __init__(self, quota: int, n: int, rng: random.Random):
+        self.base = quota // n
+        self.extra = SelectionSampler(quota % n, n, rng)
+
+    def copies(self) -> int:
+        return self.base + self.extra.take()
+
+
+def _bar(cfg: PrepareConfig, total: int, desc: str, unit: str = "line", **kw) -> tqdm:
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, disable=not cfg.progress,
+                dynamic_ncols=True, **kw)
+
+
+# --------------------------------------------------------------------------------------------------
+# Steps
+# --------------------------------------------------------------------------------------------------
+
+
+def count_lines(cfg: PrepareConfig) -> Dict[str, Dict[str, int]]:
+    """Step 1: non-blank lines per language and file; every input error is raised here, before writing."""
+    total_bytes = sum(p.stat().st_size for s in cfg.sources for p in s.files.values())
+    counts: Dict[str, Dict[str, int]] = {}
+    with _bar(cfg, total_bytes, "check", unit="B", unit_scale=True, leave=False) as bar:
+        for source in cfg.sources:
+            counts[source.lang] = {}
+            for part, path in source.files.items():
+                n = sum(1 for _ in text_lines(path, bar.update))
+                if n == 0:
+                    raise BalkdError(f"{path}: file is empty (no non-blank line) for language '{source.lang}'")
+                counts[source.lang][part] = n
+            n = counts[source.lang].get("all")
+            needed = cfg.valid_lines + cfg.test_lines
+            if n is not None and n <= needed:
+                raise BalkdError(
+                    f"{source.files['all']}: language '{source.lang}' has {n} non-blank lines, too few for "
+                    f"--valid-lines {cfg.valid_lines} + --test-lines {cfg.test_lines} and a training split "
+                    f"(needs at least {needed + 1})")
+    return counts
+
+
+def split_sizes(cfg: PrepareConfig, counts: Dict[str, Dict[str, int]]) -> Dict[str, Dict[str, int]]:
+    sizes = {}
+    for source in cfg.sources:
+        c = counts[source.lang]
+        if source.presplit:
+            sizes[source.lang] = dict(c)
+        else:
+            sizes[source.lang] = {"train": c["all"] - cfg.valid_lines - cfg.test_lines,
+                                  "valid": cfg.valid_lines, "test": cfg.test_lines}
+    return sizes
+
+
+def _normalizer(cfg: PrepareConfig, lang: str) -> Callable[[str], str]:
+    if lang not in cfg.normalize_punct:
+        return lambda line: line
+    from sacremoses import MosesPunctNormalizer
+
+    moses = MosesPunctNormalizer(lang=lang)
+    return lambda line: moses.normalize(line).strip() or line
+
+
+def _routed_lines(cfg: PrepareConfig, source: LanguageSource, sizes: Dict[str, int],
+                  rng: random.Random) -> Iterator[Tuple[str, str]]:
+    """(split, line) for every non-blank line, in file order."""
+    if source.presplit:
+        for split in SPLITS:
+            for line in text_lines(source.files[split]):
+                yield split, line
+        return
+    n_eval = sizes["valid"] + sizes["test"]
+    held_out = SelectionSampler(n_eval, sizes["train"] + n_eval, rng)
+    valid = SelectionSampler(sizes["valid"], n_eval, rng)
+    for line in text_lines(source.files["all"]):
+        yield ("valid" if valid.take() else "test") if held_out.take() else "train", line
+
+
+def split_and_sample(cfg: PrepareConfig, sizes: Dict[str, Dict[str, int]], sample_sizes: Dict[str, int],
+                     text_dir: Path, sample_path: Path) -> None:
+    """Step 2: write <lang>.<split>.txt (normalised) and the SentencePiece sample file."""
+    total = sum(n for s in sizes.values() for n in s.values())
+    with _bar(cfg, total, "split") as bar, open(sample_path, "w", encoding="utf-8") as sample:
+        for source in cfg.sources:
+            lang = source.lang
+            rng = random.Random(f"{cfg.seed}:{lang}")
+            normalize = _normalizer(cfg, lang)
+            sampler = RepeatingSampler(sample_sizes[lang], sizes[lang]["train"], rng)
+            outs = {split: open(text_dir / f"{lang}.{split}.txt", "w", encoding="utf-8") for split in SPLITS}
+            try:
+                for split, line in _routed_lines(cfg, source, sizes[lang], rng):
+                    line = normalize(line)
+                    outs[split].write(line + "\n")
+                    copies = sampler.copies() if split == "train" else 0
+                    if copies:  # (TextIOWrapper keeps every empty write pending: never write "")
+                        sample.write((line + "\n") * copies)
+                    bar.update()
+            finally:
+                for f in outs.values():
+                    f.close()
+
+
+def train_sentencepiece(cfg: PrepareConfig, sample_path: Path, model_prefix: Path, n_sample: int) -> None:
+    """Step 3: one unigram model on the sample (``vocab_size`` is a soft limit for tiny corpora)."""
+    import sentencepiece as spm
+
+    if cfg.progress:
+        print(f"sentencepiece: training a {cfg.vocab_size}-piece unigram model on {n_sample} sentences",
+              file=sys.stderr)
+    try:
+        spm.SentencePieceTrainer.train(
+            input=str(sample_path), model_prefix=str(model_prefix), model_type="unigram",
+            vocab_size=cfg.vocab_size, character_coverage=cfg.character_coverage,
+            input_sentence_size=max(n_sample, 101),  # SentencePiece rejects 1..100; the file holds n_sample
+            shuffle_input_sentence=False, hard_vocab_limit=False,
+            num_threads=cfg.threads, minloglevel=2,
+        )
+    except (RuntimeError, OSError) as err:
+        reason = re.sub(r"^.*\] ", "", " ".join(str(err).split()))  # drop SentencePiece's source location
+        raise BalkdError(f"--vocab-size {cfg.vocab_size}: SentencePiece training failed: {reason}") from None
+
+
+def encode(cfg: PrepareConfig, sizes: Dict[str, Dict[str, int]], model: Path, text_dir: Path) -> Counter:
+    """Step 4: <lang>.<split>.txt -> <lang>.<split>.spm (space-separated pieces, as fairseq's sentencepiece
+    bpe writes them). Returns the piece counts of all training splits (one "</s>" per line)."""
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=str(model))
+    train_counts: Counter = Counter()
+    total = sum(n for s in sizes.values() for n in s.values())
+    with _bar(cfg, total, "encode") as bar:
+        for lang in sizes:
+            for split in SPLITS:
+                counts = train_counts if split == "train" else None
+                src, dst = text_dir / f"{lang}.{split}.txt", text_dir / f"{lang}.{split}.spm"
+                with open(src, encoding="utf-8") as fin, open(dst, "w", encoding="utf-8") as fout:
+                    for batch in _batches(fin):
+                        _write_pieces(sp, batch, fout, counts)
+                        bar.update(len(batch))
+    return train_counts
+
+
+def _batches(lines: Iterator[str]) -> Iterator[List[str]]:
+    batch = []
+    for line in lines:
+        batch.append(line.rstrip("\n"))
+        if len(batch) == ENCODE_BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _write_pieces(sp, lines: List[str], out, counts: Optional[Counter]) -> None:
+    encoded = sp.encode(lines, out_type=str)
+    out.write("".join(" ".join(pieces) + "\n" for pieces in encoded))
+    if counts is not None:
+        counts.update(itertools.chain.from_iterable(encoded))
+        counts[EOS_WORD] += len(encoded)
+
+
+def build_dictionary(train_counts: Counter):
+    """One fairseq Dictionary from every language's training pieces, exactly as fairseq-preprocess builds it
+    (``Dictionary.add_file_to_dictionary``'s merge, then ``finalize`` with its defaults), from counts
+    gathered while encoding instead of a second, per-word pass over the files."""
+    from fairseq.data import Dictionary
+
+    dictionary = Dictionary(eos=EOS_WORD)
+    for piece, count in sorted(train_counts.items()):
+        dictionary.add_symbol(piece, count)
+    dictionary.finalize(threshold=-1, nwords=-1, padding_factor=8)
+    return dictionary
+
+
+def piece_binarizer(dictionary):
+    """fairseq's VocabularyDatasetBinarizer semantics (ids of whitespace-separated pieces, unknown pieces
+    counted as replaced, </s> appended) without its per-element tensor writes, which are ~6x slower."""
+    import torch
+    from fairseq.binarizer import Binarizer
+
+    class PieceBinarizer(Binarizer):
+        def binarize_line(self, line, summary):
+            if summary.replaced is None:
+                summary.replaced = Counter()
+            pieces = line.split()
+            ids = [dictionary.indices.get(piece, dictionary.unk_index) for piece in pieces]
+            if dictionary.unk_index in ids:
+                summary.replaced.update(
+                    p for p, i in zip(pieces, ids) if i == dictionary.unk_index and p != dictionary.unk_word)
+            ids.append(dictionary.eos_index)
+            summary.num_seq += 1
+            summary.num_tok += len(ids)
+            return torch.tensor(ids, dtype=torch.int32)
+
+    return PieceBinarizer()
+
+
+def binarize(cfg: PrepareConfig, sizes: Dict[str, Dict[str, int]], dictionary, text_dir: Path,
+             out: Path) -> Dict[str, Dict[str, Dict[str, int]]]:
+    """Step 5: fairseq mmap datasets DATA/<lang>/<split>.{bin,idx}; returns lines/tokens/unk per split."""
+    from fairseq.binarizer import BinarizeSummary
+    from fairseq.data import indexed_dataset
+
+    binarizer = piece_binarizer(dictionary)
+    stats: Dict[str, Dict[str, Dict[str, int]]] = {}
+    total = sum(n for s in sizes.values() for n in s.values())
+    with _bar(cfg, total, "binarize") as bar:
+        for lang in sizes:
+            (out / lang).mkdir()
+            stats[lang] = {}
+            for split in SPLITS:
+                prefix = str(out / lang / split)
+                builder = indexed_dataset.make_builder(
+                    indexed_dataset.data_file_path(prefix), impl="mmap", vocab_size=len(dictionary))
+                summary = BinarizeSummary()
+                with open(text_dir / f"{lang}.{split}.spm", encoding="utf-8") as f:
+                    for line in f:
+                        builder.add_item(binarizer.binarize_line(line, summary))
+                        bar.update()
+                builder.finalize(indexed_dataset.index_file_path(prefix))
+                stats[lang][split] = {"lines": summary.num_seq, "tokens": summary.num_tok - summary.num_seq,
+                                      "unk": summary.num_replaced}
+    return stats
+
+
+# --------------------------------------------------------------------------------------------------
+# The whole pipeline
+# --------------------------------------------------------------------------------------------------
+
+
+def prepare(cfg: PrepareConfig, out: Path) -> dict:
+    """Run every step, writing the final layout into ``out`` (an existing, empty directory).
+
+    Every input check runs (step 1) before anything is written. Returns the statistics (stats.json).
+    """
+    cfg.validate()
+    counts = count_lines(cfg)
+    sizes = split_sizes(cfg, counts)
+    train_lines = {lang: s["train"] for lang, s in sizes.items()}
+    sample_sizes = sp_sample_sizes(train_lines, cfg.sp_alpha, cfg.sp_sample_sentences)
+    work = out / ".work"
+    work.mkdir()
+    sample_path = work / "spm_sample.txt"
+    split_and_sample(cfg, sizes, sample_sizes, work, sample_path)
+    train_sentencepiece(cfg, sample_path, out / "spm", sum(sample_sizes.values()))
+    train_counts = encode(cfg, sizes, out / "spm.model", work)
+    dictionary = build_dictionary(train_counts)
+    dictionary.save(str(out / "dict.txt"))
+    split_stats = binarize(cfg, sizes, dictionary, work, out)
+    for lang in sizes:
+        shutil.copyfile(out / "dict.txt", out / lang / "dict.txt")
+    shutil.rmtree(work)
+    stats = {
+        "languages": {
+            s.lang: {**split_stats[s.lang], "sp_sample_lines": sample_sizes[s.lang],
+                     "normalized_punctuation": s.lang in cfg.normalize_punct,
+                     "inputs": {part: str(path) for part, path in s.files.items()}}
+            for s in cfg.sources
+        },
+        "dictionary_size": len(dictionary),
+        "sentencepiece": {"vocab_size": _spm_size(out / "spm.model"), "requested_vocab_size": cfg.vocab_size,
+                          "alpha": cfg.sp_alpha, "sample_lines": sum(sample_sizes.values()),
+                          "sample_cap": cfg.sp_sample_sentences, "character_coverage": cfg.character_coverage},
+        "seed": cfg.seed,
+    }
+    with open(out / "stats.json", "w", encoding="utf-8") as f:
+        json.dump(stats, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+    return stats
+
+
+def _spm_size(model: Path) -> int:
+    import sentencepiece as spm
+
+    return spm.SentencePieceProcessor(model_file=str(model)).get_piece_size()
+
+
+def format_stats(stats: dict) -> str:
+    """The per-language table printed by balkd-prepare."""
+    header = f"{'lang':<8}" + "".join(f"{split + ' lines':>13}{split + ' tokens':>14}" for split in SPLITS)
+    header += f"{'spm sample':>12}"
+    rows = [header]
+    for lang, s in stats["languages"].items():
+        row = f"{lang:<8}" + "".join(f"{s[split]['lines']:>13,}{s[split]['tokens']:>14,}" for split in SPLITS)
+        rows.append(row + f"{s['sp_sample_lines']:>12,}")
+    sp = stats["sentencepiece"]
+    rows.append(f"sentencepiece: {sp['vocab_size']} pieces (asked {sp['requested_vocab_size']}), sample "
+                f"{sp['sample_lines']:,} lines, alpha {sp['alpha']}; dictionary: {stats['dictionary_size']} entries")
+    return "\n".join(rows)

@@ -1,0 +1,168 @@
+"""The distillation loss against hand computations, routing by language, logging keys."""
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn as nn
+from fairseq import metrics
+from fairseq.data import Dictionary
+
+from balkd_fairseq.criterions.multi_teacher_distill import MultiTeacherDistillConfig, MultiTeacherDistillCriterion
+from balkd_fairseq.errors import BalkdError
+from balkd_fairseq.teachers import TeacherRecord, TeacherSet
+
+VOCAB = 9  # 4 special symbols + 5 words
+
+
+class TableLM(nn.Module):
+    """A 'masked LM' whose logits at a position depend only on the input token there."""
+
+    def __init__(self, table):
+        super().__init__()
+        self.table = nn.Parameter(table.clone())
+        self.calls = 0
+
+    def forward(self, src_tokens, masked_tokens=None, **unused):
+        self.calls += 1
+        logits = self.table[src_tokens]
+        return (logits[masked_tokens] if masked_tokens is not None else logits), {}
+
+
+def dictionary():
+    d = Dictionary()
+    for i in range(VOCAB - 4):
+        d.add_symbol(f"w{i}")
+    return d
+
+
+def make_criterion(teachers, languages=("aa", "bb"), **cfg):
+    records = [TeacherRecord(lang, f"/{lang}.pt", "0", "0") for lang in languages]
+    teacher_set = TeacherSet(dict(enumerate(teachers)), records)
+    task = SimpleNamespace(languages=list(languages), target_dictionary=dictionary(), load_teachers=lambda: teacher_set)
+    return MultiTeacherDistillCriterion(MultiTeacherDistillConfig(**cfg), task)
+
+
+def make_sample(lang_ids, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    src = torch.randint(4, VOCAB, (len(lang_ids), 6), generator=gen)
+    masked = torch.rand(src.shape, generator=gen) < 0.5
+    masked[:, 0] = True  # every row has a masked position
+    target = torch.where(masked, torch.randint(4, VOCAB, src.shape, generator=gen), torch.ones_like(src))
+    return {
+        "net_input": {"src_tokens": src, "src_lengths": torch.full((len(lang_ids),), 6)},
+        "target": target, "lang_id": torch.tensor(lang_ids),
+        "ntokens": int(src.numel()), "nsentences": len(lang_ids),
+    }, masked
+
+
+def tables(seed, n):
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.randn(VOCAB, VOCAB, generator=gen) * 2 for _ in range(n)]
+
+
+def hand_loss(student, teachers, sample, masked, T=1.0, kind="kl", a=0.0, topk=0):
+    soft = hard = 0.0
+    src, target, langs = sample["net_input"]["src_tokens"], sample["target"], sample["lang_id"]
+    for b, l in masked.nonzero().tolist():
+        tok = src[b, l]
+        t_logits = teachers[langs[b]].table[tok].detach().double()
+        s_logits = student.table[tok].detach().double()
+        support = list(range(VOCAB))
+        if topk:
+            support = t_logits.topk(topk).indices.tolist()
+        p = torch.softmax(t_logits[support] / T, -1)
+        log_q = torch.log_softmax(s_logits / T, -1)[support]
+        cross = -(p * log_q).sum().item()
+        entropy = -(p * p.log()).sum().item()
+        soft += (cross - entropy if kind == "kl" else cross) * T * T
+        hard += -torch.log_softmax(s_logits, -1)[target[b, l]].item()
+    return (1 - a) * soft + a * hard if a else soft, soft, hard
+
+
+@pytest.mark.parametrize("kind,T,a,topk", [("kl", 1.0, 0.0, 0), ("ce", 1.0, 0.0, 0), ("kl", 2.5, 0.0, 0),
+                                          ("ce", 0.5, 0.3, 0), ("kl", 2.0, 0.25, 0), ("kl", 1.0, 0.0, 3)])
+def test_loss_matches_hand_computation(kind, T, a, topk):
+    teacher_tables = tables(1, 2)
+    teachers = [TableLM(t) for t in teacher_tables]
+    student = TableLM(tables(2, 1)[0])
+    crit = make_criterion(teachers, distill_loss=kind, temperature=T, hard_label_weight=a, topk=topk)
+    sample, masked = make_sample([0, 1, 0, 1, 1])
+    loss, sample_size, log = crit(student, sample)
+    expected, soft, hard = hand_loss(student, teachers, sample, masked, T, kind, a, topk)
+    assert sample_size == int(masked.sum())
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    assert log["distill_loss"].item() == pytest.approx(soft, rel=1e-5)
+    assert log["hard_loss"].item() == pytest.approx(hard, rel=1e-5)
+    loss.backward()
+    assert student.table.grad is not None and all(t.table.grad is None for t in teachers)
+
+
+def test_teacher_identical_to_student_gives_zero_distill_loss():
+    table = tables(3, 1)[0]
+    crit = make_criterion([TableLM(table), TableLM(table)], temperature=2.0)
+    sample, _ = make_sample([0, 1, 1])
+    loss, _, log = crit(TableLM(table), sample)
+    assert abs(loss.item()) < 1e-5 and abs(log["distill_loss"].item()) < 1e-5
+    assert log["top1_agree"].item() == log["distill_positions"]
+
+
+def test_each_sample_gets_its_own_languages_teacher():
+    # teacher aa always predicts word 4, teacher bb always word 8
+    one_hot = [torch.full((VOCAB, VOCAB), -30.0).index_fill_(1, torch.tensor([w]), 30.0) for w in (4, 8)]
+    teachers = [TableLM(t) for t in one_hot]
+    teacher_set = make_criterion(teachers).teachers
+    sample, masked = make_sample([1, 0, 0, 1, 0, 1], seed=5)
+    logits, position_langs = teacher_set.masked_logits(sample["net_input"]["src_tokens"], masked, sample["lang_id"])
+    expected_langs = sample["lang_id"].unsqueeze(1).expand_as(masked)[masked]
+    assert torch.equal(position_langs, expected_langs)
+    assert torch.equal(logits.argmax(-1), torch.where(expected_langs == 0, 4, 8))
+    assert [t.calls for t in teachers] == [1, 1]  # one forward per language present, not per sample
+
+
+def test_absent_language_runs_no_teacher_and_still_logs_its_keys():
+    teachers = [TableLM(t) for t in tables(4, 3)]
+    crit = make_criterion(teachers, languages=("aa", "bb", "cc"))
+    sample, _ = make_sample([0, 0, 2])
+    _, _, log = crit(TableLM(tables(5, 1)[0]), sample)
+    assert [t.calls for t in teachers] == [1, 0, 1]
+    assert log["distill_bb_count"].item() == 0 and "distill_bb_sum" in log
+    assert log["distill_aa_count"].item() > 0
+
+
+def test_non_finite_teacher_is_skipped_and_counted():
+    bad = tables(6, 1)[0]
+    bad[5] = float("nan")
+    teachers = [TableLM(tables(7, 1)[0]), TableLM(bad)]
+    crit = make_criterion(teachers)
+    sample, masked = make_sample([0, 1, 1], seed=2)
+    sample["net_input"]["src_tokens"][1:, 0] = 5  # bb rows hit the NaN row
+    loss, _, log = crit(TableLM(tables(8, 1)[0]), sample)
+    assert math.isfinite(loss.item())
+    assert log["nonfinite_teacher_batches"] == 1
+    assert log["distill_bb_count"].item() == 0
+    assert log["distill_positions"] == int(masked[0].sum())
+
+
+def test_reduce_metrics_logs_per_language_and_summary():
+    crit = make_criterion([TableLM(t) for t in tables(9, 2)])
+    student = TableLM(tables(10, 1)[0])
+    outs = [crit(student, make_sample(langs, seed=s)[0])[2] for s, langs in enumerate([[0, 0], [1, 0, 1]])]
+    summed = {k: sum(o[k] for o in outs) for k in outs[0]}
+    with metrics.aggregate() as agg:
+        MultiTeacherDistillCriterion.reduce_metrics(outs)
+        values = agg.get_smoothed_values()
+    with metrics.aggregate() as agg2:
+        MultiTeacherDistillCriterion.reduce_metrics([summed])
+        assert agg2.get_smoothed_values()["distill_bb"] == pytest.approx(values["distill_bb"])
+    for key in ["loss", "distill_loss", "hard_loss", "teacher_entropy", "top1_agree", "distill_aa", "distill_bb"]:
+        assert key in values
+    assert MultiTeacherDistillCriterion.logging_outputs_can_be_summed()
+
+
+@pytest.mark.parametrize("cfg,flag", [({"temperature": 0.0}, "--temperature"), ({"temperature": -1.0}, "--temperature"),
+                                      ({"hard_label_weight": 1.5}, "--hard-label-weight"),
+                                      ({"hard_label_weight": -0.1}, "--hard-label-weight")])
+def test_bad_hyperparameters_are_rejected(cfg, flag):
+    with pytest.raises(BalkdError, match=flag):
+        make_criterion([TableLM(t) for t in tables(0, 2)], **cfg)

@@ -1,0 +1,85 @@
+"""fairseq-train end to end with the plugin: distillation, resume, from_pretrained, baselines, errors, DDP."""
+import os
+
+import pytest
+import torch
+
+import balkd_fairseq  # noqa: F401  (allowlists what fairseq checkpoints contain)
+
+from helpers import (TINY_ARCH, distill_args, json_log_records, run_balkd_train, run_fairseq_train)
+
+pytestmark = pytest.mark.slow
+
+
+def test_distill_resume_and_from_pretrained(tiny_data, teacher_spec, tmp_path):
+    save, tb = tmp_path / "student", tmp_path / "tb"
+    first = run_fairseq_train(distill_args(tiny_data, save, teacher_spec, updates=6,
+                                           extra=["--tensorboard-logdir", str(tb), "--valid-subset", "valid,valid_aa,valid_bb"]))
+    records = json_log_records(first.stdout, "train_inner")
+    assert [r["num_updates"] for r in records] == ["1", "2", "3", "4", "5", "6"]
+    assert {"distill_loss", "distill_aa", "distill_bb", "teacher_entropy", "top1_agree", "hard_loss"} <= set(records[0])
+    assert json_log_records(first.stdout, "valid_bb") and "balance=subsample epoch 2" in first.stderr + first.stdout
+
+    state = torch.load(save / "checkpoint_last.pt", weights_only=True)
+    assert state["criterion"] is None if "criterion" in state else True
+    assert not any(k.startswith("teacher") for k in state["model"])
+
+    resumed = run_fairseq_train(distill_args(tiny_data, save, teacher_spec, updates=9))
+    assert "Loaded checkpoint" in resumed.stdout + resumed.stderr
+    assert [r["num_updates"] for r in json_log_records(resumed.stdout, "train_inner")] == ["7", "8", "9"]
+
+    from fairseq.models.roberta import RobertaModel
+
+    hub = RobertaModel.from_pretrained(str(save), "checkpoint_last.pt", data_name_or_path=str(tiny_data), bpe=None)
+    tokens = hub.task.source_dictionary.encode_line("aa1 aa2 x0", add_if_not_exist=False).long()
+    assert hub.extract_features(tokens).shape == (1, 4, 32)
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train_events = EventAccumulator(str(tb / "train_inner")).Reload()
+    assert {"distill_aa", "distill_bb", "distill_loss"} <= set(train_events.Tags()["scalars"])
+    assert "loss" in EventAccumulator(str(tb / "valid_bb")).Reload().Tags()["scalars"]
+
+
+def test_hard_label_baseline_needs_no_teachers(tiny_data, tmp_path):
+    proc = run_fairseq_train([
+        str(tiny_data), "--task", "balanced_distill", "--balance", "none", "--criterion", "masked_lm", *TINY_ARCH,
+        "--tokens-per-sample", "32", "--batch-size", "8", "--optimizer", "adam", "--lr", "0.001", "--max-update", "3",
+        "--save-dir", str(tmp_path / "hl"), "--cpu", "--required-batch-size-multiple", "1", "--log-format", "json", "--log-interval", "1", "--num-workers", "0",
+    ])
+    assert len(json_log_records(proc.stdout, "train_inner")) == 3
+    assert "teacher for" not in proc.stdout + proc.stderr  # no teacher was loaded
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--temperature", "0"], "--temperature must be > 0, got 0.0"),
+    (["--hard-label-weight", "2"], "--hard-label-weight must be in [0, 1], got 2.0"),
+])
+def test_bad_flags_give_one_line_and_exit_2(tiny_data, teacher_spec, tmp_path, extra, message):
+    proc = run_fairseq_train(distill_args(tiny_data, tmp_path / "s", teacher_spec, extra=extra), check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == f"balkd-fairseq: error: {message}"
+    assert "Traceback" not in proc.stderr
+
+
+def test_missing_teacher_fails_before_training_and_overwrites_nothing(tiny_data, tiny_teachers, tmp_path):
+    save = tmp_path / "s"
+    save.mkdir()
+    (save / "checkpoint_last.pt").write_bytes(b"previous run")
+    proc = run_fairseq_train(distill_args(tiny_data, save, f"aa:{tiny_teachers['aa']}"), check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("balkd-fairseq: error: no teacher for language(s) bb")
+    assert (save / "checkpoint_last.pt").read_bytes() == b"previous run"
+
+
+def test_two_process_gloo_run_completes_saves_and_resumes(tiny_data, teacher_spec, tmp_path):
+    save = tmp_path / "ddp"
+    args = distill_args(tiny_data, save, teacher_spec, updates=3)
+    proc = run_balkd_train(args, nproc=2)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (save / "checkpoint_last.pt").is_file()
+    assert json_log_records(proc.stdout + proc.stderr, "valid_aa"), "balkd-train adds per-language validation subsets"
+    args = distill_args(tiny_data, save, teacher_spec, updates=5)
+    resumed = run_balkd_train(args, nproc=2, port=29612)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Loaded checkpoint" in resumed.stdout + resumed.stderr
