@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# The embedded pipeline on CPU (what `make demo` runs):
+#   balkd-synth -> balkd-prepare -> balkd-train-teachers -> three students on the same update budget
+#   (HL, HL-balanced, Ours) -> balkd-eval-lm -> balkd-probe -> balkd-report
+# Settings come from the environment (defaults below); OUT is wiped and rebuilt each run.
+set -euo pipefail
+HERE="$(cd "$(dirname "$0")" && pwd)"
+REPO="$(cd "$HERE/../.." && pwd)"
+OUT="${OUT:-$REPO/outputs/toy}"
+SEED="${SEED:-1}"
+PRESET="${PRESET:-shared}"
+LOW="${LOW:-tr eu}"
+HIGH="${HIGH:-es}"
+SINGLE="${SINGLE:-de}"
+TEACHER_UPDATES="${TEACHER_UPDATES:-250}"
+STUDENT_UPDATES="${STUDENT_UPDATES:-250}"
+VOCAB="${VOCAB:-2000}"
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
+
+# one model size for teachers and students (the method's setting: same size)
+MODEL=(--arch roberta_base --encoder-layers 2 --encoder-embed-dim 96 --encoder-ffn-embed-dim 192
+       --encoder-attention-heads 4 --max-positions 64 --dropout 0.1)
+COMMON=(--tokens-per-sample 64 --batch-size 32 --required-batch-size-multiple 1 --optimizer adam
+        --adam-betas "(0.9,0.98)" --weight-decay 0.01 --lr 0.002 --lr-scheduler polynomial_decay
+        --cpu --seed "$SEED" --num-workers 0 --log-format simple --log-interval 25 --no-epoch-checkpoints)
+schedule() { echo --warmup-updates $(( $1 / 10 )) --total-num-update "$1" --max-update "$1"; }
+
+step() { printf '\n==> %s\n' "$*"; }
+SECONDS=0
+rm -rf "$OUT" && mkdir -p "$OUT"
+
+step "1/7 synthetic benchmark ($PRESET preset) -> $OUT/synth"
+balkd-synth --out "$OUT/synth" --preset "$PRESET" --seed "$SEED" --quiet
+
+step "2/7 one SentencePiece vocabulary + binarized data -> $OUT/data"
+balkd-prepare --raw-dir "$OUT/synth/raw" --out "$OUT/data" --vocab-size "$VOCAB" \
+  --valid-lines 100 --test-lines 100 --seed "$SEED" --quiet
+
+step "3/7 monolingual teachers on all of each language's data -> $OUT/teachers"
+balkd-train-teachers "$OUT/data" --save-dir "$OUT/teachers" -- "${MODEL[@]}" "${COMMON[@]}" \
+  $(schedule "$TEACHER_UPDATES") --disable-validation
+
+train_student() {  # name, then task/criterion flags
+  local name=$1; shift
+  step "student $name -> $OUT/checkpoints/$name (TensorBoard: $OUT/tensorboard/$name)"
+  balkd-train "$OUT/data" --task balanced_distill "$@" "${MODEL[@]}" "${COMMON[@]}" $(schedule "$STUDENT_UPDATES") \
+    --save-dir "$OUT/checkpoints/$name" --tensorboard-logdir "$OUT/tensorboard/$name" \
+    > "$OUT/checkpoints/$name.log" 2>&1 || { tail -n 20 "$OUT/checkpoints/$name.log"; exit 1; }
+  grep -E "\| valid \|" "$OUT/checkpoints/$name.log" | tail -n 1 | cut -c1-160
+}
+mkdir -p "$OUT/checkpoints"
+step "4/7 three students, $STUDENT_UPDATES updates each"
+train_student HL --balance none --criterion masked_lm
+train_student HL-balanced --balance subsample --criterion masked_lm
+train_student Ours --balance subsample --criterion multi_teacher_distill --teachers "$OUT/teachers/teachers.json"
+
+MODELS=()
+for name in HL HL-balanced Ours; do MODELS+=(--checkpoint "$name=$OUT/checkpoints/$name/checkpoint_last.pt"); done
+LANGS=$(python -c "import json,sys; print(','.join(json.load(open(sys.argv[1]))['languages']))" "$OUT/synth/languages.json")
+
+step "5/7 masked-LM MRR per language (identical masks for every model)"
+balkd-eval-lm "${MODELS[@]}" --data "$OUT/data" --languages "$LANGS" --split test --tokens-per-sample 64 \
+  --seed "$SEED" --output-dir "$OUT/results" --cpu
+
+step "6/7 POS and NER probes, in-language and zero-shot"
+for name in HL HL-balanced Ours; do
+  balkd-probe --checkpoint "$name=$OUT/checkpoints/$name/checkpoint_last.pt" --data "$OUT/data" --languages "$LANGS" \
+    --probe-dir "$OUT/synth" --seed "$SEED" --output-dir "$OUT/results" --cpu
+done
+
+step "7/7 report"
+balkd-report --model "HL=$OUT/results/HL" --model "HL-balanced=$OUT/results/HL-balanced" --model "Ours=$OUT/results/Ours" \
+  --low $LOW --high $HIGH --single $SINGLE --output-dir "$OUT/report"
+cat "$OUT/report/report.md"
+cat <<DONE
+
+Done in ${SECONDS}s.
+  table:       $OUT/report/report.md (and report.csv)
+  plot:        $OUT/report/report.png
+  checkpoints: $OUT/checkpoints/{HL,HL-balanced,Ours}/checkpoint_last.pt, teachers in $OUT/teachers
+  TensorBoard: tensorboard --logdir $OUT/tensorboard
+DONE
