@@ -4,10 +4,12 @@
 importing it registers the plugin's tasks, criteria and models and makes fairseq checkpoints
 loadable under torch's ``weights_only`` default.
 """
+from .atomic_checkpoints import make_checkpoint_copies_atomic
 from .checkpoint_compat import allow_fairseq_checkpoints
 from .errors import BalkdError, install_excepthook
 
 allow_fairseq_checkpoints()
+make_checkpoint_copies_atomic()  # a kill while saving never truncates checkpoint_last.pt
 install_excepthook()
 
 from . import criterions, models, tasks  # noqa: E402,F401  (registration side effects)

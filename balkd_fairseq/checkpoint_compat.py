@@ -11,6 +11,8 @@ Safety is not switched off: any other pickled object is still refused, and never
 """
 import argparse
 import collections
+import pickle
+import re
 import typing
 
 import torch
@@ -61,3 +63,20 @@ def allow_fairseq_checkpoints() -> None:
         return
     torch.serialization.add_safe_globals(fairseq_checkpoint_globals())
     _installed = True
+
+
+def describe_load_error(err: BaseException) -> str:
+    """Why ``torch.load`` failed on a checkpoint file, in one line (torch's own messages span many)."""
+    text = str(err)
+    refused = re.search(r"GLOBAL ([\w.]+)", text)
+    if refused:
+        return f"it pickles {refused.group(1)}, which is outside balkd-fairseq's checkpoint allowlist (refused, not executed)"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if "Weights only load failed" in text:
+        marker = next((i for i, line in enumerate(lines) if "WeightsUnpickler error" in line), None)
+        reason = lines[marker + 1] if marker is not None and marker + 1 < len(lines) else type(err).__name__
+        return f"not a readable checkpoint (corrupt, or not written by torch.save): {reason}"
+    first = lines[0].split(". ")[0] if lines else type(err).__name__
+    if "PytorchStreamReader" in text or isinstance(err, (EOFError, pickle.UnpicklingError)):
+        return f"truncated or corrupt file ({first})"
+    return f"{type(err).__name__}: {first}"

@@ -6,9 +6,10 @@
 
 It adds what the user did not give: ``--user-dir`` (this plugin); under torchrun (RANK, WORLD_SIZE,
 LOCAL_RANK) or SLURM (SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID) ``--distributed-world-size``,
-``--distributed-rank``, ``--device-id``, ``--distributed-init-method env://`` and
-``--distributed-no-spawn``; on CPU (``--cpu`` or no CUDA) ``--cpu --distributed-backend gloo
---ddp-backend legacy_ddp`` (PyTorch DDP in fairseq passes GPU device ids); and for
+``--distributed-rank``, ``--device-id`` (the local rank; 0 when the launcher gives each process a
+single GPU), ``--distributed-init-method env://`` and ``--distributed-no-spawn``; on CPU (``--cpu``
+or no CUDA) ``--cpu --distributed-backend gloo --ddp-backend legacy_ddp`` (PyTorch DDP in fairseq
+passes GPU device ids); and for
 ``--task balanced_distill`` without ``--valid-subset`` one validation subset per language
 (``valid,valid_<lang>,...``) so every language's validation loss is logged. Every other argument
 goes to fairseq-train unchanged.
@@ -61,29 +62,38 @@ def flag_value(args: List[str], flag: str) -> Optional[str]:
     return None
 
 
-def cuda_available() -> bool:
+def visible_gpus() -> int:
     import torch
 
-    return torch.cuda.is_available()
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
 def per_language_valid(args: List[str]) -> Optional[str]:
     """'valid,valid_de,valid_en' for a balanced_distill run without --valid-subset."""
     if flag_value(args, "--task") != "balanced_distill" or has_flag(args, "--valid-subset"):
         return None
-    data = next((a for a in args if not a.startswith("-")), None)
     languages = flag_value(args, "--languages")
     if languages:
         langs = [lang for lang in languages.split(",") if lang]
-    elif data and os.path.isdir(data.split(os.pathsep)[0]):
-        root = data.split(os.pathsep)[0]
-        langs = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
     else:
-        return None
+        root = data_root(args)
+        if root is None:
+            return None
+        langs = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
     return ",".join(["valid"] + [f"valid_{lang}" for lang in langs])
 
 
-def fairseq_args(args: List[str], env: Dict[str, str], on_cpu: bool) -> List[str]:
+def data_root(args: List[str]) -> Optional[str]:
+    """DATA: the first argument not starting with '-' that is a directory holding dict.txt."""
+    for arg in args:
+        root = arg.split(os.pathsep)[0]
+        if not arg.startswith("-") and os.path.isfile(os.path.join(root, "dict.txt")):
+            return root
+    return None
+
+
+def fairseq_args(args: List[str], env: Dict[str, str], on_cpu: bool, gpus: int = 0) -> List[str]:
+    """The fairseq-train arguments: ``args`` plus the flags the user did not give (``gpus``: visible GPUs)."""
     out = list(args)
 
     def add(flag, *values):
@@ -100,7 +110,8 @@ def fairseq_args(args: List[str], env: Dict[str, str], on_cpu: bool) -> List[str
     if dist is not None and int(dist["world_size"]) > 1:
         add("--distributed-world-size", dist["world_size"])
         add("--distributed-rank", dist["rank"])
-        add("--device-id", dist["local_rank"])
+        # a launcher that binds one GPU per task (srun --gpus-per-task 1) leaves each process one device: cuda:0
+        add("--device-id", "0" if not on_cpu and gpus == 1 else dist["local_rank"])
         add("--distributed-init-method", "env://")
         add("--distributed-no-spawn")
         if on_cpu:
@@ -113,11 +124,12 @@ def _main(argv: Optional[List[str]]) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in ("-h", "--help"):
         print(__doc__)
-    on_cpu = has_flag(args, "--cpu") or not cuda_available()
+    gpus = visible_gpus()
+    on_cpu = has_flag(args, "--cpu") or gpus == 0
     env = dict(os.environ)
     if "RANK" not in env and "SLURM_PROCID" in env and int(env.get("SLURM_NTASKS", "1")) > 1:
         os.environ.update(slurm_master_env(env))
-    full = fairseq_args(args, env, on_cpu)
+    full = fairseq_args(args, env, on_cpu, gpus)
     from fairseq_cli import train as fairseq_train
 
     # the same logging fairseq-train sets up (an earlier import may have configured the root logger)

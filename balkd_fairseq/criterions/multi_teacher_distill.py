@@ -17,7 +17,7 @@ from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 
 from ..errors import BalkdError
-from .soft_targets import SoftTargets, teacher_soft_targets
+from .soft_targets import SoftTargets, cached_soft_targets, row_dot, teacher_soft_targets
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,15 @@ class MultiTeacherDistillConfig(FairseqDataclass):
         metadata={"help": "weight a in [0, 1] of the hard masked-LM loss: (1-a)*soft + a*hard (0 = soft labels only, the paper)"},
     )
     topk: int = field(
-        default=0, metadata={"help": "keep only the teacher's top-k tokens per position, renormalised (0 = full vocabulary)"}
+        default=0,
+        metadata={"help": "keep only the teacher's top-k tokens per position, renormalised (0 = full vocabulary, "
+                          "or with --teacher-cache every token the cache holds)"},
+    )
+    teacher_cache: str = field(
+        default="",
+        metadata={"help": "directory written by balkd-cache-teachers: read the teachers' top-k soft labels from it "
+                          "instead of running teachers (teachers are then not loaded); refused if built for other "
+                          "data, masks, seed, epochs or teachers"},
     )
 
 
@@ -53,7 +61,22 @@ class MultiTeacherDistillCriterion(FairseqCriterion):
             raise BalkdError("--criterion multi_teacher_distill needs --task balanced_distill (samples must carry language ids)")
         self.cfg = cfg
         self.languages: List[str] = list(task.languages)
-        self.teachers = task.load_teachers()
+        self.teacher_cache = self._open_cache(cfg, task) if cfg.teacher_cache else None
+        self.teachers = None if self.teacher_cache is not None else task.load_teachers()
+
+    @staticmethod
+    def _open_cache(cfg, task):
+        from ..teacher_cache import TeacherCache
+
+        cache = TeacherCache.open(cfg.teacher_cache, task)
+        if cfg.topk > cache.k:
+            raise BalkdError(f"--topk {cfg.topk} exceeds the {cache.k} tokens per position stored in --teacher-cache {cfg.teacher_cache}")
+        logger.info(f"soft labels from the teacher cache {cfg.teacher_cache} (top-{cfg.topk or cache.k}); teachers are not loaded")
+        if hasattr(task, "state"):  # the checkpoint's teacher manifest: the teachers that built the cache
+            from ..teacher_manifest import MANIFEST_KEY
+
+            task.state.merge_state_dict({MANIFEST_KEY: cache.manifest()})
+        return cache
 
     # ------------------------------------------------------------------ loss
     def forward(self, model, sample, reduce=True):
@@ -67,7 +90,7 @@ class MultiTeacherDistillCriterion(FairseqCriterion):
 
         soft = self._soft_targets(sample, masked, lang_ids)
         T = self.cfg.temperature
-        student_logp_T = F.log_softmax(student_logits.float() / T, dim=-1)
+        student_logp_T = F.log_softmax(student_logits.float() / T if T != 1.0 else student_logits.float(), dim=-1)
         soft_per_pos = self._soft_loss_per_position(student_logp_T, soft) * (T * T)
         valid = soft.valid
         distill_loss = soft_per_pos[valid].sum()
@@ -91,11 +114,21 @@ class MultiTeacherDistillCriterion(FairseqCriterion):
         return loss, sample_size, logging_output
 
     def _soft_targets(self, sample, masked, lang_ids) -> SoftTargets:
-        teacher_logits, position_langs = self.teachers.masked_logits(sample["net_input"]["src_tokens"], masked, lang_ids)
-        soft = teacher_soft_targets(teacher_logits, position_langs, self.cfg.temperature, self.cfg.topk)
+        if self.teacher_cache is not None:
+            ids, probs, position_langs = self._cached(sample, masked, lang_ids)
+            soft = cached_soft_targets(ids, probs, position_langs, self.cfg.temperature, self.cfg.topk)
+        else:
+            teacher_logits, position_langs = self.teachers.masked_logits(sample["net_input"]["src_tokens"], masked, lang_ids)
+            soft = teacher_soft_targets(teacher_logits, position_langs, self.cfg.temperature, self.cfg.topk)
         for lang_id in soft.nonfinite_langs:
             logger.warning(f"teacher for {self.languages[lang_id]!r} gave non-finite soft labels; skipping its distill loss in this batch")
         return soft
+
+    def _cached(self, sample, masked, lang_ids):
+        origin = sample.get("mask_origin")
+        if origin is None or "id" not in sample:
+            raise BalkdError("--teacher-cache needs batches of --task balanced_distill (they carry sample ids and their mask epoch)")
+        return self.teacher_cache.lookup(origin["split"], origin["epoch"], lang_ids, sample["id"], masked)
 
     def _hard_loss(self, student_logits, student_logp_T, targets) -> torch.Tensor:
         if self.cfg.temperature == 1.0:  # reuse the log-softmax already computed
@@ -105,7 +138,7 @@ class MultiTeacherDistillCriterion(FairseqCriterion):
     def _soft_loss_per_position(self, student_logp_T, soft: SoftTargets) -> torch.Tensor:
         """Per masked position: KL(p || q) or -sum p log q, over the teacher's support."""
         student_logp = student_logp_T if soft.ids is None else student_logp_T.gather(-1, soft.ids)
-        cross = -(soft.probs * student_logp).sum(-1)
+        cross = -row_dot(soft.probs, student_logp)
         if self.cfg.distill_loss == "ce":
             return cross
         return cross - soft.entropy

@@ -10,6 +10,7 @@ from conllu.exceptions import ParseException
 from conllu.parser import DEFAULT_FIELDS, parse_line
 
 from ..errors import BalkdError
+from ..files import numbered_lines
 from .subword_alignment import TaggedSentence
 
 N_COLUMNS = len(DEFAULT_FIELDS)
@@ -48,14 +49,7 @@ def _sentence_blocks(path: str) -> Iterator[List[Tuple[int, str]]]:
 
 
 def _lines(path: str) -> Iterator[Tuple[int, str]]:
-    try:
-        with open(path, encoding="utf-8") as f:
-            for line_no, line in enumerate(f, start=1):
-                yield line_no, line.rstrip("\r\n")
-    except FileNotFoundError:
-        raise BalkdError(f"CoNLL-U file not found: {path}") from None
-    except UnicodeDecodeError as err:
-        raise BalkdError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    return numbered_lines(path, "CoNLL-U")
 
 
 def _parse_token(path: str, line_no: int, line: str):

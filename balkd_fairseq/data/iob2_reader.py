@@ -9,6 +9,7 @@ import re
 from typing import Iterator, List, Optional, Tuple
 
 from ..errors import BalkdError
+from ..files import numbered_lines
 from .subword_alignment import TaggedSentence
 
 LANGUAGE_PREFIX = re.compile(r"^([a-z]{2,3}(?:[-_][A-Za-z]+)?:)(?=.)")
@@ -51,11 +52,4 @@ def _split(path: str, line_no: int, line: str) -> Tuple[str, str]:
 
 
 def _lines(path: str) -> Iterator[Tuple[int, str]]:
-    try:
-        with open(path, encoding="utf-8") as f:
-            for line_no, line in enumerate(f, start=1):
-                yield line_no, line.rstrip("\r\n")
-    except FileNotFoundError:
-        raise BalkdError(f"IOB2 file not found: {path}") from None
-    except UnicodeDecodeError as err:
-        raise BalkdError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    return numbered_lines(path, "IOB2")

@@ -6,15 +6,16 @@ registers, trains or saves the encoder's weights.
 """
 import logging
 import os
-import pickle
 from typing import List, Optional
 
 import torch
 from fairseq import checkpoint_utils
 from fairseq.data import data_utils
 
+from ..checkpoint_compat import describe_load_error
 from ..data.subword_alignment import AlignedSentence
 from ..errors import BalkdError
+from ..teachers import model_config
 
 logger = logging.getLogger(__name__)
 
@@ -27,22 +28,16 @@ def load_checkpoint(path: str, data: Optional[str] = None):
         raise BalkdError(f"dictionary not found: {os.path.join(data, 'dict.txt')} (is {data} the DATA directory?)")
     overrides = {"data": data} if data is not None else None
     try:
-        models, _cfg, task = checkpoint_utils.load_model_ensemble_and_task([path], arg_overrides=overrides)
-    except (pickle.UnpicklingError, EOFError, KeyError, RuntimeError, FileNotFoundError) as err:
-        raise BalkdError(f"cannot load checkpoint {path}: {type(err).__name__}: {_one_line(err)}") from None
+        state = checkpoint_utils.load_checkpoint_to_cpu(path, arg_overrides=overrides)
+    except Exception as err:  # torch raises many types for corrupt or refused pickles
+        raise BalkdError(f"cannot load checkpoint {path}: {describe_load_error(err)}") from None
+    model_config(state, "--checkpoint", path)  # a masked LM (roberta_*), not e.g. a translation model
+    try:
+        models, _cfg, task = checkpoint_utils.load_model_ensemble_and_task([path], arg_overrides=overrides, state=state)
+    except (KeyError, RuntimeError, FileNotFoundError) as err:
+        reason = " ".join(line.strip() for line in str(err).strip().splitlines()[:2]) or type(err).__name__
+        raise BalkdError(f"cannot build the model stored in {path}: {reason}") from None
     return models[0], task
-
-
-def _one_line(err: BaseException) -> str:
-    """torch's multi-line load errors, kept to the first line and the unpickler's own reason."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    if not lines:
-        return ""
-    marker = next((i for i, line in enumerate(lines) if "WeightsUnpickler error" in line), None)
-    if marker is None:
-        return lines[0]
-    reason = lines[marker].split("WeightsUnpickler error:", 1)[-1].strip() or " ".join(lines[marker + 1: marker + 2])
-    return f"{lines[0].split('. ')[0]} (torch weights_only); unpickler: {reason}"
 
 
 class FrozenEncoder:

@@ -5,6 +5,7 @@ import tempfile
 from typing import List, Tuple
 
 from ..errors import BalkdError
+from ..files import read_json as read_json_file
 
 LM_RESULTS = "lm.json"
 PROBING_RESULTS = "probe.json"
@@ -45,13 +46,7 @@ def write_json(path: str, payload: dict) -> None:
 
 
 def read_json(path: str) -> dict:
-    try:
-        with open(path, encoding="utf-8") as f:
-            payload = json.load(f)
-    except FileNotFoundError:
-        raise BalkdError(f"results file not found: {path}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise BalkdError(f"{path} is not valid JSON: {err}") from None
+    payload = read_json_file(path, "results file")
     if not isinstance(payload, dict):
         raise BalkdError(f"{path}: expected a JSON object")
     return payload

@@ -37,8 +37,10 @@ from fairseq.tasks.masked_lm import MaskedLMConfig, MaskedLMTask
 
 from ..data.balancing import BALANCE_MODES, draw_epoch
 from ..data.language_batches import LanguageBatchedDataset
+from ..data.mask_origin import MaskOriginDataset
 from ..data.subset_dataset import IndexedSubsetDataset
 from ..errors import BalkdError
+from ..teacher_manifest import MANIFEST_KEY, check_resumed_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +85,13 @@ class BalancedDistillConfig(MaskedLMConfig):
     batch_by_language: bool = field(
         default=False,
         metadata={"help": "language-homogeneous batches (a batch touches one teacher); the train order is still shuffled"},
+    )
+    reset_teachers: bool = field(
+        default=False,
+        metadata={
+            "help": "resume from a checkpoint trained with other teachers (another checkpoint content or language "
+            "set than its teacher manifest records); without it such a resume is an error"
+        },
     )
 
 
@@ -165,7 +174,7 @@ class BalancedDistillTask(MaskedLMTask):
         lang_ids = [self.languages.index(lang) for lang in languages]
         if base_split == self.train_subset_name and self.cfg.balance != "none":
             blocks = self._balanced(blocks, languages, lang_ids, epoch)
-        parts = [self._with_masks_and_lang(ds, lang_id) for ds, lang_id in zip(blocks, lang_ids)]
+        parts = [self._with_masks_and_lang(ds, lang_id, base_split) for ds, lang_id in zip(blocks, lang_ids)]
         dataset = ConcatDataset(parts)
         sample_langs = np.concatenate([np.full(len(p), i, dtype=np.int64) for i, p in zip(lang_ids, parts)])
         self.datasets[split] = self._ordered(dataset, sample_langs, epoch)
@@ -193,7 +202,7 @@ class BalancedDistillTask(MaskedLMTask):
             logger.info(f"balance={self.cfg.balance} epoch {epoch}: {lang}: {size} samples -> {len(drawn)} sampled")
         return [IndexedSubsetDataset(ds, idx) for ds, idx in zip(blocks, draws)]
 
-    def _with_masks_and_lang(self, dataset, lang_id: int):
+    def _with_masks_and_lang(self, dataset, lang_id: int, base_split: str = ""):
         mask_whole_words = (
             get_whole_word_mask(self.args, self.source_dictionary) if self.cfg.mask_whole_words else None
         )
@@ -216,6 +225,7 @@ class BalancedDistillTask(MaskedLMTask):
                 "nsentences": NumSamplesDataset(),
                 "ntokens": NumelDataset(src, reduce=True),
                 "lang_id": RawLabelDataset(np.full(len(src), lang_id, dtype=np.int64)),
+                "mask_origin": MaskOriginDataset(base_split),  # (split, epoch): the teacher cache's address
             },
             sizes=[src.sizes],
         )
@@ -232,4 +242,31 @@ class BalancedDistillTask(MaskedLMTask):
         """The language -> teacher mapping of ``--teachers``, loaded and checked (see teachers.py)."""
         from ..teachers import TeacherSet
 
-        return TeacherSet.from_task(self)
+        teachers = TeacherSet.from_task(self)
+        self.state.merge_state_dict({MANIFEST_KEY: teachers.manifest()})
+        return teachers
+
+    # ------------------------------------------------------------------ teacher manifest (task state)
+    @property
+    def teacher_manifest(self) -> Optional[List[dict]]:
+        """Which teacher served each language (path, sha256, dictionary sha256); None before teachers load."""
+        return self.state.state_dict.get(MANIFEST_KEY)
+
+    def load_state_dict(self, state_dict):
+        """Restore task state; a recorded teacher manifest is checked against the loaded teachers."""
+        state_dict = dict(state_dict or {})
+        recorded = state_dict.pop(MANIFEST_KEY, None)
+        super().load_state_dict(state_dict)
+        if recorded is None:
+            return
+        check_resumed_manifest(recorded, self.teacher_manifest, self.cfg.reset_teachers)
+        if self.teacher_manifest is None:  # no teachers in this process (from_pretrained, hard-label runs)
+            self.state.merge_state_dict({MANIFEST_KEY: recorded})
+
+    # fairseq saves ``task.state_dict()`` as the checkpoint's task_state but does not restore it when a
+    # run resumes; its resume hook for tasks is this pair (saved in, and restored from, extra_state).
+    def get_checkpoint_dict(self):
+        return {self.__class__.__name__: {"task_state": self.state_dict()}}
+
+    def set_checkpoint_dict(self, checkpoint_dict):
+        self.load_state_dict(checkpoint_dict.get("task_state", {}))

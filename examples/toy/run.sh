@@ -15,6 +15,11 @@ SINGLE="${SINGLE:-de}"
 TEACHER_UPDATES="${TEACHER_UPDATES:-250}"
 STUDENT_UPDATES="${STUDENT_UPDATES:-250}"
 VOCAB="${VOCAB:-2000}"
+HIGH_SIZE="${HIGH_SIZE:-20000}"       # raw sentences per high-resource language
+LOW_SIZE="${LOW_SIZE:-500}"           # ... per low-resource language
+PROBE_TRAIN="${PROBE_TRAIN:-1000}"    # POS/NER probe training sentences per language
+PROBE_TEST="${PROBE_TEST:-500}"
+EVAL_LINES="${EVAL_LINES:-100}"       # valid and test lines per language
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
 
 # one model size for teachers and students (the method's setting: same size)
@@ -30,11 +35,12 @@ SECONDS=0
 rm -rf "$OUT" && mkdir -p "$OUT"
 
 step "1/7 synthetic benchmark ($PRESET preset) -> $OUT/synth"
-balkd-synth --out "$OUT/synth" --preset "$PRESET" --seed "$SEED" --quiet
+balkd-synth --out "$OUT/synth" --preset "$PRESET" --seed "$SEED" --high-size "$HIGH_SIZE" --low-size "$LOW_SIZE" \
+  --probe-train "$PROBE_TRAIN" --probe-test "$PROBE_TEST" --quiet
 
 step "2/7 one SentencePiece vocabulary + binarized data -> $OUT/data"
 balkd-prepare --raw-dir "$OUT/synth/raw" --out "$OUT/data" --vocab-size "$VOCAB" \
-  --valid-lines 100 --test-lines 100 --seed "$SEED" --quiet
+  --valid-lines "$EVAL_LINES" --test-lines "$EVAL_LINES" --seed "$SEED" --quiet
 
 step "3/7 monolingual teachers on all of each language's data -> $OUT/teachers"
 balkd-train-teachers "$OUT/data" --save-dir "$OUT/teachers" -- "${MODEL[@]}" "${COMMON[@]}" \
@@ -71,7 +77,6 @@ done
 step "7/7 report"
 balkd-report --model "HL=$OUT/results/HL" --model "HL-balanced=$OUT/results/HL-balanced" --model "Ours=$OUT/results/Ours" \
   --low $LOW --high $HIGH --single $SINGLE --output-dir "$OUT/report"
-cat "$OUT/report/report.md"
 cat <<DONE
 
 Done in ${SECONDS}s.

@@ -1,0 +1,113 @@
+"""balkd-cache-teachers: run the teachers once and store their top-k soft labels for training.
+
+    balkd-cache-teachers DATA --task balanced_distill --teachers de:de.pt,en:en.pt \\
+        --tokens-per-sample 512 --seed 1 --max-epoch 10 --batch-size 32 --cache-dir CACHE
+    fairseq-train DATA --user-dir balkd_fairseq --task balanced_distill --criterion multi_teacher_distill \\
+        --teacher-cache CACHE ... (the same task flags, --seed and --max-epoch)
+
+The command line is fairseq-train's: give it the same data, task flags (--languages, --balance,
+--samples-per-language, --sampling-alpha, --tokens-per-sample, --mask-prob, ...), --seed,
+--max-epoch and --valid-subset as the training run (a training command line works as it is, with
+--cache-dir added; model, optimizer and criterion flags are accepted and ignored). Masking and
+balancing are pure functions of (seed, epoch, sample index), so the cache holds the teachers'
+outputs at exactly the masks the student will see: epochs 1..--max-epoch of the train split and
+epoch 1 of the validation splits (fairseq validates at a fixed epoch), per language.
+
+--batch-size / --max-tokens set the teachers' inference batches (default 32 sentences); teachers
+run on the GPU unless --cpu, in --teacher-dtype. Training with --teacher-cache refuses a cache
+built for other data (dict.txt and the .idx/.bin files), masking or balancing settings, seed,
+languages or teachers (if --teachers is given), and stops with a clear error at an epoch the cache
+does not hold. Everything else is fairseq-train's help below.
+"""
+import argparse
+import logging
+import sys
+from typing import List, Optional
+
+import torch
+
+from ..errors import BalkdError, run_cli
+
+logger = logging.getLogger("balkd_fairseq.cli.cache_teachers")
+
+
+def build_parser(argv: List[str]) -> argparse.ArgumentParser:
+    from fairseq import options
+
+    saved, sys.argv = sys.argv, ["balkd-cache-teachers", *argv]  # fairseq peeks at sys.argv for --user-dir
+    try:
+        parser = options.get_training_parser(default_task="balanced_distill")
+    finally:
+        sys.argv = saved
+    parser.prog = "balkd-cache-teachers"
+    parser.description = __doc__
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.set_defaults(arch="roberta_base")  # model flags are accepted and ignored; fairseq's parser wants an arch
+    group = parser.add_argument_group("balkd-cache-teachers")
+    group.add_argument("--cache-dir", required=True, metavar="DIR",
+                       help="where to write the cache (pass it to training as --teacher-cache DIR); must not exist "
+                            "unless --overwrite")
+    group.add_argument("--cache-topk", type=int, default=32, metavar="K",
+                       help="tokens stored per masked position: the teacher's K most likely, with their probabilities "
+                            "(fp16); training may use --topk <= K (default: 32)")
+    group.add_argument("--overwrite", action="store_true",
+                       help="replace an existing --cache-dir (only once the new cache is complete)")
+    return parser
+
+
+def print_help(argv: List[str]) -> None:
+    """fairseq's parser adds task flags only after a first parse (which --help would cut short): add them here."""
+    from ..tasks.balanced_distill import BalancedDistillTask
+
+    parser = build_parser([a for a in argv if a not in ("-h", "--help")])
+    BalancedDistillTask.add_args(parser)
+    parser.print_help()
+
+
+def parse(argv: List[str]):
+    from fairseq import options
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+
+    args = options.parse_args_and_arch(build_parser(argv), input_args=argv)
+    if args.task != "balanced_distill":
+        raise BalkdError(f"--task must be balanced_distill (the teacher cache follows its masks), got {args.task!r}")
+    if not args.max_epoch or args.max_epoch < 1:
+        raise BalkdError("--max-epoch is required: the cache holds train epochs 1..--max-epoch")
+    if not getattr(args, "teachers", ""):
+        raise BalkdError("--teachers is required: the teachers whose outputs are cached")
+    return args, convert_namespace_to_omegaconf(args)
+
+
+def _main(argv: Optional[List[str]]) -> int:
+    import balkd_fairseq  # noqa: F401  (registers the task; checkpoint allowlist)
+    from fairseq import tasks
+
+    from ..teacher_cache import base_splits, build_cache
+
+    logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO, stream=sys.stderr)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "-h" in argv or "--help" in argv:
+        print_help(argv)
+        return 0
+    args, cfg = parse(argv)
+    device = torch.device("cuda") if torch.cuda.is_available() and not args.cpu else torch.device("cpu")
+    task = tasks.setup_task(cfg.task)
+    teachers = task.load_teachers()
+    valid = [] if args.disable_validation else base_splits(task, args.valid_subset.split(","))
+    manifest = build_cache(
+        task, teachers, args.cache_dir, train_epochs=args.max_epoch, valid_splits=valid, k=args.cache_topk,
+        batch_size=args.batch_size, max_tokens=args.max_tokens, device=device, overwrite=args.overwrite,
+    )
+    rows = sum(sum(per_lang.values()) for per_lang in manifest["rows"].values())
+    logger.info(f"wrote {args.cache_dir}: {', '.join(f'{s} epochs {e[0]}..{e[-1]}' for s, e in manifest['splits'].items())}; "
+                f"{rows} masked positions x top-{args.cache_topk}")
+    print(args.cache_dir)
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    return run_cli(_main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

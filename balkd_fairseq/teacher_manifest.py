@@ -1,0 +1,58 @@
+"""The teacher manifest: which teacher served each language, recorded in the student's checkpoints.
+
+A manifest is a list of :class:`balkd_fairseq.teachers.TeacherRecord` dicts (language, path,
+sha256 of the checkpoint file, sha256 of the dictionary). The ``balanced_distill`` task keeps the
+manifest of the teachers it loaded in its task state; fairseq saves that state in every checkpoint
+(``task_state``, and through the task's resume hook in ``extra_state``). On resume the recorded
+manifest must match the current one, language by language, by content (a teacher that only moved
+to another path is the same teacher); ``--reset-teachers`` accepts a different teacher set.
+"""
+import logging
+from typing import Dict, List, Optional
+
+from .errors import BalkdError
+
+logger = logging.getLogger(__name__)
+
+MANIFEST_KEY = "teacher_manifest"
+
+
+def _by_language(manifest: List[dict]) -> Dict[str, dict]:
+    return {record["language"]: record for record in manifest}
+
+
+def _short(record: dict) -> str:
+    return f"{record['path']} (sha256 {record['sha256'][:12]}, dictionary {record['dictionary_sha256'][:12]})"
+
+
+def manifest_differences(recorded: List[dict], current: List[dict]) -> List[str]:
+    """Human-readable differences between two manifests (empty when every language has the same teacher)."""
+    old, new = _by_language(recorded), _by_language(current)
+    differences = []
+    if set(old) != set(new):
+        differences.append(f"languages {','.join(sorted(old))} in the checkpoint, {','.join(sorted(new))} now")
+    for lang in sorted(set(old) & set(new)):
+        same_content = (old[lang]["sha256"], old[lang]["dictionary_sha256"]) == (new[lang]["sha256"], new[lang]["dictionary_sha256"])
+        if not same_content:
+            differences.append(f"{lang!r}: {_short(old[lang])} in the checkpoint, now {_short(new[lang])}")
+    return differences
+
+
+def check_resumed_manifest(recorded: List[dict], current: Optional[List[dict]], reset_teachers: bool) -> None:
+    """Raise :class:`BalkdError` when a resumed run's teachers differ from the checkpoint's (unless reset)."""
+    if current is None:
+        return
+    differences = manifest_differences(recorded, current)
+    if not differences:
+        for lang, record in _by_language(current).items():
+            if record["path"] != _by_language(recorded)[lang]["path"]:
+                logger.info(f"teacher for {lang!r} moved: {_by_language(recorded)[lang]['path']} -> {record['path']} (same content)")
+        return
+    summary = "; ".join(differences)
+    if reset_teachers:
+        logger.warning(f"--reset-teachers: resuming with a different teacher set ({summary})")
+        return
+    raise BalkdError(
+        f"the checkpoint being resumed was trained with different teachers: {summary}; "
+        "pass --reset-teachers to continue with the new teachers"
+    )

@@ -1,0 +1,387 @@
+"""The bad-input matrix, run through the real commands (fairseq-train --user-dir, balkd-*).
+
+Every case must end in ONE line ``balkd-fairseq: error: ...`` (the last line on stderr) naming the
+file, flag or language at fault, exit code 2, no traceback, and leave every file in the run's
+save/output directory byte-for-byte as it was. fairseq-train cases start from a save directory that
+holds a real previous run (checkpoint_last.pt, checkpoint_best.pt), so errors found after fairseq
+resumed from it are covered too. Cases that are not errors (a teacher for a language not in the
+data, test labels unseen in training, a teacher yielding NaN) are tested at the end.
+"""
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Dict, List
+
+import pytest
+import torch
+from fairseq.data import Dictionary
+
+import balkd_fairseq  # noqa: F401  (allowlists what fairseq checkpoints contain)
+
+from _tiny_models import tiny_project, write_probing_data
+from helpers import distill_args, json_log_records, run_fairseq_train, write_split
+
+pytestmark = pytest.mark.slow
+
+ERROR_PREFIX = "balkd-fairseq: error: "
+
+
+@dataclass
+class Invocation:
+    command: str  # "fairseq-train" or the balkd_fairseq.cli module of a balkd-* command
+    args: List[str]
+    expected: List[str]  # fragments the error line must contain
+    guarded: List[Path]  # directories whose files must be unchanged (none added, changed or removed)
+    never_created: List[Path] = field(default_factory=list)
+
+
+class Evil:
+    """Unpickling this would run a shell command creating ``marker``: it must be refused, not executed."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+# ----------------------------------------------------------------------------- shared inputs
+@pytest.fixture(scope="module")
+def previous_run(tiny_data, teacher_spec, tmp_path_factory):
+    """A save directory of a finished 2-update distillation run (what a user's save dir would hold)."""
+    save = tmp_path_factory.mktemp("previous") / "save"
+    run_fairseq_train(distill_args(tiny_data, save, teacher_spec, updates=2))
+    assert (save / "checkpoint_last.pt").is_file() and (save / "checkpoint_best.pt").is_file()
+    return save
+
+
+@pytest.fixture
+def env(tiny_data, tiny_teachers, teacher_spec, previous_run, tmp_path):
+    return SimpleNamespace(data=tiny_data, teachers=tiny_teachers, spec=teacher_spec, previous=previous_run, tmp=tmp_path)
+
+
+def copy_data(env, name="data") -> Path:
+    return Path(shutil.copytree(env.data, env.tmp / name))
+
+
+def spec_with(env, **replaced) -> str:
+    paths = {lang: str(path) for lang, path in env.teachers.items()}
+    paths.update({lang: str(path) for lang, path in replaced.items()})
+    return ",".join(f"{lang}:{path}" for lang, path in paths.items())
+
+
+def teacher_state(env, lang="bb") -> dict:
+    return torch.load(env.teachers[lang], weights_only=True)
+
+
+def train(env, expected, data=None, teachers=None, extra=()) -> Invocation:
+    save = Path(shutil.copytree(env.previous, env.tmp / "save"))
+    args = distill_args(data or env.data, save, teachers or env.spec, updates=4, extra=list(extra))
+    return Invocation("fairseq-train", args, expected, [save])
+
+
+# ----------------------------------------------------------------------------- fairseq-train cases
+def case_language_missing_valid_split(env):
+    data = copy_data(env)
+    (data / "bb" / "valid.bin").unlink()
+    return train(env, ["language 'bb' has no valid split", str(data / "bb" / "valid")], data=data)
+
+
+def case_language_missing_train_split(env):  # found only after fairseq resumed from checkpoint_last.pt
+    data = copy_data(env)
+    (data / "bb" / "train.idx").unlink()
+    return train(env, ["language 'bb' has no train split", str(data / "bb" / "train")], data=data)
+
+
+def case_empty_language(env):
+    data = copy_data(env)
+    write_split(Dictionary.load(str(data / "dict.txt")), [], str(data / "bb" / "train"))
+    return train(env, ["language 'bb' has an empty train split", str(data / "bb" / "train.bin")], data=data)
+
+
+def case_unknown_language(env):
+    return train(env, ["'zz'", "--languages"], extra=["--languages", "aa,zz"])
+
+
+def case_missing_dictionary(env):
+    data = copy_data(env)
+    (data / "dict.txt").unlink()
+    return train(env, [str(data / "dict.txt")], data=data)
+
+
+def case_language_without_teacher(env):
+    return train(env, ["no teacher for language(s) bb", "--teachers"], teachers=f"aa:{env.teachers['aa']}")
+
+
+def case_teacher_checkpoint_not_found(env):
+    missing = env.tmp / "nowhere" / "bb.pt"
+    return train(env, ["teacher for language 'bb'", f"checkpoint not found: {missing}"], teachers=spec_with(env, bb=missing))
+
+
+def case_teacher_dictionary_differs(env):
+    """The teacher's dict.txt (next to its checkpoint): one symbol renamed, one extra at the end."""
+    student = Dictionary.load(str(env.data / "dict.txt"))
+    student.add_symbol("<mask>")
+    lines = (env.data / "dict.txt").read_text(encoding="utf-8").splitlines()
+    renamed_line = 5
+    original = lines[renamed_line].split()[0]
+    lines[renamed_line] = "zz_renamed 1"
+    teacher_dir = env.tmp / "other_dict_teacher"
+    teacher_dir.mkdir()
+    (teacher_dir / "dict.txt").write_text("\n".join(lines + ["zz_extra 1"]) + "\n", encoding="utf-8")
+    checkpoint = Path(shutil.copy(env.teachers["bb"], teacher_dir / "checkpoint.pt"))
+    index = student.nspecial + renamed_line
+    return train(env, [
+        "teacher for language 'bb'", str(checkpoint), f"teacher has {len(student) + 1} symbols, student has {len(student)}",
+        f"first difference at index {index}: teacher 'zz_renamed' vs student '{original}'",
+    ], teachers=spec_with(env, bb=checkpoint))
+
+
+def case_truncated_teacher_checkpoint(env):
+    truncated = env.tmp / "truncated.pt"
+    truncated.write_bytes(env.teachers["bb"].read_bytes()[:3000])
+    return train(env, ["teacher for language 'bb'", f"cannot load checkpoint {truncated}: truncated or corrupt file"],
+                 teachers=spec_with(env, bb=truncated))
+
+
+def case_corrupt_teacher_checkpoint(env):
+    corrupt = env.tmp / "corrupt.pt"
+    corrupt.write_bytes(bytes(range(256)) * 64)
+    return train(env, ["teacher for language 'bb'", f"cannot load checkpoint {corrupt}: not a readable checkpoint"],
+                 teachers=spec_with(env, bb=corrupt))
+
+
+def case_teacher_is_not_a_masked_lm(env):
+    state = teacher_state(env)
+    state["cfg"]["model"]._name = state["cfg"]["model"].arch = "transformer"
+    state["cfg"]["task"]["_name"] = "translation"
+    translation = env.tmp / "translation.pt"
+    torch.save(state, translation)
+    return train(env, ["teacher for language 'bb'", str(translation), "not a masked LM checkpoint", "'transformer'"],
+                 teachers=spec_with(env, bb=translation))
+
+
+def case_teacher_pickles_object_outside_allowlist(env):
+    marker = env.tmp / "code_was_executed"
+    state = teacher_state(env)
+    state["extra_state"]["payload"] = Evil(marker)
+    evil = env.tmp / "evil.pt"
+    torch.save(state, evil)
+    invocation = train(env, ["teacher for language 'bb'", str(evil), "it pickles posix.system, which is outside "
+                             "balkd-fairseq's checkpoint allowlist (refused, not executed)"], teachers=spec_with(env, bb=evil))
+    invocation.never_created.append(marker)
+    return invocation
+
+
+def case_teachers_json_invalid(env):
+    spec = env.tmp / "teachers.json"
+    spec.write_text('{"aa": "a.pt",', encoding="utf-8")
+    return train(env, ["--teachers", str(spec), "not valid JSON"], teachers=str(spec))
+
+
+def case_temperature_zero(env):
+    return train(env, ["--temperature must be > 0, got 0.0"], extra=["--temperature", "0"])
+
+
+def case_temperature_negative(env):
+    return train(env, ["--temperature must be > 0, got -2.0"], extra=["--temperature", "-2"])
+
+
+def case_hard_label_weight_above_one(env):
+    return train(env, ["--hard-label-weight must be in [0, 1], got 1.5"], extra=["--hard-label-weight", "1.5"])
+
+
+def case_hard_label_weight_negative(env):
+    return train(env, ["--hard-label-weight must be in [0, 1], got -0.1"], extra=["--hard-label-weight", "-0.1"])
+
+
+# ----------------------------------------------------------------------------- balkd-* cases
+def probe(env, task, lang, split, bad_line_number, bad_line, expected):
+    """balkd-probe on valid probing files except one line; OUT already holds an earlier result."""
+    probe_dir = env.tmp / "PROBE"
+    write_probing_data(str(probe_dir))
+    ext = "conllu" if task == "pos" else "iob2"
+    path = probe_dir / task / lang / f"{split}.{ext}"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    lines[bad_line_number - 1] = bad_line
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    data = env.tmp / "DATA"
+    data.mkdir()
+    shutil.copy(env.data / "dict.txt", data / "dict.txt")
+    (data / "spm.model").write_bytes(b"not read: the data files are checked before any model is loaded")
+    out = env.tmp / "OUT"
+    (out / "m").mkdir(parents=True)
+    (out / "m" / "probe.json").write_text('{"earlier": "result"}', encoding="utf-8")
+    args = ["--checkpoint", f"m={env.teachers['aa']}", "--data", str(data), "--languages", "aa,bb", "--probe-dir",
+            str(probe_dir), "--output-dir", str(out), "--tasks", task, "--cpu"]
+    return Invocation("probe", args, [f"{path}:{bad_line_number}:", *expected], [out])
+
+
+def case_conllu_malformed_line(env):
+    return probe(env, "pos", "bb", "test", 4, "3\tonly\tthree", ["malformed CoNLL-U line"])
+
+
+def case_iob2_malformed_line(env):
+    return probe(env, "ner", "aa", "train", 2, "aa:word\tX-PER", ["'X-PER' is not an IOB2 tag"])
+
+
+def case_raw_text_invalid_utf8(env):
+    raw = env.tmp / "raw"
+    raw.mkdir()
+    (raw / "de.txt").write_text("".join(f"a good line {i}\n" for i in range(30)), encoding="utf-8")
+    (raw / "xx.txt").write_bytes(b"line one\nline two\nline \xff three\n" + b"more text\n" * 20)
+    work = env.tmp / "work"
+    out = work / "out"
+    out.mkdir(parents=True)
+    (out / "keep.txt").write_text("mine", encoding="utf-8")
+    args = ["--raw", f"de={raw / 'de.txt'},xx={raw / 'xx.txt'}", "--out", str(out), "--force", "--quiet",
+            "--vocab-size", "50", "--valid-lines", "2", "--test-lines", "2"]
+    return Invocation("prepare", args, [str(raw / "xx.txt"), "line 3", "UTF-8"], [work])
+
+
+def eval_lm(env, checkpoint, expected, data=None):
+    out = env.tmp / "OUT"
+    (out / "m").mkdir(parents=True)
+    (out / "m" / "lm.json").write_text('{"earlier": "result"}', encoding="utf-8")
+    args = ["--checkpoint", f"m={checkpoint}", "--data", str(data or env.data), "--languages", "aa,bb", "--split",
+            "valid", "--output-dir", str(out), "--tokens-per-sample", "32", "--cpu"]
+    return Invocation("eval_lm", args, expected, [out])
+
+
+def case_eval_language_missing_split(env):
+    data = copy_data(env)
+    (data / "bb" / "valid.idx").unlink()
+    return eval_lm(env, env.teachers["aa"], ["language 'bb' has no valid split", str(data / "bb" / "valid")], data=data)
+
+
+def case_eval_truncated_checkpoint(env):
+    truncated = env.tmp / "truncated.pt"
+    truncated.write_bytes(env.teachers["aa"].read_bytes()[:3000])
+    return eval_lm(env, truncated, [f"cannot load checkpoint {truncated}: truncated or corrupt file"])
+
+
+def case_eval_corrupt_checkpoint(env):
+    corrupt = env.tmp / "corrupt.pt"
+    corrupt.write_bytes(bytes(range(256)) * 64)
+    return eval_lm(env, corrupt, [f"cannot load checkpoint {corrupt}: not a readable checkpoint"])
+
+
+def case_eval_checkpoint_is_not_a_masked_lm(env):
+    state = teacher_state(env, "aa")
+    state["cfg"]["model"]._name = state["cfg"]["model"].arch = "transformer"
+    state["cfg"]["task"]["_name"] = "translation"
+    translation = env.tmp / "translation.pt"
+    torch.save(state, translation)
+    return eval_lm(env, translation, ["--checkpoint", str(translation), "not a masked LM checkpoint", "'transformer'"])
+
+
+def case_eval_checkpoint_pickles_object_outside_allowlist(env):
+    marker = env.tmp / "code_was_executed"
+    state = teacher_state(env, "aa")
+    state["extra_state"]["payload"] = Evil(marker)
+    evil = env.tmp / "evil.pt"
+    torch.save(state, evil)
+    invocation = eval_lm(env, evil, [f"cannot load checkpoint {evil}: it pickles posix.system, which is outside "
+                                     "balkd-fairseq's checkpoint allowlist (refused, not executed)"])
+    invocation.never_created.append(marker)
+    return invocation
+
+
+CASES = {name[len("case_"):]: fn for name, fn in sorted(globals().items()) if name.startswith("case_")}
+
+
+# ----------------------------------------------------------------------------- running a case
+def run(invocation: Invocation) -> subprocess.CompletedProcess:
+    if invocation.command == "fairseq-train":
+        return run_fairseq_train(invocation.args, check=False)
+    cmd = [sys.executable, "-m", f"balkd_fairseq.cli.{invocation.command}", *invocation.args]
+    return subprocess.run(cmd, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=600)
+
+
+def snapshot(directories: List[Path]) -> Dict[str, bytes]:
+    return {str(p): p.read_bytes() for d in directories for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input_gives_one_error_line_exit_2_and_overwrites_nothing(case, env):
+    invocation = CASES[case](env)
+    before = snapshot(invocation.guarded)
+    assert before, "every case guards some existing output"
+    proc = run(invocation)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-4000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-4000:]
+    assert lines[-1].startswith(ERROR_PREFIX), lines[-5:]
+    assert sum(ERROR_PREFIX.strip() in line for line in lines) == 1, lines
+    for fragment in invocation.expected:
+        assert fragment in lines[-1], (fragment, lines[-1])
+    assert snapshot(invocation.guarded) == before, "a file in the save/output directory was written"
+    for path in invocation.never_created:
+        assert not path.exists(), path
+
+
+# ----------------------------------------------------------------------------- not errors
+def test_teacher_for_a_language_not_in_the_data_is_a_warning(tiny_data, teacher_spec, tmp_path):
+    proc = run_fairseq_train(distill_args(tiny_data, tmp_path / "s", teacher_spec, updates=1, extra=["--languages", "aa"]))
+    log = proc.stdout + proc.stderr
+    warnings = [line for line in log.splitlines() if "WARNING" in line and "'bb'" in line]
+    assert len(warnings) == 1 and "is not used: 'bb' is not in the data" in warnings[0], warnings
+    assert [r["num_updates"] for r in json_log_records(proc.stdout, "train_inner")] == ["1"]
+
+
+def test_teacher_with_non_finite_outputs_is_skipped_warned_and_counted(tiny_data, tiny_teachers, tmp_path):
+    state = torch.load(tiny_teachers["bb"], weights_only=True)
+    state["model"]["encoder.lm_head.bias"][:] = float("nan")
+    nan_teacher = tmp_path / "nan_bb.pt"
+    torch.save(state, nan_teacher)
+    spec = f"aa:{tiny_teachers['aa']},bb:{nan_teacher}"
+    proc = run_fairseq_train(distill_args(tiny_data, tmp_path / "s", spec, updates=4))
+    log = proc.stdout + proc.stderr
+    records = json_log_records(proc.stdout, "train_inner")
+    assert len(records) == 4
+    counted = [int(float(r["nonfinite_teacher_batches"])) for r in records]
+    assert sum(counted) >= 1 and set(counted) <= {0, 1}  # one batch per update: at most one skip each
+    warned = [line for line in log.splitlines() if "teacher for 'bb' gave non-finite soft labels" in line]
+    assert len(warned) >= sum(counted), warned
+    assert not any("teacher for 'aa' gave non-finite" in line for line in log.splitlines())
+    for record in records:
+        assert math.isfinite(float(record["loss"])) and math.isfinite(float(record["gnorm"])), record
+        assert record.get("distill_bb") is None  # bb's distill loss was skipped in every batch
+    assert all(math.isfinite(float(r["distill_aa"])) for r in records if r.get("distill_aa") is not None)
+    assert any(r.get("distill_aa") is not None for r in records)  # aa still distilled
+    train_epoch = json_log_records(proc.stdout, "train")
+    assert train_epoch and int(float(train_epoch[-1]["train_nonfinite_teacher_batches"])) == sum(
+        c for c, r in zip(counted, records) if r["epoch"] == train_epoch[-1]["epoch"])
+
+
+def test_test_labels_unseen_in_training_are_scored_as_errors(tmp_path_factory, tmp_path):
+    """balkd-probe end to end: a POS tag only in bb's test file cannot be predicted, so it counts as wrong."""
+    project = tiny_project(tmp_path_factory)
+    probe_dir = tmp_path / "PROBE"
+    shutil.copytree(project.probe_dir, probe_dir)
+    test_file = probe_dir / "pos" / "bb" / "test.conllu"
+    rows = test_file.read_text(encoding="utf-8").splitlines()
+    relabelled = [row.replace("\tVERB\t", "\tUNSEEN\t") for row in rows]
+    test_file.write_text("\n".join(relabelled) + "\n", encoding="utf-8")
+    words = sum(1 for row in rows if row and not row.startswith("#"))
+    unseen = sum(1 for row in relabelled if "\tUNSEEN\t" in row)
+    assert 0 < unseen < words
+
+    out = tmp_path / "OUT"
+    cmd = [sys.executable, "-m", "balkd_fairseq.cli.probe", "--checkpoint", f"tiny={project.checkpoint}", "--data",
+           project.data, "--languages", "aa,bb", "--probe-dir", str(probe_dir), "--tasks", "pos", "--output-dir",
+           str(out), "--epochs", "30", "--lr", "1e-2", "--cpu"]
+    proc = subprocess.run(cmd, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    result = json.loads((out / "tiny" / "probe.json").read_text(encoding="utf-8"))
+    matrix = result["tasks"]["pos"]["matrix"]
+    assert "UNSEEN" not in result["tasks"]["pos"]["labels"]["bb"]
+    assert matrix["bb"]["bb"] <= 1 - unseen / words + 1e-9
+    assert matrix["aa"]["bb"] <= 1 - unseen / words + 1e-9
+    assert matrix["bb"]["bb"] > 0.5  # the rest is still tagged (the synthetic tags follow from the words)

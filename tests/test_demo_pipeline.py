@@ -1,0 +1,28 @@
+"""The `make demo` pipeline (examples/toy/run.sh) end to end, at a tiny size."""
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_toy_pipeline_produces_the_report(tmp_path):
+    env = dict(os.environ, OUT=str(tmp_path / "toy"), HIGH_SIZE="600", LOW_SIZE="150", PROBE_TRAIN="120",
+               PROBE_TEST="60", EVAL_LINES="20", VOCAB="400", TEACHER_UPDATES="6", STUDENT_UPDATES="6",
+               OMP_NUM_THREADS="1", PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    proc = subprocess.run(["bash", str(REPO / "examples" / "toy" / "run.sh")], env=env, capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = tmp_path / "toy" / "report"
+    rows = list(csv.DictReader(open(report / "report.csv")))
+    assert [r[next(iter(r))] for r in rows][:1] and (report / "report.png").stat().st_size > 0
+    assert "Done in" in proc.stdout and "tensorboard --logdir" in proc.stdout
+    for name in ("HL", "HL-balanced", "Ours"):
+        assert (tmp_path / "toy" / "checkpoints" / name / "checkpoint_last.pt").is_file()
+        assert (tmp_path / "toy" / "results" / name / "lm.json").is_file()
+        assert (tmp_path / "toy" / "results" / name / "probe.json").is_file()

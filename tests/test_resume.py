@@ -1,0 +1,116 @@
+"""Exact resume: SIGKILL a distillation run mid-epoch, resume from checkpoint_last.pt, get the same losses.
+
+The uninterrupted and the killed-then-resumed run use the same seed and flags (dropout on: fairseq
+reseeds every update from seed + update number). After the resume point every logged per-update
+loss must be identical, through the rest of the interrupted epoch (its balanced draw and batch order
+rebuilt from (seed, epoch)) and into the next epoch's new draw; the final weights must be identical too.
+"""
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import balkd_fairseq  # noqa: F401  (allowlists what fairseq checkpoints contain)
+from balkd_fairseq import atomic_checkpoints
+
+from helpers import USER_DIR, distill_args, json_log_records, run_fairseq_train
+
+LOSS_KEYS = ("loss", "distill_loss", "hard_loss", "distill_aa", "distill_bb", "gnorm")
+SAVE_EVERY = 5
+TOTAL_UPDATES = 22  # ~1.5 epochs at batch size 2 (each epoch: 2 x the smallest language's blocks)
+
+
+def resume_args(data, save, teachers, updates):
+    extra = ["--save-interval-updates", str(SAVE_EVERY), "--disable-validation"]
+    args = distill_args(data, save, teachers, updates=updates, extra=extra)
+    args[args.index("--batch-size") + 1] = "2"
+    return args
+
+
+def kill_after_first_mid_epoch_save(args) -> str:
+    """Start fairseq-train, SIGKILL it as soon as it logs a saved update checkpoint; return its stdout."""
+    cmd = [sys.executable, "-m", "fairseq_cli.train", "--user-dir", USER_DIR, *args]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if "Saved checkpoint" in line and f"@ {SAVE_EVERY} updates" in line:
+                proc.send_signal(signal.SIGKILL)
+                break
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "".join(lines[-40:])
+    return "".join(lines)
+
+
+def per_update(stdout):
+    return {int(r["num_updates"]): r for r in json_log_records(stdout, "train_inner")}
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume_gives_identical_losses(tiny_data, teacher_spec, tmp_path):
+    reference = run_fairseq_train(resume_args(tiny_data, tmp_path / "ref", teacher_spec, TOTAL_UPDATES))
+    expected = per_update(reference.stdout)
+    assert sorted(expected) == list(range(1, TOTAL_UPDATES + 1))
+    assert {r["epoch"] for r in expected.values()} == {1, 2}, "the run must cross into a second epoch"
+
+    save = tmp_path / "killed"
+    kill_after_first_mid_epoch_save(resume_args(tiny_data, save, teacher_spec, 10 * TOTAL_UPDATES))
+    state = torch.load(save / "checkpoint_last.pt", weights_only=True)
+    resume_point = state["optimizer_history"][-1]["num_updates"]
+    iterator = state["extra_state"]["train_iterator"]
+    assert iterator["epoch"] == 1 and 0 < iterator["iterations_in_epoch"] == resume_point, "not a mid-epoch checkpoint"
+    assert expected[resume_point]["epoch"] == 1 and expected[resume_point + 1]["epoch"] == 1
+
+    resumed = run_fairseq_train(resume_args(tiny_data, save, teacher_spec, TOTAL_UPDATES))
+    assert f"Loaded checkpoint {save / 'checkpoint_last.pt'} (epoch 1 @ {resume_point} updates)" in resumed.stdout
+    assert "balance=subsample epoch 1:" in resumed.stdout and "balance=subsample epoch 2:" in resumed.stdout
+    got = per_update(resumed.stdout)
+    assert sorted(got) == list(range(resume_point + 1, TOTAL_UPDATES + 1))
+    for update, record in got.items():
+        for key in LOSS_KEYS:
+            assert record.get(key) == expected[update].get(key), (update, key, record, expected[update])
+
+    final = torch.load(save / "checkpoint_last.pt", weights_only=True)["model"]
+    reference_final = torch.load(tmp_path / "ref" / "checkpoint_last.pt", weights_only=True)["model"]
+    assert final.keys() == reference_final.keys()
+    for name, tensor in reference_final.items():
+        assert torch.equal(final[name], tensor), name
+
+
+# ----------------------------------------------------------------------------- a kill while saving
+def test_fairseq_copies_checkpoints_atomically():
+    """fairseq copies a saved checkpoint to checkpoint_last.pt / checkpoint_best.pt through PathManager.copy."""
+    from fairseq import checkpoint_utils
+    from fairseq.file_io import PathManager
+
+    assert checkpoint_utils.PathManager is PathManager
+    assert PathManager.copy is atomic_checkpoints.copy_local_files_atomically
+
+
+def test_a_copy_killed_midway_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
+    from fairseq.file_io import PathManager
+
+    src, dst = tmp_path / "checkpoint_1_10.pt", tmp_path / "checkpoint_last.pt"
+    src.write_bytes(b"new" * 1000)
+    dst.write_bytes(b"previous complete checkpoint")
+
+    def copy_half_then_die(a, b):
+        with open(a, "rb") as f_in, open(b, "wb") as f_out:
+            f_out.write(f_in.read()[:1500])
+        raise KeyboardInterrupt  # stands in for the kill
+
+    monkeypatch.setattr(atomic_checkpoints.shutil, "copyfile", copy_half_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        PathManager.copy(str(src), str(dst), overwrite=True)
+    assert dst.read_bytes() == b"previous complete checkpoint"
+    monkeypatch.undo()
+    assert PathManager.copy(str(src), str(dst), overwrite=True)
+    assert dst.read_bytes() == src.read_bytes() and not (tmp_path / "checkpoint_last.pt.tmp").exists()
