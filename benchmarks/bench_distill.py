@@ -76,6 +76,7 @@ def parse_args(argv=None):
     p.add_argument("--cache-topk", type=int, default=32, help="tokens per position stored in the teacher cache")
     p.add_argument("--teacher-dtype", choices=["fp32", "fp16", "bf16"], default="fp32", help="--teacher-dtype of the teachers")
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = torch's default)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where to train (auto = cuda if available)")
     p.add_argument("--phases", default=",".join(PHASES), help=f"comma-separated subset of {','.join(PHASES)}")
     p.add_argument("--no-memory", action="store_true", help="skip the per-phase peak-memory subprocesses")
     p.add_argument("--memory-jobs", type=int, default=2, help="peak-memory subprocesses run at once (default: 2)")
@@ -94,7 +95,7 @@ def parse_args(argv=None):
 
 
 # ------------------------------------------------------------------------------ machine
-def machine() -> dict:
+def machine(device: torch.device) -> dict:
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -103,8 +104,8 @@ def machine() -> dict:
         pass
     info = {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
             "python": platform.python_version(), "device": "cpu"}
-    if torch.cuda.is_available():
-        info["device"] = torch.cuda.get_device_name(0)
+    if device.type == "cuda":
+        info["device"] = torch.cuda.get_device_name(device)
     return info
 
 
@@ -192,9 +193,9 @@ def criterion_for(phase: str, task, args, teachers_all=None, cache_dir=None):
     if phase == "distill_1":
         teachers = build_teachers(task, args, languages={0})
     elif phase == "distill_offload":
-        # the same teacher models, offloaded; without an accelerator the swapping still runs (host-to-host copies)
-        teachers = TeacherSet(teachers_all.models, teachers_all.records, dtype=args.teacher_dtype, offload=True)
-        teachers.swap_on_cpu = True
+        # the same teachers (same seeds), offloaded; without an accelerator the swapping still runs (host-to-host)
+        teachers = build_teachers(task, args, range(args.languages))
+        teachers.offload = teachers.swap_on_cpu = True
     else:
         teachers = teachers_all
     task.load_teachers = lambda: teachers
@@ -206,24 +207,30 @@ class Bench:
 
     def __init__(self, args, workdir: Path, phases):
         self.args = args
+        self.device = bench_device(args)
         self.task = make_task(workdir / "data", args)
-        self.mixed, self.as_one = mixed_batch(self.task, args)
+        self.mixed, self.as_one = (self._on_device(b) for b in mixed_batch(self.task, args))
         self.rss_before_models = peak_rss_mb()
-        self.student = build_model(self.task, args, seed=1)
+        self.student = build_model(self.task, args, seed=1).to(self.device)
         self.optimizer = optimizer_for(self.student)
-        needs_all = {"distill_7", "distill_7_as_1", "distill_offload"} & set(phases)
+        needs_all = {"distill_7", "distill_7_as_1"} & set(phases)
         self.teachers = build_teachers(self.task, args, range(args.languages)) if needs_all else None
         cache_dir = workdir / "cache"
         if "distill_cache" in phases and not (cache_dir / "manifest.json").exists():
             build_cache(self.task, self.teachers or build_teachers(self.task, args, range(args.languages)), str(cache_dir),
                         train_epochs=1, valid_splits=[], k=args.cache_topk, batch_size=args.batch, max_tokens=None,
-                        device=torch.device("cpu"), progress=False)
+                        device=self.device, progress=False)
         self.phases = {}
         for phase in phases:
             criterion = criterion_for(phase, self.task, args, self.teachers, cache_dir)
             batch = self.as_one if phase in ("distill_1", "distill_7_as_1") else self.mixed
             self.phases[phase] = (criterion, batch)
         self.updates = 0
+
+    def _on_device(self, sample):
+        from fairseq.utils import move_to_cuda
+
+        return move_to_cuda(sample, device=self.device) if self.device.type == "cuda" else sample
 
     def step(self, phase: str) -> float:
         criterion, sample = self.phases[phase]
@@ -233,12 +240,18 @@ class Bench:
         self.optimizer.multiply_grads(1.0 / float(sample_size))
         self.optimizer.clip_grad_norm(0.0)
         self.task.optimizer_step(self.optimizer, self.student, self.updates)
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
         self.updates += 1
         if not torch.isfinite(loss):
             raise RuntimeError(f"{phase}: non-finite loss")
         return (time.perf_counter() - start) * 1000.0
+
+
+def bench_device(args) -> torch.device:
+    if args.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(args.device)
 
 
 def peak_rss_mb() -> float:
@@ -276,7 +289,7 @@ def measure_memory(args, workdir: Path, phases) -> dict:
     common = ["--workdir", str(workdir), "--layers", str(args.layers), "--dim", str(args.dim), "--vocab", str(args.vocab),
               "--languages", str(args.languages), "--batch", str(args.batch), "--seq-len", str(args.seq_len),
               "--topk", str(args.topk), "--cache-topk", str(args.cache_topk), "--teacher-dtype", args.teacher_dtype,
-              "--threads", str(args.threads or 1)]
+              "--threads", str(args.threads or 1), "--device", args.device]
     results, pending = {}, list(phases)
     running = {}
     while pending or running:
@@ -296,33 +309,32 @@ def memory_child(args) -> None:
     workdir = Path(args.workdir)
     phase = args.memory_phase
     bench = Bench(args, workdir, [phase])
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
+    cuda = bench.device.type == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(bench.device)
     for _ in range(2):
         bench.step(phase)
     out = {"peak_rss_mb": peak_rss_mb(), "model_and_step_mb": peak_rss_mb() - bench.rss_before_models}
-    if torch.cuda.is_available():
-        out["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    if cuda:
+        out["cuda_peak_mb"] = torch.cuda.max_memory_allocated(bench.device) / 2**20
     print(json.dumps(out))
 
 
 def offload_transfer(bench: Bench) -> dict:
     """What --teacher-offload moves per step (mixed batch: every teacher once) and the time of one teacher's copy."""
-    if bench.teachers is None:
-        return {}
-    model = bench.teachers.models[0]
-    per_teacher = sum(p.numel() * p.element_size() for p in model.parameters())
-    device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    teachers = bench.phases["distill_offload"][0].teachers
+    lang_id = next((i for i in teachers.models if i != teachers._resident), 0)  # a teacher now in host memory
+    host = teachers._host[lang_id]
     copies = []
     for _ in range(5):
         start = time.perf_counter()
-        moved = [p.detach().to(device, copy=True) for p in model.parameters()]
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        moved = [t.to(bench.device, non_blocking=True, copy=True) for t in host]
+        if bench.device.type == "cuda":
+            torch.cuda.synchronize(bench.device)
         copies.append((time.perf_counter() - start) * 1000.0)
         del moved
-    return {"bytes_per_teacher": per_teacher, "teachers_per_mixed_step": bench.args.languages,
-            "copy_ms_per_teacher": statistics.median(copies), "copy_device": str(device)}
+    return {"bytes_per_teacher": teachers.parameter_bytes(lang_id), "teachers_per_mixed_step": bench.args.languages,
+            "copy_ms_per_teacher": statistics.median(copies), "copy_device": str(bench.device)}
 
 
 def ratios(timings: dict) -> dict:
@@ -350,15 +362,18 @@ def table(result: dict) -> str:
         f"{c['languages']} languages, {c['masked_positions']} masked positions, online topk {c['topk'] or 'full'}, "
         f"cache top-{c['cache_topk']}, teachers {c['teacher_dtype']}, {c['steps']} timed steps after {c['warmup']} warm-up",
         "",
-        "| phase | ms/step (median) | mean | min | vs masked_lm | peak RSS MB | models+step MB |",
-        "|---|---:|---:|---:|---:|---:|---:|",
     ]
+    cuda = any("cuda_peak_mb" in r.get("memory", {}) for r in result["phases"].values())
+    lines += ["| phase | ms/step (median) | mean | min | vs masked_lm | peak RSS MB | models+step MB |"
+              + (" CUDA peak MB |" if cuda else ""), "|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if cuda else "")]
     base = result["phases"].get("masked_lm", {}).get("ms_per_step")
     for phase, r in result["phases"].items():
         mem = r.get("memory", {})
         rel = f"{r['ms_per_step'] / base:.3f}" if base else "-"
-        lines.append(f"| {phase} | {r['ms_per_step']:.1f} | {r['ms_mean']:.1f} | {r['ms_min']:.1f} | {rel} | "
-                     f"{mem.get('peak_rss_mb', float('nan')):.0f} | {mem.get('model_and_step_mb', float('nan')):.0f} |")
+        peak = f"{mem['peak_rss_mb']:.0f}" if mem else "-"
+        grown = f"{mem['model_and_step_mb']:.0f}" if mem else "-"
+        row = f"| {phase} | {r['ms_per_step']:.1f} | {r['ms_mean']:.1f} | {r['ms_min']:.1f} | {rel} | {peak} | {grown} |"
+        lines.append(row + (f" {mem.get('cuda_peak_mb', float('nan')):.0f} |" if cuda else ""))
     lines += ["", "| ratio | median per round | of the medians | target | met |", "|---|---:|---:|---:|---|"]
     for name, r in result["ratios"].items():
         lines.append(f"| {name} ({r['of']}) | {r['value']:.3f} | {r['of_medians']:.3f} | <= {r['target']:.2f} | "
@@ -390,7 +405,8 @@ def main(argv=None) -> int:
         config = {k: getattr(args, k) for k in ("layers", "dim", "vocab", "languages", "batch", "seq_len", "steps",
                                                 "warmup", "topk", "cache_topk", "teacher_dtype")}
         config["masked_positions"] = int(bench.mixed["target"].ne(bench.task.source_dictionary.pad()).sum())
-        result = {"machine": dict(machine(), load_average=[round(load_before, 2), round(load_after, 2)]), "config": config, "phases": timings, "ratios": ratios(timings),
+        result = {"machine": dict(machine(bench.device), load_average=[round(load_before, 2), round(load_after, 2)]),
+                  "config": config, "phases": timings, "ratios": ratios(timings),
                   "offload": offload_transfer(bench) if "distill_offload" in args.phases else {}}
     print(json.dumps(result, indent=1) if args.json else table(result))
     if args.markdown:
