@@ -35,7 +35,7 @@ MASKING_FIELDS = (
     "freq_weighted_replacement", "mask_whole_words", "mask_multiple_length", "mask_stdev", "skip_masking",
     "shorten_method", "shorten_data_split_list",
 )
-BALANCING_FIELDS = ("balance", "sampling_alpha", "samples_per_language")
+BALANCING_FIELDS = ("balance", "balance_draw", "sampling_alpha", "samples_per_language")
 BIN_SAMPLE_BYTES = 1 << 20  # of DATA/<lang>/<split>.bin: the first, middle and last MiB are hashed
 
 

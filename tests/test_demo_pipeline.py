@@ -1,5 +1,6 @@
 """The `make demo` pipeline (examples/toy/run.sh) end to end, at a tiny size."""
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -20,7 +21,13 @@ def test_toy_pipeline_produces_the_report(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = tmp_path / "toy" / "report"
     rows = list(csv.DictReader(open(report / "report.csv")))
-    assert [r[next(iter(r))] for r in rows][:1] and (report / "report.png").stat().st_size > 0
+    assert [r["group"] for r in rows] == ["Low-Res", "High-Res", "{de}", "All"]
+    for name in ("HL", "HL-balanced", "Ours"):
+        assert float(rows[-1][f"{name} PPPL"]) > 1 and 0 < float(rows[-1][f"{name} MRR"]) <= 1
+    assert (report / "report.png").stat().st_size > 0
+    teachers = json.loads((tmp_path / "toy" / "teachers" / "teachers.json").read_text())
+    assert sorted(teachers) == ["de", "es", "eu", "tr"]
+    assert all(path.endswith("checkpoint_best.pt") and os.path.isfile(path) for path in teachers.values())
     assert "Done in" in proc.stdout and "tensorboard --logdir" in proc.stdout
     for name in ("HL", "HL-balanced", "Ours"):
         assert (tmp_path / "toy" / "checkpoints" / name / "checkpoint_last.pt").is_file()

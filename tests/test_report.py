@@ -3,7 +3,7 @@ import csv
 import json
 import os
 import random
-from statistics import mean
+from statistics import geometric_mean, mean
 
 import pytest
 
@@ -11,7 +11,7 @@ from balkd_fairseq.cli import report
 
 LOW, HIGH, SINGLE = ["eu", "tr"], ["es", "en", "de"], ["de"]
 LANGS = LOW + HIGH
-METRICS = [("MRR", "mrr", 1), ("POS I-L", ("pos", "in_language"), 100), ("POS Z-S", ("pos", "zero_shot"), 100),
+METRICS = [("MRR", "mrr", 1), ("PPPL", "pppl", 1), ("POS I-L", ("pos", "in_language"), 100), ("POS Z-S", ("pos", "zero_shot"), 100),
            ("NER I-L", ("ner", "in_language"), 100), ("NER Z-S", ("ner", "zero_shot"), 100)]
 
 
@@ -22,7 +22,7 @@ def _values(seed):
 
 def _write_model(root, name, seed, zero_shot_missing=None, mask="m"):
     """lm.json and probe.json for one model; returns the per-language inputs."""
-    inputs = {"mrr": _values(seed)}
+    inputs = {"mrr": _values(seed), "pppl": {lang: 1 + 500 * v for lang, v in _values(seed + 100).items()}}
     for i, (task, kind) in enumerate([("pos", "in_language"), ("pos", "zero_shot"), ("ner", "in_language"), ("ner", "zero_shot")]):
         inputs[(task, kind)] = _values(seed * 10 + i)
     if zero_shot_missing:
@@ -30,7 +30,7 @@ def _write_model(root, name, seed, zero_shot_missing=None, mask="m"):
     directory = root / name
     directory.mkdir()
     lm = {"kind": "lm", "name": name, "languages": {
-        lang: {"mrr": v, "acc1": v / 2, "pseudo_perplexity": 3.0, "n_masked": 10, "mask_sha256": mask + lang}
+        lang: {"mrr": v, "acc1": v / 2, "pseudo_perplexity": inputs["pppl"][lang], "n_masked": 10, "mask_sha256": mask + lang}
         for lang, v in inputs["mrr"].items()}}
     tasks = {task: {"metric": "x", "in_language": inputs[(task, "in_language")], "zero_shot": inputs[(task, "zero_shot")]}
              for task in ("pos", "ner")}
@@ -41,7 +41,7 @@ def _write_model(root, name, seed, zero_shot_missing=None, mask="m"):
 
 def _expected(inputs, key, langs, scale):
     values = [inputs[key][lang] for lang in langs if inputs[key][lang] is not None]
-    return mean(values) * scale
+    return (geometric_mean if key == "pppl" else mean)(values) * scale
 
 
 def _read_csv(path):
@@ -72,7 +72,7 @@ def test_report_cells_are_group_means(tmp_path, capsys):
                 assert float(next(cells)) == pytest.approx(_expected(inputs, key, langs, scale), rel=1e-12), (row[0], name, title)
 
     md_lines = markdown.splitlines()
-    assert md_lines[0].startswith("| group | HL MRR | HL POS I-L |")
+    assert md_lines[0].startswith("| group | HL MRR | HL PPPL | HL POS I-L |")
     all_row = next(line for line in md_lines if line.startswith("| All |"))
     assert f"{_expected(models['HL'], 'mrr', LANGS, 1):.3f}" in all_row
     assert f"{_expected(models['Ours'], ('ner', 'zero_shot'), LANGS, 100):.1f}" in all_row

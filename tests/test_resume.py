@@ -71,7 +71,7 @@ def test_sigkill_mid_epoch_then_resume_gives_identical_losses(tiny_data, teacher
 
     resumed = run_fairseq_train(resume_args(tiny_data, save, teacher_spec, TOTAL_UPDATES))
     assert f"Loaded checkpoint {save / 'checkpoint_last.pt'} (epoch 1 @ {resume_point} updates)" in resumed.stdout
-    assert "balance=subsample epoch 1:" in resumed.stdout and "balance=subsample epoch 2:" in resumed.stdout
+    assert "balance=subsample epoch 1 (" in resumed.stdout and "balance=subsample epoch 2 (" in resumed.stdout
     got = per_update(resumed.stdout)
     assert sorted(got) == list(range(resume_point + 1, TOTAL_UPDATES + 1))
     for update, record in got.items():

@@ -44,8 +44,19 @@ def test_languages_default_to_sorted_subdirectories(tiny_data):
     assert make_task(tiny_data, languages="bb").languages == ["bb"]
 
 
-def test_subsample_epoch_is_balanced_and_redrawn(tiny_data):
+def test_subsample_is_balanced_and_fixed_by_default(tiny_data):
     task = make_task(tiny_data, balance="subsample")
+    first, second = epoch_samples(task, "train", 1), epoch_samples(task, "train", 2)
+    smallest = len(task.language_blocks("train", "bb"))
+    assert Counter(lang for lang, _ in first) == {0: smallest, 1: smallest}
+    # the paper's sub-sampling: one draw for the whole run, the rest of aa is never seen
+    assert Counter(first) == Counter(second) == expected_samples(task, 1)
+    assert len({s for s in first if s[0] == 0}) < len(task.language_blocks("train", "aa"))
+    assert first != second  # ... but every epoch is shuffled afresh
+
+
+def test_subsample_per_epoch_is_balanced_and_redrawn(tiny_data):
+    task = make_task(tiny_data, balance="subsample", balance_draw="per_epoch")
     first, second = epoch_samples(task, "train", 1), epoch_samples(task, "train", 2)
     per_lang = Counter(lang for lang, _ in first)
     smallest = len(task.language_blocks("train", "bb"))

@@ -9,6 +9,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 BALANCE_MODES = ("none", "subsample", "upsample", "temperature")
+BALANCE_DRAWS = ("fixed", "per_epoch")  # one draw for the whole run, or a fresh one every epoch
 
 
 def target_sizes(

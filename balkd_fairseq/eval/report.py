@@ -2,15 +2,16 @@
 
 Inputs are the JSON files of ``balkd-eval-lm`` (``kind: lm``) and ``balkd-probe`` (``kind: probing``).
 A cell is the plain mean over the group's languages of the per-language values (languages with no
-value, e.g. Z-S with a single probed language, are left out; an empty group gives an empty cell).
-MRR is shown as a fraction, probing scores as percentages, as in the paper.
+value, e.g. Z-S with a single probed language, are left out; an empty group gives an empty cell);
+pseudo-perplexity (PPPL, lower is better) is averaged geometrically, i.e. exp of the mean masked
+cross-entropy per language. MRR is shown as a fraction, probing scores as percentages, as in the paper.
 """
 import csv
 import glob
 import io
 import os
 from dataclasses import dataclass, field
-from statistics import mean
+from statistics import geometric_mean, mean
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..errors import BalkdError
@@ -18,12 +19,14 @@ from .results_io import read_json
 
 METRICS = [  # key, column title, scale for display
     ("mrr", "MRR", 1.0),
+    ("pppl", "PPPL", 1.0),
     ("pos_il", "POS I-L", 100.0),
     ("pos_zs", "POS Z-S", 100.0),
     ("ner_il", "NER I-L", 100.0),
     ("ner_zs", "NER Z-S", 100.0),
 ]
 METRIC_SCALE = {key: scale for key, _, scale in METRICS}
+GROUP_AVERAGE = {"pppl": geometric_mean}  # every other metric: the arithmetic mean
 
 
 @dataclass
@@ -81,6 +84,7 @@ def _add_lm(model: ModelResults, payload: dict, path: str) -> None:
         raise BalkdError(f"{path}: no per-language LM scores")
     for lang, scores in languages.items():
         model.values["mrr"][lang] = scores.get("mrr")
+        model.values["pppl"][lang] = scores.get("pseudo_perplexity")
         if scores.get("mask_sha256"):
             model.mask_sha256[lang] = scores["mask_sha256"]
 
@@ -135,10 +139,10 @@ def mismatched_masks(models: List[ModelResults]) -> List[str]:
 
 
 def cell(model: ModelResults, key: str, languages: Sequence[str]) -> Optional[float]:
-    """Mean over ``languages`` of the model's values (display units); None when there are none."""
+    """Group average over ``languages`` of the model's values (display units); None when there are none."""
     values = [model.values[key].get(lang) for lang in languages]
     values = [v for v in values if v is not None]
-    return mean(values) * METRIC_SCALE[key] if values else None
+    return GROUP_AVERAGE.get(key, mean)(values) * METRIC_SCALE[key] if values else None
 
 
 def build_table(models: List[ModelResults], rows) -> Tuple[List[str], List[List]]:
@@ -151,7 +155,7 @@ def _format(value: Optional[float], column: int) -> str:
     if value is None:
         return "–"
     key = METRICS[(column - 1) % len(METRICS)][0]
-    return f"{value:.3f}" if key == "mrr" else f"{value:.1f}"
+    return f"{value:.3f}" if key == "mrr" else f"{value:.1f}"  # PPPL and percentages: one decimal
 
 
 def to_markdown(header, body, rows) -> str:
@@ -160,7 +164,10 @@ def to_markdown(header, body, rows) -> str:
         lines.append("| " + " | ".join([row[0]] + [_format(v, i) for i, v in enumerate(row[1:], start=1)]) + " |")
     groups = "; ".join(f"{label}: {', '.join(langs)}" for label, langs in rows)
     lines.append("")
-    lines.append(f"MRR as a fraction; POS accuracy and NER F1 in %. Groups: {groups}.")
+    lines.append(
+        "MRR as a fraction; PPPL = masked-LM pseudo-perplexity (lower is better, geometric mean over a group); "
+        f"POS accuracy and NER F1 in %. Groups: {groups}."
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -188,7 +195,9 @@ def plot_png(models: List[ModelResults], languages: Sequence[str], path: str) ->
             present = [(x, model.values[key].get(lang)) for x, lang in enumerate(languages)]
             present = [(x + offset, value * scale) for x, value in present if value is not None]
             ax.bar([x for x, _ in present], [h for _, h in present], width=width, label=model.name, color=f"C{i}")
-        ax.set_title(title + (" (%)" if scale == 100.0 else ""))
+        ax.set_title(title + (" (%)" if scale == 100.0 else "") + (" (lower is better, log scale)" if key == "pppl" else ""))
+        if key == "pppl":
+            ax.set_yscale("log")
         ax.set_xticks(range(len(languages)))
         ax.set_xticklabels(languages)
     axes[0].legend(loc="best", fontsize="small")

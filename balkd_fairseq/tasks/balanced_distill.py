@@ -35,7 +35,7 @@ from fairseq.dataclass import ChoiceEnum
 from fairseq.tasks import register_task
 from fairseq.tasks.masked_lm import MaskedLMConfig, MaskedLMTask
 
-from ..data.balancing import BALANCE_MODES, draw_epoch
+from ..data.balancing import BALANCE_DRAWS, BALANCE_MODES, draw_epoch
 from ..data.language_batches import LanguageBatchedDataset
 from ..data.mask_origin import MaskOriginDataset
 from ..data.subset_dataset import IndexedSubsetDataset
@@ -56,9 +56,17 @@ class BalancedDistillConfig(MaskedLMConfig):
     balance: ChoiceEnum(BALANCE_MODES) = field(
         default="subsample",
         metadata={
-            "help": "balancing of the train split, redrawn every epoch from (seed, epoch): none = all data; "
+            "help": "balancing of the train split (see --balance-draw): none = all data; "
             "subsample = every language the smallest language's size (the paper), without replacement; "
             "upsample = every language the largest language's size; temperature = share ∝ size**sampling_alpha"
+        },
+    )
+    balance_draw: ChoiceEnum(BALANCE_DRAWS) = field(
+        default="fixed",
+        metadata={
+            "help": "fixed = one draw from --seed for the whole run (the paper: the rest of a high-resource "
+            "language is never seen by the student, only by its teacher); per_epoch = a fresh draw every epoch "
+            "from (seed, epoch), so over many epochs all data is seen"
         },
     )
     sampling_alpha: float = field(
@@ -194,12 +202,16 @@ class BalancedDistillTask(MaskedLMTask):
 
     def _balanced(self, blocks, languages, lang_ids, epoch):
         sizes = [len(ds) for ds in blocks]
+        draw_number = epoch if self.cfg.balance_draw == "per_epoch" else 1
         draws = draw_epoch(
-            sizes, self.cfg.balance, self.cfg.seed, epoch,
+            sizes, self.cfg.balance, self.cfg.seed, draw_number,
             alpha=self.cfg.sampling_alpha, samples_per_language=self.cfg.samples_per_language or None,
         )
         for lang, size, drawn in zip(languages, sizes, draws):
-            logger.info(f"balance={self.cfg.balance} epoch {epoch}: {lang}: {size} samples -> {len(drawn)} sampled")
+            logger.info(
+                f"balance={self.cfg.balance} epoch {epoch} (draw {draw_number}): {lang}: "
+                f"{size} samples -> {len(drawn)} sampled"
+            )
         return [IndexedSubsetDataset(ds, idx) for ds, idx in zip(blocks, draws)]
 
     def _with_masks_and_lang(self, dataset, lang_id: int, base_split: str = ""):

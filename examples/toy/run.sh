@@ -12,8 +12,9 @@ PRESET="${PRESET:-shared}"
 LOW="${LOW:-tr eu}"
 HIGH="${HIGH:-es}"
 SINGLE="${SINGLE:-de}"
-TEACHER_UPDATES="${TEACHER_UPDATES:-250}"
-STUDENT_UPDATES="${STUDENT_UPDATES:-250}"
+TEACHER_UPDATES="${TEACHER_UPDATES:-500}"
+STUDENT_UPDATES="${STUDENT_UPDATES:-500}"
+TEACHER_VALID_EVERY="${TEACHER_VALID_EVERY:-25}"  # teachers validate (and keep their best) every N updates
 VOCAB="${VOCAB:-2000}"
 HIGH_SIZE="${HIGH_SIZE:-20000}"       # raw sentences per high-resource language
 LOW_SIZE="${LOW_SIZE:-500}"           # ... per low-resource language
@@ -28,6 +29,10 @@ MODEL=(--arch roberta_base --encoder-layers 2 --encoder-embed-dim 96 --encoder-f
 COMMON=(--tokens-per-sample 64 --batch-size 32 --required-batch-size-multiple 1 --optimizer adam
         --adam-betas "(0.9,0.98)" --weight-decay 0.01 --lr 0.002 --lr-scheduler polynomial_decay
         --cpu --seed "$SEED" --num-workers 0 --log-format simple --log-interval 25 --no-epoch-checkpoints)
+# Teachers keep their best checkpoint on their language's valid split: a low-resource teacher sees its
+# few hundred sentences dozens of times and overfits, and the student would inherit that (RESULTS.md).
+TEACHER_VALIDATION=(--validate-interval-updates "$TEACHER_VALID_EVERY" --save-interval-updates "$TEACHER_VALID_EVERY"
+                    --keep-interval-updates 1 --validate-interval 1000000 --save-interval 1000000)
 schedule() { echo --warmup-updates $(( $1 / 10 )) --total-num-update "$1" --max-update "$1"; }
 
 step() { printf '\n==> %s\n' "$*"; }
@@ -43,8 +48,8 @@ balkd-prepare --raw-dir "$OUT/synth/raw" --out "$OUT/data" --vocab-size "$VOCAB"
   --valid-lines "$EVAL_LINES" --test-lines "$EVAL_LINES" --seed "$SEED" --quiet
 
 step "3/7 monolingual teachers on all of each language's data -> $OUT/teachers"
-balkd-train-teachers "$OUT/data" --save-dir "$OUT/teachers" -- "${MODEL[@]}" "${COMMON[@]}" \
-  $(schedule "$TEACHER_UPDATES") --disable-validation
+balkd-train-teachers "$OUT/data" --save-dir "$OUT/teachers" --use-checkpoint best -- "${MODEL[@]}" "${COMMON[@]}" \
+  $(schedule "$TEACHER_UPDATES") "${TEACHER_VALIDATION[@]}"
 
 train_student() {  # name, then task/criterion flags
   local name=$1; shift
