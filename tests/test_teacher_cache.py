@@ -111,6 +111,7 @@ def test_cache_without_teachers_flag_records_the_caches_teachers(cache_dir, tiny
     ({"tokens_per_sample": 24}, r"other masking settings: masking.tokens_per_sample"),
     ({"samples_per_language": 5}, r"other balancing settings: balancing.samples_per_language"),
     ({"balance": "none"}, r"other balancing settings: balancing.balance"),
+    ({"balance_draw": "per_epoch"}, r"balancing.balance_draw is 'fixed' in the cache but 'per_epoch' now"),
     ({"languages": "bb"}, r"other languages"),
 ])
 def test_cache_for_other_settings_is_refused(cache_dir, tiny_data, overrides, match):

@@ -51,13 +51,20 @@ step "3/7 monolingual teachers on all of each language's data -> $OUT/teachers"
 balkd-train-teachers "$OUT/data" --save-dir "$OUT/teachers" --use-checkpoint best -- "${MODEL[@]}" "${COMMON[@]}" \
   $(schedule "$TEACHER_UPDATES") "${TEACHER_VALIDATION[@]}"
 
+# progress of a fairseq-train log on stdin: one short line every 100 updates
+progress() {
+  awk -v total="$1" '/\| train_inner \|/ && match($0, /num_updates=[0-9]+/) {
+    n = substr($0, RSTART + 12, RLENGTH - 12); if (n % 100) next
+    match($0, / loss=[0-9.]+/); printf "  update %d/%d  loss %s\n", n, total, substr($0, RSTART + 6, RLENGTH - 6); fflush() }'
+}
 train_student() {  # name, then task/criterion flags
   local name=$1; shift
-  step "student $name -> $OUT/checkpoints/$name (TensorBoard: $OUT/tensorboard/$name)"
+  local log="$OUT/checkpoints/$name.log"
+  step "student $name -> $OUT/checkpoints/$name (TensorBoard: $OUT/tensorboard/$name, log: $log)"
   balkd-train "$OUT/data" --task balanced_distill "$@" "${MODEL[@]}" "${COMMON[@]}" $(schedule "$STUDENT_UPDATES") \
-    --save-dir "$OUT/checkpoints/$name" --tensorboard-logdir "$OUT/tensorboard/$name" \
-    > "$OUT/checkpoints/$name.log" 2>&1 || { tail -n 20 "$OUT/checkpoints/$name.log"; exit 1; }
-  grep -E "\| valid \|" "$OUT/checkpoints/$name.log" | tail -n 1 | cut -c1-160
+    --save-dir "$OUT/checkpoints/$name" --tensorboard-logdir "$OUT/tensorboard/$name" 2>&1 \
+    | tee "$log" | progress "$STUDENT_UPDATES" || { tail -n 20 "$log"; exit 1; }
+  grep -E "\| valid \|" "$log" | tail -n 1 | cut -c1-160
 }
 mkdir -p "$OUT/checkpoints"
 step "4/7 three students, $STUDENT_UPDATES updates each"
