@@ -1,4 +1,4 @@
-"""The ``balanced_distill`` task: multilingual masked-LM data, balanced per epoch, with language ids.
+"""The ``balanced_distill`` task: multilingual masked-LM data, balanced across languages, with language ids.
 
 Data layout (what ``balkd-prepare`` or fairseq-preprocess per language writes)::
 
