@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="balkd-report",
         description="Build the results table (rows Low-Res / High-Res / {lang} / All; columns model x "
-        "(MRR, POS I-L, POS Z-S, NER I-L, NER Z-S)) as Markdown and CSV, plus a PNG plot per language.",
+        "(MRR, PPPL, POS I-L, POS Z-S, NER I-L, NER Z-S)) as Markdown and CSV, plus a PNG plot per language.",
     )
     parser.add_argument("--model", action="append", required=True, metavar="NAME=PATH[,PATH]",
                         help="a model's results: NAME=directory (its lm.json / probe.json) or NAME=file.json,file.json; "
