@@ -1,7 +1,7 @@
 """balkd-report: the paper's table from several models' balkd-eval-lm / balkd-probe results.
 
 Rows Low-Res / High-Res / {lang} / All; columns per model x (MRR, PPPL, POS I-L, POS Z-S, NER I-L, NER Z-S).
-Each cell is the mean over the row's languages. Writes OUT/report.md, OUT/report.csv, OUT/report.png.
+Each cell is the mean over the row's languages (geometric for PPPL). Writes OUT/report.md, OUT/report.csv, OUT/report.png.
 """
 import argparse
 import logging
