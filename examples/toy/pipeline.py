@@ -1,0 +1,346 @@
+"""The embedded benchmark's pipeline: one run (`make demo`) or a sweep over seeds x presets x configurations.
+
+    python examples/toy/pipeline.py demo                       # what `make demo` runs (OUT is rebuilt)
+    python examples/toy/pipeline.py sweep --seeds 1,2,3 --presets shared,diverse --configs HL,HL-balanced,Ours
+
+Stages: balkd-synth -> balkd-prepare -> balkd-train-teachers -> students -> balkd-eval-lm -> balkd-probe
+-> balkd-report. A seed varies the training only (initialisation, training masks, the balanced draw,
+teachers); the benchmark (synthetic data, vocabulary, evaluation masks) of a preset comes from
+``--data-seed`` and is the same for every seed, so every run is scored on the same test items.
+
+The sweep reuses what configurations share (a preset's data; a seed's teachers), skips every stage
+whose output is complete (a ``.done`` marker written last), and writes one report per preset with
+all configurations side by side, plus ``cost.md``: what each model cost (teacher and student
+updates, tokens, wall time). Settings default to the demo's; environment variables of the same
+name as the flags (upper case, e.g. ``STUDENT_UPDATES=250``) override the defaults, as run.sh did.
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from typing import Dict, List, Optional
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# One model size for teachers and students (the method's setting).
+MODEL = ["--arch", "roberta_base", "--encoder-layers", "2", "--encoder-embed-dim", "96", "--encoder-ffn-embed-dim", "192",
+         "--encoder-attention-heads", "4", "--max-positions", "64", "--dropout", "0.1"]
+
+# Named student configurations. "{teachers}" is replaced by the run's teachers.json.
+CONFIGS: Dict[str, List[str]] = {
+    "HL": ["--balance", "none", "--criterion", "masked_lm"],
+    "HL-balanced": ["--balance", "subsample", "--criterion", "masked_lm"],
+    "Ours": ["--balance", "subsample", "--criterion", "multi_teacher_distill", "--teachers", "{teachers}"],
+    # levers of the student (issue: beyond the paper); each is one documented option
+    "Ours+hard0.3": ["--balance", "subsample", "--criterion", "multi_teacher_distill", "--teachers", "{teachers}",
+                     "--hard-label-weight", "0.3"],
+    "Ours+T2": ["--balance", "subsample", "--criterion", "multi_teacher_distill", "--teachers", "{teachers}",
+                "--temperature", "2"],
+    "Ours+per-epoch": ["--balance", "subsample", "--balance-draw", "per_epoch", "--criterion", "multi_teacher_distill",
+                       "--teachers", "{teachers}"],
+    "Ours+temperature": ["--balance", "temperature", "--criterion", "multi_teacher_distill", "--teachers", "{teachers}"],
+}
+PAPER_CONFIGS = ["HL", "HL-balanced", "Ours"]
+PRESET_GROUPS = {  # --low / --high / --single of the report, per preset
+    "shared": {"low": "tr eu", "high": "es", "single": "de"},
+    "diverse": {"low": "hi el", "high": "ru", "single": "de"},
+}
+
+
+@dataclass
+class Settings:
+    out: str = os.path.join(REPO, "outputs", "toy")
+    data_seed: int = 1
+    teacher_updates: int = 500
+    student_updates: int = 500
+    teacher_valid_every: int = 25
+    vocab: int = 2000
+    high_size: int = 20000
+    low_size: int = 500
+    probe_train: int = 1000
+    probe_test: int = 500
+    eval_lines: int = 100
+    threads: int = 2
+    quiet_progress: bool = False
+
+
+def settings_from_env(defaults: Settings) -> Settings:
+    values = {}
+    for f in fields(Settings):
+        raw = os.environ.get(f.name.upper())
+        if raw is not None:
+            default = getattr(defaults, f.name)
+            values[f.name] = raw not in ("", "0") if isinstance(default, bool) else type(default)(raw)
+    return Settings(**{**asdict(defaults), **values})
+
+
+def common_flags(seed: int) -> List[str]:
+    return ["--tokens-per-sample", "64", "--batch-size", "32", "--required-batch-size-multiple", "1",
+            "--optimizer", "adam", "--adam-betas", "(0.9,0.98)", "--weight-decay", "0.01", "--lr", "0.002",
+            "--lr-scheduler", "polynomial_decay", "--cpu", "--seed", str(seed), "--num-workers", "0",
+            "--log-format", "simple", "--log-interval", "25", "--no-epoch-checkpoints"]
+
+
+def schedule(updates: int) -> List[str]:
+    return ["--warmup-updates", str(updates // 10), "--total-num-update", str(updates), "--max-update", str(updates)]
+
+
+# ------------------------------------------------------------------------------------------- running
+def step(message: str) -> None:
+    print(f"\n==> {message}", flush=True)
+
+
+def run(cmd: List[str], log: Optional[str] = None, progress_total: int = 0) -> float:
+    """Run a command (output to ``log`` if given, with a line every 100 updates); its wall seconds."""
+    start = time.monotonic()
+    if log is None:
+        subprocess.run(cmd, check=True)
+        return time.monotonic() - start
+    os.makedirs(os.path.dirname(log), exist_ok=True)
+    with open(log, "w", encoding="utf-8") as out:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for line in proc.stdout:
+            out.write(line)
+            shown = _progress_line(line, progress_total)
+            if shown:
+                print(shown, flush=True)
+        code = proc.wait()
+    if code != 0:
+        with open(log, encoding="utf-8") as f:
+            sys.stdout.write("".join(f.readlines()[-20:]))
+        raise SystemExit(f"failed (exit {code}): {' '.join(cmd[:3])} ...; log: {log}")
+    return time.monotonic() - start
+
+
+def _progress_line(line: str, total: int) -> Optional[str]:
+    if total <= 0 or "| train_inner |" not in line:
+        return None
+    updates = re.search(r"num_updates[= ](\d+)", line)
+    loss = re.search(r"\bloss[= ]([0-9.]+)", line)
+    if updates and int(updates.group(1)) % 100 == 0 and loss:
+        return f"  update {updates.group(1)}/{total}  loss {loss.group(1)}"
+    return None
+
+
+def done(directory: str) -> bool:
+    return os.path.isfile(os.path.join(directory, ".done"))
+
+
+def mark_done(directory: str, info: Optional[dict] = None) -> None:
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, ".done"), "w", encoding="utf-8") as f:
+        json.dump(info or {}, f, indent=1)
+
+
+def read_done(directory: str) -> dict:
+    with open(os.path.join(directory, ".done"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def tokens_trained(log_path: str) -> int:
+    """Tokens processed by a fairseq-train run: per epoch, words per batch x updates in that epoch."""
+    total, last_updates = 0.0, 0
+    with open(log_path, encoding="utf-8") as f:
+        for line in f:
+            if "| train |" not in line:
+                continue
+            wpb = re.search(r"\bwpb[= ]([0-9.]+)", line)
+            updates = re.search(r"num_updates[= ](\d+)", line)
+            if wpb and updates:
+                total += float(wpb.group(1)) * (int(updates.group(1)) - last_updates)
+                last_updates = int(updates.group(1))
+    return int(total)
+
+
+# ------------------------------------------------------------------------------------------- stages
+@dataclass
+class Layout:
+    """Where a (preset, seed) run keeps its outputs; the benchmark is shared by all seeds of a preset."""
+
+    root: str
+    preset: str
+    seed: int
+    single_run: bool = False  # the demo: everything directly under root
+    bench: str = field(init=False)
+    run: str = field(init=False)
+
+    def __post_init__(self):
+        self.bench = self.root if self.single_run else os.path.join(self.root, self.preset, "benchmark")
+        self.run = self.root if self.single_run else os.path.join(self.root, self.preset, f"seed{self.seed}")
+
+    synth = property(lambda self: os.path.join(self.bench, "synth"))
+    data = property(lambda self: os.path.join(self.bench, "data"))
+    teachers = property(lambda self: os.path.join(self.run, "teachers"))
+    checkpoints = property(lambda self: os.path.join(self.run, "checkpoints"))
+    results = property(lambda self: os.path.join(self.run, "results"))
+
+
+def make_benchmark(layout: Layout, s: Settings) -> None:
+    if done(layout.synth) and done(layout.data):
+        print(f"benchmark {layout.bench} is complete; reused")
+        return
+    step(f"synthetic benchmark ({layout.preset} preset, data seed {s.data_seed}) -> {layout.synth}")
+    run(["balkd-synth", "--out", layout.synth, "--preset", layout.preset, "--seed", str(s.data_seed), "--high-size",
+         str(s.high_size), "--low-size", str(s.low_size), "--probe-train", str(s.probe_train), "--probe-test",
+         str(s.probe_test), "--quiet", "--force"])
+    mark_done(layout.synth)
+    step(f"one SentencePiece vocabulary + binarized data -> {layout.data}")
+    run(["balkd-prepare", "--raw-dir", os.path.join(layout.synth, "raw"), "--out", layout.data, "--vocab-size",
+         str(s.vocab), "--valid-lines", str(s.eval_lines), "--test-lines", str(s.eval_lines), "--seed",
+         str(s.data_seed), "--quiet", "--force"])
+    mark_done(layout.data)
+
+
+def train_teachers(layout: Layout, s: Settings) -> dict:
+    """balkd-train-teachers (itself resumable and skipping complete teachers); its cost."""
+    if done(layout.teachers):
+        return read_done(layout.teachers)
+    step(f"monolingual teachers on all of each language's data -> {layout.teachers}")
+    validation = ["--validate-interval-updates", str(s.teacher_valid_every), "--save-interval-updates",
+                  str(s.teacher_valid_every), "--keep-interval-updates", "1", "--validate-interval", "1000000",
+                  "--save-interval", "1000000"]
+    seconds = run(["balkd-train-teachers", layout.data, "--save-dir", layout.teachers, "--use-checkpoint", "best", "--",
+                   *MODEL, *common_flags(layout.seed), *schedule(s.teacher_updates), *validation])
+    logs = [os.path.join(layout.teachers, d, "train.log") for d in sorted(os.listdir(layout.teachers))
+            if os.path.isfile(os.path.join(layout.teachers, d, "train.log"))]
+    cost = {"updates": s.teacher_updates * len(logs), "tokens": sum(tokens_trained(log) for log in logs),
+            "wall_seconds": round(seconds, 1), "teachers": len(logs)}
+    mark_done(layout.teachers, cost)
+    return cost
+
+
+def train_student(layout: Layout, s: Settings, name: str) -> dict:
+    save_dir = os.path.join(layout.checkpoints, name)
+    if done(save_dir):
+        return read_done(save_dir)
+    flags = [f.replace("{teachers}", os.path.join(layout.teachers, "teachers.json")) for f in CONFIGS[name]]
+    log = os.path.join(layout.checkpoints, f"{name}.log")
+    step(f"student {name} -> {save_dir} (log: {log})")
+    shutil.rmtree(save_dir, ignore_errors=True)  # an unfinished run of the pipeline's own: start it again
+    tensorboard = os.path.join(layout.run, "tensorboard", name)
+    seconds = run(["balkd-train", layout.data, "--task", "balanced_distill", *flags, *MODEL, *common_flags(layout.seed),
+                   *schedule(s.student_updates), "--save-dir", save_dir, "--tensorboard-logdir", tensorboard],
+                  log=log, progress_total=s.student_updates)
+    cost = {"updates": s.student_updates, "tokens": tokens_trained(log), "wall_seconds": round(seconds, 1)}
+    mark_done(save_dir, cost)
+    return cost
+
+
+def languages(layout: Layout) -> str:
+    with open(os.path.join(layout.synth, "languages.json"), encoding="utf-8") as f:
+        return ",".join(json.load(f)["languages"])
+
+
+def evaluate(layout: Layout, s: Settings, name: str) -> None:
+    out = os.path.join(layout.results, name)
+    if done(out):
+        return
+    checkpoint = os.path.join(layout.checkpoints, name, "checkpoint_last.pt")
+    step(f"evaluate {name}: masked LM per language and POS/NER probes")
+    # evaluation masks and probe data come from the data seed: identical for every run of the preset
+    run(["balkd-eval-lm", "--checkpoint", f"{name}={checkpoint}", "--data", layout.data, "--languages",
+         languages(layout), "--split", "test", "--tokens-per-sample", "64", "--seed", str(s.data_seed),
+         "--output-dir", layout.results, "--cpu"])
+    run(["balkd-probe", "--checkpoint", f"{name}={checkpoint}", "--data", layout.data, "--languages", languages(layout),
+         "--probe-dir", layout.synth, "--seed", str(s.data_seed), "--output-dir", layout.results, "--cpu"])
+    mark_done(out)
+
+
+def report(root: str, preset: str, layouts: List[Layout], configs: List[str], out: str) -> None:
+    step(f"report ({preset}: {len(layouts)} seed(s) x {len(configs)} configuration(s)) -> {out}")
+    groups = PRESET_GROUPS[preset]
+    models = [f"--model={name}={os.path.join(layout.results, name)}" for name in configs for layout in layouts]
+    run(["balkd-report", *models, "--low", *groups["low"].split(), "--high", *groups["high"].split(),
+         "--single", groups["single"], "--output-dir", out])
+
+
+def write_cost(costs: Dict[str, List[dict]], path: str) -> None:
+    """Markdown: per configuration, mean over seeds of what it cost (teachers included for distilled students)."""
+    lines = ["| model | runs | teacher updates | student updates | tokens (M) | wall (min) |", "|---|---|---|---|---|---|"]
+    for name, runs in costs.items():
+        def mean(key):
+            return sum(r.get(key, 0) for r in runs) / len(runs)
+        lines.append(f"| {name} | {len(runs)} | {mean('teacher_updates'):.0f} | {mean('student_updates'):.0f} | "
+                     f"{mean('tokens') / 1e6:.2f} | {mean('wall_seconds') / 60:.1f} |")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("Compute per model (mean over seeds; distilled students include their teachers).\n\n")
+        f.write("\n".join(lines) + "\n")
+
+
+def model_cost(student: dict, teachers: Optional[dict]) -> dict:
+    teachers = teachers or {}
+    return {"teacher_updates": teachers.get("updates", 0), "student_updates": student["updates"],
+            "tokens": student["tokens"] + teachers.get("tokens", 0),
+            "wall_seconds": student["wall_seconds"] + teachers.get("wall_seconds", 0)}
+
+
+def run_preset(s: Settings, preset: str, seeds: List[int], configs: List[str], single_run: bool = False) -> None:
+    layouts = [Layout(s.out, preset, seed, single_run) for seed in seeds]
+    make_benchmark(layouts[0], s)
+    costs: Dict[str, List[dict]] = {name: [] for name in configs}
+    for layout in layouts:
+        needs_teachers = any("{teachers}" in CONFIGS[name] for name in configs)
+        teacher_cost = train_teachers(layout, s) if needs_teachers else None
+        for name in configs:
+            student = train_student(layout, s, name)
+            costs[name].append(model_cost(student, teacher_cost if "{teachers}" in CONFIGS[name] else None))
+        for name in configs:
+            evaluate(layout, s, name)
+    report_dir = os.path.join(s.out, "report") if single_run else os.path.join(s.out, preset, "report")
+    report(s.out, preset, layouts, configs, report_dir)
+    write_cost(costs, os.path.join(report_dir, "cost.md"))
+
+
+# ------------------------------------------------------------------------------------------- commands
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="one run of the three paper models (what `make demo` runs); OUT is rebuilt")
+    demo.add_argument("--preset", default=os.environ.get("PRESET", "shared"), choices=sorted(PRESET_GROUPS))
+    demo.add_argument("--seed", type=int, default=int(os.environ.get("SEED", "1")),
+                      help="training seed; the benchmark uses the same seed in the demo (default: 1)")
+    sweep = sub.add_parser("sweep", help="seeds x presets x configurations; reuses and skips finished work")
+    sweep.add_argument("--seeds", default="1,2,3", help="comma-separated training seeds (default: 1,2,3)")
+    sweep.add_argument("--presets", default="shared,diverse", help="comma-separated presets (default: shared,diverse)")
+    sweep.add_argument("--configs", default=",".join(PAPER_CONFIGS),
+                       help=f"comma-separated configurations out of {', '.join(CONFIGS)} (default: the paper's three)")
+    for p in (demo, sweep):
+        p.add_argument("--out", default=None, help="output root (default: outputs/toy for demo, outputs/sweep for sweep)")
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("OMP_NUM_THREADS", os.environ.get("THREADS", "2"))
+    start = time.monotonic()
+    if args.command == "demo":
+        s = settings_from_env(Settings(out=args.out or os.environ.get("OUT", os.path.join(REPO, "outputs", "toy")),
+                                       data_seed=args.seed))
+        shutil.rmtree(s.out, ignore_errors=True)
+        os.makedirs(s.out)
+        run_preset(s, args.preset, [args.seed], PAPER_CONFIGS, single_run=True)
+        print(f"\nDone in {time.monotonic() - start:.0f}s.\n  table: {s.out}/report/report.md (and report.csv)\n"
+              f"  plot:  {s.out}/report/report.png\n  cost:  {s.out}/report/cost.md\n"
+              f"  checkpoints: {s.out}/checkpoints/{{HL,HL-balanced,Ours}}/checkpoint_last.pt, teachers in {s.out}/teachers\n"
+              f"  TensorBoard: tensorboard --logdir {s.out}/tensorboard")
+        return 0
+    s = settings_from_env(Settings(out=args.out or os.path.join(REPO, "outputs", "sweep")))
+    configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    unknown = [c for c in configs if c not in CONFIGS]
+    if unknown:
+        raise SystemExit(f"unknown configuration(s) {', '.join(unknown)}; known: {', '.join(CONFIGS)}")
+    for preset in [p.strip() for p in args.presets.split(",") if p.strip()]:
+        if preset not in PRESET_GROUPS:
+            raise SystemExit(f"unknown preset {preset!r}; known: {', '.join(PRESET_GROUPS)}")
+        run_preset(s, preset, [int(x) for x in args.seeds.split(",") if x.strip()], configs)
+    print(f"\nSweep done in {(time.monotonic() - start) / 60:.1f} min: reports in {s.out}/<preset>/report/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
