@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from balkd_fairseq.cli import synth as synth_cli
-from balkd_fairseq.data.synthetic import PRESETS, PROFILES, SCRIPT_RANGES
+from balkd_fairseq.synth import PRESETS, PROFILES, SCRIPT_RANGES
 
 UPOS = {"ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON", "PROPN", "PUNCT",
         "SCONJ", "SYM", "VERB", "X"}
