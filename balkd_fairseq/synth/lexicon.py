@@ -81,6 +81,21 @@ def shared_names(seed: int) -> Dict[str, Tuple[Tuple[Tuple[Syllable, ...], ...],
     return {"first": first, "last": last, "city": city}
 
 
+def content_concepts(inventory: Inventory) -> List[Tuple[str, int]]:
+    return [(pos, rank) for pos, count in (("NOUN", inventory.nouns), ("VERB", inventory.verbs),
+                                           ("ADJ", inventory.adjectives), ("ADV", inventory.adverbs),
+                                           ("ORG", ORG_WORDS))
+            for rank in range(count)]
+
+
+@functools.lru_cache(maxsize=8)
+def proto_forms(seed: int, inventory: Inventory) -> Dict[Tuple[str, int], Tuple[Syllable, ...]]:
+    """The shared proto-form of every content concept (cognates adapt it); the same for every language."""
+    rng = derive_rng(seed, "proto")
+    return {(pos, rank): random_stem(rng, NEUTRAL, stem_length(rng, NEUTRAL, rank, False))
+            for pos, rank in content_concepts(inventory)}
+
+
 class Endings(dict):
     """Suffixes by feature bundle: ("noun"|"adj"|"det", number, case) and ("verb", tense, number) when fused;
     ("number", "Plur"), ("case", c), ("tense", t), ("agree", "Plur"), ("neg",) as a suffix chain otherwise."""
@@ -134,7 +149,7 @@ class Lexicon:
         self.stems: Dict[Tuple[str, object], Tuple[Syllable, ...]] = {}
         rng = derive_rng(seed, "lexicon", key)
         self._build_function_words(rng)
-        self._build_content_words(rng, derive_rng(seed, "proto"), cognate_rate)
+        self._build_content_words(rng, proto_forms(seed, inventory), cognate_rate)
         self._add_homographs(derive_rng(seed, "homographs", key), homograph_rate)
         self.endings = Endings.build(profile, derive_rng(seed, "endings", key))
         self._cache: Dict[tuple, object] = {}
@@ -180,18 +195,15 @@ class Lexicon:
         if self.profile.articles:
             self.stems[("NUM", 0)] = self.stems[("DET", "indef")]
 
-    def _build_content_words(self, rng: random.Random, proto_rng: random.Random, cognate_rate: float) -> None:
-        inv = self.inventory
-        for pos, count in (("NOUN", inv.nouns), ("VERB", inv.verbs), ("ADJ", inv.adjectives),
-                           ("ADV", inv.adverbs), ("ORG", ORG_WORDS)):
-            for rank in range(count):
-                proto = random_stem(proto_rng, NEUTRAL, stem_length(proto_rng, NEUTRAL, rank, False))
-                cognate = self._adapt(proto)
-                if rng.random() < cognate_rate and cognate not in self._taken:
-                    self._taken.add(cognate)
-                    self.stems[(pos, rank)] = cognate
-                else:
-                    self.stems[(pos, rank)] = self._unique_stem(rng, rank, function_word=False)
+    def _build_content_words(self, rng: random.Random, protos: Dict[Tuple[str, int], Tuple[Syllable, ...]],
+                             cognate_rate: float) -> None:
+        for (pos, rank), proto in protos.items():
+            cognate = self._adapt(proto)
+            if rng.random() < cognate_rate and cognate not in self._taken:
+                self._taken.add(cognate)
+                self.stems[(pos, rank)] = cognate
+            else:
+                self.stems[(pos, rank)] = self._unique_stem(rng, rank, function_word=False)
 
     def _adapt(self, proto: Sequence[Syllable]) -> Tuple[Syllable, ...]:
         """A cognate: the shared proto-form with the sounds the language lacks replaced."""
