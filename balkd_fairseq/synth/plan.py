@@ -71,6 +71,7 @@ class BenchmarkPlan:
                           if k in ("lexicon_size", "zipf_exponent", "cognate_rate", "homograph_rate")},
         }
         if self.size_law is not None:
+            manifest["num_languages"] = len(self.languages)
             manifest["size_law"] = self.size_law
         return manifest
 
