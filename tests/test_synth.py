@@ -352,8 +352,10 @@ def digest(root: Path, kind: str) -> str:
 
 
 def test_the_reference_projection_is_what_it_claims():
-    old = b"# sent_id = x\n1\tDie\tdie\tDET\t_\tPronType=Art\t2\tdet\t_\t_\n2\tHund\tHund\tNOUN\t_\t_\t0\troot\t_\tSpaceAfter=No\n\n"
-    assert projected_conllu(old) == b"# sent_id = x\n1\tDie\t_\tDET\t_\t_\t_\t_\t_\t_\n2\tHund\t_\tNOUN\t_\t_\t_\t_\t_\tSpaceAfter=No\n\n"
+    old = (b"# sent_id = x\n1\tDie\tdie\tDET\t_\tPronType=Art\t2\tdet\t_\t_\n"
+           b"2\tHund\tHund\tNOUN\t_\t_\t0\troot\t_\tSpaceAfter=No\n\n")
+    assert projected_conllu(old) == (b"# sent_id = x\n1\tDie\t_\tDET\t_\t_\t_\t_\t_\t_\n"
+                                     b"2\tHund\t_\tNOUN\t_\t_\t_\t_\t_\tSpaceAfter=No\n\n")
 
 
 @pytest.mark.parametrize("kind", ["raw", "pos", "ner", "languages.json"])

@@ -23,6 +23,9 @@ from .sampling import derive_rng
 
 SPLITS = ("train", "dev", "test")
 CHUNK_SENTENCES = 1000
+# Consecutive chunks (mostly of one language) go to the same worker, so a small language's lexicon is
+# built by one worker rather than by all of them.
+TASKS_PER_WORKER_CALL = 8
 GENERATOR_KNOBS = ("seed", "lexicon_size", "zipf_exponent", "cognate_rate", "homograph_rate")
 
 
@@ -88,7 +91,7 @@ def write_benchmark(plan: BenchmarkPlan, out: Path, progress: Optional[Callable[
     with contextlib.ExitStack() as stack:
         if workers > 1 and len(chunks) > 1:
             pool = stack.enter_context(multiprocessing.get_context("fork").Pool(workers))
-            texts = pool.imap(render_chunk, tasks)
+            texts = pool.imap(render_chunk, tasks, chunksize=TASKS_PER_WORKER_CALL)
         else:
             texts = map(render_chunk, tasks)
         _write_in_order(out, chunks, texts, progress)

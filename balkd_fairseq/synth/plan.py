@@ -155,8 +155,9 @@ def _plan_preset(config: SynthConfig) -> BenchmarkPlan:
     _check_numbers(config)
     low_size = config.resolved("low_size")
     raw = {lang: config.sizes.get(lang, low_size if lang in low else config.high_size) for lang in languages}
+    profiles = {lang: PROFILES[lang] for lang in languages}
     return BenchmarkPlan(config.preset, languages, low, [lang for lang in languages if lang not in low], anchor,
-                         raw, _probe_sentences(config), config.seed, config, {lang: PROFILES[lang] for lang in languages})
+                         raw, _probe_sentences(config), config.seed, config, profiles)
 
 
 def _plan_generated(config: SynthConfig) -> BenchmarkPlan:

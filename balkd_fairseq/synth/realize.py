@@ -77,8 +77,8 @@ class Realizer:
         if p.fused:
             keys = () if analytic else (("verb", c.tense, number),)
         else:
-            tense_on_verb = c.tense in p.tense_suffixes
-            keys = ((("tense", c.tense),) if tense_on_verb else ()) + ((("neg",),) if c.negated and p.neg_suffix else ())
+            keys = ((("tense", c.tense),) if c.tense in p.tense_suffixes else ())
+            keys += (("neg",),) if c.negated and p.neg_suffix else ()
             keys += (("agree", number),) if p.verb_agreement and not analytic else ()
         group = [Token(self.lex.word("VERB", c.verb, keys), "VERB")]
         if analytic:
