@@ -6,8 +6,10 @@ padding_idx + 1, as transformers' ``max_position_embeddings``), the token-type e
 zero row, fairseq's LayerNorm epsilon is 1e-5, and the output projection is tied to the input
 embedding (unless ``--untie-weights-roberta``) with the LM head's bias.
 
-Vocabulary rows beyond fairseq's dictionary (:func:`hf_tokenizer.extra_pieces`) copy ``<unk>``'s
-embedding and output bias, so the model computes exactly what fairseq computes for ``<unk>``.
+Vocabulary rows beyond fairseq's dictionary (pieces SentencePiece has but ``dict.txt`` lacks, see
+:mod:`.hf_tokenizer`) copy ``<unk>``'s input embedding, so the model computes exactly what fairseq
+computes for ``<unk>`` there; their output bias is :data:`NEVER_PREDICTED`, so the softmax over the
+vocabulary is fairseq's and fill-mask never proposes them.
 """
 from pathlib import Path
 from typing import List
@@ -19,6 +21,7 @@ from .source import ExportSource
 
 PREFIX = "encoder.sentence_encoder."
 LM_HEAD = "encoder.lm_head."
+NEVER_PREDICTED = -1e4  # output bias of the extra rows: exp(-1e4) is 0 in fp32 and fp16 alike
 # fairseq activation -> transformers' name for the same function
 ACTIVATIONS = {"gelu": "gelu", "gelu_accurate": "gelu_new", "relu": "relu", "tanh": "tanh", "linear": "linear"}
 LAYER_NAMES = {
@@ -100,7 +103,7 @@ def hf_state_dict(source: ExportSource, extra: int) -> dict:
         "lm_head.layer_norm.weight": weights[LM_HEAD + "layer_norm.weight"],
         "lm_head.layer_norm.bias": weights[LM_HEAD + "layer_norm.bias"],
         "lm_head.decoder.weight": _with_unk_rows(weights[LM_HEAD + "weight"], unk, extra),
-        "lm_head.bias": _with_unk_rows(weights[LM_HEAD + "bias"], unk, extra),
+        "lm_head.bias": torch.cat([weights[LM_HEAD + "bias"], torch.full((extra,), NEVER_PREDICTED)]),
     }
     state["lm_head.decoder.bias"] = state["lm_head.bias"]
     for key, value in weights.items():

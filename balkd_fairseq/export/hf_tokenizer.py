@@ -17,8 +17,9 @@ components:
   turns it into one ``<unk>``, as SentencePiece does.
 - pieces SentencePiece has but ``dict.txt`` lacks: fairseq gives ``<unk>``. A Unigram vocabulary
   cannot give two pieces one id, and the piece must stay in the vocabulary for the segmentation to be
-  SentencePiece's, so these pieces get ids after the dictionary's; the model's rows for them copy
-  ``<unk>`` (:mod:`.hf`). Ids >= ``config.fairseq_dictionary_size`` are therefore fairseq's ``<unk>``.
+  SentencePiece's, so these pieces get ids after the dictionary's; the model's input rows for them copy
+  ``<unk>``'s and they are never predicted (:mod:`.hf`). Ids >= ``config.fairseq_dictionary_size`` are
+  therefore fairseq's ``<unk>``: the one place where the ids, not the results, differ.
 
 Dictionary entries SentencePiece can never produce (``madeupwordNNNN``) are stored behind a mark
 that no normalized text contains, so no input reaches them.
