@@ -91,7 +91,7 @@ def project(tmp_path_factory):
         str(data), "--task", "balanced_distill", "--criterion", "masked_lm", *TINY_ARCH, "--max-positions", "256",
         "--tokens-per-sample", "64", "--batch-size", "8", "--optimizer", "adam", "--lr", "0.001",
         "--max-update", "2", "--save-dir", str(root / "ckpt"), "--no-epoch-checkpoints", "--disable-validation",
-        "--cpu", "--num-workers", "0", "--log-format", "simple",
+        "--cpu", "--num-workers", "0", "--data-buffer-size", "0", "--log-format", "simple",
     ])
     old = root / "ckpt" / "checkpoint_last.pt"
     new = record_dictionary(old, data, languages, root / "ckpt" / "recorded.pt")
