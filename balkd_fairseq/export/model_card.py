@@ -95,7 +95,9 @@ def architecture_section(source: ExportSource, extra_pieces: Optional[List[str]]
     if extra_pieces is not None:
         lines += [f"Hugging Face vocabulary: ids 0–{len(source.dictionary) - 1} are fairseq's `dict.txt` ids; the "
                   f"{len(extra_pieces)} ids after them are SentencePiece pieces `dict.txt` lacks, which fairseq encodes "
-                  "as `<unk>`: their embedding and output bias copy `<unk>`'s (`config.fairseq_dictionary_size`).", ""]
+                  "as `<unk>`: their input embedding is `<unk>`'s and they are never predicted (output bias -1e4), so "
+                  "the model computes what fairseq computes (ids >= `config.fairseq_dictionary_size` are fairseq's "
+                  "`<unk>`).", ""]
     return lines
 
 
