@@ -30,8 +30,19 @@ def estimated_samples(split: dict, task: dict) -> int:
     return math.ceil((split["tokens"] + split["lines"]) / max(1, int(task.get("tokens_per_sample", 512)) - 1))
 
 
+def model_languages(source: ExportSource, stats: Optional[dict], task: dict) -> Optional[List[str]]:
+    """The recorded languages; for a stock masked_lm checkpoint (a teacher) trained on DATA/<lang>, that
+    language; None if unknown."""
+    if source.languages:
+        return source.languages
+    trained_on = os.path.basename(os.path.normpath(str(task.get("data", "")).split(os.pathsep)[0]))
+    if task.get("_name") == "masked_lm" and trained_on in (stats or {}).get("languages", {}):
+        return [trained_on]
+    return None
+
+
 def languages_section(source: ExportSource, stats: Optional[dict], task: dict) -> List[str]:
-    recorded = source.languages
+    recorded = model_languages(source, stats, task)
     per_lang = (stats or {}).get("languages", {})
     languages = recorded or sorted(per_lang)
     lines = ["## Languages and data", ""]
@@ -135,7 +146,7 @@ def model_card(source: ExportSource, formats: List[str], extra_pieces: Optional[
                results_dir: Optional[str]) -> str:
     stats = read_json(source.stats_file, "--data") if source.stats_file else None
     task = _task(source)
-    languages = source.languages or sorted((stats or {}).get("languages", {}))
+    languages = model_languages(source, stats, task) or sorted((stats or {}).get("languages", {}))
     lines = front_matter(languages)
     lines += [f"# {os.path.basename(source.checkpoint)}", "",
               "A multilingual masked language model (RoBERTa / XLM-R architecture) trained with balkd-fairseq "
