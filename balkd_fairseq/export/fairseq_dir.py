@@ -71,7 +71,7 @@ def inference_state(source: ExportSource) -> dict:
     return {
         "args": None,
         "cfg": inference_config(source.cfg),
-        "model": {k: v.detach().clone() for k, v in source.state["model"].items()},
+        "model": source.state["model"],
         # fairseq's checkpoint upgrade expects these two; nothing to resume from is kept
         "optimizer_history": [{"criterion_name": "MaskedLmLoss", "optimizer_name": "none",
                                "lr_scheduler_state": {}, "num_updates": int(history[-1].get("num_updates", 0))}],

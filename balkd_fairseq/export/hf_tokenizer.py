@@ -39,13 +39,14 @@ SPECIAL_SCORE = 0.0
 
 
 def load_spm_proto(path: str):
+    from google.protobuf.message import DecodeError
     from sentencepiece import sentencepiece_model_pb2
 
     proto = sentencepiece_model_pb2.ModelProto()
     with open(path, "rb") as f:
         try:
             proto.ParseFromString(f.read())
-        except Exception as err:  # protobuf's DecodeError is not importable the same way across versions
+        except DecodeError as err:
             raise BalkdError(f"--data: {path} is not a SentencePiece model: {err}") from None
     return proto
 

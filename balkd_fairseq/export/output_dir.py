@@ -54,5 +54,5 @@ def staged_export_dir(out: Path, force: bool, inputs: Iterable[str]):
         shutil.rmtree(staging, ignore_errors=True)
         raise
     if out.exists():
-        shutil.rmtree(out) if any(out.iterdir()) else out.rmdir()
+        shutil.rmtree(out)
     os.replace(staging, out)
