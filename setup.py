@@ -10,7 +10,10 @@ COMMANDS = {
     "balkd-synth": "balkd_fairseq.cli.synth:main",
     "balkd-train-teachers": "balkd_fairseq.cli.train_teachers:main",
     "balkd-cache-teachers": "balkd_fairseq.cli.cache_teachers:main",
+    "balkd-export": "balkd_fairseq.cli.export:main",
 }
+# balkd-export --format hf; imported lazily, never by training (same pins as requirements/hf.txt)
+HF_EXTRA = ["transformers==5.24.0", "tokenizers==0.23.3", "safetensors==0.8.0"]
 
 setup(
     name="balkd-fairseq",
@@ -31,5 +34,6 @@ setup(
         "matplotlib",
         "tensorboardX",
     ],
+    extras_require={"hf": HF_EXTRA},
     entry_points={"console_scripts": [f"{name}={target}" for name, target in COMMANDS.items()]},
 )

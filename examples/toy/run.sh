@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The embedded pipeline on CPU (what `make demo` runs):
 #   balkd-synth -> balkd-prepare -> balkd-train-teachers -> three students on the same update budget
-#   (HL, HL-balanced, Ours) -> balkd-eval-lm -> balkd-probe -> balkd-report
+#   (HL, HL-balanced, Ours) -> balkd-eval-lm -> balkd-probe -> balkd-report -> balkd-export (Ours)
 # Settings come from the environment (defaults below); OUT is wiped and rebuilt each run.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -89,6 +89,29 @@ done
 step "7/7 report"
 balkd-report --model "HL=$OUT/results/HL" --model "HL-balanced=$OUT/results/HL-balanced" --model "Ours=$OUT/results/Ours" \
   --low $LOW --high $HIGH --single $SINGLE --output-dir "$OUT/report"
+step "export Ours -> $OUT/export (fairseq and Hugging Face folders, model card) and one fill-mask query each"
+balkd-export "$OUT/checkpoints/Ours/checkpoint_last.pt" --data "$OUT/data" --results "$OUT/results/Ours" \
+  --out "$OUT/export"
+# the first six words of a sentence, the sixth masked (short enough for the toy model's 64 positions)
+QUERY=$(python -c "import sys; w = open(sys.argv[1], encoding='utf-8').readline().split(); print(' '.join(w[:5] + ['<mask>']))" \
+  "$OUT/synth/raw/$SINGLE.txt")
+echo "  query:       $QUERY"
+# each in a process of its own, neither importing balkd_fairseq (see README "Using the student elsewhere")
+python - "$OUT/export/fairseq" "$QUERY" <<'PY'
+import logging, sys
+logging.disable(logging.INFO)
+from fairseq.models.roberta import RobertaModel
+folder, query = sys.argv[1:]
+model = RobertaModel.from_pretrained(folder, "model.pt", bpe="sentencepiece", sentencepiece_model=f"{folder}/spm.model")
+print("  fairseq:     " + model.eval().fill_mask(query, topk=1)[0][0])
+PY
+HF_HUB_OFFLINE=1 python - "$OUT/export/hf" "$QUERY" <<'PY'
+import sys
+from transformers import pipeline
+folder, query = sys.argv[1:]
+print("  transformers: " + pipeline("fill-mask", model=folder)(query, top_k=1)[0]["sequence"])
+PY
+
 cat <<DONE
 
 Done in ${SECONDS}s.
@@ -96,4 +119,5 @@ Done in ${SECONDS}s.
   plot:        $OUT/report/report.png
   checkpoints: $OUT/checkpoints/{HL,HL-balanced,Ours}/checkpoint_last.pt, teachers in $OUT/teachers
   TensorBoard: tensorboard --logdir $OUT/tensorboard
+  exported:    $OUT/export/{fairseq,hf,README.md} (balkd-export)
 DONE

@@ -1,0 +1,161 @@
+"""``OUT/README.md``: a Hugging Face model card built from the checkpoint, the data manifest and results."""
+import math
+import os
+from typing import Dict, List, Optional
+
+from omegaconf import OmegaConf
+
+from ..data.balancing import target_sizes
+from ..eval.report import METRICS, load_model_results
+from ..files import read_json
+from ..teacher_manifest import MANIFEST_KEY
+from .fairseq_dir import plain
+from .source import ExportSource
+
+TAGS = ["fairseq", "xlm-roberta", "fill-mask", "multilingual", "knowledge-distillation", "balkd-fairseq"]
+
+
+def _task(source: ExportSource) -> dict:
+    return plain(OmegaConf.to_container(source.cfg.task, resolve=True, enum_to_str=True))
+
+
+def _model_arg(source: ExportSource, name, default=None):
+    return getattr(source.cfg.model, name, default)
+
+
+def estimated_samples(split: dict, task: dict) -> int:
+    """Training samples (token blocks) of a language, as the task cuts them, from balkd-prepare's counts."""
+    if task.get("sample_break_mode") == "eos":
+        return split["lines"]
+    return math.ceil((split["tokens"] + split["lines"]) / max(1, int(task.get("tokens_per_sample", 512)) - 1))
+
+
+def model_languages(source: ExportSource, stats: Optional[dict], task: dict) -> Optional[List[str]]:
+    """The recorded languages; for a stock masked_lm checkpoint (a teacher) trained on DATA/<lang>, that
+    language; None if unknown."""
+    if source.languages:
+        return source.languages
+    trained_on = os.path.basename(os.path.normpath(str(task.get("data", "")).split(os.pathsep)[0]))
+    if task.get("_name") == "masked_lm" and trained_on in (stats or {}).get("languages", {}):
+        return [trained_on]
+    return None
+
+
+def languages_section(source: ExportSource, stats: Optional[dict], task: dict) -> List[str]:
+    recorded = model_languages(source, stats, task)
+    per_lang = (stats or {}).get("languages", {})
+    languages = recorded or sorted(per_lang)
+    lines = ["## Languages and data", ""]
+    if recorded is None:
+        lines += ["The checkpoint does not record its language list (an older checkpoint); the languages below "
+                  "are those of the data directory.", ""]
+    mode = task.get("balance", "none (stock masked_lm task)")
+    lines += [f"Balancing: `{mode}`" + (f", draw `{task['balance_draw']}`" if "balance_draw" in task else "")
+              + (f", sampling alpha {task['sampling_alpha']}" if mode == "temperature" else "")
+              + (f", {task['samples_per_language']} samples per language" if task.get("samples_per_language") else "")
+              + ".", ""]
+    if not all(lang in per_lang for lang in languages):
+        return lines + [f"Languages: {', '.join(languages)} (no per-language counts: DATA/stats.json not found).", ""]
+    samples = [estimated_samples(per_lang[lang]["train"], task) for lang in languages]
+    balanced = target_sizes(samples, mode, float(task.get("sampling_alpha", 0.3)),
+                            int(task.get("samples_per_language", 0)) or None) if mode in (
+                                "none", "subsample", "upsample", "temperature") else samples
+    lines += ["| language | training lines | training tokens | samples (est.) | balanced samples per epoch (est.) |",
+              "|---|---|---|---|---|"]
+    for lang, n, m in zip(languages, samples, balanced):
+        train = per_lang[lang]["train"]
+        lines.append(f"| {lang} | {train['lines']:,} | {train['tokens']:,} | {n:,} | {m:,} |")
+    lines += ["", f"Samples are blocks of at most {task.get('tokens_per_sample')} tokens "
+              f"(`sample_break_mode={task.get('sample_break_mode')}`), estimated from balkd-prepare's DATA/stats.json.", ""]
+    return lines
+
+
+def training_section(source: ExportSource) -> List[str]:
+    criterion = plain(OmegaConf.to_container(source.cfg.criterion, resolve=True, enum_to_str=True)) or {}
+    name = criterion.pop("_name", "?")
+    settings = ", ".join(f"`{k}={v}`" for k, v in sorted(criterion.items()) if k != "tpu") or "defaults"
+    lines = ["## Training", "", f"Criterion: `{name}` ({settings}).", ""]
+    manifest = (source.state.get("task_state") or {}).get(MANIFEST_KEY)
+    if manifest:
+        lines += ["Teachers (the teacher manifest recorded in the checkpoint):", "",
+                  "| language | teacher checkpoint | sha256 | dictionary sha256 |", "|---|---|---|---|"]
+        lines += [f"| {r.get('language')} | {os.path.basename(str(r.get('path', '')))} | `{r.get('sha256')}` | "
+                  f"`{r.get('dictionary_sha256')}` |" for r in manifest]
+        lines.append("")
+    return lines
+
+
+def architecture_section(source: ExportSource, extra_pieces: Optional[List[str]]) -> List[str]:
+    weights = source.state["model"]
+    tied = not _model_arg(source, "untie_weights_roberta", False)
+    n_params = sum(v.numel() for k, v in weights.items()
+                   if not k.endswith(".version") and not (tied and k == "encoder.lm_head.weight"))
+    arch = getattr(source.cfg.model, "arch", None) or getattr(source.cfg.model, "_name", "?")
+    hidden = weights["encoder.sentence_encoder.embed_tokens.weight"].shape[1]
+    lines = ["## Architecture", "",
+             f"fairseq `{arch}`: {_model_arg(source, 'encoder_layers')} layers, hidden size {hidden}, "
+             f"FFN {_model_arg(source, 'encoder_ffn_embed_dim')}, {_model_arg(source, 'encoder_attention_heads')} heads, "
+             f"{_model_arg(source, 'max_positions')} positions, vocabulary {len(source.dictionary):,} "
+             f"(`dict.txt` with `<mask>`); {n_params:,} parameters (the output projection is tied to the embedding"
+             f"{'' if tied else ' — here untied and counted separately'}).", ""]
+    if source.recorded_sha256:
+        lines += [f"Dictionary sha256 (recorded in the checkpoint and checked): `{source.recorded_sha256}`.", ""]
+    else:
+        lines += ["The checkpoint does not record its dictionary's hash (an older checkpoint); the export checked "
+                  "only that `dict.txt` has as many symbols as the model has embedding rows.", ""]
+    if extra_pieces is not None:
+        lines += [f"Hugging Face vocabulary: ids 0–{len(source.dictionary) - 1} are fairseq's `dict.txt` ids; the "
+                  f"{len(extra_pieces)} ids after them are SentencePiece pieces `dict.txt` lacks, which fairseq encodes "
+                  "as `<unk>`: their input embedding is `<unk>`'s and they are never predicted (output bias -1e4), so "
+                  "the model computes what fairseq computes (ids >= `config.fairseq_dictionary_size` are fairseq's "
+                  "`<unk>`).", ""]
+    return lines
+
+
+def results_section(results_dir: str) -> List[str]:
+    model = load_model_results("export", results_dir)
+    metrics = [(key, title) for key, title, _ in METRICS if model.values[key]]
+    languages = model.languages()
+    lines = ["## Results", "", f"From `{os.path.basename(os.path.normpath(results_dir))}` (balkd-eval-lm / balkd-probe).", "",
+             "| language | " + " | ".join(title for _, title in metrics) + " |", "|---|" + "---|" * len(metrics)]
+    for lang in languages:
+        cells = [model.values[key].get(lang) for key, _ in metrics]
+        lines.append(f"| {lang} | " + " | ".join("–" if v is None else f"{v:.4f}" for v in cells) + " |")
+    return lines + [""]
+
+
+def front_matter(languages: List[str]) -> List[str]:
+    return (["---", "language:"] + [f"- {lang}" for lang in languages]
+            + ["license: other  # placeholder: choose the license of your training data and code",
+               "library_name: transformers", "pipeline_tag: fill-mask", "tags:"] + [f"- {tag}" for tag in TAGS] + ["---", ""])
+
+
+def usage_section(formats: List[str]) -> List[str]:
+    lines = ["## Usage", ""]
+    if "hf" in formats:
+        lines += ["```python", "from transformers import pipeline", 'fill = pipeline("fill-mask", model="hf")',
+                  'fill("... <mask> ...")', "```", ""]
+    if "fairseq" in formats:
+        lines += ["```python", "from fairseq.models.roberta import RobertaModel",
+                  "model = RobertaModel.from_pretrained('fairseq', 'model.pt', bpe='sentencepiece', "
+                  "sentencepiece_model='fairseq/spm.model')", "model.fill_mask('... <mask> ...')", "```", ""]
+    return lines
+
+
+def model_card(source: ExportSource, formats: List[str], extra_pieces: Optional[List[str]],
+               results_dir: Optional[str]) -> str:
+    stats = read_json(source.stats_file, "--data") if source.stats_file else None
+    task = _task(source)
+    languages = model_languages(source, stats, task) or sorted((stats or {}).get("languages", {}))
+    lines = front_matter(languages)
+    lines += [f"# {os.path.basename(source.checkpoint)}", "",
+              "A multilingual masked language model (RoBERTa / XLM-R architecture) trained with balkd-fairseq "
+              "(balanced multilingual masked LMs by multi-teacher knowledge distillation, Limisiewicz et al., "
+              "SIGTYP 2023), exported by `balkd-export`.", ""]
+    lines += usage_section(formats)
+    lines += languages_section(source, stats, task)
+    lines += training_section(source)
+    lines += architecture_section(source, extra_pieces)
+    if results_dir:
+        lines += results_section(results_dir)
+    return "\n".join(lines)

@@ -1,0 +1,294 @@
+"""balkd-export: the fairseq folder loads without the plugin, the HF folder without fairseq, and both agree.
+
+One tiny seven-script model is built once: balkd-prepare on generated text (with rare characters that
+SentencePiece drops but dict.txt lists), a few dict.txt entries renamed so that SentencePiece has pieces
+the dictionary lacks, and two fairseq-train updates of the balanced_distill task. Its export is run on
+tests/data/parity.txt in fresh processes (one with stock fairseq and no plugin, one with transformers and
+no fairseq), with the training data moved away.
+"""
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from helpers import REPO, TINY_ARCH, run_fairseq_train
+
+from balkd_fairseq.cli.export import main as export_main
+from balkd_fairseq.data.dictionary_hash import DICTIONARY_HASH_KEY, dict_file_sha256
+from balkd_fairseq.data.prepare import LanguageSource, PrepareConfig, prepare
+from balkd_fairseq.export import parity
+from balkd_fairseq.export.output_dir import MARKER
+
+PARITY_TEXT = REPO / "tests" / "data" / "parity.txt"
+PARITY_SCRIPT = REPO / "balkd_fairseq" / "export" / "parity.py"
+RARE = ["École", "Élan", "ÉÉ", "中文", "Øre"]  # each a few times: SentencePiece drops these characters
+RENAMED = 3  # dict.txt entries renamed, so SentencePiece has pieces the dictionary lacks
+
+
+def write_corpus(raw: Path, lines_per_language: int = 120, seed: int = 5) -> list:
+    """One file per script, sentences drawn from the words of the parity text's line in that script."""
+    raw.mkdir()
+    parity_lines = PARITY_TEXT.read_text(encoding="utf-8").splitlines()
+    languages = ["de", "ru", "el", "hi", "ur", "ko", "te"]
+    rng = random.Random(seed)
+
+    def word(words):  # a real word or a new one from pieces of real words, so subwords and characters recur
+        if rng.random() < 0.5:
+            return rng.choice(words)
+        return "".join(w[rng.randrange(len(w)):][: rng.randint(1, 3)] for w in rng.sample(words, 2))
+
+    for lang, line in zip(languages, parity_lines):
+        words = line.replace(",", "").replace(".", "").split() + ["42", "2026", "ABC", "dog"]
+        sentences = [" ".join(word(words) for _ in range(rng.randint(4, 12))) + rng.choice([".", "!", "?", ","])
+                     for _ in range(lines_per_language)]
+        if lang == "de":
+            sentences[:len(RARE)] = [f"{s} {rare}" for s, rare in zip(sentences, RARE)]
+        (raw / f"{lang}.txt").write_text("\n".join(sentences) + "\n", encoding="utf-8")
+    return languages
+
+
+def rename_dictionary_entries(data: Path) -> list:
+    """Rename multi-character pieces that the parity text uses: SentencePiece keeps them, dict.txt loses them."""
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=str(data / "spm.model"))
+    used = {p for line in PARITY_TEXT.read_text(encoding="utf-8").splitlines() for p in sp.encode(line, out_type=str)}
+    entries = [line.split(" ") for line in (data / "dict.txt").read_text(encoding="utf-8").splitlines()]
+    chosen = sorted(sym for sym, _ in entries if sym in used and len(sym.lstrip("▁")) >= 2)[:RENAMED]
+    renamed = {sym: f"renamedpiece{i}" for i, sym in enumerate(chosen)}
+    text = "".join(f"{renamed.get(sym, sym)} {count}\n" for sym, count in entries)
+    for path in [data / "dict.txt"] + sorted(data.glob("*/dict.txt")):
+        path.write_text(text, encoding="utf-8")
+    return chosen
+
+
+def record_dictionary(checkpoint: Path, data: Path, languages: list, out: Path, sha256=None) -> Path:
+    """What a checkpoint of the redesigned task records: its languages and its dictionary's hash."""
+    state = torch.load(checkpoint)
+    state["cfg"]["task"]["languages"] = ",".join(languages)
+    state.setdefault("task_state", {})[DICTIONARY_HASH_KEY] = sha256 or dict_file_sha256(str(data / "dict.txt"))
+    torch.save(state, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    languages = write_corpus(root / "raw")
+    data = root / "DATA"
+    data.mkdir()
+    sources = [LanguageSource(lang, {"all": root / "raw" / f"{lang}.txt"}) for lang in languages]
+    prepare(PrepareConfig(sources, vocab_size=300, character_coverage=0.995, valid_lines=5, test_lines=5,
+                          progress=False), data)
+    renamed = rename_dictionary_entries(data)
+    run_fairseq_train([
+        str(data), "--task", "balanced_distill", "--criterion", "masked_lm", *TINY_ARCH, "--max-positions", "256",
+        "--tokens-per-sample", "64", "--batch-size", "8", "--optimizer", "adam", "--lr", "0.001",
+        "--max-update", "2", "--save-dir", str(root / "ckpt"), "--no-epoch-checkpoints", "--disable-validation",
+        "--cpu", "--num-workers", "0", "--data-buffer-size", "0", "--log-format", "simple",
+    ])
+    old = root / "ckpt" / "checkpoint_last.pt"
+    new = record_dictionary(old, data, languages, root / "ckpt" / "recorded.pt")
+    results = root / "results"
+    results.mkdir()
+    (results / "lm.json").write_text(json.dumps({"kind": "lm", "name": "x", "languages": {
+        lang: {"mrr": 0.25 + i / 100, "pseudo_perplexity": 40.0 + i} for i, lang in enumerate(languages)}}))
+    return {"root": root, "data": data, "old": old, "new": new, "languages": languages, "renamed": renamed,
+            "results": results}
+
+
+def run_export(*args):
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, "-m", "balkd_fairseq.cli.export", *map(str, args)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def run_parity(exported: Path, workdir: Path):
+    """parity.py copied away from the package and run with no PYTHONPATH (stock libraries only), once per
+    format, both at once."""
+    script = workdir / "parity_script.py"
+    shutil.copyfile(PARITY_SCRIPT, script)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1")
+    procs = {kind: subprocess.Popen([sys.executable, str(script), kind, str(exported / kind), str(PARITY_TEXT),
+                                     str(workdir / f"{kind}.pt")], cwd=workdir, env=env, stderr=subprocess.PIPE,
+                                    stdout=subprocess.DEVNULL, text=True)
+             for kind in ("fairseq", "hf")}
+    for kind, proc in procs.items():
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, f"{kind}: {err[-3000:]}"
+    return torch.load(workdir / "fairseq.pt"), torch.load(workdir / "hf.pt")
+
+
+@pytest.fixture(scope="module")
+def exported(project):
+    out = project["root"] / "exported"
+    proc = run_export(project["new"], "--data", project["data"], "--out", out, "--results", project["results"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    away = project["root"] / "DATA.moved-away"
+    workdir = project["root"] / "parity"
+    workdir.mkdir()
+    os.rename(project["data"], away)  # nothing below may read the training data
+    try:
+        fairseq_run, hf_run = run_parity(out, workdir)
+    finally:
+        os.rename(away, project["data"])
+    return {"out": out, "fairseq": fairseq_run, "hf": hf_run, "stdout": proc.stdout}
+
+
+def fairseq_reference_ids(data: Path, line: str) -> list:
+    """fairseq's encoding spelled out: SentencePiece pieces looked up in dict.txt, <unk> if absent, <s> ... </s>."""
+    import sentencepiece as spm
+    from fairseq.data import Dictionary
+
+    dictionary = Dictionary.load(str(data / "dict.txt"))
+    pieces = spm.SentencePieceProcessor(model_file=str(data / "spm.model")).encode(line, out_type=str)
+    return [dictionary.bos()] + [dictionary.index(p) for p in pieces] + [dictionary.eos()]
+
+
+@pytest.mark.slow
+def test_folders_hold_what_stock_tools_need(exported):
+    out = exported["out"]
+    assert sorted(os.listdir(out / "fairseq")) == ["dict.txt", "model.pt", "spm.model"]
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= set(os.listdir(out / "hf"))
+    assert json.loads((out / "hf" / "config.json").read_text())["architectures"] == ["XLMRobertaForMaskedLM"]
+    state = torch.load(out / "fairseq" / "model.pt", weights_only=True)  # plain values only
+    assert "last_optimizer_state" not in state and state["cfg"]["task"]["_name"] == "masked_lm"
+    assert "teachers" not in state["cfg"]["model"] and state["cfg"]["criterion"]["_name"] == "masked_lm"
+    assert not [p for p in out.parent.iterdir() if p.name.endswith(".partial")]
+
+
+@pytest.mark.slow
+def test_plugin_free_processes_load_the_exports(exported):
+    assert exported["fairseq"]["imported"] == ["fairseq"]  # no balkd_fairseq
+    assert exported["hf"]["imported"] == []  # neither fairseq nor balkd_fairseq
+    for run in (exported["fairseq"], exported["hf"]):
+        assert len(run["fill_mask"]) == 3
+    fairseq_scores = [score for _, score in exported["fairseq"]["fill_mask"]]
+    hf_scores = [score for _, score in exported["hf"]["fill_mask"]]
+    assert fairseq_scores == pytest.approx(hf_scores, rel=1e-4)
+    assert [text for text, _ in exported["fairseq"]["fill_mask"]] == [text for text, _ in exported["hf"]["fill_mask"]]
+
+
+@pytest.mark.slow
+def test_fairseq_ids_are_spm_pieces_looked_up_in_the_dictionary(exported, project):
+    lines = [line for line in PARITY_TEXT.read_text(encoding="utf-8").splitlines() if line.strip()]
+    assert exported["fairseq"]["ids"] == [fairseq_reference_ids(project["data"], line) for line in lines]
+
+
+@pytest.mark.slow
+def test_hf_tokenizer_ids_equal_fairseq_ids(exported, project):
+    result = parity.compare(exported["fairseq"], exported["hf"])
+    assert result["ids_equal"], result["lines_differing"]
+    # the ids past the dictionary are exactly the renamed pieces' occurrences (fairseq: <unk>)
+    assert 0 < result["extra_id_tokens"] < result["tokens"] / 10
+    assert len(exported["hf"]["ids"]) == len(exported["fairseq"]["ids"])
+    size = exported["hf"]["fairseq_dictionary_size"]
+    for hf_ids, fs_ids in zip(exported["hf"]["ids"], exported["fairseq"]["ids"]):
+        assert [i for i in hf_ids if i < size] == [f for f, h in zip(fs_ids, hf_ids) if h < size]
+
+
+@pytest.mark.slow
+def test_parity_text_exercises_the_three_hard_classes(exported, project):
+    import sentencepiece as spm
+    from fairseq.data import Dictionary
+
+    data = project["data"]
+    sp = spm.SentencePieceProcessor(model_file=str(data / "spm.model"))
+    dictionary = Dictionary.load(str(data / "dict.txt"))
+    unknown_to_spm = {i for i, sym in enumerate(dictionary.symbols)
+                      if i >= dictionary.nspecial and not sym.startswith("madeupword") and sp.piece_to_id(sym) == sp.unk_id()
+                      and not sym.startswith("renamedpiece")}
+    used = {i for ids in exported["fairseq"]["ids"] for i in ids}
+    assert unknown_to_spm & used, "no dict.txt entry unknown to SentencePiece occurs in the parity text"
+    assert dictionary.index("ÉÉ") in used  # a run of unknown characters is one dictionary entry
+    assert any(sym.startswith("madeupword") for sym in dictionary.symbols)
+    assert project["renamed"] and exported["hf"]["fairseq_dictionary_size"] == len(dictionary) + 1  # + <mask>
+
+
+@pytest.mark.slow
+def test_logits_and_every_hidden_state_agree(exported):
+    result = parity.compare(exported["fairseq"], exported["hf"])
+    assert result["same_layer_count"]
+    assert result["max_logit_diff"] <= 1e-4
+    assert result["max_extra_logit"] < -1000  # pieces dict.txt lacks are never predicted
+    assert result["max_hidden_diff"] <= 1e-4
+    n_layers = json.loads((exported["out"] / "hf" / "config.json").read_text())["num_hidden_layers"]
+    assert len(exported["hf"]["hidden"][0]) == n_layers + 1
+
+
+@pytest.mark.slow
+def test_model_card(exported, project):
+    card = (exported["out"] / "README.md").read_text(encoding="utf-8")
+    assert card.startswith("---\nlanguage:\n") and "license:" in card and "tags:" in card
+    for lang in project["languages"]:
+        assert f"- {lang}\n" in card and f"| {lang} | " in card
+    assert "Balancing: `subsample`" in card and "Criterion: `masked_lm`" in card
+    assert "roberta_base" in card and "parameters" in card
+    assert "MRR" in card and "| de | 0.2500 |" in card
+    assert "Dictionary sha256 (recorded" in card
+
+
+def test_old_checkpoint_without_hash_is_checked_by_size(project, tmp_path, capsys):
+    assert export_main([str(project["old"]), "--data", str(project["data"]), "--out", str(tmp_path / "x"),
+                        "--format", "fairseq"]) == 0
+    card = (tmp_path / "x" / "README.md").read_text(encoding="utf-8")
+    assert "does not record its dictionary's hash" in card and "does not record its language list" in card
+
+
+def assert_refused(argv, capsys, *needles):
+    code = export_main([str(a) for a in argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[-1].startswith("balkd-fairseq: error: ")
+    for needle in needles:
+        assert needle in err[-1]
+    return err[-1]
+
+
+def test_refuses_a_checkpoint_that_is_not_a_masked_lm(project, tmp_path, capsys):
+    state = torch.load(project["old"])
+    state["cfg"]["model"] = {"_name": "linear_probe"}
+    probe = tmp_path / "probe.pt"
+    torch.save(state, probe)
+    assert_refused([probe, "--data", project["data"], "--out", tmp_path / "x"], capsys, "not a masked LM", "linear_probe")
+    assert not (tmp_path / "x").exists()
+
+
+def test_refuses_a_dictionary_other_than_the_recorded_one(project, tmp_path, capsys):
+    wrong = record_dictionary(project["old"], project["data"], project["languages"], tmp_path / "w.pt", sha256="0" * 64)
+    assert_refused([wrong, "--data", project["data"], "--out", tmp_path / "x"], capsys, "dict.txt", "sha256")
+    assert not (tmp_path / "x").exists()
+
+
+def test_refuses_a_non_empty_out_without_force(project, tmp_path, capsys):
+    out = tmp_path / "x"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    assert_refused([project["new"], "--data", project["data"], "--out", out], capsys, "not empty", "--force")
+    assert_refused([project["new"], "--data", project["data"], "--out", out, "--force"], capsys, MARKER)
+    assert (out / "keep.txt").read_text() == "mine"
+
+
+def test_force_never_deletes_an_input(project, tmp_path, capsys):
+    for out in (project["data"], project["old"].parent, project["data"].parent):
+        assert_refused([project["new"], "--data", project["data"], "--out", out, "--force"], capsys, "overlaps the input")
+    assert (project["data"] / "dict.txt").is_file() and project["old"].is_file()
+
+
+def test_force_replaces_an_earlier_export_and_a_failure_leaves_nothing(project, tmp_path, capsys):
+    out = tmp_path / "x"
+    argv = [str(project["new"]), "--data", str(project["data"]), "--out", str(out), "--format", "fairseq"]
+    assert export_main(argv) == 0 and (out / MARKER).is_file()
+    assert export_main(argv + ["--force"]) == 0
+    state = torch.load(project["new"])
+    setattr(state["cfg"]["model"], "encoder_normalize_before", True)  # pre-LN: transformers' XLM-R cannot hold it
+    prenorm = tmp_path / "prenorm.pt"
+    torch.save(state, prenorm)
+    assert_refused([prenorm, "--data", project["data"], "--out", tmp_path / "y"], capsys, "encoder_normalize_before")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["prenorm.pt", "x"]  # no y, no y.partial
