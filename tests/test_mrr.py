@@ -1,4 +1,4 @@
-"""MRR / accuracy@1 / pseudo-perplexity: hand-computed cases and balkd-eval-lm end to end."""
+"""MRR / accuracy@1 / MLM-PPL / PPPL: hand-computed cases and balkd-eval-lm end to end."""
 import json
 import math
 import os
@@ -46,13 +46,13 @@ def test_summary_matches_hand_computation():
     assert summary["mrr"] == pytest.approx((1 + 1 / 3 + 1 / 4 + 1) / 4)
     assert summary["acc1"] == pytest.approx(2 / 4)
     mean_ce = sum(_cross_entropy(row, g) for row, g in zip(LOGITS, GOLD)) / 4
-    assert summary["pseudo_perplexity"] == pytest.approx(math.exp(mean_ce), rel=1e-5)
+    assert summary["mlm_ppl"] == pytest.approx(math.exp(mean_ce), rel=1e-5)
 
 
 def test_no_masked_positions_gives_no_scores():
     scores = MaskedLMScores()
     scores.add(torch.zeros(0, 4), torch.zeros(0, dtype=torch.long))
-    assert scores.summary() == {"n_masked": 0, "mrr": None, "acc1": None, "pseudo_perplexity": None}
+    assert scores.summary() == {"n_masked": 0, "mrr": None, "acc1": None, "mlm_ppl": None}
 
 
 def test_special_tokens_never_scored():
@@ -91,7 +91,7 @@ def test_eval_lm_scores_every_language_on_identical_masks(project, tmp_path, cap
     for lang, s in a["languages"].items():
         assert s["n_masked"] > 0
         assert 0 <= s["acc1"] <= s["mrr"] <= 1 and s["mrr"] > 0
-        assert s["pseudo_perplexity"] >= 1
+        assert s["mlm_ppl"] >= 1
         assert b["languages"][lang] == s  # same checkpoint, same masks -> same numbers
     # Batching must not change masks or scores: one block per forward pass gives the same result.
     assert _run(project, tmp_path / "small", "--max-tokens", "64", checkpoints=("A",)) == 0
@@ -100,7 +100,7 @@ def test_eval_lm_scores_every_language_on_identical_masks(project, tmp_path, cap
         t = small["languages"][lang]
         assert t["mask_sha256"] == s["mask_sha256"] and t["n_masked"] == s["n_masked"]
         assert t["mrr"] == pytest.approx(s["mrr"], abs=1e-6)
-        assert t["pseudo_perplexity"] == pytest.approx(s["pseudo_perplexity"], rel=1e-5)
+        assert t["mlm_ppl"] == pytest.approx(s["mlm_ppl"], rel=1e-5)
     # Another seed gives other masks.
     assert _run(project, tmp_path / "seed2", "--seed", "2", checkpoints=("A",)) == 0
     assert _load(tmp_path / "seed2", "A")["languages"]["aa"]["mask_sha256"] != a["languages"]["aa"]["mask_sha256"]
