@@ -116,3 +116,113 @@ def test_eval_lm_rejects_bad_input_without_writing(project, tmp_path, capsys):
     assert _run(project, tmp_path, "--mask-prob", "1.5") == 2
     assert "--mask-prob" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "A")
+
+
+# ---------------------------------------------------------------- pseudo-perplexity (one token masked at a time)
+def _random_roberta(dictionary, max_positions):
+    """A 2-layer RoBERTa with random weights (no training needed to check the scoring arithmetic)."""
+    import argparse
+
+    from fairseq.models.roberta import RobertaModel, base_architecture
+
+    class Task:
+        source_dictionary = target_dictionary = dictionary
+
+    args = argparse.Namespace(encoder_layers=2, encoder_embed_dim=32, encoder_ffn_embed_dim=64,
+                              encoder_attention_heads=2, max_positions=max_positions)
+    base_architecture(args)
+    torch.manual_seed(0)
+    return RobertaModel.build_model(args, Task()).eval()
+
+
+def _toy_dictionary():
+    from fairseq.data import Dictionary
+
+    d = Dictionary()
+    for i in range(30):
+        d.add_symbol(f"w{i}")
+    d.add_symbol("<mask>")
+    return d
+
+
+def _direct_pppl(model, sentence, d, window):
+    """Sum of NLLs, one forward pass per token, each window of ``window`` tokens scored on its own."""
+    total, count = 0.0, 0
+    for start in range(0, len(sentence), window):
+        src = torch.cat([torch.tensor([d.bos()]), sentence[start:start + window]])
+        for p in range(1, len(src)):
+            if int(src[p]) in (d.bos(), d.eos(), d.pad()):
+                continue
+            masked = src.clone()
+            masked[p] = d.index("<mask>")
+            with torch.no_grad():
+                logits = model(masked.unsqueeze(0))[0][0, p]
+            total -= float(torch.log_softmax(logits.double(), -1)[src[p]])
+            count += 1
+    return total, count
+
+
+def _sentences(d, lengths, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    first = d.nspecial
+    return [torch.cat([torch.randint(first, first + 30, (n,), generator=g), torch.tensor([d.eos()])]) for n in lengths]
+
+
+@pytest.mark.parametrize("max_tokens", [1, 200])  # one masked copy per forward pass, or many sentences per batch
+def test_pppl_matches_one_position_at_a_time(max_tokens):
+    from balkd_fairseq.eval import pppl
+
+    d = _toy_dictionary()
+    model = _random_roberta(d, max_positions=32)
+    sentences = _sentences(d, [5, 1, 9, 3, 0])  # 0: a line holding only </s> scores nothing
+    nll, count = pppl.score_sentences(model, sentences, d, max_tokens, "cpu")
+    for i, sentence in enumerate(sentences):
+        expected, n = _direct_pppl(model, sentence, d, window=10 ** 6)
+        assert count[i] == n == len(sentence) - 1
+        assert nll[i] == pytest.approx(expected, rel=1e-5, abs=1e-6)
+    assert pppl.summary(nll, count)["pppl"] == pytest.approx(math.exp(nll.sum() / count.sum()))
+
+
+def test_pppl_scores_a_sentence_longer_than_the_model_in_windows():
+    from balkd_fairseq.eval import pppl
+
+    d = _toy_dictionary()
+    model = _random_roberta(d, max_positions=8)  # windows of 7 tokens after <s>
+    long_sentence, short_sentence = _sentences(d, [16, 4], seed=1)
+    nll, count = pppl.score_sentences(model, [long_sentence, short_sentence], d, 64, "cpu")
+    expected, n = _direct_pppl(model, long_sentence, d, window=7)
+    assert (count[0], n) == (16, 16) and nll[0] == pytest.approx(expected, rel=1e-5)
+    assert [len(w) for w in pppl.sentence_windows(long_sentence, 8)] == [7, 7, 3]
+    assert nll[1] == pytest.approx(_direct_pppl(model, short_sentence, d, window=7)[0], rel=1e-5)
+
+
+# ---------------------------------------------------------------- the checkpoint's dictionary
+def _write_dict(path, symbols):
+    path.write_text("".join(f"{s} 1\n" for s in symbols), encoding="utf-8")
+    return str(path)
+
+
+def test_dictionary_check_names_both_files_and_the_first_differing_symbol(tmp_path):
+    from balkd_fairseq.data.dictionary_hash import dictionary_sha256, load_model_dictionary
+    from balkd_fairseq.errors import BalkdError
+    from balkd_fairseq.eval.dictionary_check import EMBED_KEY, check_checkpoint_dictionary
+
+    (tmp_path / "ckpt").mkdir()
+    checkpoint = str(tmp_path / "ckpt" / "checkpoint_best.pt")
+    own = _write_dict(tmp_path / "ckpt" / "dict.txt", ["a", "b", "c"])
+    same = _write_dict(tmp_path / "same.txt", ["a", "b", "c"])
+    swapped = _write_dict(tmp_path / "swapped.txt", ["a", "c", "b"])  # same size: only symbols tell
+    rows = {"model": {EMBED_KEY: torch.zeros(len(load_model_dictionary(own)), 4)}}
+    recorded = {**rows, "task_state": {"dictionary_sha256": dictionary_sha256(load_model_dictionary(own))}}
+    for state in (rows, recorded):
+        check_checkpoint_dictionary(state, checkpoint, same)
+        with pytest.raises(BalkdError) as err:
+            check_checkpoint_dictionary(state, checkpoint, swapped)
+        message = str(err.value)
+        assert swapped in message and own in message and "'b'" in message and "'c'" in message
+    os.remove(own)  # an old checkpoint, nothing beside it: the size still has to match
+    bigger = _write_dict(tmp_path / "bigger.txt", ["a", "b", "c", "d"])
+    with pytest.raises(BalkdError, match="embeds 8 symbols, .*bigger.txt gives 9"):
+        check_checkpoint_dictionary(rows, checkpoint, bigger)
+    with pytest.raises(BalkdError, match="recorded dictionary sha256"):
+        check_checkpoint_dictionary(recorded, checkpoint, swapped)
