@@ -83,16 +83,35 @@ def _load(out, name):
 
 @pytest.mark.slow
 def test_eval_lm_scores_every_language_on_identical_masks(project, tmp_path, capsys):
-    assert _run(project, tmp_path / "big", "--max-tokens", "4096") == 0
+    import hashlib
+
+    import numpy as np
+
+    from balkd_fairseq.eval.item_scores import read_items
+
+    assert _run(project, tmp_path / "big", "--max-tokens", "4096", "--pppl") == 0
     table = capsys.readouterr().out
-    assert "| A | aa |" in table and "| B | bb |" in table
+    assert "| A | aa |" in table and "| B | bb |" in table and "MLM-PPL | PPPL |" in table
     a, b = _load(tmp_path / "big", "A"), _load(tmp_path / "big", "B")
     assert set(a["languages"]) == {"aa", "bb"}
+    items = read_items(os.path.join(tmp_path, "big", "A", "lm_items.npz"))
     for lang, s in a["languages"].items():
         assert s["n_masked"] > 0
         assert 0 <= s["acc1"] <= s["mrr"] <= 1 and s["mrr"] > 0
-        assert s["mlm_ppl"] >= 1
+        assert s["mlm_ppl"] >= 1 and s["pppl"] >= 1
         assert b["languages"][lang] == s  # same checkpoint, same masks -> same numbers
+        # the per-item scores are the JSON numbers' items
+        assert items[f"{lang}/rr"].shape == (s["n_masked"],)
+        assert float(items[f"{lang}/rr"].astype(float).mean()) == pytest.approx(s["mrr"], rel=1e-5)
+        assert math.exp(items[f"{lang}/nll"].astype(float).mean()) == pytest.approx(s["mlm_ppl"], rel=1e-5)
+        pppl_total = items[f"{lang}/pppl_nll"].astype(float).sum() / items[f"{lang}/pppl_count"].sum()
+        assert math.exp(pppl_total) == pytest.approx(s["pppl"], rel=1e-5)
+        assert len(items[f"{lang}/pppl_count"]) == s["pppl_sentences"] == 40  # one item per test line
+        prefix = os.path.join(project.data, lang, "test")
+        for ext in ("bin", "idx"):
+            with open(f"{prefix}.{ext}", "rb") as f:
+                assert a["data_sha256"][lang][ext] == hashlib.sha256(f.read()).hexdigest()
+    assert a["dictionary_sha256"]
     # Batching must not change masks or scores: one block per forward pass gives the same result.
     assert _run(project, tmp_path / "small", "--max-tokens", "64", checkpoints=("A",)) == 0
     small = _load(tmp_path / "small", "A")
@@ -101,9 +120,35 @@ def test_eval_lm_scores_every_language_on_identical_masks(project, tmp_path, cap
         assert t["mask_sha256"] == s["mask_sha256"] and t["n_masked"] == s["n_masked"]
         assert t["mrr"] == pytest.approx(s["mrr"], abs=1e-6)
         assert t["mlm_ppl"] == pytest.approx(s["mlm_ppl"], rel=1e-5)
+        assert "pppl" not in t
+    small_items = read_items(os.path.join(tmp_path, "small", "A", "lm_items.npz"))
+    assert np.allclose(small_items["aa/nll"], items["aa/nll"], rtol=1e-4)  # same items in the same order
     # Another seed gives other masks.
     assert _run(project, tmp_path / "seed2", "--seed", "2", checkpoints=("A",)) == 0
     assert _load(tmp_path / "seed2", "A")["languages"]["aa"]["mask_sha256"] != a["languages"]["aa"]["mask_sha256"]
+
+
+@pytest.mark.slow
+def test_eval_lm_refuses_data_with_another_dictionary(project, tmp_path, capsys):
+    import shutil
+
+    ckpt_dir = tmp_path / "ckpt"
+    ckpt_dir.mkdir()
+    checkpoint = shutil.copy(project.checkpoint, ckpt_dir / "checkpoint.pt")
+    shutil.copy(os.path.join(project.data, "dict.txt"), ckpt_dir / "dict.txt")  # the checkpoint's dictionary
+    other = tmp_path / "OTHER"
+    shutil.copytree(project.data, other)
+    lines = (other / "dict.txt").read_text(encoding="utf-8").splitlines(keepends=True)
+    lines[3], lines[4] = lines[4], lines[3]  # same size, two symbols swapped
+    (other / "dict.txt").write_text("".join(lines), encoding="utf-8")
+    argv = [f"--checkpoint=A={checkpoint}", "--data", str(other), "--output-dir", str(tmp_path / "out"),
+            "--tokens-per-sample", "64", "--cpu"]
+    assert eval_lm.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("balkd-fairseq: error:") and err.count("\n") == 1
+    assert str(other / "dict.txt") in err and str(ckpt_dir / "dict.txt") in err
+    assert f"first difference at symbol {4 + 3}" in err and repr(lines[3].split()[0]) in err
+    assert not os.path.exists(tmp_path / "out")
 
 
 @pytest.mark.slow
