@@ -21,6 +21,7 @@ LOW_SIZE="${LOW_SIZE:-500}"           # ... per low-resource language
 PROBE_TRAIN="${PROBE_TRAIN:-1000}"    # POS/NER probe training sentences per language
 PROBE_TEST="${PROBE_TEST:-500}"
 EVAL_LINES="${EVAL_LINES:-100}"       # valid and test lines per language
+EVAL_SEED="${EVAL_SEED:-1}"           # evaluation masks: fixed across training seeds, so every run is scored on the same items
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
 
 # one model size for teachers and students (the method's setting: same size)
@@ -76,9 +77,9 @@ MODELS=()
 for name in HL HL-balanced Ours; do MODELS+=(--checkpoint "$name=$OUT/checkpoints/$name/checkpoint_last.pt"); done
 LANGS=$(python -c "import json,sys; print(','.join(json.load(open(sys.argv[1]))['languages']))" "$OUT/synth/languages.json")
 
-step "5/7 masked-LM MRR per language (identical masks for every model)"
+step "5/7 masked-LM MRR, MLM-PPL and PPPL per language (identical masks for every model)"
 balkd-eval-lm "${MODELS[@]}" --data "$OUT/data" --languages "$LANGS" --split test --tokens-per-sample 64 \
-  --seed "$SEED" --output-dir "$OUT/results" --cpu
+  --seed "$EVAL_SEED" --pppl --output-dir "$OUT/results" --cpu
 
 step "6/7 POS and NER probes, in-language and zero-shot"
 for name in HL HL-balanced Ours; do
@@ -88,11 +89,11 @@ done
 
 step "7/7 report"
 balkd-report --model "HL=$OUT/results/HL" --model "HL-balanced=$OUT/results/HL-balanced" --model "Ours=$OUT/results/Ours" \
-  --low $LOW --high $HIGH --single $SINGLE --output-dir "$OUT/report"
+  --compare Ours:HL,HL-balanced --low $LOW --high $HIGH --single $SINGLE --output-dir "$OUT/report"
 cat <<DONE
 
 Done in ${SECONDS}s.
-  table:       $OUT/report/report.md (and report.csv)
+  table:       $OUT/report/report.md (and report.csv, report_compare.csv)
   plot:        $OUT/report/report.png
   checkpoints: $OUT/checkpoints/{HL,HL-balanced,Ours}/checkpoint_last.pt, teachers in $OUT/teachers
   TensorBoard: tensorboard --logdir $OUT/tensorboard
