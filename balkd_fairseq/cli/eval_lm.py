@@ -73,6 +73,8 @@ def _validate(args):
         raise BalkdError(f"--pppl-max-sentences must be 0 (all) or more, got {args.pppl_max_sentences}")
     if args.max_tokens < args.tokens_per_sample:
         raise BalkdError(f"--max-tokens ({args.max_tokens}) must be at least --tokens-per-sample ({args.tokens_per_sample})")
+    if os.path.exists(args.output_dir) and not os.path.isdir(args.output_dir):
+        raise BalkdError(f"--output-dir {args.output_dir} is an existing file, not a directory")
     if not os.path.isfile(os.path.join(args.data, "dict.txt")):
         raise BalkdError(f"--data: dictionary not found: {os.path.join(args.data, 'dict.txt')}")
     models = [parse_named_path(value, "--checkpoint") for value in args.checkpoint]

@@ -144,6 +144,7 @@ def lm_settings(payload: dict) -> Dict[str, object]:
     settings.update({f"masking.{k}": v for k, v in (payload.get("masking") or {}).items()})
     if payload.get("dictionary_sha256"):
         settings["dictionary_sha256"] = payload["dictionary_sha256"]
+    settings.update({f"pppl_settings.{k}": v for k, v in (payload.get("pppl_settings") or {}).items()})
     for lang, digest in (payload.get("data_sha256") or {}).items():
         settings[f"data_sha256[{lang}]"] = digest
     for lang, scores in payload["languages"].items():
@@ -409,7 +410,7 @@ def plot_png(models: List[Model], metrics: List[Metric], languages: Sequence[str
 
     width = 0.8 / max(1, len(models))
     fig, axes = plt.subplots(len(metrics), 1, squeeze=False,
-                             figsize=(max(6, 0.45 * len(languages) * max(1, len(models)) + 3), 2.6 * len(metrics)))
+                             figsize=(min(120, max(6, 0.45 * len(languages) * max(1, len(models)) + 3)), 2.6 * len(metrics)))
     for ax, metric in zip(axes[:, 0], metrics):
         for i, model in enumerate(models):
             xs, heights, errors = [], [], []
