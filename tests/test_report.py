@@ -189,6 +189,8 @@ def test_mixed_evaluations_are_refused_unless_allowed(tmp_path, capsys):
         (["--model", "broken"], "expected NAME=PATH"),
         (["--compare", "HL:Ours"], "no --model named 'Ours'"),
         (["--groups-by-size", "0.7,0.2"], "quantiles must be increasing"),
+        (["--groups-by-size"], "--groups-by-size: no stats.json in"),
+        (["--compare", "HL:HL"], "HL is compared with itself"),
     ],
 )
 def test_bad_input_is_one_error_and_writes_nothing(tmp_path, capsys, argv_tail, message):
