@@ -21,9 +21,12 @@ def test_toy_pipeline_produces_the_report(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = tmp_path / "toy" / "report"
     rows = list(csv.DictReader(open(report / "report.csv")))
-    assert [r["group"] for r in rows] == ["Low-Res", "High-Res", "{de}", "All"]
+    assert list(dict.fromkeys(r["group"] for r in rows)) == ["Low-Res", "High-Res", "{de}", "All"]
     for name in ("HL", "HL-balanced", "Ours"):
-        assert float(rows[-1][f"{name} PPPL"]) > 1 and 0 < float(rows[-1][f"{name} MRR"]) <= 1
+        (everything,) = [r for r in rows if r["group"] == "All" and r["model"] == name]
+        assert float(everything["MLM-PPL"]) > 1 and float(everything["PPPL"]) > 1 and 0 < float(everything["MRR"]) <= 1
+    compared = list(csv.DictReader(open(report / "report_compare.csv")))
+    assert {(r["model"], r["baseline"]) for r in compared} == {("Ours", "HL"), ("Ours", "HL-balanced")}
     assert (report / "report.png").stat().st_size > 0
     teachers = json.loads((tmp_path / "toy" / "teachers" / "teachers.json").read_text())
     assert sorted(teachers) == ["de", "es", "eu", "tr"]

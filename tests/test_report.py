@@ -1,112 +1,200 @@
-"""balkd-report: every cell is the mean of its group's per-language inputs; Markdown, CSV and PNG written."""
+"""balkd-report: group means over runs, mixing refusal, groups, and the paired bootstrap against known cases."""
 import csv
 import json
+import math
 import os
-import random
-from statistics import geometric_mean, mean
+from statistics import geometric_mean, mean, stdev
 
+import numpy as np
 import pytest
 
 from balkd_fairseq.cli import report
+from balkd_fairseq.eval import bootstrap
+from balkd_fairseq.eval.item_scores import write_items
 
-LOW, HIGH, SINGLE = ["eu", "tr"], ["es", "en", "de"], ["de"]
-LANGS = LOW + HIGH
-METRICS = [("MRR", "mrr", 1), ("PPPL", "pppl", 1), ("POS I-L", ("pos", "in_language"), 100), ("POS Z-S", ("pos", "zero_shot"), 100),
-           ("NER I-L", ("ner", "in_language"), 100), ("NER Z-S", ("ner", "zero_shot"), 100)]
-
-
-def _values(seed):
-    rng = random.Random(seed)
-    return {lang: rng.random() for lang in LANGS}
+LOW, HIGH, SINGLE = ["eu", "tr"], ["es"], ["de"]
+LANGS = ["eu", "tr", "es", "de"]
+N_ITEMS = 60
+TASK_FIELDS = {"pos": ("correct", "total"), "ner": ("tp", "pred", "gold")}
 
 
-def _write_model(root, name, seed, zero_shot_missing=None, mask="m"):
-    """lm.json and probe.json for one model; returns the per-language inputs."""
-    inputs = {"mrr": _values(seed), "pppl": {lang: 1 + 500 * v for lang, v in _values(seed + 100).items()}}
-    for i, (task, kind) in enumerate([("pos", "in_language"), ("pos", "zero_shot"), ("ner", "in_language"), ("ner", "zero_shot")]):
-        inputs[(task, kind)] = _values(seed * 10 + i)
-    if zero_shot_missing:
-        inputs[("pos", "zero_shot")][zero_shot_missing] = None
-    directory = root / name
-    directory.mkdir()
-    lm = {"kind": "lm", "name": name, "languages": {
-        lang: {"mrr": v, "acc1": v / 2, "pseudo_perplexity": inputs["pppl"][lang], "n_masked": 10, "mask_sha256": mask + lang}
-        for lang, v in inputs["mrr"].items()}}
-    tasks = {task: {"metric": "x", "in_language": inputs[(task, "in_language")], "zero_shot": inputs[(task, "zero_shot")]}
-             for task in ("pos", "ner")}
-    (directory / "lm.json").write_text(json.dumps(lm), encoding="utf-8")
-    (directory / "probe.json").write_text(json.dumps({"kind": "probing", "name": name, "tasks": tasks}), encoding="utf-8")
-    return inputs
+def _lm_items(rng, shift=0.0):
+    """Per-language rr / nll per masked position and PPPL per sentence; ``shift`` (plus noise) raises rr."""
+    items = {}
+    noise = np.random.default_rng(99)
+    for k, lang in enumerate(LANGS):
+        rr = rng.uniform(0.05, 0.6, N_ITEMS)
+        if shift:
+            rr = rr + shift + noise.normal(0, 0.05, N_ITEMS)
+        rr = np.clip(rr, 1e-3, 1).astype(np.float32)
+        nll = rng.uniform(2, 7 + k, N_ITEMS).astype(np.float32)
+        count = rng.integers(3, 12, N_ITEMS // 4).astype(np.int32)
+        items.update({f"{lang}/rr": rr, f"{lang}/nll": nll, f"{lang}/pppl_count": count,
+                      f"{lang}/pppl_nll": (count * rng.uniform(1, 3, count.size)).astype(np.float32)})
+    return items
 
 
-def _expected(inputs, key, langs, scale):
-    values = [inputs[key][lang] for lang in langs if inputs[key][lang] is not None]
-    return (geometric_mean if key == "pppl" else mean)(values) * scale
+def _probe_items(rng):
+    items = {}
+    for train in LANGS:
+        for test in LANGS:
+            total = rng.integers(5, 15, N_ITEMS // 3).astype(np.int32)
+            items[f"pos/{train}/{test}/total"] = total
+            items[f"pos/{train}/{test}/correct"] = rng.binomial(total, 0.7).astype(np.int32)
+            gold = rng.integers(0, 4, N_ITEMS // 3).astype(np.int32)
+            pred = rng.integers(0, 4, N_ITEMS // 3).astype(np.int32)
+            items[f"ner/{train}/{test}/gold"], items[f"ner/{train}/{test}/pred"] = gold, pred
+            items[f"ner/{train}/{test}/tp"] = np.minimum(gold, pred) // 2
+    return items
+
+
+def _lm_values(items, legacy=False):
+    """The JSON scores, computed here from the per-item arrays."""
+    out = {}
+    for lang in LANGS:
+        rr, nll = items[f"{lang}/rr"].astype(float), items[f"{lang}/nll"].astype(float)
+        ppl = math.exp(nll.mean())
+        out[lang] = {"n_masked": N_ITEMS, "mrr": rr.mean(), "acc1": 0.0, "mask_sha256": "m" + lang,
+                     ("pseudo_perplexity" if legacy else "mlm_ppl"): ppl,
+                     "pppl": math.exp(items[f"{lang}/pppl_nll"].astype(float).sum() / items[f"{lang}/pppl_count"].sum())}
+        if legacy:
+            del out[lang]["pppl"]
+    return out
+
+
+def _ratio(items, task, train, test):
+    f = {name: items[f"{task}/{train}/{test}/{name}"].astype(float).sum() for name in TASK_FIELDS[task]}
+    return f["correct"] / f["total"] if task == "pos" else 2 * f["tp"] / (f["pred"] + f["gold"])
+
+
+def _probe_block(items, task):
+    il = {lang: _ratio(items, task, lang, lang) for lang in LANGS}
+    zs = {lang: mean(_ratio(items, task, t, lang) for t in LANGS if t != lang) for lang in LANGS}
+    return {"metric": "x", "languages": LANGS, "in_language": il, "zero_shot": zs}
+
+
+def write_run(directory, seed, shift=0.0, masking_seed=1, legacy=False, with_items=True):
+    """lm.json (+ lm_items.npz) and probe.json (+ probe_items.npz) of one run; returns its per-language values."""
+    rng = np.random.default_rng(seed)
+    lm_items, probe_items = _lm_items(rng, shift), _probe_items(rng)
+    os.makedirs(directory, exist_ok=True)
+    lm = {"kind": "lm", "name": "x", "data": str(directory), "split": "test",
+          "masking": {"seed": masking_seed, "mask_prob": 0.15}, "languages": _lm_values(lm_items, legacy)}
+    probe = {"kind": "probing", "name": "x", "probe": "linear", "training": {"seed": seed, "epochs": 3},
+             "tasks": {task: _probe_block(probe_items, task) for task in ("pos", "ner")}}
+    with open(os.path.join(directory, "lm.json"), "w", encoding="utf-8") as f:
+        json.dump(lm, f)
+    with open(os.path.join(directory, "probe.json"), "w", encoding="utf-8") as f:
+        json.dump(probe, f)
+    if with_items:
+        write_items(os.path.join(directory, "lm_items.npz"), lm_items)
+        write_items(os.path.join(directory, "probe_items.npz"), probe_items)
+    values = {"MRR": {l: s["mrr"] for l, s in lm["languages"].items()},
+              "MLM-PPL": {l: s.get("mlm_ppl", s.get("pseudo_perplexity")) for l, s in lm["languages"].items()}}
+    if not legacy:
+        values["PPPL"] = {l: s["pppl"] for l, s in lm["languages"].items()}
+    for task in ("pos", "ner"):
+        values[f"{task.upper()} I-L"] = probe["tasks"][task]["in_language"]
+        values[f"{task.upper()} Z-S"] = probe["tasks"][task]["zero_shot"]
+    return values
+
+
+def _group(values, title, langs):
+    vals = [values[title][lang] for lang in langs]
+    if "PPL" in title:
+        return geometric_mean(vals)
+    return mean(vals) * (100 if ("POS" in title or "NER" in title) else 1)
 
 
 def _read_csv(path):
     with open(path, encoding="utf-8", newline="") as f:
-        return list(csv.reader(f))
+        return list(csv.DictReader(f))
 
 
-def test_report_cells_are_group_means(tmp_path, capsys):
-    models = {"HL": _write_model(tmp_path, "HL", 1), "Ours": _write_model(tmp_path, "Ours", 2, zero_shot_missing="eu")}
+def test_cells_are_means_over_runs_of_group_means_and_csv_keeps_every_run(tmp_path, capsys):
+    runs = {(name, s): write_run(tmp_path / f"s{s}" / name, seed=10 * s + k)
+            for k, name in enumerate(["HL", "Ours"]) for s in (1, 2, 3)}
+    argv = [f"--model={name}={tmp_path / f's{s}' / name}" for name, s in runs]
     out = tmp_path / "out"
-    argv = ["--model", f"HL={tmp_path / 'HL'}",
-            "--model", f"Ours={tmp_path / 'Ours' / 'lm.json'},{tmp_path / 'Ours' / 'probe.json'}",
-            "--low", *LOW, "--high", *HIGH, "--single", *SINGLE, "--output-dir", str(out)]
-    assert report.main(argv) == 0
+    assert report.main(argv + ["--low", *LOW, "--high", *HIGH, "--single", *SINGLE, "--output-dir", str(out)]) == 0
     markdown = capsys.readouterr().out
     assert markdown == (out / "report.md").read_text(encoding="utf-8")
-
-    rows = _read_csv(out / "report.csv")
-    header, body = rows[0], rows[1:]
-    assert header == ["group"] + [f"{m} {title}" for m in models for title, _, _ in METRICS]
     groups = {"Low-Res": LOW, "High-Res": HIGH, "{de}": ["de"], "All": LANGS}
-    assert [row[0] for row in body] == list(groups)
-    for row in body:
-        langs = groups[row[0]]
-        cells = iter(row[1:])
-        for name, inputs in models.items():
-            for title, key, scale in METRICS:
-                assert float(next(cells)) == pytest.approx(_expected(inputs, key, langs, scale), rel=1e-12), (row[0], name, title)
-
-    md_lines = markdown.splitlines()
-    assert md_lines[0].startswith("| group | HL MRR | HL PPPL | HL POS I-L |")
-    all_row = next(line for line in md_lines if line.startswith("| All |"))
-    assert f"{_expected(models['HL'], 'mrr', LANGS, 1):.3f}" in all_row
-    assert f"{_expected(models['Ours'], ('ner', 'zero_shot'), LANGS, 100):.1f}" in all_row
+    rows = _read_csv(out / "report.csv")
+    assert [(r["group"], r["model"]) for r in rows] == [(g, m) for g in groups for m in ("HL", "Ours") for _ in range(3)]
+    for row in rows:
+        values = runs[(row["model"], int(os.path.basename(os.path.dirname(row["run"]))[1:]))]
+        for title in values:
+            assert float(row[title]) == pytest.approx(_group(values, title, groups[row["group"]]), rel=1e-6)
+    all_row = [c.strip() for c in next(line for line in markdown.splitlines() if line.startswith("| All |")).split("|")]
+    header = [c.strip() for c in next(line for line in markdown.splitlines() if line.startswith("| group |")).split("|")]
+    per_run = [_group(runs[("Ours", s)], "NER Z-S", LANGS) for s in (1, 2, 3)]
+    assert all_row[header.index("Ours NER Z-S")] == f"{mean(per_run):.1f} ± {stdev(per_run):.1f}"
     with open(out / "report.png", "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
-def test_report_without_groups_has_only_all_row(tmp_path, capsys):
-    inputs = _write_model(tmp_path, "HL", 3)
-    assert report.main(["--model", f"HL={tmp_path / 'HL'}", "--output-dir", str(tmp_path / "o")]) == 0
-    rows = _read_csv(tmp_path / "o" / "report.csv")
-    assert [r[0] for r in rows[1:]] == ["All"]
-    assert float(rows[1][1]) == pytest.approx(mean(inputs["mrr"].values()))
+def test_results_from_before_the_rename_load_as_mlm_ppl(tmp_path, capsys):
+    values = write_run(tmp_path / "old", seed=1, legacy=True)
+    assert report.main(["--no-plot"] + ["--model", f"HL={tmp_path / 'old'}", "--output-dir", str(tmp_path / "o")]) == 0
+    row = _read_csv(tmp_path / "o" / "report.csv")[0]
+    assert "PPPL" not in row and float(row["MLM-PPL"]) == pytest.approx(_group(values, "MLM-PPL", LANGS), rel=1e-6)
+    assert "| group | HL MRR | HL MLM-PPL | HL POS I-L |" in capsys.readouterr().out
 
 
-def test_report_warns_when_masks_differ(tmp_path, capsys):
-    _write_model(tmp_path, "HL", 1, mask="a")
-    _write_model(tmp_path, "Ours", 2, mask="b")
-    argv = ["--model", f"HL={tmp_path / 'HL'}", "--model", f"Ours={tmp_path / 'Ours'}", "--output-dir", str(tmp_path / "o")]
-    assert report.main(argv) == 0
-    assert "different masks" in capsys.readouterr().err
+def test_all_is_every_evaluated_language_not_the_union_of_groups(tmp_path):
+    values = write_run(tmp_path / "HL", seed=1)
+    assert report.main(["--no-plot"] + ["--model", f"HL={tmp_path / 'HL'}", "--low", "eu", "--high", "es",
+                        "--output-dir", str(tmp_path / "o")]) == 0
+    rows = {r["group"]: r for r in _read_csv(tmp_path / "o" / "report.csv")}
+    assert list(rows) == ["Low-Res", "High-Res", "All"]
+    assert float(rows["All"]["MRR"]) == pytest.approx(mean(values["MRR"].values()), rel=1e-6)
+
+
+def test_groups_by_size_cut_sorted_languages_at_quantiles(tmp_path):
+    write_run(tmp_path / "HL", seed=1)
+    sizes = {"eu": 50, "tr": 10, "es": 9000, "de": 400}
+    stats = {"languages": {lang: {"train": {"lines": n, "tokens": n * 10}} for lang, n in sizes.items()}}
+    (tmp_path / "stats.json").write_text(json.dumps(stats), encoding="utf-8")
+    common = ["--model", f"HL={tmp_path / 'HL'}", "--sizes", str(tmp_path / "stats.json")]
+    assert report.main(["--no-plot"] + common + ["--groups-by-size", "--output-dir", str(tmp_path / "thirds")]) == 0
+    md = (tmp_path / "thirds" / "report.md").read_text(encoding="utf-8")
+    assert "Size 0%–33%: tr; Size 33%–67%: eu, de; Size 67%–100%: es; All: eu, tr, es, de" in md
+    languages_json = {"languages": list(sizes), "raw_sentences": sizes}
+    (tmp_path / "languages.json").write_text(json.dumps(languages_json), encoding="utf-8")
+    assert report.main(["--no-plot"] + ["--model", f"HL={tmp_path / 'HL'}", "--sizes", str(tmp_path / "languages.json"),
+                        "--groups-by-size", "0.5", "--output-dir", str(tmp_path / "half")]) == 0
+    assert "Size 0%–50%: tr, eu; Size 50%–100%: de, es;" in (tmp_path / "half" / "report.md").read_text(encoding="utf-8")
+
+
+def test_mixed_evaluations_are_refused_unless_allowed(tmp_path, capsys):
+    write_run(tmp_path / "HL", seed=1)
+    write_run(tmp_path / "Ours", seed=2, masking_seed=7)
+    argv = ["--model", f"HL={tmp_path / 'HL'}", "--model", f"Ours={tmp_path / 'Ours'}"]
+    assert report.main(argv + ["--output-dir", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"{tmp_path / 'HL'} and {tmp_path / 'Ours'}" in err and "masking.seed is 1" in err and "7" in err
+    assert not os.path.exists(tmp_path / "o")
+    assert report.main(["--no-plot"] + argv + ["--allow-mixed", "--output-dir", str(tmp_path / "o")]) == 0
+    assert "Mixed evaluations (--allow-mixed)" in (tmp_path / "o" / "report.md").read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize(
     "argv_tail, message",
     [
         (["--low", "eu", "xx"], "no MRR for language(s) xx"),
-        (["--model", "HL=elsewhere"], "name 'HL' given twice"),
+        (["--low", "eu", "tr", "--high", "tr", "es"], "language 'tr' is in both --low and --high"),
         (["--model", "B=/no/such/dir"], "no such file or directory: /no/such/dir"),
         (["--model", "broken"], "expected NAME=PATH"),
+        (["--compare", "HL:Ours"], "no --model named 'Ours'"),
+        (["--groups-by-size", "0.7,0.2"], "quantiles must be increasing"),
+        (["--groups-by-size"], "--groups-by-size: no stats.json in"),
+        (["--compare", "HL:HL"], "HL is compared with itself"),
     ],
 )
-def test_report_bad_input_is_one_error_and_writes_nothing(tmp_path, capsys, argv_tail, message):
-    _write_model(tmp_path, "HL", 1)
+def test_bad_input_is_one_error_and_writes_nothing(tmp_path, capsys, argv_tail, message):
+    write_run(tmp_path / "HL", seed=1)
     out = tmp_path / "out"
     assert report.main(["--model", f"HL={tmp_path / 'HL'}", "--output-dir", str(out), *argv_tail]) == 2
     err = capsys.readouterr().err
@@ -114,7 +202,100 @@ def test_report_bad_input_is_one_error_and_writes_nothing(tmp_path, capsys, argv
     assert not os.path.exists(out)
 
 
-def test_report_rejects_non_result_json(tmp_path, capsys):
+def test_output_dir_naming_a_file_is_one_error(tmp_path, capsys):
+    write_run(tmp_path / "HL", seed=1)
+    (tmp_path / "taken").write_text("keep me", encoding="utf-8")
+    assert report.main(["--model", f"HL={tmp_path / 'HL'}", "--output-dir", str(tmp_path / "taken")]) == 2
+    assert "--output-dir" in capsys.readouterr().err and (tmp_path / "taken").read_text() == "keep me"
+
+
+def test_rejects_non_result_json(tmp_path, capsys):
     (tmp_path / "x.json").write_text('{"kind": "other"}', encoding="utf-8")
     assert report.main(["--model", f"X={tmp_path / 'x.json'}", "--output-dir", str(tmp_path / "o")]) == 2
     assert "not a balkd-eval-lm or balkd-probe result" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------- bootstrap
+def _lang(runs):
+    """LanguageItems of one language: ``runs`` = list of 1-D per-item values (den = 1)."""
+    return bootstrap.stack_runs([[(np.asarray(v, float), np.ones(len(v)))] for v in runs])
+
+
+def test_identical_models_give_a_zero_interval():
+    rng = np.random.default_rng(0)
+    items = [_lang([rng.normal(size=50) for _ in range(3)]) for _ in range(2)]
+    interval = bootstrap.paired_bootstrap(items, items, False, 500, seed=3)
+    assert (interval.difference, interval.low, interval.high) == (0.0, 0.0, 0.0) and not interval.excludes_zero
+
+
+def test_seed_level_interval_matches_hand_computation():
+    """No item noise, per-run offsets -c, 0, +c: a replicate is delta + the mean offset of 3 resampled runs,
+    whose 2.5 % / 97.5 % percentiles are -c / +c (each has probability 1/27 > 2.5 %)."""
+    delta, c = 0.5, 0.2
+    base = np.full(40, 1.0)
+    a = [_lang([base + delta + t for t in (-c, 0.0, c)])]
+    b = [_lang([base, base, base])]
+    interval = bootstrap.paired_bootstrap(a, b, False, 2000, seed=1)
+    assert interval.difference == pytest.approx(delta)
+    assert interval.low == pytest.approx(delta - c) and interval.high == pytest.approx(delta + c)
+
+
+def test_item_level_interval_is_paired_and_centred_on_the_shift():
+    """A = B + delta + small noise, B itself very noisy: the paired interval's width follows the noise of the
+    differences (sd s), not of B's scores; a test that ignored the pairing would be ~50 times wider."""
+    rng = np.random.default_rng(5)
+    n, delta, s = 400, 0.3, 0.1
+    b_items = rng.normal(0, 5.0, n)
+    a_items = b_items + delta + rng.normal(0, s, n)
+    interval = bootstrap.paired_bootstrap([_lang([a_items])], [_lang([b_items])], False, 2000, seed=2)
+    half_width = 1.96 * (a_items - b_items).std() / math.sqrt(n)
+    assert interval.difference == pytest.approx((a_items - b_items).mean())
+    assert interval.excludes_zero and abs(interval.difference - delta) < 4 * s / math.sqrt(n)
+    assert (interval.high - interval.low) / 2 == pytest.approx(half_width, rel=0.15)
+    assert (interval.low + interval.high) / 2 == pytest.approx(interval.difference, abs=0.3 * half_width)
+
+
+def test_same_distribution_interval_contains_zero():
+    rng = np.random.default_rng(11)
+    a = [_lang([rng.normal(1.0, 1.0, 300) for _ in range(3)])]
+    b = [_lang([rng.normal(1.0, 1.0, 300) for _ in range(3)])]
+    assert not bootstrap.paired_bootstrap(a, b, False, 1000, seed=4).excludes_zero
+
+
+def test_ratio_metrics_are_recomputed_from_sums():
+    """PPPL = exp(sum nll / sum tokens) per language, geometric over languages; F1-like ratios likewise."""
+    rng = np.random.default_rng(2)
+    langs, expected = [], []
+    for _ in range(3):
+        count = rng.integers(1, 9, 20).astype(float)
+        nll = count * rng.uniform(1, 4, 20)
+        langs.append(bootstrap.stack_runs([[(nll, count)]]))
+        expected.append(nll.sum() / count.sum())
+    assert bootstrap.group_statistic(langs, log_scale=True)[0] == pytest.approx(math.exp(mean(expected)))
+
+
+def test_compare_marks_a_real_difference_in_table_and_csv(tmp_path, capsys):
+    argv = []
+    for s in (1, 2):
+        write_run(tmp_path / f"s{s}" / "HL", seed=s)
+        write_run(tmp_path / f"s{s}" / "Ours", seed=s, shift=0.2)  # same items, rr higher by 0.2 + noise
+        argv += ["--model", f"HL={tmp_path / f's{s}' / 'HL'}", "--model", f"Ours={tmp_path / f's{s}' / 'Ours'}"]
+    out = tmp_path / "o"
+    assert report.main(["--no-plot"] + argv + ["--compare", "Ours:HL", "--bootstrap", "300", "--output-dir", str(out)]) == 0
+    rows = {(r["group"], r["metric"]): r for r in _read_csv(out / "report_compare.csv")}
+    mrr = rows[("All", "MRR")]
+    assert float(mrr["difference"]) == pytest.approx(0.2, abs=0.02) and mrr["excludes_zero"] == "true"
+    assert float(mrr["ci_low"]) < float(mrr["difference"]) < float(mrr["ci_high"])
+    same = rows[("All", "MLM-PPL")]  # the nll items are identical: interval [0, 0], not marked
+    assert float(same["difference"]) == 0.0 and same["excludes_zero"] == "false"
+    assert "Ours − HL MRR" in capsys.readouterr().out
+
+
+def test_compare_without_item_scores_gives_the_difference_only(tmp_path):
+    argv = []
+    for name, shift in (("HL", 0.0), ("Ours", 0.2)):
+        write_run(tmp_path / name, seed=1, shift=shift, with_items=False)
+        argv += ["--model", f"{name}={tmp_path / name}"]
+    assert report.main(["--no-plot"] + argv + ["--compare", "Ours:HL", "--output-dir", str(tmp_path / "o")]) == 0
+    mrr = next(r for r in _read_csv(tmp_path / "o" / "report_compare.csv") if r["metric"] == "MRR")
+    assert mrr["difference"] and mrr["ci_low"] == "" and mrr["excludes_zero"] == ""

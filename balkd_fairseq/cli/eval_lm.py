@@ -1,17 +1,24 @@
-"""balkd-eval-lm: masked-LM quality per language (MRR, accuracy@1, pseudo-perplexity).
+"""balkd-eval-lm: masked-LM quality per language (MRR, accuracy@1, MLM-PPL, optionally PPPL).
 
-Every checkpoint is scored on the same deterministic masks of ``DATA/<lang>/<split>``; one JSON
-file per model is written to ``OUT/<name>/lm.json`` and a table is printed.
+Every checkpoint is scored on the same deterministic masks of ``DATA/<lang>/<split>``. Per model,
+``OUT/<name>/lm.json`` holds the scores with what they were computed on (split, masking, the data
+files' and dictionary's hashes) and ``OUT/<name>/lm_items.npz`` the per-item scores that
+``balkd-report`` resamples (:mod:`balkd_fairseq.eval.item_scores`). A table is printed.
 """
 import argparse
 import logging
 import os
 import sys
 
+import numpy as np
 import torch
 
+from ..data.dictionary_hash import dictionary_sha256
 from ..errors import BalkdError, run_cli
+from ..eval import pppl
+from ..eval.item_scores import LM_ITEMS, write_items
 from ..eval.masked_lm_eval import BREAK_MODES, MaskingConfig, check_positions, masked_dataset, score_dataset, split_prefix
+from ..eval.mrr import MLM_PPL, MaskedLMScores
 from ..eval.results_io import LM_RESULTS, parse_languages, parse_named_path, write_json
 
 logger = logging.getLogger("balkd_fairseq.eval_lm")
@@ -21,8 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="balkd-eval-lm",
         description="Score masked LMs per language: MRR over masked positions (rank = 1 + number of vocabulary "
-        "entries with a strictly higher logit than the gold token), accuracy@1 and pseudo-perplexity "
-        "(exp of the mean masked cross-entropy). Masks are deterministic, so all models see the same masks.",
+        "entries with a strictly higher logit than the gold token), accuracy@1 and MLM-PPL (exp of the mean "
+        "cross-entropy of the masked positions, --mask-prob of the tokens masked at once); with --pppl also "
+        "pseudo-perplexity (Salazar et al. 2020: every token of each line masked in turn). Masks are "
+        "deterministic, so all models see the same masks. --data's dict.txt must be the checkpoint's dictionary.",
     )
     parser.add_argument("--checkpoint", action="append", required=True, metavar="[NAME=]PATH",
                         help="checkpoint to score; repeat for several models. NAME (default: the checkpoint's "
@@ -32,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--languages", metavar="L1,L2",
                         help="comma-separated languages (default: every DATA/<lang> that has the split)")
     parser.add_argument("--split", default="test", help="split to score, e.g. valid or test (default: test)")
-    parser.add_argument("--output-dir", required=True, metavar="OUT", help="writes OUT/<name>/lm.json per model")
+    parser.add_argument("--output-dir", required=True, metavar="OUT",
+                        help="writes OUT/<name>/lm.json and OUT/<name>/lm_items.npz (per-item scores) per model")
     parser.add_argument("--seed", type=int, default=1, help="seed of the masks (default: 1)")
     parser.add_argument("--mask-prob", type=float, default=0.15,
                         help="fraction of tokens masked, all replaced by <mask> (default: 0.15)")
@@ -43,6 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-samples", type=int, default=0,
                         help="score only the first N blocks of each language (default: 0 = all)")
     parser.add_argument("--max-tokens", type=int, default=8192, help="tokens per forward batch (default: 8192)")
+    parser.add_argument("--pppl", action="store_true",
+                        help="also compute pseudo-perplexity (JSON key pppl): each line of the split is a sentence, "
+                        "every token of it masked in turn and scored given the rest (<s>, </s> not scored); a line "
+                        "longer than the model's positions is scored in consecutive windows of max_positions - 1 tokens. "
+                        "Costs one forward row per token of the split")
+    parser.add_argument("--pppl-max-sentences", type=int, default=0,
+                        help="with --pppl: score only the first N lines of each language (default: 0 = all)")
     parser.add_argument("--cpu", action="store_true", help="run on CPU even when a GPU is available")
     return parser
 
@@ -52,8 +69,12 @@ def _validate(args):
         raise BalkdError(f"--mask-prob must be between 0 and 1, got {args.mask_prob}")
     if args.tokens_per_sample < 2:
         raise BalkdError(f"--tokens-per-sample must be at least 2, got {args.tokens_per_sample}")
+    if args.pppl_max_sentences < 0:
+        raise BalkdError(f"--pppl-max-sentences must be 0 (all) or more, got {args.pppl_max_sentences}")
     if args.max_tokens < args.tokens_per_sample:
         raise BalkdError(f"--max-tokens ({args.max_tokens}) must be at least --tokens-per-sample ({args.tokens_per_sample})")
+    if os.path.exists(args.output_dir) and not os.path.isdir(args.output_dir):
+        raise BalkdError(f"--output-dir {args.output_dir} is an existing file, not a directory")
     if not os.path.isfile(os.path.join(args.data, "dict.txt")):
         raise BalkdError(f"--data: dictionary not found: {os.path.join(args.data, 'dict.txt')}")
     models = [parse_named_path(value, "--checkpoint") for value in args.checkpoint]
@@ -79,43 +100,80 @@ def _languages_with_split(args):
     return found
 
 
-def score_checkpoint(name, path, languages, args, cfg: MaskingConfig, device: str) -> dict:
+def data_fingerprint(data: str, languages, split: str, dictionary) -> dict:
+    """sha256 of each language's ``<split>.bin`` / ``.idx`` and of the dictionary: what the scores are of."""
+    from ..teachers import file_sha256
+
+    files = {}
+    for lang in languages:
+        prefix = split_prefix(data, lang, split)
+        files[lang] = {"bin": file_sha256(prefix + ".bin"), "idx": file_sha256(prefix + ".idx")}
+    return {"data_sha256": files, "dictionary_sha256": dictionary_sha256(dictionary)}
+
+
+def score_language(model, dictionary, prefix: str, label: str, args, cfg: MaskingConfig, device: str):
+    """(JSON scores, per-item arrays) of one language's split."""
     from tqdm import tqdm
 
+    dataset = masked_dataset(prefix, dictionary, cfg)
+    total = len(dataset) if cfg.max_samples <= 0 else min(cfg.max_samples, len(dataset))
+    scores = MaskedLMScores()
+    with tqdm(total=total, desc=f"{label} masked", unit="block", file=sys.stderr) as progress:
+        result = score_dataset(model, dataset, dictionary, args.max_tokens, device, progress, cfg.max_samples, scores)
+    items = scores.items()
+    if args.pppl:
+        sentences = pppl.load_sentences(prefix, dictionary, args.pppl_max_sentences)
+        with tqdm(total=pppl.count_copies(sentences, dictionary), desc=f"{label} pppl", unit="token",
+                  file=sys.stderr) as progress:
+            nll, count = pppl.score_sentences(model, sentences, dictionary, args.max_tokens, device, progress)
+        result.update(pppl.summary(nll, count))
+        items.update({"pppl_nll": nll.astype(np.float32), "pppl_count": count.astype(np.int32)})
+    return result, items
+
+
+def score_checkpoint(name, path, languages, args, cfg: MaskingConfig, device: str):
+    """(lm.json payload, lm_items.npz arrays) of one checkpoint."""
     from ..eval.features import load_checkpoint
 
-    model, task = load_checkpoint(path, args.data)
+    model, task = load_checkpoint(path, args.data)  # refuses a --data dictionary that is not the checkpoint's
     check_positions(model, cfg, f"--checkpoint {name}")
     model.to(device)
     dictionary = task.source_dictionary
-    results = {}
+    results, items = {}, {}
     for lang in languages:
-        dataset = masked_dataset(split_prefix(args.data, lang, args.split), dictionary, cfg)
-        total = len(dataset) if cfg.max_samples <= 0 else min(cfg.max_samples, len(dataset))
-        with tqdm(total=total, desc=f"{name} {lang}", unit="block", file=sys.stderr) as progress:
-            results[lang] = score_dataset(model, dataset, dictionary, args.max_tokens, device, progress, cfg.max_samples)
-    return {
+        results[lang], lang_items = score_language(
+            model, dictionary, split_prefix(args.data, lang, args.split), f"{name} {lang}", args, cfg, device)
+        items.update({f"{lang}/{field}": array for field, array in lang_items.items()})
+    payload = {
         "kind": "lm",
         "name": name,
         "checkpoint": os.path.abspath(path),
         "data": os.path.abspath(args.data),
         "split": args.split,
         "masking": vars(cfg),
+        "pppl_settings": {"max_sentences": args.pppl_max_sentences} if args.pppl else None,
+        **data_fingerprint(args.data, languages, args.split, dictionary),
+        "items": LM_ITEMS,
         "languages": results,
     }
+    return payload, items
 
 
 def format_table(all_results) -> str:
-    lines = ["| model | lang | MRR | acc@1 | pseudo-ppl | masked |", "|---|---|---|---|---|---|"]
+    with_pppl = any("pppl" in s for result in all_results for s in result["languages"].values())
+    columns = ["MRR", "acc@1", "MLM-PPL"] + (["PPPL"] if with_pppl else []) + ["masked"]
+    lines = ["| model | lang | " + " | ".join(columns) + " |", "|---|---|" + "---|" * len(columns)]
     for result in all_results:
         for lang, s in result["languages"].items():
-            if s["n_masked"] == 0:
-                lines.append(f"| {result['name']} | {lang} | – | – | – | 0 |")
-                continue
-            lines.append(
-                f"| {result['name']} | {lang} | {s['mrr']:.4f} | {s['acc1']:.4f} | {s['pseudo_perplexity']:.2f} | {s['n_masked']} |"
-            )
+            cells = [_number(s.get("mrr"), 4), _number(s.get("acc1"), 4), _number(s.get(MLM_PPL), 2)]
+            if with_pppl:
+                cells.append(_number(s.get("pppl"), 2))
+            lines.append(f"| {result['name']} | {lang} | " + " | ".join(cells + [str(s["n_masked"])]) + " |")
     return "\n".join(lines)
+
+
+def _number(value, digits: int) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
 
 
 def _main(argv=None) -> int:
@@ -124,12 +182,13 @@ def _main(argv=None) -> int:
     cfg = MaskingConfig(args.seed, args.mask_prob, args.tokens_per_sample, args.sample_break_mode, args.max_samples)
     device = "cuda" if torch.cuda.is_available() and not args.cpu else "cpu"
     # Results are written only once every model has been scored: a bad checkpoint overwrites nothing.
-    all_results = [score_checkpoint(name, path, languages, args, cfg, device) for name, path in models]
-    for result in all_results:
-        out = os.path.join(args.output_dir, result["name"], LM_RESULTS)
-        write_json(out, result)
-        logger.info(f"wrote {out}")
-    print(format_table(all_results))
+    scored = [score_checkpoint(name, path, languages, args, cfg, device) for name, path in models]
+    for result, items in scored:
+        directory = os.path.join(args.output_dir, result["name"])
+        write_items(os.path.join(directory, LM_ITEMS), items)
+        write_json(os.path.join(directory, LM_RESULTS), result)  # last: lm.json means both are complete
+        logger.info(f"wrote {os.path.join(directory, LM_RESULTS)} and {LM_ITEMS}")
+    print(format_table([result for result, _ in scored]))
     return 0
 
 

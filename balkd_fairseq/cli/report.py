@@ -1,7 +1,8 @@
-"""balkd-report: the paper's table from several models' balkd-eval-lm / balkd-probe results.
+"""balkd-report: the paper's table from several models' balkd-eval-lm / balkd-probe results, over seeds.
 
-Rows Low-Res / High-Res / {lang} / All; columns per model x (MRR, PPPL, POS I-L, POS Z-S, NER I-L, NER Z-S).
-Each cell is the mean over the row's languages (geometric for PPPL). Writes OUT/report.md, OUT/report.csv, OUT/report.png.
+Rows Low-Res / High-Res / size groups / {lang} / All; columns model x (MRR, MLM-PPL, [PPPL], POS I-L,
+POS Z-S, NER I-L, NER Z-S), each the mean ± std over the model's runs. ``--compare`` adds paired
+differences with bootstrap intervals. Writes OUT/<prefix>.md, .csv (every run), _compare.csv, .png.
 """
 import argparse
 import logging
@@ -10,17 +11,20 @@ import sys
 import tempfile
 
 from ..errors import BalkdError, run_cli
+from ..eval import groups as table_groups
 from ..eval.report import (
-    build_table,
+    Model,
     check_coverage,
-    group_rows,
-    load_model_results,
-    mismatched_masks,
+    compare,
+    comparisons_csv,
+    evaluation_differences,
+    load_run,
     plot_png,
-    to_csv,
+    runs_csv,
+    shown_metrics,
     to_markdown,
 )
-from ..eval.results_io import parse_languages
+from ..eval.results_io import parse_languages, read_json
 
 logger = logging.getLogger("balkd_fairseq.report")
 
@@ -28,17 +32,40 @@ logger = logging.getLogger("balkd_fairseq.report")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="balkd-report",
-        description="Build the results table (rows Low-Res / High-Res / {lang} / All; columns model x "
-        "(MRR, PPPL, POS I-L, POS Z-S, NER I-L, NER Z-S)) as Markdown and CSV, plus a PNG plot per language.",
+        description="Build the results table (rows Low-Res / High-Res / size groups / {lang} / All; columns model x "
+        "(MRR, MLM-PPL, PPPL when evaluated with --pppl, POS I-L, POS Z-S, NER I-L, NER Z-S)) as Markdown and CSV, "
+        "plus a PNG plot per language. A cell is the mean ± standard deviation over a model's runs (seeds); "
+        "MLM-PPL is the perplexity of 15%%-masked text, PPPL the pseudo-perplexity (one token masked at a time).",
     )
     parser.add_argument("--model", action="append", required=True, metavar="NAME=PATH[,PATH]",
-                        help="a model's results: NAME=directory (its lm.json / probe.json) or NAME=file.json,file.json; "
-                        "repeat per model, in column order (e.g. --model HL=res/HL --model Ours=res/Ours)")
+                        help="one run of a model: NAME=directory (its lm.json / probe.json and per-item .npz) or "
+                        "NAME=file.json,file.json. Repeat with the same NAME for several runs (seeds) of a model, "
+                        "one result directory per run; models appear in the order first named "
+                        "(e.g. --model HL=res/s1/HL --model HL=res/s2/HL --model Ours=res/s1/Ours ...)")
+    parser.add_argument("--compare", action="append", default=[], metavar="OURS:BASE[,BASE]",
+                        help="paired differences OURS - BASE for each group and metric with 95%% bootstrap intervals, "
+                        "e.g. --compare Ours:HL,HL-balanced; repeatable. Runs are paired in the order given, so "
+                        "list each model's seeds in the same order; compared models need the same number of runs")
+    parser.add_argument("--bootstrap", type=int, default=1000, metavar="N",
+                        help="bootstrap replicates for --compare (default: 1000; 0 = differences without intervals)")
+    parser.add_argument("--bootstrap-seed", type=int, default=1, help="seed of the bootstrap resampling (default: 1)")
     parser.add_argument("--low", nargs="+", default=[], metavar="LANG", help="low-resource languages (Low-Res row)")
     parser.add_argument("--high", nargs="+", default=[], metavar="LANG", help="high-resource languages (High-Res row)")
     parser.add_argument("--single", nargs="+", default=[], metavar="LANG",
                         help="languages also reported on their own row, e.g. de gives the {de} row")
-    parser.add_argument("--output-dir", required=True, metavar="OUT", help="writes OUT/<prefix>.{md,csv,png}")
+    parser.add_argument("--groups-by-size", nargs="?", const="", default=None, metavar="Q1,Q2",
+                        help="rows by training size: the evaluated languages sorted by size and cut at these quantiles "
+                        "of their rank (default without a value: thirds, i.e. bottom / middle / top third)")
+    parser.add_argument("--sizes", metavar="FILE",
+                        help="training sizes for --groups-by-size: balkd-prepare's stats.json or balkd-synth's "
+                        "languages.json (default: stats.json of the data directory recorded in lm.json)")
+    parser.add_argument("--allow-mixed", action="store_true",
+                        help="build the table even from evaluations with different splits, masks, data or probe "
+                        "settings (refused by default); the table then says so")
+    parser.add_argument("--output-dir", required=True, metavar="OUT",
+                        help="writes OUT/<prefix>.md, OUT/<prefix>.csv (every run), OUT/<prefix>_compare.csv "
+                        "(with --compare) and OUT/<prefix>.png (unless --no-plot)")
+    parser.add_argument("--no-plot", action="store_true", help="skip the PNG plot")
     parser.add_argument("--prefix", default="report", help="file name stem of the outputs (default: report)")
     return parser
 
@@ -47,49 +74,114 @@ def _languages(values, flag):
     return parse_languages(",".join(values), flag) if values else []
 
 
-def _models(args):
-    models = []
-    for spec in args.model:
+def _models(specs) -> list:
+    models = {}
+    for spec in specs:
         name, sep, paths = spec.partition("=")
         if not sep or not name or not paths:
             raise BalkdError(f"--model: cannot read {spec!r}; expected NAME=PATH[,PATH]")
-        if name in [m.name for m in models]:
-            raise BalkdError(f"--model: name {name!r} given twice")
-        models.append(load_model_results(name, paths))
-    return models
+        models.setdefault(name, Model(name)).runs.append(load_run(name, paths))
+    for model in models.values():
+        labels = [run.label for run in model.runs]
+        if len(set(labels)) != len(labels):
+            raise BalkdError(f"--model {model.name}: the same results are given twice ({', '.join(labels)})")
+    return list(models.values())
+
+
+def _comparisons(args, models):
+    by_name = {model.name: model for model in models}
+    pairs = []
+    for spec in args.compare:
+        ours, sep, bases = spec.partition(":")
+        baselines = [b.strip() for b in bases.split(",") if b.strip()]
+        if not sep or not ours or not baselines:
+            raise BalkdError(f"--compare: cannot read {spec!r}; expected OURS:BASE[,BASE], e.g. Ours:HL,HL-balanced")
+        for name in (ours, *baselines):
+            if name not in by_name:
+                raise BalkdError(f"--compare {spec}: no --model named {name!r} (models: {', '.join(by_name)})")
+        for base in baselines:
+            if base == ours:
+                raise BalkdError(f"--compare {spec}: {ours} is compared with itself")
+            a, b = by_name[ours], by_name[base]
+            if len(a.runs) != len(b.runs):
+                raise BalkdError(f"--compare {ours}:{base}: paired runs need the same number of runs "
+                                 f"({len(a.runs)} vs {len(b.runs)})")
+            pairs.append((a, b))
+    return pairs
+
+
+def _size_rows(args, models, evaluated):
+    if args.groups_by_size is None:
+        if args.sizes:
+            raise BalkdError("--sizes is only used with --groups-by-size")
+        return []
+    quantiles = table_groups.parse_quantiles(args.groups_by_size)
+    if args.sizes:
+        path = args.sizes
+    else:
+        data_dirs = []
+        for run in (run for model in models for run in model.runs if "lm" in run.sources):
+            data = read_json(run.sources["lm"]).get("data")
+            if data and data not in data_dirs:
+                data_dirs.append(data)
+        path = table_groups.default_sizes_file(data_dirs)
+    return table_groups.size_groups(evaluated, table_groups.read_sizes(path), quantiles)
+
+
+def _check_output_dir(path: str) -> None:
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise BalkdError(f"--output-dir {path} is an existing file, not a directory")
 
 
 def _main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if os.sep in args.prefix or not args.prefix:
         raise BalkdError(f"--prefix must be a plain file name stem, got {args.prefix!r}")
+    if args.bootstrap < 0:
+        raise BalkdError(f"--bootstrap must be 0 or more, got {args.bootstrap}")
+    _check_output_dir(args.output_dir)
     low, high, single = (_languages(getattr(args, f), f"--{f}") for f in ("low", "high", "single"))
-    models = _models(args)
-    fallback = [lang for lang in models[0].languages() if all(lang in m.languages() for m in models)]
-    rows = group_rows(low, high, single, fallback)
-    languages = rows[-1][1]
-    if not languages:
-        raise BalkdError("no language is shared by all models; pass --low/--high/--single")
-    check_coverage(models, languages)
-    for lang in mismatched_masks(models):
-        logger.warning(f"MRR of {lang}: the models were scored on different masks (different --seed/--mask-prob/data?)")
-    header, body = build_table(models, rows)
-    markdown = to_markdown(header, body, rows)
-    _write_outputs(args, markdown, to_csv(header, body), models, languages)
+    table_groups.check_disjoint({"--low": low, "--high": high})
+    models = _models(args.model)
+    pairs = _comparisons(args, models)
+    evaluated = list(dict.fromkeys(lang for model in models for run in model.runs for lang in run.languages()))
+    if not evaluated:
+        raise BalkdError("the results hold no language")
+    rows = table_groups.table_rows(low, high, single, _size_rows(args, models, evaluated), evaluated)
+    check_coverage(models, list(dict.fromkeys(lang for _, langs in rows for lang in langs)))
+    mixed = evaluation_differences(models)
+    if mixed and not args.allow_mixed:
+        raise BalkdError(f"{mixed[0]}; pass --allow-mixed to build the table anyway")
+    for line in mixed:
+        logger.warning(line)
+    metrics = shown_metrics(models)
+    comparisons = [compare(a, b, metric, label, langs, args.bootstrap, args.bootstrap_seed)
+                   for a, b in pairs for label, langs in rows for metric in metrics]
+    markdown = to_markdown(models, metrics, rows, comparisons, args.bootstrap, mixed)
+    outputs = {".md": markdown, ".csv": runs_csv(models, metrics, rows)}
+    if comparisons:
+        outputs["_compare.csv"] = comparisons_csv(comparisons)
+    _write_outputs(args, outputs, models, metrics, evaluated)
     print(markdown, end="")
     return 0
 
 
-def _write_outputs(args, markdown, csv_text, models, languages):
+def _write_outputs(args, outputs, models, metrics, languages):
     os.makedirs(args.output_dir, exist_ok=True)
     stem = os.path.join(args.output_dir, args.prefix)
-    for suffix, text in ((".md", markdown), (".csv", csv_text)):
+    for suffix, text in outputs.items():
         fd, tmp = tempfile.mkstemp(dir=args.output_dir, suffix=".tmp")
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, stem + suffix)
-    plot_png(models, languages, stem + ".png")
-    logger.info(f"wrote {stem}.md, {stem}.csv and {stem}.png")
+    written = [stem + suffix for suffix in outputs]
+    if not args.no_plot:
+        fd, tmp = tempfile.mkstemp(dir=args.output_dir, suffix=".png")
+        os.close(fd)
+        plot_png(models, metrics, languages, tmp)
+        os.replace(tmp, stem + ".png")
+        written.append(stem + ".png")
+    logger.info(f"wrote {', '.join(written)}")
 
 
 def main(argv=None) -> int:

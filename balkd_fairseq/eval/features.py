@@ -16,6 +16,7 @@ from ..checkpoint_compat import describe_load_error
 from ..data.subword_alignment import AlignedSentence
 from ..errors import BalkdError
 from ..teachers import model_config
+from .dictionary_check import check_checkpoint_dictionary
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +33,8 @@ def load_checkpoint(path: str, data: Optional[str] = None):
     except Exception as err:  # torch raises many types for corrupt or refused pickles
         raise BalkdError(f"cannot load checkpoint {path}: {describe_load_error(err)}") from None
     model_config(state, "--checkpoint", path)  # a masked LM (roberta_*), not e.g. a translation model
+    if data is not None:
+        check_checkpoint_dictionary(state, path, os.path.join(data, "dict.txt"))
     try:
         models, _cfg, task = checkpoint_utils.load_model_ensemble_and_task([path], arg_overrides=overrides, state=state)
     except (KeyError, RuntimeError, FileNotFoundError) as err:

@@ -8,6 +8,8 @@ whose gold token is a real token count (``<s>``, ``</s>`` and ``<pad>`` never do
 import hashlib
 import os
 from dataclasses import dataclass
+from typing import Optional
+
 import numpy as np
 import torch
 from fairseq.data import (
@@ -98,10 +100,15 @@ class MaskFingerprint:
 
 
 @torch.no_grad()
-def score_dataset(model, dataset, dictionary, max_tokens: int, device: str, progress=None, max_samples: int = 0) -> dict:
-    """MRR, accuracy@1 and pseudo-perplexity of ``model`` over ``dataset``'s scored masked positions."""
+def score_dataset(model, dataset, dictionary, max_tokens: int, device: str, progress=None, max_samples: int = 0,
+                  scores: Optional[MaskedLMScores] = None) -> dict:
+    """MRR, accuracy@1 and MLM-PPL of ``model`` over ``dataset``'s scored masked positions.
+
+    Pass ``scores`` to keep the per-position scores (in block order, then position order).
+    """
     model.eval()
-    scores, fingerprint = MaskedLMScores(), MaskFingerprint()
+    scores = MaskedLMScores() if scores is None else scores
+    fingerprint = MaskFingerprint()
     indices = evaluation_indices(dataset, max_samples)
     for batch in dataset.batch_by_size(indices, max_tokens=max_tokens):
         items = [dataset[i] for i in batch]

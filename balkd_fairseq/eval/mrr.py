@@ -1,13 +1,22 @@
-"""Masked-LM quality from the logits at masked positions: gold rank, MRR, accuracy@1, pseudo-perplexity.
+"""Masked-LM quality from the logits at masked positions: gold rank, MRR, accuracy@1, MLM-PPL.
 
 The rank of the gold token is 1 + the number of vocabulary entries whose logit is *strictly*
 higher than the gold token's logit, so ties never push the gold token down.
+
+MLM-PPL is the exponentiated mean cross-entropy of the masked positions when a fraction of the
+tokens (15 % by default) is masked at once. It is not the pseudo-perplexity of Salazar et al.
+(2020), which masks one token at a time (:mod:`balkd_fairseq.eval.pppl`).
 """
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Dict, List
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+
+MLM_PPL = "mlm_ppl"
+LEGACY_MLM_PPL = "pseudo_perplexity"  # the key result files used before the rename
 
 
 def gold_ranks(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -18,12 +27,10 @@ def gold_ranks(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class MaskedLMScores:
-    """Running sums over masked positions; :meth:`summary` turns them into the reported metrics."""
+    """Per-position reciprocal ranks and NLLs; :meth:`summary` turns them into the reported metrics."""
 
-    n_masked: int = 0
-    reciprocal_rank_sum: float = 0.0
-    top1_correct: int = 0
-    nll_sum: float = 0.0  # natural log
+    reciprocal_ranks: List[np.ndarray] = field(default_factory=list)
+    nlls: List[np.ndarray] = field(default_factory=list)  # natural log
 
     def add(self, logits: torch.Tensor, targets: torch.Tensor) -> None:
         """Accumulate one batch of masked positions (``logits`` (N, V), ``targets`` (N,))."""
@@ -31,17 +38,23 @@ class MaskedLMScores:
             return
         logits = logits.float()
         ranks = gold_ranks(logits, targets)
-        self.n_masked += int(targets.numel())
-        self.reciprocal_rank_sum += float((1.0 / ranks.double()).sum())
-        self.top1_correct += int((ranks == 1).sum())
-        self.nll_sum += float(F.cross_entropy(logits, targets, reduction="sum"))
+        self.reciprocal_ranks.append((1.0 / ranks.double()).cpu().numpy())
+        self.nlls.append(F.cross_entropy(logits, targets, reduction="none").double().cpu().numpy())
+
+    def items(self) -> Dict[str, np.ndarray]:
+        """Per masked position, in scoring order: ``rr`` and ``nll`` (see :mod:`.item_scores`)."""
+        rr = np.concatenate(self.reciprocal_ranks) if self.reciprocal_ranks else np.zeros(0)
+        nll = np.concatenate(self.nlls) if self.nlls else np.zeros(0)
+        return {"rr": rr.astype(np.float32), "nll": nll.astype(np.float32)}
 
     def summary(self) -> dict:
-        if self.n_masked == 0:
-            return {"n_masked": 0, "mrr": None, "acc1": None, "pseudo_perplexity": None}
+        rr = np.concatenate(self.reciprocal_ranks) if self.reciprocal_ranks else np.zeros(0)
+        if rr.size == 0:
+            return {"n_masked": 0, "mrr": None, "acc1": None, MLM_PPL: None}
+        nll = np.concatenate(self.nlls)
         return {
-            "n_masked": self.n_masked,
-            "mrr": self.reciprocal_rank_sum / self.n_masked,
-            "acc1": self.top1_correct / self.n_masked,
-            "pseudo_perplexity": math.exp(self.nll_sum / self.n_masked),
+            "n_masked": int(rr.size),
+            "mrr": float(rr.mean()),
+            "acc1": float((rr == 1.0).mean()),
+            MLM_PPL: math.exp(float(nll.mean())),
         }

@@ -1,0 +1,69 @@
+"""Is ``--data``'s dictionary the one a checkpoint was trained with?
+
+Scores computed with another dictionary of the same size are meaningless and look normal, so an
+evaluation refuses a mismatch. What is compared, best evidence first:
+
+1. the dictionary hash the checkpoint recorded (``balanced_distill`` checkpoints); when a ``dict.txt``
+   beside the checkpoint has that hash, the error names the first differing symbol;
+2. for checkpoints without the record: the number of embedding rows against the dictionary's size, and
+   symbol by symbol against a ``dict.txt`` beside the checkpoint, if there is one.
+"""
+import logging
+import os
+from typing import Optional
+
+from ..data.dictionary_hash import (
+    dictionary_sha256,
+    first_symbol_difference,
+    load_model_dictionary,
+    recorded_dictionary_sha256,
+)
+from ..errors import BalkdError
+
+logger = logging.getLogger(__name__)
+
+EMBED_KEY = "encoder.sentence_encoder.embed_tokens.weight"
+
+
+def _beside(checkpoint: str) -> Optional[str]:
+    path = os.path.join(os.path.dirname(os.path.abspath(checkpoint)), "dict.txt")
+    return path if os.path.isfile(path) else None
+
+
+def _symbol_mismatch(checkpoint_dict: str, data_dict: str, checkpoint_symbols, data_symbols) -> BalkdError:
+    index, ours, theirs = first_symbol_difference(checkpoint_symbols, data_symbols)
+    return BalkdError(
+        f"--data dictionary {data_dict} is not the dictionary of the checkpoint ({checkpoint_dict}): "
+        f"first difference at symbol {index}: {ours!r} in the checkpoint's, {theirs!r} in --data's"
+    )
+
+
+def check_checkpoint_dictionary(state: dict, checkpoint: str, data_dict: str) -> None:
+    """Raise :class:`BalkdError` unless ``data_dict`` (``DATA/dict.txt``) is the checkpoint's dictionary."""
+    data = load_model_dictionary(data_dict, "--data")
+    recorded = recorded_dictionary_sha256(state)
+    beside = _beside(checkpoint)
+    own = load_model_dictionary(beside, f"dictionary beside {checkpoint}") if beside else None
+    if recorded is not None:
+        if recorded == dictionary_sha256(data):
+            return
+        if own is not None and dictionary_sha256(own) == recorded:
+            raise _symbol_mismatch(beside, data_dict, own.symbols, data.symbols)
+        raise BalkdError(
+            f"--data dictionary {data_dict} is not the dictionary of the checkpoint {checkpoint}: "
+            f"the checkpoint recorded dictionary sha256 {recorded[:12]}…, {data_dict} has "
+            f"{dictionary_sha256(data)[:12]}…"
+        )
+    rows = state.get("model", {}).get(EMBED_KEY)
+    if rows is not None and rows.shape[0] != len(data):
+        raise BalkdError(
+            f"--data dictionary {data_dict} is not the dictionary of the checkpoint {checkpoint}: the checkpoint "
+            f"embeds {rows.shape[0]} symbols, {data_dict} gives {len(data)} (with <mask>)"
+        )
+    if own is not None:
+        if first_symbol_difference(own.symbols, data.symbols) is not None:
+            raise _symbol_mismatch(beside, data_dict, own.symbols, data.symbols)
+        return
+    logger.warning(
+        f"{checkpoint} records no dictionary and has no dict.txt beside it: only the dictionary size was checked"
+    )
