@@ -342,7 +342,7 @@ def test_all_o_gold_test_file_scores_undefined_with_a_warning(project, tmp_path,
     assert "null" in (tmp_path / "tiny" / "probe.json").read_text(encoding="utf-8")
     captured = capsys.readouterr()
     assert "| ner | bb | undefined | undefined |" in captured.out
-    assert "WARNING" in captured.err and "ner bb: the test file has no gold entities" in captured.err
+    assert "WARNING" in captured.err and f"ner bb: the test file {test_file} has no gold entities" in captured.err
 
 
 @pytest.mark.slow

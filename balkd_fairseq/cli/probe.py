@@ -120,9 +120,19 @@ def _validate(args):
     for task in tasks:
         task.check(languages)
     out_dir = os.path.join(args.output_dir, name)
-    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise BalkdError(f"--output-dir: {out_dir} exists and is not a directory")
+    _check_writable(out_dir)
     return name, checkpoint, spm_model, languages, tasks, out_dir
+
+
+def _check_writable(out_dir: str) -> None:
+    """Refuse an output that cannot be written now rather than after the probes are trained."""
+    existing = out_dir
+    while not os.path.exists(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing) or "."
+    if not os.path.isdir(existing):
+        raise BalkdError(f"--output-dir: {existing} exists and is not a directory (cannot write {out_dir})")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise BalkdError(f"--output-dir: {existing} is not writable (cannot write {out_dir})")
 
 
 def file_sha256(path: str) -> str:
@@ -171,7 +181,7 @@ def _main(argv=None) -> int:
     blocks, items = {}, {}
     with tqdm(total=len(tasks) * len(languages), desc="probes", unit="probe", file=sys.stderr) as progress:
         for task in tasks:
-            blocks[task.name], task_items = run_task(task.name, encoded[task.name], cfg, progress)
+            blocks[task.name], task_items = run_task(task, encoded[task.name], cfg, progress)
             blocks[task.name]["data_sha256"] = data_sha256(task, languages, dictionary_hash)
             items.update(task_items)
     payload = probe_results.write(out_dir, header, blocks, items, earlier)

@@ -9,7 +9,7 @@ Both files are written atomically (items first, so probe.json never names items 
 import hashlib
 import logging
 import os
-from typing import Dict, List, Optional
+from typing import Dict, List, NamedTuple, Optional
 
 import numpy as np
 
@@ -24,11 +24,18 @@ TASK_ORDER = ("pos", "ner")
 SETTINGS = ("checkpoint_sha256", "dictionary_sha256", "layer", "probe", "training")
 
 
-def load_mergeable(out_dir: str, header: dict, tasks: List[str]) -> Optional[dict]:
-    """The earlier results in ``out_dir`` whose other tasks this run keeps, or None.
+class EarlierResults(NamedTuple):
+    """The other tasks' JSON blocks and per-item arrays of an earlier run, which a run keeps."""
+
+    tasks: Dict[str, dict]
+    items: Dict[str, np.ndarray]
+
+
+def load_mergeable(out_dir: str, header: dict, tasks: List[str]) -> Optional[EarlierResults]:
+    """What this run keeps of the earlier results in ``out_dir`` (None: nothing to keep).
 
     Raises when they hold other tasks probed with different settings, or when probe.json there is
-    not a balkd-probe result.
+    not a balkd-probe result; read before any probe is trained, so a refusal costs nothing.
     """
     path = os.path.join(out_dir, PROBING_RESULTS)
     if not os.path.exists(path):
@@ -47,7 +54,8 @@ def load_mergeable(out_dir: str, header: dict, tasks: List[str]) -> Optional[dic
             "refusing to mix them in one file: use another --output-dir or checkpoint NAME"
         )
     logger.info(f"{path}: keeping the earlier {', '.join(kept)} results")
-    return {**earlier, "tasks": {task: earlier["tasks"][task] for task in kept}}
+    items = _kept_items(os.path.join(out_dir, PROBE_ITEMS), kept)
+    return EarlierResults({task: earlier["tasks"][task] for task in kept}, items)
 
 
 def _differences(earlier: dict, header: dict) -> List[str]:
@@ -79,15 +87,13 @@ def combined_data_sha256(tasks: Dict[str, dict]) -> str:
     return hashlib.sha256(lines.encode("utf-8")).hexdigest()
 
 
-def write(out_dir: str, header: dict, blocks: Dict[str, dict], items: Dict[str, np.ndarray], earlier: Optional[dict]) -> dict:
-    """Write probe.json and probe_items.npz (adding ``earlier``'s other tasks); returns the JSON payload."""
-    tasks = dict(earlier["tasks"]) if earlier else {}
-    tasks.update(blocks)
+def write(
+    out_dir: str, header: dict, blocks: Dict[str, dict], items: Dict[str, np.ndarray], earlier: Optional[EarlierResults]
+) -> dict:
+    """Write probe.json and probe_items.npz (with ``earlier``'s other tasks); returns the JSON payload."""
+    tasks = {**(earlier.tasks if earlier else {}), **blocks}
     tasks = {task: tasks[task] for task in sorted(tasks, key=_task_rank)}
-    all_items = {}
-    if earlier:
-        all_items = _kept_items(os.path.join(out_dir, PROBE_ITEMS), [t for t in tasks if t not in blocks])
-    all_items.update(items)
+    all_items = {**(earlier.items if earlier else {}), **items}
     languages = list(dict.fromkeys(lang for block in tasks.values() for lang in block["languages"]))
     payload = {**header, "languages": languages, "data_sha256": combined_data_sha256(tasks), "tasks": tasks}
     write_items(os.path.join(out_dir, PROBE_ITEMS), all_items)

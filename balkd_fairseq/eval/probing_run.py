@@ -115,28 +115,29 @@ def has_entities(split: EncodedSplit) -> bool:
     return any(tag != "O" for tags in split.gold for tag in tags)
 
 
-def _dev_scorer(task_name: str, lang: str, dev: Optional[EncodedSplit], label_set: LabelSet, metric: str):
+def _dev_scorer(task: ProbingTaskData, lang: str, dev: Optional[EncodedSplit], label_set: LabelSet, metric: str):
     if dev is None:
         return None
     if metric == "f1" and not has_entities(dev):
-        logger.warning(f"{task_name} {lang}: the dev file has no gold entities; the last epoch's probe is kept")
+        logger.warning(f"{task.name} {lang}: {task.path(lang, 'dev')} has no gold entities; the last epoch's probe is kept")
         return None
     return lambda head: FROM_COUNTS[metric](evaluate(head, dev, label_set, metric))
 
 
-def run_task(task_name: str, encoded, cfg: ProbeTrainingConfig, progress=None) -> Tuple[dict, Dict[str, np.ndarray]]:
+def run_task(task: ProbingTaskData, encoded, cfg: ProbeTrainingConfig, progress=None) -> Tuple[dict, Dict[str, np.ndarray]]:
     """Train one probe per language and fill the train x test matrix.
 
     Returns the JSON block and the per-sentence counts, named ``<task>/<train>/<test>/<field>``.
     """
+    task_name = task.name
     metric = TASK_METRICS[task_name]
     languages = list(encoded)
     if metric == "f1":
         for lang in languages:
             if not has_entities(encoded[lang]["test"]):
                 logger.warning(
-                    f"{task_name} {lang}: the test file has no gold entities, so F1 on it is undefined "
-                    "(null in probe.json, '–' in tables)"
+                    f"{task_name} {lang}: the test file {task.path(lang, 'test')} has no gold entities, "
+                    "so F1 on it is undefined (null in probe.json), not 0"
                 )
     matrix, label_sets, items = {}, {}, {}
     for train_lang in languages:
@@ -144,7 +145,7 @@ def run_task(task_name: str, encoded, cfg: ProbeTrainingConfig, progress=None) -
         label_set = LabelSet.from_sentences(splits["train"].sentences)
         label_sets[train_lang] = label_set.labels
         features, labels = splits["train"].word_matrix(label_set)
-        dev_score = _dev_scorer(task_name, train_lang, splits.get("dev"), label_set, metric)
+        dev_score = _dev_scorer(task, train_lang, splits.get("dev"), label_set, metric)
         head = train_probe(features, labels, len(label_set), cfg, dev_score)
         matrix[train_lang] = {}
         for test_lang in languages:
