@@ -207,7 +207,7 @@ def _encoded_split(project, encoder, lang="aa", split="train"):
     sentences = read_tagged(os.path.join(project.probe_dir, "pos", lang, f"{split}.conllu"))
     labels = LabelSet.from_sentences(sentences)
     sp = load_sentencepiece(os.path.join(project.data, "spm.model"))
-    enc = encode_split(sentences, labels, sp, encoder.dictionary, encoder.max_positions)
+    enc = encode_split(sentences, sp, encoder.dictionary, encoder.max_positions)
     enc.features = encoder.word_features(enc.aligned, max_tokens=256)  # several padded batches
     return enc, labels
 

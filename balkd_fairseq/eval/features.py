@@ -1,8 +1,8 @@
 """A pretrained RoBERTa-style encoder used read-only, and the hidden states probes are trained on.
 
 :class:`FrozenEncoder` keeps the model in eval mode with ``requires_grad`` off and runs it under
-``torch.no_grad()``; it is a plain object (not an ``nn.Module``), so a probe that holds it never
-registers, trains or saves the encoder's weights.
+``torch.no_grad()``; it is a plain object (not an ``nn.Module``): probes are fitted on the states it
+returns, never on its parameters, so the encoder's weights stay bit-identical.
 """
 import logging
 import os

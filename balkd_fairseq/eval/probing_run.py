@@ -86,10 +86,9 @@ def encode_task(data: Dict[str, LanguageData], encoder, sp, progress=None) -> Di
     """Align and compute first-subword features of every split once."""
     encoded = {}
     for lang, lang_data in data.items():
-        label_set = LabelSet.from_sentences(lang_data.splits["train"])
         encoded[lang] = {}
         for split, sentences in lang_data.splits.items():
-            enc = encode_split(sentences, label_set, sp, encoder.dictionary, encoder.max_positions)
+            enc = encode_split(sentences, sp, encoder.dictionary, encoder.max_positions)
             enc.features = encoder.word_features(enc.aligned)
             if unknown_rate(enc, encoder.dictionary) > UNKNOWN_WARNING_RATE:
                 logger.warning(
