@@ -12,7 +12,7 @@ allow_fairseq_checkpoints()
 make_checkpoint_copies_atomic()  # a kill while saving never truncates checkpoint_last.pt
 install_excepthook()
 
-from . import criterions, models, tasks  # noqa: E402,F401  (registration side effects)
+from . import criterions, tasks  # noqa: E402,F401  (registration side effects)
 
 __version__ = "0.1.0"
 __all__ = ["BalkdError", "allow_fairseq_checkpoints"]

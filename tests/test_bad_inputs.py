@@ -293,6 +293,76 @@ def case_eval_checkpoint_pickles_object_outside_allowlist(env):
     return invocation
 
 
+# probe cases (branch probe)
+def probe_run(env, expected, extra=(), earlier='{"earlier": "result"}', dict_text=None, checkpoint=None):
+    """balkd-probe on valid probing files; OUT/m/probe.json already holds ``earlier``."""
+    probe_dir = env.tmp / "PROBE"
+    write_probing_data(str(probe_dir))
+    data = env.tmp / "DATA"
+    data.mkdir()
+    (data / "dict.txt").write_text(dict_text or (env.data / "dict.txt").read_text(encoding="utf-8"), encoding="utf-8")
+    (data / "spm.model").write_bytes(b"not read: every check below comes before the SentencePiece model is loaded")
+    out = env.tmp / "OUT"
+    (out / "m").mkdir(parents=True)
+    (out / "m" / "probe.json").write_text(earlier, encoding="utf-8")
+    args = ["--checkpoint", f"m={checkpoint or env.teachers['aa']}", "--data", str(data), "--languages", "aa,bb",
+            "--probe-dir", str(probe_dir), "--output-dir", str(out), "--cpu", *extra]
+    return Invocation("probe", args, expected, [out])
+
+
+def case_probe_lr_negative(env):
+    return probe_run(env, ["--lr must be a finite number > 0, got -1.0"], extra=["--lr", "-1"])
+
+
+def case_probe_lr_nan(env):
+    return probe_run(env, ["--lr must be a finite number > 0, got nan"], extra=["--lr", "nan"])
+
+
+def case_probe_epochs_zero(env):
+    return probe_run(env, ["--epochs must be at least 1, got 0"], extra=["--epochs", "0"])
+
+
+def case_probe_seed_negative(env):
+    return probe_run(env, ["--seed must be in [0, 2^63), got -3"], extra=["--seed", "-3"])
+
+
+def case_probe_batch_size_not_a_number(env):
+    return probe_run(env, ["argument --batch-size: invalid int value: 'many'"], extra=["--batch-size", "many"])
+
+
+def case_probe_tasks_empty(env):
+    return probe_run(env, ["--tasks is empty: choose pos, ner or pos,ner"], extra=["--tasks", ""])
+
+
+def case_probe_layer_out_of_range(env):
+    return probe_run(env, ["--layer 99 is out of range", "layers 0 (embeddings) .."], extra=["--layer", "99"])
+
+
+def case_probe_dictionary_differs(env):
+    """--data's dict.txt has one symbol renamed (same size); the checkpoint's own dict.txt sits beside it."""
+    lines = (env.data / "dict.txt").read_text(encoding="utf-8").splitlines()
+    original = lines[3].split()[0]
+    lines[3] = "zz_renamed 1"
+    own = env.tmp / "own"
+    own.mkdir()
+    shutil.copy(env.data / "dict.txt", own / "dict.txt")
+    checkpoint = Path(shutil.copy(env.teachers["aa"], own / "checkpoint.pt"))
+    data_dict = env.tmp / "DATA" / "dict.txt"
+    return probe_run(env, ["--data", f"{data_dict} is not the dictionary {checkpoint} was trained with",
+                           f"first difference at index 7: '{original}' in {own / 'dict.txt'}, 'zz_renamed' in {data_dict}"],
+                     dict_text="\n".join(lines) + "\n", checkpoint=checkpoint)
+
+
+def case_probe_merge_across_checkpoints(env):
+    earlier = {"kind": "probing", "checkpoint_sha256": "0" * 64, "tasks": {"ner": {"languages": ["aa", "bb"]}}}
+    return probe_run(env, ["holds ner results of other settings", "checkpoint_sha256: 000000000000 there"],
+                     extra=["--tasks", "pos"], earlier=json.dumps(earlier))
+
+
+def case_probe_output_holds_another_file(env):
+    return probe_run(env, ["probe.json exists and is not a balkd-probe result"], extra=["--tasks", "pos"])
+
+
 CASES = {name[len("case_"):]: fn for name, fn in sorted(globals().items()) if name.startswith("case_")}
 
 

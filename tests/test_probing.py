@@ -1,26 +1,29 @@
-"""Probing: metrics, the train x test matrix, the criterion, the frozen encoder, fairseq-train and balkd-probe."""
-import argparse
+"""Probing: metrics and per-sentence counts, the train x test matrix, the frozen encoder, the
+dictionary check and balkd-probe (results, per-item scores, merging tasks, undefined F1)."""
 import json
 import os
-import re
-import subprocess
-import sys
-from types import SimpleNamespace
+import random
+import shutil
 
+import numpy as np
 import pytest
 import torch
+from fairseq.data import Dictionary
+from seqeval.metrics import f1_score
+from seqeval.scheme import IOB2
 
-import balkd_fairseq  # noqa: F401  (registers token_probing, linear_probe, mlp_probe)
+import balkd_fairseq  # noqa: F401  (allowlists what fairseq checkpoints contain)
 from balkd_fairseq.cli import probe as probe_cli
-from balkd_fairseq.criterions.token_probing import TokenProbingCriterion
-from balkd_fairseq.data.subword_alignment import IGNORE_INDEX
+from balkd_fairseq.data.dictionary_hash import DICTIONARY_HASH_KEY, dict_file_sha256
+from balkd_fairseq.errors import BalkdError
 from balkd_fairseq.eval import probing_matrix
-from balkd_fairseq.eval.probing_data import LabelSet
-from balkd_fairseq.eval.tagging_metrics import ner_f1, pos_accuracy
-from balkd_fairseq.models.probes import TokenProbeModel, linear_probe, mlp_probe
-from balkd_fairseq.tasks.token_probing import TokenProbingConfig, TokenProbingTask
+from balkd_fairseq.eval.features import EMBEDDING_KEY, FrozenEncoder, check_dictionary
+from balkd_fairseq.eval.item_scores import group_items, read_items
+from balkd_fairseq.eval.probe_training import ProbeTrainingConfig, train_probe
+from balkd_fairseq.eval.probing_data import LabelSet, encode_split, load_sentencepiece, read_tagged
+from balkd_fairseq.eval.tagging_metrics import f1_from_counts, ner_counts, ner_f1, pos_accuracy, pos_counts
 
-from _tiny_models import PLUGIN, REPO, plugin_env, tiny_project
+from _tiny_models import tiny_project
 
 
 # ---------------------------------------------------------------- metrics
@@ -84,29 +87,114 @@ def test_matrix_single_language_has_no_zero_shot_and_incomplete_rows_fail():
         probing_matrix.in_language({"de": {"de": 0.5, "en": 0.1}}, ["de", "en"])
 
 
-# ---------------------------------------------------------------- criterion
-class _FixedLogits(torch.nn.Module):
-    def __init__(self, logits):
-        super().__init__()
-        self.logits = torch.nn.Parameter(logits)
-
-    def forward(self, **unused):
-        return self.logits
-
-    def get_targets(self, sample, net_output):
-        return sample["target"]
+# ---------------------------------------------------------------- per-sentence counts
+NER_TAGS = ["O", "O", "O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 
 
-def test_criterion_scores_unseen_gold_as_error_and_skips_ignored_positions():
-    logits = torch.tensor([[[5.0, 0.0], [0.0, 5.0], [5.0, 0.0], [0.0, 5.0]]])  # predictions 0, 1, 0, 1
-    target = torch.tensor([[0, 0, 2, IGNORE_INDEX]])  # right, wrong, unseen label (id 2 = no output), ignored
-    criterion = TokenProbingCriterion(SimpleNamespace(target_dictionary=None))
-    sample = {"net_input": {}, "target": target, "ntokens": 3, "nsentences": 1}
-    loss, sample_size, log = criterion(_FixedLogits(logits), sample)
-    expected = torch.nn.functional.cross_entropy(logits[0, :2], target[0, :2], reduction="sum")
-    assert sample_size == 2 and log["nlabelled"] == 3 and int(log["ncorrect"]) == 1
-    assert loss.item() == pytest.approx(expected.item())
-    loss.backward()  # no crash on the unseen label
+def _random_tags(rng, length):
+    return [rng.choice(NER_TAGS) for _ in range(length)]
+
+
+def test_ner_counts_per_sentence():
+    gold = [["B-PER", "I-PER", "O", "B-LOC"], ["O", "O"], ["B-ORG"]]
+    pred = [["B-PER", "I-PER", "O", "B-PER"], ["B-LOC", "O"], [None]]
+    counts = ner_counts(gold, pred)
+    assert counts["tp"].tolist() == [1, 0, 0]
+    assert counts["pred"].tolist() == [2, 1, 0]
+    assert counts["gold"].tolist() == [2, 0, 1]
+    assert all(v.dtype == np.int32 for v in counts.values())
+
+
+def test_ner_counts_reproduce_seqeval_strict_f1_exactly():
+    """Random tag sequences (malformed predictions included): the F1 of the summed counts is seqeval's, bit for bit."""
+    rng = random.Random(0)
+    checked = 0
+    for _ in range(300):
+        lengths = [rng.randint(1, 8) for _ in range(rng.randint(1, 6))]
+        gold = [_random_tags(rng, n) for n in lengths]
+        pred = [_random_tags(rng, n) for n in lengths]
+        counts = ner_counts(gold, pred)
+        if not counts["gold"].sum():
+            continue  # no gold entity: undefined here, 0.0 in seqeval (tested below)
+        assert f1_from_counts(counts) == float(f1_score(gold, pred, mode="strict", scheme=IOB2, zero_division=0))
+        # the per-sentence counts are the per-sentence scores seqeval gives each sentence alone
+        for i in range(len(gold)):
+            one = {k: v[i:i + 1] for k, v in counts.items()}
+            if counts["gold"][i]:
+                expected = f1_score(gold[i:i + 1], pred[i:i + 1], mode="strict", scheme=IOB2, zero_division=0)
+                assert f1_from_counts(one) == float(expected)
+        checked += 1
+    assert checked > 250
+
+
+def test_all_o_gold_f1_is_undefined_not_zero():
+    gold = [["O", "O"], ["O"]]
+    assert ner_f1(gold, [["B-PER", "O"], ["O"]]) is None
+    assert ner_f1(gold, gold) is None
+    assert ner_f1([["B-PER"]], [["O"]]) == 0.0  # gold entities, none found: a real zero
+
+
+def test_pos_counts_per_sentence_sum_to_accuracy():
+    gold = [["NOUN", "VERB", "X"], ["DET"]]
+    pred = [["NOUN", "NOUN", "X"], [None]]
+    counts = pos_counts(gold, pred)
+    assert counts["correct"].tolist() == [2, 0] and counts["total"].tolist() == [3, 1]
+    assert pos_accuracy(gold, pred) == 2 / 4
+
+
+def test_zero_shot_skips_undefined_scores():
+    m = {"aa": {"aa": 0.5, "bb": None, "cc": 0.2}, "bb": {"aa": 0.4, "bb": None, "cc": 0.6},
+         "cc": {"aa": 0.1, "bb": None, "cc": 0.9}}
+    summary = probing_matrix.summarize(m, ["aa", "bb", "cc"])
+    assert summary["in_language"]["bb"] is None
+    assert summary["zero_shot"] == pytest.approx({"aa": 0.25, "bb": None, "cc": 0.4})
+
+
+# ---------------------------------------------------------------- dictionary check (no model needed)
+def _dict_file(path, symbols):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{s} 1\n" for s in symbols), encoding="utf-8")
+    return str(path)
+
+
+def _state(rows, recorded=None):
+    state = {"model": {EMBEDDING_KEY: torch.zeros(rows, 2)}}
+    if recorded is not None:
+        state["task_state"] = {DICTIONARY_HASH_KEY: recorded}
+    return state
+
+
+SYMBOLS = ["alpha", "beta", "gamma", "delta"]
+ROWS = 4 + len(SYMBOLS) + 1  # fairseq's specials, the file's symbols, <mask>
+
+
+def test_dictionary_check_with_recorded_hash(tmp_path):
+    data = _dict_file(tmp_path / "DATA" / "dict.txt", SYMBOLS)
+    other = _dict_file(tmp_path / "OTHER" / "dict.txt", ["alpha", "beta", "zeta", "delta"])
+    checkpoint = str(tmp_path / "ckpt" / "checkpoint.pt")
+    check_dictionary(_state(ROWS, dict_file_sha256(data)), checkpoint, data)
+    with pytest.raises(BalkdError) as err:
+        check_dictionary(_state(ROWS, dict_file_sha256(data)), checkpoint, other)
+    message = str(err.value)
+    assert other in message and checkpoint in message and dict_file_sha256(data)[:12] in message
+    # with the checkpoint's own dict.txt beside it, the message names the first differing symbol
+    _dict_file(tmp_path / "ckpt" / "dict.txt", SYMBOLS)
+    with pytest.raises(BalkdError, match=r"first difference at index 6: 'gamma' in .*ckpt/dict.txt, 'zeta' in .*OTHER/dict.txt"):
+        check_dictionary(_state(ROWS, dict_file_sha256(data)), checkpoint, other)
+
+
+def test_dictionary_check_without_record_uses_size_and_the_dict_beside_the_checkpoint(tmp_path):
+    data = _dict_file(tmp_path / "DATA" / "dict.txt", SYMBOLS)
+    longer = _dict_file(tmp_path / "LONG" / "dict.txt", SYMBOLS + ["epsilon"])
+    renamed = _dict_file(tmp_path / "RENAMED" / "dict.txt", ["alpha", "beta", "gamma", "omega"])
+    checkpoint = str(tmp_path / "ckpt" / "checkpoint.pt")
+    check_dictionary(_state(ROWS), checkpoint, renamed)  # same size, nothing beside: cannot tell
+    with pytest.raises(BalkdError, match=f"{longer} is not the dictionary {checkpoint}.*10 symbols .* 9 rows"):
+        check_dictionary(_state(ROWS), checkpoint, longer)
+    _dict_file(tmp_path / "ckpt" / "dict.txt", SYMBOLS)
+    check_dictionary(_state(ROWS), checkpoint, data)
+    with pytest.raises(BalkdError, match=r"first difference at index 7: 'delta' in .*ckpt/dict.txt, 'omega' in .*RENAMED"):
+        check_dictionary(_state(ROWS), checkpoint, renamed)
 
 
 # ---------------------------------------------------------------- frozen encoder, in process
@@ -115,91 +203,51 @@ def project(tmp_path_factory):
     return tiny_project(tmp_path_factory)
 
 
-def _task(project, **overrides):
-    cfg = TokenProbingConfig(
-        data=os.path.join(project.probe_dir, "pos", "aa"), pretrained=project.checkpoint,
-        pretrained_data=project.data, seed=1, **overrides,
-    )
-    return TokenProbingTask.setup_task(cfg)
+def _encoded_split(project, encoder, lang="aa", split="train"):
+    sentences = read_tagged(os.path.join(project.probe_dir, "pos", lang, f"{split}.conllu"))
+    labels = LabelSet.from_sentences(sentences)
+    sp = load_sentencepiece(os.path.join(project.data, "spm.model"))
+    enc = encode_split(sentences, sp, encoder.dictionary, encoder.max_positions)
+    enc.features = encoder.word_features(enc.aligned, max_tokens=256)  # several padded batches
+    return enc, labels
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("arch, cached", [(linear_probe, True), (mlp_probe, False)])
-def test_probe_training_leaves_encoder_bit_identical(project, arch, cached):
-    task = _task(project, no_feature_cache=not cached)
-    args = argparse.Namespace(probe_hidden_dim=8)
-    arch(args)
-    model = TokenProbeModel.build_model(args, task)
-    encoder = task.frozen_encoder.model
-    before = {k: v.detach().clone() for k, v in encoder.state_dict().items()}
-    encoder_params = {id(p) for p in encoder.parameters()}
-    assert not encoder_params & {id(p) for p in model.parameters()}
-    assert all(k.startswith("head.") for k in model.state_dict())
-
-    criterion = TokenProbingCriterion(task)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    task.load_dataset("train")
-    losses = []
-    for epoch in range(1, 4):
-        itr = task.get_batch_iterator(task.dataset("train"), max_sentences=16, seed=1, epoch=epoch)
-        for sample in itr.next_epoch_itr(shuffle=True):
-            model.train()
-            optimizer.zero_grad()
-            loss, sample_size, _ = criterion(model, sample)
-            (loss / sample_size).backward()
-            optimizer.step()
-            losses.append(loss.item() / sample_size)
-
-    assert sum(losses[-3:]) < sum(losses[:3])  # the probe did train
-    assert all(p.grad is None for p in encoder.parameters())
-    after = encoder.state_dict()
-    assert before.keys() == after.keys()
-    assert all(torch.equal(before[k], after[k]) for k in before)
+@pytest.mark.parametrize("layer", [1, -1])
+def test_features_are_the_encoders_states_at_first_subwords(project, layer):
+    """Batched, padded feature extraction equals running the model on each sentence alone."""
+    encoder = FrozenEncoder.from_checkpoint(project.checkpoint, project.data, layer)
+    enc, _ = _encoded_split(project, encoder)
+    model = encoder.model
+    for aligned, features in list(zip(enc.aligned, enc.features))[:20]:
+        with torch.no_grad():
+            last, extra = model.encoder.extract_features(aligned.tokens[None], return_all_hiddens=True)
+        states = last[0] if encoder.layer == encoder.num_layers else extra["inner_states"][encoder.layer][:, 0]
+        torch.testing.assert_close(features, states[aligned.word_positions], atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.slow
-def test_layer_out_of_range_is_a_clear_error(project):
-    with pytest.raises(balkd_fairseq.BalkdError, match="--probe-layer 7 is out of range"):
-        _task(project, probe_layer=7)
-
-
-# ---------------------------------------------------------------- the fairseq-train path
-def _fairseq(module, *argv):
-    cmd = [sys.executable, "-m", module, *argv, "--user-dir", PLUGIN, "--cpu", "--num-workers", "0"]
-    return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=plugin_env())
-
-
-def _accuracy(log, subset):
-    found = re.findall(rf"valid on '{subset}' subset \| loss [\d.]+ \| accuracy ([\d.]+)", log)
-    assert found, log[-3000:]
-    return float(found[-1])
+@pytest.mark.parametrize("hidden_dim", [0, 8])
+def test_probe_training_leaves_encoder_bit_identical(project, hidden_dim):
+    encoder = FrozenEncoder.from_checkpoint(project.checkpoint, project.data)
+    before = {k: v.detach().clone() for k, v in encoder.model.state_dict().items()}
+    enc, labels = _encoded_split(project, encoder)
+    features, ids = enc.word_matrix(labels)
+    cfg = ProbeTrainingConfig(hidden_dim=hidden_dim, epochs=3, lr=1e-2)
+    head = train_probe(features, ids, len(labels), cfg)
+    assert not {id(p) for p in encoder.model.parameters()} & {id(p) for p in head.parameters()}
+    assert all(not p.requires_grad and p.grad is None for p in encoder.model.parameters())
+    after = encoder.model.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    # the features themselves are a pure function of the frozen encoder
+    again, _ = _encoded_split(project, encoder)
+    assert all(torch.equal(a, b) for a, b in zip(enc.features, again.features))
 
 
 @pytest.mark.slow
-def test_fairseq_train_linear_probe_then_validate_zero_shot(project, tmp_path):
-    data = os.path.join(project.probe_dir, "pos", "aa")
-    save = str(tmp_path / "probe")
-    train = _fairseq(
-        "fairseq_cli.train", data, "--task", "token_probing", "--pretrained", project.checkpoint,
-        "--pretrained-data", project.data, "--arch", "linear_probe", "--criterion", "token_probing",
-        "--optimizer", "adam", "--lr", "1e-2", "--batch-size", "16", "--max-epoch", "8",
-        "--save-dir", save, "--no-epoch-checkpoints", "--log-format", "simple",
-        "--best-checkpoint-metric", "accuracy", "--maximize-best-checkpoint-metric",
-    )
-    assert train.returncode == 0, train.stderr[-3000:]
-    assert _accuracy(train.stdout + train.stderr, "valid") > 95.0
-    state = torch.load(os.path.join(save, "checkpoint_best.pt"))
-    assert sorted(state["model"]) == ["head.1.bias", "head.1.weight"]  # the encoder is not in the probe
-
-    validate = _fairseq(
-        "fairseq_cli.validate", data, "--task", "token_probing", "--path", os.path.join(save, "checkpoint_best.pt"),
-        "--valid-subset", "test,test_bb", "--batch-size", "16",
-    )
-    assert validate.returncode == 0, validate.stderr[-3000:]
-    log = validate.stdout + validate.stderr
-    assert _accuracy(log, "test") > 95.0
-    assert 0.0 <= _accuracy(log, "test_bb") <= 100.0
-
+def test_layer_out_of_range_names_the_layer_flag_and_range(project):
+    with pytest.raises(BalkdError, match=r"--layer 7 is out of range: .* 0 \(embeddings\) \.\. 2; .*\(-3 \.\. -1\)"):
+        FrozenEncoder.from_checkpoint(project.checkpoint, project.data, layer=7)
 
 # ---------------------------------------------------------------- balkd-probe
 def _probe_argv(project, out, *extra):
@@ -225,6 +273,76 @@ def test_balkd_probe_matrix_and_easy_task_accuracy(project, tmp_path, capsys):
         assert block["zero_shot"] == {"aa": m["bb"]["aa"], "bb": m["aa"]["bb"]}
         # The synthetic tags follow from the words: the probes must learn them in-language.
         assert min(block["in_language"].values()) > 0.95, (task, block["in_language"])
+    _check_items_reproduce_matrix(tmp_path / "tiny", result)
+    assert len(result["data_sha256"]) == 64 and result["dictionary_sha256"] == dict_file_sha256(
+        os.path.join(project.data, "dict.txt"))
+
+
+def _check_items_reproduce_matrix(out, result):
+    """probe_items.npz: one count per test sentence, and their sums give every matrix entry exactly."""
+    items = read_items(str(out / "probe_items.npz"))
+    fields = {"pos": ("correct", "total"), "ner": ("tp", "pred", "gold")}
+    expected_keys = set()
+    for task, block in result["tasks"].items():
+        for train in block["languages"]:
+            for test in block["languages"]:
+                counts = group_items(items, f"{task}/{train}/{test}")
+                assert sorted(counts) == sorted(fields[task])
+                assert all(len(v) == block["sentences"][test]["test"] and v.dtype == np.int32 for v in counts.values())
+                if task == "pos":
+                    value = int(counts["correct"].sum()) / int(counts["total"].sum())
+                else:
+                    value = f1_from_counts(counts)
+                assert value == block["matrix"][train][test], (task, train, test)
+                expected_keys |= {f"{task}/{train}/{test}/{name}" for name in fields[task]}
+    assert set(items) == expected_keys
+
+
+def _read(out):
+    return json.loads((out / "tiny" / "probe.json").read_text(encoding="utf-8"))
+
+
+@pytest.mark.slow
+def test_balkd_probe_adds_a_task_to_earlier_results_and_refuses_other_settings(project, tmp_path, capsys):
+    fast = ("--epochs", "2")
+    assert probe_cli.main(_probe_argv(project, tmp_path, "--tasks", "pos", *fast)) == 0
+    pos_only = _read(tmp_path)
+    pos_items = read_items(str(tmp_path / "tiny" / "probe_items.npz"))
+    assert probe_cli.main(_probe_argv(project, tmp_path, "--tasks", "ner", *fast)) == 0
+    both = _read(tmp_path)
+    assert list(both["tasks"]) == ["pos", "ner"] and both["tasks"]["pos"] == pos_only["tasks"]["pos"]
+    assert both["data_sha256"] != pos_only["data_sha256"]
+    items = read_items(str(tmp_path / "tiny" / "probe_items.npz"))
+    assert all(np.array_equal(items[k], v) for k, v in pos_items.items())
+    _check_items_reproduce_matrix(tmp_path / "tiny", both)
+
+    before = {p.name: p.read_bytes() for p in (tmp_path / "tiny").iterdir()}
+    capsys.readouterr()
+    assert probe_cli.main(_probe_argv(project, tmp_path, "--tasks", "pos", "--lr", "0.01", *fast)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("balkd-fairseq: error: ") and "holds ner results of other settings" in err[-1]
+    assert "training.lr: 0.005 there, 0.01 now" in err[-1]
+    assert {p.name: p.read_bytes() for p in (tmp_path / "tiny").iterdir()} == before
+
+
+@pytest.mark.slow
+def test_all_o_gold_test_file_scores_undefined_with_a_warning(project, tmp_path, capsys):
+    probe_dir = tmp_path / "PROBE"
+    shutil.copytree(project.probe_dir, probe_dir)
+    test_file = probe_dir / "ner" / "bb" / "test.iob2"
+    rows = test_file.read_text(encoding="utf-8").splitlines()
+    test_file.write_text("\n".join(r.split("\t")[0] + "\tO" if r else r for r in rows) + "\n", encoding="utf-8")
+    argv = ["--checkpoint", f"tiny={project.checkpoint}", "--data", project.data, "--languages", "aa,bb",
+            "--probe-dir", str(probe_dir), "--tasks", "ner", "--output-dir", str(tmp_path), "--epochs", "3", "--cpu"]
+    assert probe_cli.main(argv) == 0
+    result = _read(tmp_path)["tasks"]["ner"]
+    assert result["matrix"]["aa"]["bb"] is None and result["matrix"]["bb"]["bb"] is None
+    assert result["in_language"]["bb"] is None and result["zero_shot"]["bb"] is None
+    assert isinstance(result["matrix"]["aa"]["aa"], float)
+    assert "null" in (tmp_path / "tiny" / "probe.json").read_text(encoding="utf-8")
+    captured = capsys.readouterr()
+    assert "| ner | bb | undefined | undefined |" in captured.out
+    assert "WARNING" in captured.err and f"ner bb: the test file {test_file} has no gold entities" in captured.err
 
 
 @pytest.mark.slow

@@ -1,12 +1,15 @@
-"""CoNLL-U and IOB2 readers, and first-subword alignment with a real SentencePiece model."""
+"""CoNLL-U and IOB2 readers (fuzzed too), and first-subword alignment with a real SentencePiece model."""
+import os
 
 import pytest
 import sentencepiece as spm
 from fairseq.data import Dictionary
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
 from balkd_fairseq.data.conllu_reader import read_conllu
 from balkd_fairseq.data.iob2_reader import read_iob2
-from balkd_fairseq.data.subword_alignment import IGNORE_INDEX, TaggedSentence, align_first_subword
+from balkd_fairseq.data.subword_alignment import TaggedSentence, align_first_subword
 from balkd_fairseq.errors import BalkdError
 
 CONLLU = """# sent_id = 1
@@ -111,12 +114,12 @@ def spm_and_dict(tmp_path_factory):
     return sp, dictionary
 
 
-def test_label_goes_to_first_subword_only(spm_and_dict):
+def test_word_positions_are_first_subwords(spm_and_dict):
     sp, dictionary = spm_and_dict
     sentence = TaggedSentence(["the", "unbelievably", "cat", "extraordinary"], ["DET", "ADV", "NOUN", "ADJ"])
     pieces = [sp.encode(w, out_type=str) for w in sentence.words]
     assert len(pieces[1]) > 1 and len(pieces[3]) > 1  # words that split into several pieces
-    aligned = align_first_subword(sentence, [0, 1, 2, 3], sp, dictionary, max_tokens=128)
+    aligned = align_first_subword(sentence, sp, dictionary, max_tokens=128)
     expected_tokens = [dictionary.bos()] + [dictionary.index(p) for ps in pieces for p in ps] + [dictionary.eos()]
     assert aligned.tokens.tolist() == expected_tokens
     starts, position = [], 1
@@ -124,17 +127,119 @@ def test_label_goes_to_first_subword_only(spm_and_dict):
         starts.append(position)
         position += len(ps)
     assert aligned.word_positions == starts
-    expected_labels = [IGNORE_INDEX] * len(expected_tokens)
-    for label, start in enumerate(starts):
-        expected_labels[start] = label
-    assert aligned.labels.tolist() == expected_labels
 
 
 def test_words_past_the_length_limit_are_marked(spm_and_dict):
     sp, dictionary = spm_and_dict
     sentence = TaggedSentence(["the", "unbelievably", "cat", "sat"], ["A", "B", "C", "D"])
     n_first_two = 1 + len(sp.encode("the", out_type=str)) + len(sp.encode("unbelievably", out_type=str))
-    aligned = align_first_subword(sentence, [0, 1, 2, 3], sp, dictionary, max_tokens=n_first_two + 1)
+    aligned = align_first_subword(sentence, sp, dictionary, max_tokens=n_first_two + 1)
     assert len(aligned.tokens) == n_first_two + 1 and aligned.tokens[-1] == dictionary.eos()
-    assert aligned.word_positions[2:] == [-1, -1]
-    assert sorted(aligned.labels[aligned.labels.ne(IGNORE_INDEX)].tolist()) == [0, 1]
+    assert aligned.word_positions == [1, 1 + len(sp.encode("the", out_type=str)), -1, -1]
+
+
+# ---------------------------------------------------------------- byte-order marks, IOB1-style I- tags
+def test_conllu_and_iob2_accept_a_utf8_byte_order_mark(tmp_path):
+    conllu = tmp_path / "bom.conllu"
+    conllu.write_bytes(b"\xef\xbb\xbf" + CONLLU.encode("utf-8"))
+    assert read_conllu(str(conllu)) == read_conllu(_write(tmp_path, "plain.conllu", CONLLU))
+    bom_first_token = tmp_path / "bom_token.conllu"
+    bom_first_token.write_bytes(b"\xef\xbb\xbf1\tS\xc3\xad\tx\tINTJ\t_\t_\t0\troot\t_\t_\n")
+    assert read_conllu(str(bom_first_token)) == [TaggedSentence(["Sí"], ["INTJ"])]
+    iob2 = tmp_path / "bom.iob2"
+    iob2.write_bytes(b"\xef\xbb\xbf" + IOB2.encode("utf-8"))
+    assert read_iob2(str(iob2)) == read_iob2(_write(tmp_path, "plain.iob2", IOB2))
+
+
+def test_iob2_i_tag_without_its_b_tag_opens_an_entity_and_is_counted(tmp_path, caplog):
+    text = "a\tI-PER\nb\tI-PER\nc\tO\nd\tI-LOC\n\ne\tB-PER\nf\tI-LOC\ng\tI-LOC\n"
+    path = _write(tmp_path, "iob1.iob2", text)
+    with caplog.at_level("WARNING"):
+        sentences = read_iob2(path)
+    assert [s.tags for s in sentences] == [["B-PER", "I-PER", "O", "B-LOC"], ["B-PER", "B-LOC", "I-LOC"]]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [f"{path}: 3 I- tag(s) did not continue an entity of their type (first at line 1); "
+                        "each was read as the B- tag that starts an entity"]
+    caplog.clear()
+    read_iob2(_write(tmp_path, "ok.iob2", IOB2))
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+# ---------------------------------------------------------------- fuzzing: parse or BalkdError, nothing else
+FUZZ_EXAMPLES = int(os.environ.get("BALKD_FUZZ_EXAMPLES", "200"))
+FUZZ = settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+# Arbitrary bytes, and bytes built from the formats' own pieces (so the parsers get past the first line).
+CONLLU_PIECES = [b"\t", b"\n", b"\r\n", b"#", b"_", b"1", b"2", b"-", b".", b"0", b"NOUN", b"Vamos", b"\xef\xbb\xbf",
+                 b"\xff", b" ", b"10", b"1-2", b"8.1", b"root", b"=", b"|", b"\x00", "é".encode("utf-8")]
+IOB2_PIECES = [b"\t", b"\n", b"\r", b" ", b"O", b"B-", b"I-", b"PER", b"LOC", b"en:", b"x", b"\xef\xbb\xbf", b"\xff",
+               b"-", b"\x00", "é".encode("utf-8"), b"B-PER", b"I-PER"]
+
+
+# Per CoNLL-U column, values that parse and values that do not.
+CONLLU_COLUMNS = [
+    [b"1", b"2", b"10", b"1-2", b"8.1", b"x", b"", b"-1", b"1.", b"0"],
+    [b"Vamos", "\u00e9".encode("utf-8"), b"_", b"", b"a b", b"\xff"],
+    [b"_", b"ir"],
+    [b"NOUN", b"VERB", b"_", b""],
+    [b"_", b"NN"],
+    [b"_", b"Case=Nom", b"=", b"|", b"Case=Nom|Number=Sing"],
+    [b"0", b"1", b"_", b"x", b"-3"],
+    [b"root", b"_", b""],
+    [b"_", b"0:root", b"x", b"1:nsubj|2:obj", b":"],
+    [b"_", b"SpaceAfter=No", b"="],
+]
+
+IOB2_COLUMNS = [
+    [b"en:x", b"x", "\u00e9".encode("utf-8"), b"", b" ", b"en:", b"de:en:y", b"\xff"],
+    [b"O", b"B-PER", b"I-PER", b"I-LOC", b"B-", b"X", b"O O", b""],
+]
+
+
+def _pieces(pieces, max_size=3):
+    return st.lists(st.sampled_from(pieces), min_size=1, max_size=max_size).map(b"".join)
+
+
+def _fuzz_bytes(pieces, columns):
+    """Raw bytes; runs of the format's pieces; and lines of (about) the format's tab-separated columns."""
+    runs = st.lists(st.sampled_from(pieces), max_size=60).map(b"".join)
+    fields = [st.sampled_from(values) for values in columns]
+    well_formed = st.tuples(*fields).map(b"\t".join)
+    near_miss = st.lists(_pieces(pieces), min_size=len(fields) - 1, max_size=len(fields) + 1).map(b"\t".join)
+    line = st.one_of(well_formed, well_formed, near_miss, st.just(b""), st.just(b"# comment"))
+    lines = st.lists(line, max_size=12).map(b"\n".join)
+    return st.one_of(st.binary(max_size=400), runs, lines)
+
+
+def _parses_or_refuses(reader, tmp_path, suffix, data):
+    path = tmp_path / f"fuzz{suffix}"
+    path.write_bytes(data)
+    try:
+        sentences = reader(str(path))
+    except BalkdError as err:
+        assert str(err), "an error without a message"
+        event("refused with BalkdError")
+        return
+    event("parsed")
+    assert sentences and all(len(s.words) == len(s.tags) > 0 for s in sentences)
+    assert all(isinstance(w, str) and w for s in sentences for w in s.words)
+
+
+@FUZZ
+@given(data=_fuzz_bytes(CONLLU_PIECES, CONLLU_COLUMNS))
+def test_fuzz_conllu_reader_parses_or_raises_balkd_error(tmp_path, data):
+    _parses_or_refuses(read_conllu, tmp_path, ".conllu", data)
+
+
+@FUZZ
+@given(data=_fuzz_bytes(IOB2_PIECES, IOB2_COLUMNS))
+def test_fuzz_iob2_reader_parses_or_raises_balkd_error(tmp_path, data):
+    _parses_or_refuses(read_iob2, tmp_path, ".iob2", data)
+    # whatever it returns is valid IOB2: every I- continues an entity of its type
+    try:
+        sentences = read_iob2(str(tmp_path / "fuzz.iob2"))
+    except BalkdError:
+        return
+    for s in sentences:
+        for previous, tag in zip(["O"] + s.tags, s.tags):
+            assert not tag.startswith("I-") or previous[2:] == tag[2:]

@@ -3,35 +3,50 @@
 For every task and language a probe is trained on the frozen encoder's features of that language's
 train split (model selection on dev when present) and tested on every language's test split. The
 train x test matrices, I-L (diagonal) and Z-S (mean over probes of the other languages) go to
-``OUT/<name>/probe.json``.
+``OUT/<name>/probe.json``; the per-test-sentence counts behind every score go to
+``OUT/<name>/probe_items.npz`` (see :mod:`balkd_fairseq.eval.item_scores`). A run of some tasks
+into a directory holding results of other tasks adds to them, if the checkpoint and the settings
+are the same.
 """
 import argparse
+import hashlib
 import logging
+import math
 import os
 import sys
 
 import torch
 
 from ..errors import BalkdError, run_cli
+from ..eval.item_scores import PROBE_ITEMS
 from ..eval.probe_training import ProbeTrainingConfig
-from ..eval.results_io import PROBING_RESULTS, parse_languages, parse_named_path, write_json
+from ..eval.results_io import PROBING_RESULTS, parse_languages, parse_named_path
 
 logger = logging.getLogger("balkd_fairseq.probe")
 
 TASKS = ("pos", "ner")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Flag mistakes become one ``balkd-fairseq: error:`` line like every other user mistake."""
+
+    def error(self, message):
+        raise BalkdError(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="balkd-probe",
         description="Train POS and NER probes on a frozen masked LM for each language and test each probe on "
         "every language: in-language (I-L) and zero-shot (Z-S) scores. POS: accuracy; NER: entity-level "
-        "micro-F1 (seqeval, strict IOB2). Scores are fractions in [0, 1].",
+        "micro-F1 (strict IOB2, as seqeval's strict mode). Scores are fractions in [0, 1]; NER F1 on a test file "
+        "without gold entities is undefined (null). Running other tasks into the same OUT/NAME adds them to the "
+        "results there (same checkpoint and settings required).",
     )
     parser.add_argument("--checkpoint", required=True, metavar="[NAME=]PATH",
                         help="checkpoint to probe; NAME (default: its directory name) names OUT/NAME/probe.json")
     parser.add_argument("--data", required=True, metavar="DATA",
-                        help="the LM's data directory: DATA/dict.txt and DATA/spm.model")
+                        help="the LM's data directory: DATA/dict.txt (must be the checkpoint's dictionary) and DATA/spm.model")
     parser.add_argument("--languages", required=True, metavar="L1,L2", help="comma-separated languages to probe")
     parser.add_argument("--probe-dir", metavar="PROBE_DIR",
                         help="probing data as balkd-synth writes it: PROBE_DIR/pos/<lang>/{train,dev,test}.conllu "
@@ -39,27 +54,47 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pos-dir", help="POS data root holding <lang>/{train,dev,test}.conllu (default: PROBE_DIR/pos)")
     parser.add_argument("--ner-dir", help="NER data root holding <lang>/{train,dev,test}.iob2 (default: PROBE_DIR/ner)")
     parser.add_argument("--tasks", default="pos,ner", help="comma-separated subset of pos,ner (default: pos,ner)")
-    parser.add_argument("--output-dir", required=True, metavar="OUT", help="writes OUT/<name>/probe.json")
+    parser.add_argument("--output-dir", required=True, metavar="OUT",
+                        help="writes OUT/<name>/probe.json and OUT/<name>/probe_items.npz, keeping other tasks' results there")
     parser.add_argument("--spm-model", help="SentencePiece model of the LM (default: DATA/spm.model)")
     parser.add_argument("--layer", type=int, default=-1,
                         help="encoder layer to probe: 0 = embeddings, N = last; negative counts from the end (default: -1)")
     parser.add_argument("--probe", choices=["linear", "mlp"], default="linear", help="probe type (default: linear)")
-    parser.add_argument("--hidden-dim", type=int, default=256, help="hidden units of the mlp probe (default: 256)")
-    parser.add_argument("--epochs", type=int, default=20, help="training epochs per probe (default: 20)")
-    parser.add_argument("--lr", type=float, default=5e-3, help="Adam learning rate (default: 5e-3)")
-    parser.add_argument("--batch-size", type=int, default=64, help="words per update (default: 64)")
-    parser.add_argument("--seed", type=int, default=1, help="seed of probe initialisation and shuffling (default: 1)")
+    parser.add_argument("--hidden-dim", type=int, default=256, help="hidden units of the mlp probe, >= 1 (default: 256)")
+    parser.add_argument("--epochs", type=int, default=20, help="training epochs per probe, >= 1 (default: 20)")
+    parser.add_argument("--lr", type=float, default=5e-3, help="Adam learning rate, finite and > 0 (default: 5e-3)")
+    parser.add_argument("--batch-size", type=int, default=64, help="words per update, >= 1 (default: 64)")
+    parser.add_argument("--seed", type=int, default=1,
+                        help="seed of probe initialisation and shuffling, >= 0 (default: 1)")
     parser.add_argument("--cpu", action="store_true", help="run the encoder on CPU even when a GPU is available")
     return parser
 
 
-def _task_data(args):
-    from ..eval.probing_run import ProbingTaskData
+def _check_numbers(args) -> None:
+    for flag in ("epochs", "batch_size", "hidden_dim"):
+        if getattr(args, flag) < 1:
+            raise BalkdError(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
+    if not math.isfinite(args.lr) or args.lr <= 0:
+        raise BalkdError(f"--lr must be a finite number > 0, got {args.lr}")
+    if not 0 <= args.seed < 2**63:
+        raise BalkdError(f"--seed must be in [0, 2^63), got {args.seed}")
 
-    names = parse_languages(args.tasks, "--tasks")
+
+def parse_tasks(value: str):
+    names = [t.strip() for t in value.split(",") if t.strip()]
+    if not names:
+        raise BalkdError("--tasks is empty: choose pos, ner or pos,ner")
     unknown = [t for t in names if t not in TASKS]
     if unknown:
         raise BalkdError(f"--tasks: unknown task(s) {', '.join(unknown)}; choose from pos,ner")
+    if len(set(names)) != len(names):
+        raise BalkdError(f"--tasks lists a task twice: {value}")
+    return names
+
+
+def _task_data(args, names):
+    from ..eval.probing_run import ProbingTaskData
+
     tasks = []
     for name in names:
         root = getattr(args, f"{name}_dir") or (os.path.join(args.probe_dir, name) if args.probe_dir else None)
@@ -70,6 +105,8 @@ def _task_data(args):
 
 
 def _validate(args):
+    _check_numbers(args)
+    task_names = parse_tasks(args.tasks)
     name, checkpoint = parse_named_path(args.checkpoint, "--checkpoint")
     if not os.path.isfile(checkpoint):
         raise BalkdError(f"--checkpoint: file not found: {checkpoint}")
@@ -78,56 +115,83 @@ def _validate(args):
     spm_model = args.spm_model or os.path.join(args.data, "spm.model")
     if not os.path.isfile(spm_model):
         raise BalkdError(f"SentencePiece model not found: {spm_model} (pass --spm-model)")
-    for flag in ("epochs", "batch_size", "hidden_dim"):
-        if getattr(args, flag) < 1:
-            raise BalkdError(f"--{flag.replace('_', '-')} must be at least 1")
     languages = parse_languages(args.languages, "--languages")
-    tasks = _task_data(args)
+    tasks = _task_data(args, task_names)
     for task in tasks:
         task.check(languages)
-    return name, checkpoint, spm_model, languages, tasks
+    out_dir = os.path.join(args.output_dir, name)
+    _check_writable(out_dir)
+    return name, checkpoint, spm_model, languages, tasks, out_dir
+
+
+def _check_writable(out_dir: str) -> None:
+    """Refuse an output that cannot be written now rather than after the probes are trained."""
+    existing = out_dir
+    while not os.path.exists(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing) or "."
+    if not os.path.isdir(existing):
+        raise BalkdError(f"--output-dir: {existing} exists and is not a directory (cannot write {out_dir})")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise BalkdError(f"--output-dir: {existing} is not writable (cannot write {out_dir})")
+
+
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _main(argv=None) -> int:
     from tqdm import tqdm
 
+    from ..data.dictionary_hash import dictionary_sha256
     from ..eval.features import FrozenEncoder
     from ..eval.probing_data import load_sentencepiece
-    from ..eval.probing_run import encode_task, read_task, run_task
+    from ..eval.probing_run import data_sha256, encode_task, read_task, run_task
+    from ..eval import probe_results
 
     args = build_parser().parse_args(argv)
-    name, checkpoint, spm_model, languages, tasks = _validate(args)
+    name, checkpoint, spm_model, languages, tasks, out_dir = _validate(args)
     data = {task.name: read_task(task, languages) for task in tasks}
     device = "cuda" if torch.cuda.is_available() and not args.cpu else "cpu"
     encoder = FrozenEncoder.from_checkpoint(checkpoint, args.data, args.layer, device)
-    sp = load_sentencepiece(spm_model)
+    dictionary_hash = dictionary_sha256(encoder.dictionary)
     cfg = ProbeTrainingConfig(
         hidden_dim=args.hidden_dim if args.probe == "mlp" else 0, epochs=args.epochs, lr=args.lr,
         batch_size=args.batch_size, seed=args.seed,
     )
-    n_splits = sum(len(d.splits) for task_data in data.values() for d in task_data.values())
-    with tqdm(total=n_splits, desc="features", unit="split", file=sys.stderr) as progress:
-        encoded = {task: encode_task(task_data, encoder, sp, progress) for task, task_data in data.items()}
-    results = {}
-    with tqdm(total=len(tasks) * len(languages), desc="probes", unit="probe", file=sys.stderr) as progress:
-        for task in tasks:
-            results[task.name] = run_task(task.name, encoded[task.name], cfg, progress)
-    payload = {
+    header = {
         "kind": "probing",
         "name": name,
         "checkpoint": os.path.abspath(checkpoint),
+        "checkpoint_sha256": file_sha256(checkpoint),
+        "dictionary_sha256": dictionary_hash,
         "layer": encoder.layer,
         "num_layers": encoder.num_layers,
         "probe": args.probe,
         "training": vars(cfg),
-        "languages": languages,
-        "tasks": results,
     }
-    out = os.path.join(args.output_dir, name, PROBING_RESULTS)
-    write_json(out, payload)
-    logger.info(f"wrote {out}")
+    earlier = probe_results.load_mergeable(out_dir, header, [task.name for task in tasks])
+    sp = load_sentencepiece(spm_model)
+    n_splits = sum(len(d.splits) for task_data in data.values() for d in task_data.values())
+    with tqdm(total=n_splits, desc="features", unit="split", file=sys.stderr) as progress:
+        encoded = {task: encode_task(task_data, encoder, sp, progress) for task, task_data in data.items()}
+    blocks, items = {}, {}
+    with tqdm(total=len(tasks) * len(languages), desc="probes", unit="probe", file=sys.stderr) as progress:
+        for task in tasks:
+            blocks[task.name], task_items = run_task(task, encoded[task.name], cfg, progress)
+            blocks[task.name]["data_sha256"] = data_sha256(task, languages, dictionary_hash)
+            items.update(task_items)
+    payload = probe_results.write(out_dir, header, blocks, items, earlier)
+    logger.info(f"wrote {os.path.join(out_dir, PROBING_RESULTS)} and {os.path.join(out_dir, PROBE_ITEMS)}")
     print(format_summary(payload))
     return 0
+
+
+def _percent(value) -> str:
+    return "undefined" if value is None else f"{100 * value:.1f}"
 
 
 def format_summary(payload) -> str:
@@ -135,8 +199,8 @@ def format_summary(payload) -> str:
     for task, block in payload["tasks"].items():
         for lang in block["languages"]:
             zs = block["zero_shot"][lang]
-            zs_text = "–" if zs is None else f"{100 * zs:.1f}"
-            lines.append(f"| {task} | {lang} | {100 * block['in_language'][lang]:.1f} | {zs_text} |")
+            zs_text = "–" if zs is None and len(block["languages"]) == 1 else _percent(zs)
+            lines.append(f"| {task} | {lang} | {_percent(block['in_language'][lang])} | {zs_text} |")
     return "\n".join(lines)
 
 

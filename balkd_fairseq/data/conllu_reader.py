@@ -1,8 +1,9 @@
 """Universal Dependencies CoNLL-U files -> (word, UPOS) sentences, parsed with the ``conllu`` package.
 
 Multiword-token ranges (``1-2``) and empty nodes (``8.1``) are skipped: the syntactic words of a
-range are listed on their own lines, and empty nodes are not surface words. Malformed lines raise
-:class:`BalkdError` naming the file and line number.
+range are listed on their own lines, and empty nodes are not surface words. A UTF-8 byte-order mark
+at the start of the file is ignored. Malformed lines raise :class:`BalkdError` naming the file and
+line number.
 """
 from typing import Iterator, List, Tuple
 
@@ -14,6 +15,7 @@ from ..files import numbered_lines
 from .subword_alignment import TaggedSentence
 
 N_COLUMNS = len(DEFAULT_FIELDS)
+BOM = "\ufeff"
 
 
 def read_conllu(path: str) -> List[TaggedSentence]:
@@ -49,7 +51,8 @@ def _sentence_blocks(path: str) -> Iterator[List[Tuple[int, str]]]:
 
 
 def _lines(path: str) -> Iterator[Tuple[int, str]]:
-    return numbered_lines(path, "CoNLL-U")
+    for line_no, line in numbered_lines(path, "CoNLL-U"):
+        yield line_no, line.removeprefix(BOM) if line_no == 1 else line
 
 
 def _parse_token(path: str, line_no: int, line: str):

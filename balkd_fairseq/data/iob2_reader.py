@@ -1,10 +1,14 @@
 """NER files as WikiANN ships them: ``token<TAB>tag`` per line, a blank line between sentences.
 
-Tags must be IOB2 names (``O``, ``B-TYPE``, ``I-TYPE``). WikiANN prefixes every token with its
-language (``en:London``); when the file's first token carries such a prefix, that prefix is
-stripped from every token that starts with it. Malformed lines raise :class:`BalkdError` naming the
-file and line number.
+Tags must be IOB2 names (``O``, ``B-TYPE``, ``I-TYPE``). An ``I-TYPE`` that does not continue an
+entity of its type (after ``O``, at a sentence start, or after another type) is read as
+``B-TYPE``, the way conlleval reads it and IOB1 files mean it; the reader warns once per file with
+the number of such tags and the first line. WikiANN prefixes every token with its language
+(``en:London``); when the file's first token carries such a prefix, that prefix is stripped from
+every token that starts with it. A UTF-8 byte-order mark at the start of the file is ignored.
+Malformed lines raise :class:`BalkdError` naming the file and line number.
 """
+import logging
 import re
 from typing import Iterator, List, Optional, Tuple
 
@@ -12,14 +16,18 @@ from ..errors import BalkdError
 from ..files import numbered_lines
 from .subword_alignment import TaggedSentence
 
+logger = logging.getLogger(__name__)
+
 LANGUAGE_PREFIX = re.compile(r"^([a-z]{2,3}(?:[-_][A-Za-z]+)?:)(?=.)")
 IOB2_TAG = re.compile(r"^(O|[BI]-\S+)$")
+BOM = "\ufeff"
 
 
 def read_iob2(path: str) -> List[TaggedSentence]:
     """Every sentence of ``path`` as its tokens (language prefix stripped) and IOB2 tags."""
     sentences, words, tags = [], [], []
     prefix: Optional[str] = None
+    repaired_lines: List[int] = []
     for line_no, line in _lines(path):
         if not line.strip():
             if words:
@@ -32,13 +40,26 @@ def read_iob2(path: str) -> List[TaggedSentence]:
             prefix = match.group(1) if match else ""
         if prefix and token.startswith(prefix) and len(token) > len(prefix):
             token = token[len(prefix):]
+        if _opens_without_begin(tags[-1] if tags else "O", tag):
+            tag = "B-" + tag[2:]
+            repaired_lines.append(line_no)
         words.append(token)
         tags.append(tag)
     if words:
         sentences.append(TaggedSentence(words, tags))
     if not sentences:
         raise BalkdError(f"{path}: no sentences found (expected 'token<TAB>tag' lines)")
+    if repaired_lines:
+        logger.warning(
+            f"{path}: {len(repaired_lines)} I- tag(s) did not continue an entity of their type (first at line "
+            f"{repaired_lines[0]}); each was read as the B- tag that starts an entity"
+        )
     return sentences
+
+
+def _opens_without_begin(previous: str, tag: str) -> bool:
+    """``I-X`` after anything but ``B-X`` / ``I-X``: malformed in IOB2."""
+    return tag.startswith("I-") and previous[2:] != tag[2:]
 
 
 def _split(path: str, line_no: int, line: str) -> Tuple[str, str]:
@@ -52,4 +73,5 @@ def _split(path: str, line_no: int, line: str) -> Tuple[str, str]:
 
 
 def _lines(path: str) -> Iterator[Tuple[int, str]]:
-    return numbered_lines(path, "IOB2")
+    for line_no, line in numbered_lines(path, "IOB2"):
+        yield line_no, line.removeprefix(BOM) if line_no == 1 else line

@@ -1,16 +1,13 @@
-"""Words -> SentencePiece subwords, with each word's label on its first subword.
+"""Words -> SentencePiece subwords, and the position of each word's first subword.
 
-A sentence becomes ``<s> pieces... </s>`` in the LM's dictionary. The label of a word goes to the
-position of its first subword; every other position (``<s>``, ``</s>``, continuation subwords)
-holds ``ignore_index`` so losses and metrics skip it. Sentences longer than ``max_tokens`` are
-cut; a word whose first subword was cut gets position -1 (it is scored as an error, never dropped).
+A sentence becomes ``<s> pieces... </s>`` in the LM's dictionary; a word is represented by the
+encoder's state at its first subword. Sentences longer than ``max_tokens`` are cut; a word whose
+first subword was cut gets position -1 (it is scored as an error, never dropped).
 """
 from dataclasses import dataclass
-from typing import List, Sequence
+from typing import List
 
 import torch
-
-IGNORE_INDEX = -100  # torch's cross_entropy default
 
 
 @dataclass
@@ -24,7 +21,6 @@ class TaggedSentence:
 @dataclass
 class AlignedSentence:
     tokens: torch.LongTensor  # (T,) dictionary ids, <s> ... </s>
-    labels: torch.LongTensor  # (T,) label id on first subwords, IGNORE_INDEX elsewhere
     word_positions: List[int]  # index into tokens of each word's first subword, -1 if cut off
 
 
@@ -33,26 +29,19 @@ def word_pieces(sp, word: str) -> List[str]:
     return sp.encode(word, out_type=str)
 
 
-def align_first_subword(
-    sentence: TaggedSentence, label_ids: Sequence[int], sp, dictionary, max_tokens: int
-) -> AlignedSentence:
-    """Encode ``sentence`` with ``sp`` into ``dictionary`` ids and put ``label_ids`` on first subwords."""
-    if len(label_ids) != len(sentence.words):
-        raise ValueError("one label id per word is needed")
+def align_first_subword(sentence: TaggedSentence, sp, dictionary, max_tokens: int) -> AlignedSentence:
+    """Encode ``sentence`` with ``sp`` into ``dictionary`` ids and find each word's first subword."""
     if max_tokens < 3:
         raise ValueError("max_tokens must leave room for <s>, one subword and </s>")
-    tokens, labels, positions = [dictionary.bos()], [IGNORE_INDEX], []
+    tokens, positions = [dictionary.bos()], []
     budget = max_tokens - 1  # keep one slot for </s>
-    for word, label in zip(sentence.words, label_ids):
+    for word in sentence.words:
         ids = [dictionary.index(piece) for piece in word_pieces(sp, word)] or [dictionary.unk()]
         room = budget - len(tokens)
         if room <= 0:
             positions.append(-1)
             continue
         positions.append(len(tokens))
-        kept = ids[:room]
-        tokens.extend(kept)
-        labels.extend([label] + [IGNORE_INDEX] * (len(kept) - 1))
+        tokens.extend(ids[:room])
     tokens.append(dictionary.eos())
-    labels.append(IGNORE_INDEX)
-    return AlignedSentence(torch.LongTensor(tokens), torch.LongTensor(labels), positions)
+    return AlignedSentence(torch.LongTensor(tokens), positions)

@@ -1,8 +1,8 @@
 """A pretrained RoBERTa-style encoder used read-only, and the hidden states probes are trained on.
 
 :class:`FrozenEncoder` keeps the model in eval mode with ``requires_grad`` off and runs it under
-``torch.no_grad()``; it is a plain object (not an ``nn.Module``), so a probe that holds it never
-registers, trains or saves the encoder's weights.
+``torch.no_grad()``; it is a plain object (not an ``nn.Module``): probes are fitted on the states it
+returns, never on its parameters, so the encoder's weights stay bit-identical.
 """
 import logging
 import os
@@ -19,7 +19,6 @@ from ..teachers import model_config
 from .dictionary_check import check_checkpoint_dictionary
 
 logger = logging.getLogger(__name__)
-
 
 def load_checkpoint(path: str, data: Optional[str] = None):
     """(model, task) of a fairseq checkpoint; ``data`` overrides the data directory it was trained on."""
@@ -53,7 +52,8 @@ class FrozenEncoder:
         self.num_layers = len(layers)
         if not -self.num_layers - 1 <= layer <= self.num_layers:
             raise BalkdError(
-                f"--probe-layer {layer} is out of range: the encoder has layers 0 (embeddings) .. {self.num_layers}"
+                f"--layer {layer} is out of range: the encoder has layers 0 (embeddings) .. {self.num_layers}; "
+                f"negative values count from the end ({-self.num_layers - 1} .. -1)"
             )
         self.layer = layer % (self.num_layers + 1)
         self.model = model.eval().to(device)
@@ -62,14 +62,11 @@ class FrozenEncoder:
         self.dictionary = dictionary
         self.dim = model.encoder.sentence_encoder.embed_tokens.embedding_dim
         self.max_positions = int(model.max_positions() or 512)
-        self.data_dir = ""  # the LM's DATA directory, when known
 
     @classmethod
     def from_checkpoint(cls, path: str, data: Optional[str] = None, layer: int = -1, device: str = "cpu"):
         model, task = load_checkpoint(path, data)
-        encoder = cls(model, task.source_dictionary, layer, device)
-        encoder.data_dir = data or str(task.cfg.data).split(os.pathsep)[0]
-        return encoder
+        return cls(model, task.source_dictionary, layer, device)
 
     @torch.no_grad()
     def hidden_states(self, src_tokens: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,9 @@
 """Training a probe in-process on cached word features (a plain Adam loop; fast on CPU).
 
-The probe is the same head the fairseq ``linear_probe`` / ``mlp_probe`` models use; only the
-loop differs. The epoch with the best development score is kept when a scorer is given.
+The probe is a linear layer or a one-hidden-layer MLP over the frozen encoder's first-subword
+states, computed once per split (:mod:`balkd_fairseq.eval.features`); the encoder is never part
+of the probe, so its weights cannot change. Batches are words, not sentences: the states already
+carry the sentence context. The epoch with the best development score is kept when a scorer is given.
 """
 import copy
 from contextlib import contextmanager
@@ -12,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..models.probes import build_probe_head
+ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
 
 
 @dataclass
@@ -24,6 +26,15 @@ class ProbeTrainingConfig:
     lr: float = 5e-3
     batch_size: int = 64  # words per update
     seed: int = 1
+
+
+def build_probe_head(input_dim: int, num_labels: int, hidden_dim: int = 0, activation: str = "relu", dropout: float = 0.0):
+    """``Linear(input_dim, num_labels)``, or a one-hidden-layer MLP when ``hidden_dim > 0``."""
+    if hidden_dim <= 0:
+        return nn.Sequential(nn.Dropout(dropout), nn.Linear(input_dim, num_labels))
+    return nn.Sequential(
+        nn.Dropout(dropout), nn.Linear(input_dim, hidden_dim), ACTIVATIONS[activation](), nn.Linear(hidden_dim, num_labels)
+    )
 
 
 @contextmanager

@@ -100,8 +100,8 @@ class EncodedSplit:
         ]
 
 
-def encode_split(sentences, label_set: LabelSet, sp, dictionary, max_tokens: int) -> EncodedSplit:
-    aligned = [align_first_subword(s, label_set.ids(s.tags), sp, dictionary, max_tokens) for s in sentences]
+def encode_split(sentences, sp, dictionary, max_tokens: int) -> EncodedSplit:
+    aligned = [align_first_subword(s, sp, dictionary, max_tokens) for s in sentences]
     return EncodedSplit(sentences, aligned)
 
 

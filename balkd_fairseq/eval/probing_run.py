@@ -2,18 +2,22 @@
 
 Features of every split are computed once with the frozen encoder; probes are trained in-process
 (:mod:`balkd_fairseq.eval.probe_training`) and scored with the task's metric (POS accuracy, NER
-seqeval F1). The result is the train x test matrix with I-L / Z-S summaries per task.
+strict-IOB2 F1). The result is the train x test matrix with I-L / Z-S summaries per task, plus the
+per-sentence counts every score is the sum of (for ``probe_items.npz``).
 """
+import hashlib
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
 
 from ..errors import BalkdError
 from . import probing_matrix
 from .probe_training import ProbeTrainingConfig, predict, train_probe
 from .probing_data import EncodedSplit, LabelSet, count_cut_words, encode_split, read_tagged, unknown_rate
-from .tagging_metrics import METRICS
+from .tagging_metrics import COUNTS, FROM_COUNTS
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +47,25 @@ class ProbingTaskData:
                 if not os.path.isfile(self.path(lang, split)):
                     raise BalkdError(f"{self.name} data for language {lang!r}: {self.path(lang, split)} not found")
 
+    def files(self, languages: List[str]) -> List[Tuple[str, str, str]]:
+        """(language, split, path) of every file a run reads, in reading order (dev only when present)."""
+        return [
+            (lang, split, self.path(lang, split))
+            for lang in languages
+            for split in SPLITS
+            if split != "dev" or os.path.isfile(self.path(lang, split))
+        ]
+
+
+def data_sha256(task: ProbingTaskData, languages: List[str], dictionary_sha256: str) -> str:
+    """Hash of the probing files' contents (by language and split, not by location) and the dictionary."""
+    total = hashlib.sha256()
+    for lang, split, path in task.files(languages):
+        with open(path, "rb") as f:
+            total.update(f"{lang}/{split}\t{hashlib.sha256(f.read()).hexdigest()}\n".encode("utf-8"))
+    total.update(f"dictionary\t{dictionary_sha256}\n".encode("utf-8"))
+    return total.hexdigest()
+
 
 @dataclass
 class LanguageData:
@@ -53,15 +76,9 @@ class LanguageData:
 
 def read_task(task: ProbingTaskData, languages: List[str]) -> Dict[str, LanguageData]:
     """Parse every file first, so a malformed line fails before any model is loaded."""
-    data = {}
-    for lang in languages:
-        splits = {}
-        for split in SPLITS:
-            path = task.path(lang, split)
-            if split == "dev" and not os.path.isfile(path):
-                continue
-            splits[split] = read_tagged(path, task.extension)
-        data[lang] = LanguageData(splits)
+    data = {lang: LanguageData() for lang in languages}
+    for lang, split, path in task.files(languages):
+        data[lang].splits[split] = read_tagged(path, task.extension)
     return data
 
 
@@ -69,10 +86,9 @@ def encode_task(data: Dict[str, LanguageData], encoder, sp, progress=None) -> Di
     """Align and compute first-subword features of every split once."""
     encoded = {}
     for lang, lang_data in data.items():
-        label_set = LabelSet.from_sentences(lang_data.splits["train"])
         encoded[lang] = {}
         for split, sentences in lang_data.splits.items():
-            enc = encode_split(sentences, label_set, sp, encoder.dictionary, encoder.max_positions)
+            enc = encode_split(sentences, sp, encoder.dictionary, encoder.max_positions)
             enc.features = encoder.word_features(enc.aligned)
             if unknown_rate(enc, encoder.dictionary) > UNKNOWN_WARNING_RATE:
                 logger.warning(
@@ -87,32 +103,60 @@ def encode_task(data: Dict[str, LanguageData], encoder, sp, progress=None) -> Di
     return encoded
 
 
-def score(head, split: EncodedSplit, label_set: LabelSet, metric: str) -> float:
+def evaluate(head, split: EncodedSplit, label_set: LabelSet, metric: str) -> Dict[str, np.ndarray]:
+    """Per-sentence counts of ``head``'s predictions on ``split`` (see :mod:`.tagging_metrics`)."""
     features, _ = split.word_matrix(label_set)
     predicted = split.tags_from_predictions(predict(head, features), label_set)
-    return METRICS[metric](split.gold, predicted)
+    return COUNTS[metric](split.gold, predicted)
 
 
-def run_task(task_name: str, encoded, cfg: ProbeTrainingConfig, progress=None) -> dict:
-    """Train one probe per language and fill the train x test matrix."""
+def has_entities(split: EncodedSplit) -> bool:
+    return any(tag != "O" for tags in split.gold for tag in tags)
+
+
+def _dev_scorer(task: ProbingTaskData, lang: str, dev: Optional[EncodedSplit], label_set: LabelSet, metric: str):
+    if dev is None:
+        return None
+    if metric == "f1" and not has_entities(dev):
+        logger.warning(f"{task.name} {lang}: {task.path(lang, 'dev')} has no gold entities; the last epoch's probe is kept")
+        return None
+    return lambda head: FROM_COUNTS[metric](evaluate(head, dev, label_set, metric))
+
+
+def run_task(task: ProbingTaskData, encoded, cfg: ProbeTrainingConfig, progress=None) -> Tuple[dict, Dict[str, np.ndarray]]:
+    """Train one probe per language and fill the train x test matrix.
+
+    Returns the JSON block and the per-sentence counts, named ``<task>/<train>/<test>/<field>``.
+    """
+    task_name = task.name
     metric = TASK_METRICS[task_name]
     languages = list(encoded)
-    matrix = {}
-    label_sets = {}
+    if metric == "f1":
+        for lang in languages:
+            if not has_entities(encoded[lang]["test"]):
+                logger.warning(
+                    f"{task_name} {lang}: the test file {task.path(lang, 'test')} has no gold entities, "
+                    "so F1 on it is undefined (null in probe.json), not 0"
+                )
+    matrix, label_sets, items = {}, {}, {}
     for train_lang in languages:
         splits = encoded[train_lang]
         label_set = LabelSet.from_sentences(splits["train"].sentences)
         label_sets[train_lang] = label_set.labels
         features, labels = splits["train"].word_matrix(label_set)
-        dev: Optional[EncodedSplit] = splits.get("dev")
-        dev_score = (lambda head: score(head, dev, label_set, metric)) if dev is not None else None
+        dev_score = _dev_scorer(task, train_lang, splits.get("dev"), label_set, metric)
         head = train_probe(features, labels, len(label_set), cfg, dev_score)
-        matrix[train_lang] = {test: score(head, encoded[test]["test"], label_set, metric) for test in languages}
+        matrix[train_lang] = {}
+        for test_lang in languages:
+            counts = evaluate(head, encoded[test_lang]["test"], label_set, metric)
+            matrix[train_lang][test_lang] = FROM_COUNTS[metric](counts)
+            items.update({f"{task_name}/{train_lang}/{test_lang}/{name}": v for name, v in counts.items()})
         if progress is not None:
             progress.update(1)
-    return {
+    block = {
         "metric": metric,
         **probing_matrix.summarize(matrix, languages),
         "labels": label_sets,
         "sentences": {lang: {split: len(enc.sentences) for split, enc in encoded[lang].items()} for lang in languages},
     }
+    return block, items

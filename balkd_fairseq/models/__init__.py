@@ -1,1 +1,0 @@
-from . import probes  # noqa: F401
