@@ -10,7 +10,8 @@ import sys
 
 import torch
 
-from ..errors import BalkdError, run_cli
+from ..errors import BalkdError
+from .common import run_cli
 from ..eval.masked_lm_eval import BREAK_MODES, MaskingConfig, check_positions, masked_dataset, score_dataset, split_prefix
 from ..eval.results_io import LM_RESULTS, parse_languages, parse_named_path, write_json
 
@@ -134,7 +135,6 @@ def _main(argv=None) -> int:
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", force=True)
     return run_cli(_main, argv)
 
 

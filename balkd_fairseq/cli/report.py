@@ -9,7 +9,8 @@ import os
 import sys
 import tempfile
 
-from ..errors import BalkdError, run_cli
+from ..errors import BalkdError
+from .common import run_cli
 from ..eval.report import (
     build_table,
     check_coverage,
@@ -93,7 +94,6 @@ def _write_outputs(args, markdown, csv_text, models, languages):
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", force=True)
     return run_cli(_main, argv)
 
 

@@ -17,9 +17,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..data.staging import staged_output_dir
+from ..outputs import staged_output_dir
 from ..data.synthetic import PRESETS, PROFILES, SynthConfig, plan_benchmark, total_sentences, write_benchmark
-from ..errors import BalkdError, run_cli
+from ..errors import BalkdError
+from .common import run_cli
 
 
 def _preset_help() -> str:

@@ -19,7 +19,8 @@ from typing import Dict, List, Optional
 
 from tqdm import tqdm
 
-from ..errors import BalkdError, run_cli
+from ..errors import BalkdError
+from .common import run_cli
 
 PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DONE_FILE = "teacher_done.json"

@@ -41,6 +41,7 @@ from omegaconf import II, MISSING
 
 from ..data.subword_alignment import IGNORE_INDEX
 from ..errors import BalkdError
+from ..task_run import start_task_run
 from ..eval.features import FrozenEncoder
 from ..eval.probing_data import READERS, LabelSet, count_cut_words, encode_split, load_sentencepiece, read_tagged
 
@@ -111,6 +112,7 @@ class TokenProbingTask(FairseqTask):
 
     @classmethod
     def setup_task(cls, cfg: TokenProbingConfig, **kwargs):
+        start_task_run()  # one-line errors, atomic checkpoints, --save-dir lock: for runs of this task only
         if not os.path.isdir(cfg.data):
             raise BalkdError(f"probing data directory not found: {cfg.data}")
         if not cfg.pretrained:
