@@ -87,8 +87,10 @@ def _contains(directory: Path, path: Path) -> bool:
     return path == directory or directory in path.parents
 
 
-def check_replaceable(out: PathLike, inputs: Iterable[PathLike] = (), flag: str = "--out") -> None:
-    """Refuse to remove or replace ``out`` unless a balkd command created it and it holds no input."""
+def check_replaceable(out: PathLike, inputs: Iterable[PathLike] = (), flag: str = "--out",
+                      marker: str = MARKER) -> None:
+    """Refuse to remove or replace ``out`` unless a balkd command created it (it holds ``marker``, the
+    file that command writes into every output of its own) and it neither is nor holds an input."""
     real = Path(os.path.realpath(out))
     for given in inputs:
         if given is None:
@@ -97,8 +99,8 @@ def check_replaceable(out: PathLike, inputs: Iterable[PathLike] = (), flag: str 
         if _contains(real, source):
             raise BalkdError(f"{flag}: {out} is or contains the input {given}; refusing to replace it "
                              "(choose another output directory)")
-    if real.is_dir() and any(real.iterdir()) and not (real / MARKER).is_file():
-        raise BalkdError(f"{flag}: {out} was not created by balkd-fairseq (it has no {MARKER}); refusing to "
+    if real.is_dir() and any(real.iterdir()) and not (real / marker).is_file():
+        raise BalkdError(f"{flag}: {out} was not created by balkd-fairseq (it has no {marker}); refusing to "
                          "replace it: remove it yourself or choose another directory")
 
 

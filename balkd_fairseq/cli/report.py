@@ -7,9 +7,9 @@ import argparse
 import logging
 import os
 import sys
-import tempfile
 
 from ..errors import BalkdError
+from ..outputs import atomic_write
 from .common import run_cli
 from ..eval.report import (
     build_table,
@@ -85,10 +85,8 @@ def _write_outputs(args, markdown, csv_text, models, languages):
     os.makedirs(args.output_dir, exist_ok=True)
     stem = os.path.join(args.output_dir, args.prefix)
     for suffix, text in ((".md", markdown), (".csv", csv_text)):
-        fd, tmp = tempfile.mkstemp(dir=args.output_dir, suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with atomic_write(stem + suffix) as f:
             f.write(text)
-        os.replace(tmp, stem + suffix)
     plot_png(models, languages, stem + ".png")
     logger.info(f"wrote {stem}.md, {stem}.csv and {stem}.png")
 

@@ -20,6 +20,7 @@ from typing import Dict, List, Optional
 from tqdm import tqdm
 
 from ..errors import BalkdError
+from ..files import read_json
 from .common import run_cli
 
 PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -66,11 +67,11 @@ def run_signature(fairseq_args: List[str]) -> str:
 
 
 def is_complete(lang_dir: str, signature: str) -> bool:
-    try:
-        with open(os.path.join(lang_dir, DONE_FILE), encoding="utf-8") as f:
-            return json.load(f).get("signature") == signature
-    except (OSError, json.JSONDecodeError):
+    path = os.path.join(lang_dir, DONE_FILE)
+    if not os.path.isfile(path):
         return False
+    record = read_json(path, "balkd-train-teachers")
+    return isinstance(record, dict) and record.get("signature") == signature
 
 
 def train_one(data: str, lang: str, lang_dir: str, fairseq_args: List[str]) -> None:
