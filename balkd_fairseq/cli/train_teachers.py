@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from ..errors import BalkdError
 from ..files import read_json
+from ..processes import run_child
 from .common import run_cli
 
 PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -84,9 +85,9 @@ def train_one(data: str, lang: str, lang_dir: str, fairseq_args: List[str]) -> N
            "--task", "masked_lm", "--criterion", "masked_lm", "--save-dir", lang_dir, *fairseq_args]
     log_path = os.path.join(lang_dir, "train.log")
     with open(log_path, "a", encoding="utf-8") as log:
-        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT)
-    if proc.returncode != 0:
-        raise BalkdError(f"teacher for language {lang!r} failed (exit {proc.returncode}); see {log_path}")
+        returncode = run_child(cmd, stdout=log, stderr=subprocess.STDOUT)  # ends with this command
+    if returncode != 0:
+        raise BalkdError(f"teacher for language {lang!r} failed (exit {returncode}); see {log_path}")
     # the dictionary next to the checkpoint lets the student check it symbol by symbol
     shutil.copyfile(os.path.join(data, "dict.txt"), os.path.join(lang_dir, "dict.txt"))
 
