@@ -1,5 +1,10 @@
 """balkd-fairseq: balanced multilingual masked LMs by multi-teacher knowledge distillation (a fairseq plugin)."""
+import re
+
 from setuptools import find_packages, setup
+
+# the version lives in balkd_fairseq/version.py only; importing the package here would need torch and fairseq
+VERSION = re.search(r'__version__ = "([^"]+)"', open("balkd_fairseq/version.py", encoding="utf-8").read()).group(1)
 
 COMMANDS = {
     "balkd-train": "balkd_fairseq.cli.train:main",
@@ -17,7 +22,7 @@ HF_EXTRA = ["transformers==5.24.0", "tokenizers==0.23.3", "safetensors==0.8.0"]
 
 setup(
     name="balkd-fairseq",
-    version="0.1.0",
+    version=VERSION,
     description=__doc__,
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",

@@ -1,38 +1,85 @@
-"""Atomic checkpoint copies: a run killed while saving never leaves a truncated checkpoint_last.pt.
+"""Checkpoint saving that never loses the previous checkpoint, for runs of the plugin's tasks.
 
 fairseq writes each checkpoint once, atomically (``<name>.tmp``, then a rename), and then *copies*
 it to the other names due at that moment (``checkpoint_last.pt``, ``checkpoint_best.pt``, ...) with
 ``shutil.copyfile``, which is not atomic: a job killed during the copy (preemption, ``kill -9``, the
-OOM killer) leaves a truncated ``checkpoint_last.pt`` and cannot resume. :func:`make_checkpoint_copies_atomic`
-makes fairseq's local-file copy write ``<dst>.tmp`` and rename it over ``<dst>``, so every checkpoint
-name holds either its previous or its new complete file.
+OOM killer) leaves a truncated ``checkpoint_last.pt`` and cannot resume. A full disk or a lost write
+permission leaves ``<name>.tmp`` behind and ends in torch's multi-line traceback.
+
+Choice: fairseq is not patched process-wide. :func:`enable_atomic_checkpoint_copies` is called by
+the plugin's tasks when a run of them starts (:mod:`balkd_fairseq.task_run`), and it rebinds the
+``PathManager`` name of ``fairseq.checkpoint_utils`` only (the module that saves checkpoints) to
+:class:`CheckpointPathManager`: its ``copy`` writes ``<dst>.tmp`` and renames it over ``<dst>``, and
+a checkpoint ``.tmp`` it opens for writing is removed when the write fails, with one line naming the
+checkpoint and the reason. Every other ``PathManager`` user in the process is unchanged.
 """
+import contextlib
 import os
 import shutil
 
 from fairseq import file_io
 
+from .errors import BalkdError
+from .outputs import atomic_copy, remove_quietly
 
-def atomic_copy(src_path: str, dst_path: str, overwrite: bool = False) -> str:
-    """``shutil.copyfile(src, dst)`` that replaces ``dst`` only once the copy is complete."""
-    tmp_path = os.fspath(dst_path) + ".tmp"
-    shutil.copyfile(src_path, tmp_path)
-    os.replace(tmp_path, dst_path)
-    return dst_path
+TMP_SUFFIX = ".tmp"  # fairseq's torch_persistent_save writes <checkpoint>.tmp, then renames it
 
 
-# fairseq's own copy (iopath's when installed), also if this module is executed a second time
-_fairseq_copy = getattr(file_io.PathManager, "fairseq_copy", file_io.PathManager.copy)
+def _is_remote(path) -> bool:
+    return "://" in str(path)
 
 
-def copy_local_files_atomically(src_path: str, dst_path: str, overwrite: bool = False):
-    """fairseq's ``PathManager.copy``: :func:`atomic_copy` for local files, fairseq's own for remote URIs."""
-    if "://" in str(src_path) or "://" in str(dst_path):
-        return _fairseq_copy(src_path, dst_path, overwrite)
-    return atomic_copy(src_path, dst_path, overwrite)
+def _write_failure(path: str, err: BaseException) -> str:
+    if isinstance(err, OSError):
+        return err.strerror or str(err)
+    try:  # torch reports a failed write as a RuntimeError that does not say why
+        free = shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free
+    except OSError:
+        free = None
+    if free is not None and free < 64 * 1024 * 1024:
+        return f"no space left on the device ({free // 1024} KiB free)"
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
 
-def make_checkpoint_copies_atomic() -> None:
-    """Idempotently route fairseq's ``PathManager.copy`` through :func:`copy_local_files_atomically`."""
-    file_io.PathManager.fairseq_copy = staticmethod(_fairseq_copy)
-    file_io.PathManager.copy = staticmethod(copy_local_files_atomically)
+@contextlib.contextmanager
+def _removed_on_failure(handle, tmp_path: str):
+    try:
+        with handle as f:
+            yield f
+    except (OSError, RuntimeError) as err:
+        remove_quietly(tmp_path)
+        final = tmp_path[: -len(TMP_SUFFIX)]
+        raise BalkdError(f"could not write checkpoint {final}: {_write_failure(tmp_path, err)} "
+                         "(the previous checkpoints are kept)") from err
+    except BaseException:
+        remove_quietly(tmp_path)
+        raise
+
+
+class CheckpointPathManager(file_io.PathManager):
+    """fairseq's PathManager with atomic local copies and no ``.tmp`` left by a failed checkpoint write."""
+
+    @staticmethod
+    def copy(src_path: str, dst_path: str, overwrite: bool = False) -> bool:
+        if _is_remote(src_path) or _is_remote(dst_path):
+            return file_io.PathManager.copy(src_path, dst_path, overwrite)
+        try:
+            atomic_copy(src_path, dst_path)
+        except OSError as err:
+            raise BalkdError(f"could not write checkpoint {dst_path}: {err.strerror or err} "
+                             "(the previous checkpoint is kept)") from err
+        return True
+
+    @staticmethod
+    def open(path: str, mode: str = "r", *args, **kwargs):
+        handle = file_io.PathManager.open(path, mode, *args, **kwargs)
+        if "w" in mode and str(path).endswith(TMP_SUFFIX) and not _is_remote(path):
+            return _removed_on_failure(handle, str(path))
+        return handle
+
+
+def enable_atomic_checkpoint_copies() -> None:
+    """Idempotently make ``fairseq.checkpoint_utils`` save through :class:`CheckpointPathManager`."""
+    from fairseq import checkpoint_utils
+
+    checkpoint_utils.PathManager = CheckpointPathManager

@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 
 from .errors import BalkdError
+from .files import read_json
+from .outputs import check_replaceable
 from .teachers import check_coverage, file_sha256, parse_teacher_spec
 
 FORMAT_VERSION = 1
@@ -287,13 +289,9 @@ def read_manifest(root: str) -> dict:
     path = os.path.join(root, MANIFEST)
     if not os.path.isdir(root):
         raise BalkdError(f"--teacher-cache: directory not found: {root} (build it with balkd-cache-teachers)")
-    try:
-        with open(path, encoding="utf-8") as f:
-            manifest = json.load(f)
-    except FileNotFoundError:
-        raise BalkdError(f"--teacher-cache: {path} not found: {root} is not a finished teacher cache") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise BalkdError(f"--teacher-cache: {path} is not valid JSON: {err}") from None
+    if not os.path.isfile(path):
+        raise BalkdError(f"--teacher-cache: {path} not found: {root} is not a finished teacher cache")
+    manifest = read_json(path, "--teacher-cache")
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_VERSION:
         raise BalkdError(f"--teacher-cache: {path} is not a version-{FORMAT_VERSION} balkd teacher cache manifest")
     return manifest
@@ -316,6 +314,9 @@ def build_cache(task, teachers, root: str, train_epochs: int, valid_splits: List
     """
     if os.path.exists(root) and not overwrite:
         raise BalkdError(f"--cache-dir {root} already exists; pass --overwrite to replace it")
+    inputs = [task.cfg.data, *(record.get("path") for record in teachers.manifest())]
+    check_replaceable(root, inputs, "--cache-dir", marker=MANIFEST)  # never delete the data or a teacher
+    root = os.path.realpath(root)  # a symlinked --cache-dir: write the directory it points to
     vocab = len(task.source_dictionary)
     if not 0 < k <= vocab:
         raise BalkdError(f"--cache-topk must be in 1..{vocab} (the vocabulary size), got {k}")

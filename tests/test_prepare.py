@@ -1,5 +1,6 @@
 """balkd-prepare: fairseq datasets with one dictionary, streaming with a capped sample, clean errors."""
 import collections
+import os
 import json
 import random
 import tracemalloc
@@ -15,6 +16,7 @@ from sacremoses import MosesPunctNormalizer
 
 from balkd_fairseq.cli import prepare as prepare_cli
 from balkd_fairseq.cli import synth as synth_cli
+from balkd_fairseq.outputs import MARKER, is_complete_output, write_marker
 from balkd_fairseq.data.prepare import (
     LanguageSource, PrepareConfig, build_dictionary, count_lines, encode, piece_binarizer, sp_sample_sizes,
     split_and_sample, split_sizes, train_sentencepiece,
@@ -70,7 +72,7 @@ def test_layout_and_shared_dictionary(prepared):
         for split in SPLITS:
             assert (prepared / lang / f"{split}.bin").is_file() and (prepared / lang / f"{split}.idx").is_file()
     assert sorted(p.name for p in prepared.iterdir()) == [
-        "de", "dict.txt", "spm.model", "spm.vocab", "stats.json", "tr"]
+        MARKER, "de", "dict.txt", "spm.model", "spm.vocab", "stats.json", "tr"]
 
 
 def test_datasets_load_and_hold_every_line_once(prepared, raw_dir):
@@ -229,9 +231,11 @@ def assert_one_error_line(capsys, *words):
 
 @pytest.fixture
 def existing_out(tmp_path):
+    """The output of an earlier balkd-prepare (its marker says so), which --force may replace."""
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
+    write_marker(out, "balkd-prepare", complete=True)
     return out
 
 
@@ -241,7 +245,7 @@ def run_forced(raw_spec, out, *flags):
 
 
 def assert_untouched(out):
-    assert [p.name for p in out.iterdir()] == ["keep.txt"] and (out / "keep.txt").read_text() == "mine"
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "keep.txt"] and (out / "keep.txt").read_text() == "mine"
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no staging directory left
 
 
@@ -321,8 +325,127 @@ def test_refuses_non_empty_out_without_force(tmp_path, existing_out, capsys):
     assert_untouched(existing_out)
     assert run_forced(spec, existing_out) == 0
     assert (existing_out / "de" / "train.idx").is_file() and not (existing_out / "keep.txt").exists()
+    assert is_complete_output(existing_out)
 
 
 def test_every_flag_has_help():
     for action in prepare_cli.build_parser()._actions:
         assert action.help, action.dest
+
+
+# -- nothing of the user's is lost (issue 14) -----------------------------------------------------------
+
+
+def test_force_never_replaces_a_directory_it_did_not_create(tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "thesis.tex").write_text("years of work")
+    assert run_forced(f"de={good_file(tmp_path)}", out) == 2
+    assert_one_error_line(capsys, str(out), "not created by balkd-fairseq")
+    assert [p.name for p in out.iterdir()] == ["thesis.tex"]
+
+
+@pytest.mark.parametrize("where", ["raw dir itself", "parent of the raw dir"])
+def test_force_never_replaces_a_directory_holding_the_input(tmp_path, capsys, where):
+    raw = tmp_path / "corpus" / "raw"
+    raw.mkdir(parents=True)
+    text = good_file(raw, "de.txt")
+    out = raw if where == "raw dir itself" else raw.parent
+    write_marker(out, "balkd-prepare", complete=True)  # even a directory that looks like an earlier output
+    assert prepare_cli.main(["--raw-dir", str(raw), "--out", str(out), "--force", "--quiet", "--vocab-size", "50",
+                             "--valid-lines", "2", "--test-lines", "2"]) == 2
+    assert_one_error_line(capsys, str(out), "input")
+    assert text.read_text() == "".join(f"a good line {i}\n" for i in range(30))
+
+
+def test_out_path_with_a_colon_is_refused(tmp_path, capsys):
+    out = tmp_path / "data:v2"
+    assert run_forced(f"de={good_file(tmp_path)}", out) == 2
+    assert_one_error_line(capsys, "--out", "':'")
+    assert not out.exists()
+
+
+def test_symlinked_out_is_written_through_the_link(tmp_path, capsys):
+    target = tmp_path / "big_disk" / "data"
+    target.mkdir(parents=True)
+    link = tmp_path / "data"
+    link.symlink_to(target, target_is_directory=True)
+    assert run_forced(f"de={good_file(tmp_path)}", link) == 0
+    assert link.is_symlink() and (target / "de" / "train.idx").is_file() and is_complete_output(link)
+    assert not [p for p in target.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_over_long_lines_are_split_and_counted(tmp_path, capsys):
+    path = tmp_path / "long.txt"
+    lines = [f"short line {i}" for i in range(30)]
+    lines[5] = "x" * 100_000  # one 100 kB "word"
+    lines[9] = " ".join(["word"] * 5000)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    assert prepare_cli.main(["--raw", f"de={path}", "--out", str(out), "--vocab-size", "40", "--valid-lines", "2",
+                             "--test-lines", "2", "--max-line-chars", "1000"]) == 0
+    captured = capsys.readouterr()
+    assert "long lines split into pieces of at most 1000 characters: de 2" in captured.out
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["languages"]["de"]["long_lines"] == 2
+    total = sum(stats["languages"]["de"][s]["lines"] for s in SPLITS)
+    assert total == 28 + 100 + 25  # 100 kB in 1000-character pieces; 25 kB cut at spaces before 1000
+    sp = spm.SentencePieceProcessor(model_file=str(out / "spm.model"))
+    for split in SPLITS:
+        for line in decoded_lines(out, "de", split):
+            assert len(line) <= 1000
+
+
+def test_truncate_mode_keeps_the_first_piece(tmp_path):
+    from balkd_fairseq.data.prepare import text_lines
+
+    path = tmp_path / "t.txt"
+    path.write_text("a" * 25 + "\n\nok\n", encoding="utf-8")
+    assert list(text_lines(path, max_chars=10, long_lines="truncate")) == ["a" * 10, "ok"]
+    assert list(text_lines(path, max_chars=10)) == ["a" * 10, "a" * 10, "a" * 5, "ok"]
+    assert list(text_lines(path)) == ["a" * 25, "ok"]
+
+
+def test_a_second_prepare_into_the_same_out_is_refused_while_the_first_runs(tmp_path, capsys):
+    from balkd_fairseq.locks import output_lock
+
+    out = tmp_path / "out"
+    with output_lock(out, "--out"):
+        import subprocess
+        import sys
+
+        proc = subprocess.run([sys.executable, "-m", "balkd_fairseq.cli.prepare", "--raw",
+                               f"de={good_file(tmp_path)}", "--out", str(out), "--quiet"],
+                              capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("balkd-fairseq: error: --out")
+    assert f"process {os.getpid()}" in proc.stderr and not out.exists()
+
+
+def test_kill_9_during_prepare_leaves_the_previous_output_and_a_detectable_partial(tmp_path, existing_out):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    big = tmp_path / "big.txt"
+    big.write_text("".join(f"line number {i} of a bigger text with some words\n" for i in range(200_000)))
+    proc = subprocess.Popen([sys.executable, "-m", "balkd_fairseq.cli.prepare", "--raw", f"de={big}", "--out",
+                             str(existing_out), "--force", "--vocab-size", "200", "--valid-lines", "10",
+                             "--test-lines", "10", "--quiet"])
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(tmp_path.glob(".out.*.partial/.work")):
+        time.sleep(0.05)
+    time.sleep(0.5)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert_untouched_but_partials(existing_out)
+    partials = list(tmp_path.glob(".out.*.partial"))
+    assert len(partials) == 1 and not is_complete_output(partials[0])
+    # the next run removes the leftovers of the killed one, and succeeds
+    assert run_forced(f"de={good_file(tmp_path)}", existing_out) == 0
+    assert is_complete_output(existing_out) and not list(tmp_path.glob(".out.*"))
+
+
+def assert_untouched_but_partials(out):
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "keep.txt"] and (out / "keep.txt").read_text() == "mine"

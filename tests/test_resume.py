@@ -87,31 +87,37 @@ def test_sigkill_mid_epoch_then_resume_gives_identical_losses(tiny_data, teacher
 
 
 # ----------------------------------------------------------------------------- a kill while saving
-def test_fairseq_copies_checkpoints_atomically():
-    """fairseq copies a saved checkpoint to checkpoint_last.pt / checkpoint_best.pt through PathManager.copy."""
-    from fairseq import checkpoint_utils
-    from fairseq.file_io import PathManager
+def test_fairseq_copies_checkpoints_atomically_only_in_runs_of_the_plugin():
+    """fairseq copies a saved checkpoint to checkpoint_last.pt / checkpoint_best.pt through the PathManager
+    of checkpoint_utils; a run of the plugin's task (not its import) makes that one atomic."""
+    import subprocess
+    import sys
 
-    assert checkpoint_utils.PathManager is PathManager
-    assert PathManager.copy is atomic_checkpoints.copy_local_files_atomically
+    probe = ("import balkd_fairseq; from fairseq import checkpoint_utils; from fairseq.file_io import PathManager;"
+             "print(checkpoint_utils.PathManager is PathManager);"
+             "from balkd_fairseq.task_run import start_task_run; start_task_run();"
+             "print(checkpoint_utils.PathManager.__name__, PathManager.copy is not checkpoint_utils.PathManager.copy)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["True", "CheckpointPathManager", "True"], out
 
 
 def test_a_copy_killed_midway_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
-    from fairseq.file_io import PathManager
+    from balkd_fairseq import outputs
 
+    PathManager = atomic_checkpoints.CheckpointPathManager
     src, dst = tmp_path / "checkpoint_1_10.pt", tmp_path / "checkpoint_last.pt"
     src.write_bytes(b"new" * 1000)
     dst.write_bytes(b"previous complete checkpoint")
 
-    def copy_half_then_die(a, b):
-        with open(a, "rb") as f_in, open(b, "wb") as f_out:
-            f_out.write(f_in.read()[:1500])
+    def copy_half_then_die(f_in, f_out, *args):
+        f_out.write(f_in.read()[:1500])
         raise KeyboardInterrupt  # stands in for the kill
 
-    monkeypatch.setattr(atomic_checkpoints.shutil, "copyfile", copy_half_then_die)
+    monkeypatch.setattr(outputs.shutil, "copyfileobj", copy_half_then_die)
     with pytest.raises(KeyboardInterrupt):
         PathManager.copy(str(src), str(dst), overwrite=True)
     assert dst.read_bytes() == b"previous complete checkpoint"
     monkeypatch.undo()
     assert PathManager.copy(str(src), str(dst), overwrite=True)
-    assert dst.read_bytes() == src.read_bytes() and not (tmp_path / "checkpoint_last.pt.tmp").exists()
+    assert dst.read_bytes() == src.read_bytes() and sorted(p.name for p in tmp_path.iterdir()) == [
+        "checkpoint_1_10.pt", "checkpoint_last.pt"]

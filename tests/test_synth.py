@@ -295,6 +295,8 @@ def test_refuses_a_non_empty_out_without_force(tmp_path, capsys):
     assert run_synth(out, "--languages", "de,tr") == 2
     assert "not empty" in capsys.readouterr().err
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    from balkd_fairseq.outputs import write_marker
+    write_marker(out, "balkd-synth", complete=True)  # --force replaces only an earlier balkd output
     assert run_synth(out, "--languages", "de,tr", "--force") == 0
     assert not (out / "keep.txt").exists() and (out / "languages.json").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no staging directory left behind

@@ -26,7 +26,8 @@ from typing import List, Optional
 
 import torch
 
-from ..errors import BalkdError, run_cli
+from ..errors import BalkdError
+from .common import run_cli
 
 logger = logging.getLogger("balkd_fairseq.cli.cache_teachers")
 
@@ -84,7 +85,6 @@ def _main(argv: Optional[List[str]]) -> int:
 
     from ..teacher_cache import base_splits, build_cache
 
-    logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO, stream=sys.stderr)
     argv = list(sys.argv[1:] if argv is None else argv)
     if "-h" in argv or "--help" in argv:
         print_help(argv)

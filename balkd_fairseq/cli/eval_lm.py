@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 from ..data.dictionary_hash import dictionary_sha256
-from ..errors import BalkdError, run_cli
+from ..errors import BalkdError
+from .common import run_cli
 from ..eval import pppl
 from ..eval.item_scores import LM_ITEMS, write_items
 from ..eval.masked_lm_eval import BREAK_MODES, MaskingConfig, check_positions, masked_dataset, score_dataset, split_prefix
@@ -193,7 +194,6 @@ def _main(argv=None) -> int:
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", force=True)
     return run_cli(_main, argv)
 
 

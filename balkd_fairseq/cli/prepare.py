@@ -15,9 +15,13 @@ import sys
 import time
 from pathlib import Path
 
-from ..data.prepare import PrepareConfig, format_stats, parse_raw_spec, prepare, sources_from_dir
-from ..data.staging import staged_output_dir
-from ..errors import BalkdError, run_cli
+from ..data.prepare import (
+    DEFAULT_MAX_LINE_CHARS, LONG_LINE_MODES, PrepareConfig, format_stats, parse_raw_spec, prepare, sources_from_dir,
+)
+from ..errors import BalkdError
+from ..locks import output_lock
+from ..outputs import staged_output_dir
+from .common import run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, metavar="DATA",
                         help="output data directory (must be empty or absent unless --force)")
     parser.add_argument("--force", action="store_true",
-                        help="replace a non-empty --out (only once everything succeeded)")
+                        help="replace a non-empty --out (only once everything succeeded); only a directory an "
+                        "earlier balkd command created, never one that is or holds an input")
     parser.add_argument("--vocab-size", type=int, default=8000,
                         help="SentencePiece vocabulary size; a soft limit when the text is too small for it "
                         "(default: 8000)")
@@ -63,6 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=1, help="seed of the valid/test split and the sample (default: 1)")
     parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1),
                         help="SentencePiece training threads (default: min(2, CPUs))")
+    parser.add_argument("--max-line-chars", type=int, default=DEFAULT_MAX_LINE_CHARS, metavar="N",
+                        help="a line longer than N characters is split (at spaces where possible) or truncated, "
+                        "see --long-lines; the summary counts them; 0 keeps every line whole (default: "
+                        f"{DEFAULT_MAX_LINE_CHARS})")
+    parser.add_argument("--long-lines", choices=LONG_LINE_MODES, default="split",
+                        help="what happens to a line longer than --max-line-chars: split into several lines "
+                        "or truncate to its first piece (default: split)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars and no table")
     return parser
 
@@ -93,16 +105,27 @@ def config_from_args(args) -> PrepareConfig:
         sources=sources, vocab_size=args.vocab_size, sp_alpha=args.sp_alpha,
         sp_sample_sentences=args.sp_sample_sentences, character_coverage=args.character_coverage,
         valid_lines=args.valid_lines, test_lines=args.test_lines, normalize_punct=normalize, seed=args.seed,
-        threads=args.threads, progress=not args.quiet,
+        threads=args.threads, progress=not args.quiet, max_line_chars=args.max_line_chars,
+        long_lines=args.long_lines,
     )
+
+
+def check_out_path(out: str) -> None:
+    """fairseq reads ':' in a data path as a separator of data shards: such a path would be cut there."""
+    if ":" in out:
+        raise BalkdError(f"--out: {out} contains ':', which fairseq reads as a separator between data "
+                         "directories; choose a path without ':'")
 
 
 def _main(argv):
     args = build_parser().parse_args(argv)
+    check_out_path(args.out)
     cfg = config_from_args(args)
     cfg.validate()
     start = time.time()
-    with staged_output_dir(Path(args.out), args.force) as staging:
+    inputs = [path for source in cfg.sources for path in source.files.values()]
+    with output_lock(args.out, "--out"), \
+            staged_output_dir(Path(args.out), args.force, inputs=inputs, command="balkd-prepare") as staging:
         stats = prepare(cfg, staging)
     if not args.quiet:
         print(format_stats(stats))

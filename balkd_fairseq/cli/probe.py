@@ -17,7 +17,8 @@ import sys
 
 import torch
 
-from ..errors import BalkdError, run_cli
+from ..errors import BalkdError
+from .common import run_cli
 from ..eval.item_scores import PROBE_ITEMS
 from ..eval.probe_training import ProbeTrainingConfig
 from ..eval.results_io import PROBING_RESULTS, parse_languages, parse_named_path
@@ -205,7 +206,6 @@ def format_summary(payload) -> str:
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", force=True)
     return run_cli(_main, argv)
 
 

@@ -8,9 +8,10 @@ import argparse
 import logging
 import os
 import sys
-import tempfile
 
-from ..errors import BalkdError, run_cli
+from ..errors import BalkdError
+from ..outputs import atomic_write
+from .common import run_cli
 from ..eval import groups as table_groups
 from ..eval.report import (
     Model,
@@ -170,22 +171,17 @@ def _write_outputs(args, outputs, models, metrics, languages):
     os.makedirs(args.output_dir, exist_ok=True)
     stem = os.path.join(args.output_dir, args.prefix)
     for suffix, text in outputs.items():
-        fd, tmp = tempfile.mkstemp(dir=args.output_dir, suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with atomic_write(stem + suffix) as f:
             f.write(text)
-        os.replace(tmp, stem + suffix)
     written = [stem + suffix for suffix in outputs]
     if not args.no_plot:
-        fd, tmp = tempfile.mkstemp(dir=args.output_dir, suffix=".png")
-        os.close(fd)
-        plot_png(models, metrics, languages, tmp)
-        os.replace(tmp, stem + ".png")
+        with atomic_write(stem + ".png", mode="wb") as f:
+            plot_png(models, metrics, languages, f)
         written.append(stem + ".png")
     logger.info(f"wrote {', '.join(written)}")
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", force=True)
     return run_cli(_main, argv)
 
 

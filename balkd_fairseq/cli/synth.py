@@ -19,10 +19,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..data.staging import staged_output_dir
+from ..outputs import staged_output_dir
 from ..synth import (GENERATED_DEFAULTS, GENERATED_SCRIPTS, MAX_LANGUAGES, PRESET_DEFAULTS, PRESETS, PROFILES,
                      SynthConfig, plan_benchmark, total_sentences, write_benchmark)
-from ..errors import BalkdError, run_cli
+from ..errors import BalkdError
+from .common import run_cli
 
 
 def _preset_help() -> str:

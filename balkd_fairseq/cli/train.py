@@ -20,7 +20,8 @@ import subprocess
 import sys
 from typing import Dict, List, Optional
 
-from ..errors import BalkdError, run_cli
+from ..errors import BalkdError
+from .common import run_cli
 
 PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

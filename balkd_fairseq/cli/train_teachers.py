@@ -19,7 +19,10 @@ from typing import Dict, List, Optional
 
 from tqdm import tqdm
 
-from ..errors import BalkdError, run_cli
+from ..errors import BalkdError
+from ..files import read_json
+from ..processes import run_child
+from .common import run_cli
 
 PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DONE_FILE = "teacher_done.json"
@@ -65,11 +68,11 @@ def run_signature(fairseq_args: List[str]) -> str:
 
 
 def is_complete(lang_dir: str, signature: str) -> bool:
-    try:
-        with open(os.path.join(lang_dir, DONE_FILE), encoding="utf-8") as f:
-            return json.load(f).get("signature") == signature
-    except (OSError, json.JSONDecodeError):
+    path = os.path.join(lang_dir, DONE_FILE)
+    if not os.path.isfile(path):
         return False
+    record = read_json(path, "balkd-train-teachers")
+    return isinstance(record, dict) and record.get("signature") == signature
 
 
 def train_one(data: str, lang: str, lang_dir: str, fairseq_args: List[str]) -> None:
@@ -82,9 +85,9 @@ def train_one(data: str, lang: str, lang_dir: str, fairseq_args: List[str]) -> N
            "--task", "masked_lm", "--criterion", "masked_lm", "--save-dir", lang_dir, *fairseq_args]
     log_path = os.path.join(lang_dir, "train.log")
     with open(log_path, "a", encoding="utf-8") as log:
-        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT)
-    if proc.returncode != 0:
-        raise BalkdError(f"teacher for language {lang!r} failed (exit {proc.returncode}); see {log_path}")
+        returncode = run_child(cmd, stdout=log, stderr=subprocess.STDOUT)  # ends with this command
+    if returncode != 0:
+        raise BalkdError(f"teacher for language {lang!r} failed (exit {returncode}); see {log_path}")
     # the dictionary next to the checkpoint lets the student check it symbol by symbol
     shutil.copyfile(os.path.join(data, "dict.txt"), os.path.join(lang_dir, "dict.txt"))
 

@@ -21,7 +21,6 @@ Output layout (what the ``balanced_distill`` task reads)::
     DATA/<lang>/{train,valid,test}.{bin,idx}, DATA/<lang>/dict.txt (a copy)
 """
 import itertools
-import json
 import random
 import re
 import shutil
@@ -34,11 +33,17 @@ from typing import Callable, Dict, FrozenSet, Iterator, List, Optional, Tuple
 from tqdm import tqdm
 
 from ..errors import BalkdError
+from ..files import numbered_lines
+from ..outputs import write_json
 
-SPLITS = ("train", "valid", "test")
+LM_SPLITS = ("train", "valid", "test")  # fairseq's masked-LM split names (probing data uses train/dev/test)
 LANGUAGE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 ENCODE_BATCH = 1000
 EOS_WORD = "</s>"  # fairseq Dictionary's end-of-sentence symbol, counted once per line
+LONG_LINE_MODES = ("split", "truncate")
+# SentencePiece skips training lines over 4192 bytes, and fairseq's ``sample_break_mode: complete`` aborts
+# on a line longer than a block: a 1 MB line without spaces must not reach either of them whole.
+DEFAULT_MAX_LINE_CHARS = 2000
 
 
 # --------------------------------------------------------------------------------------------------
@@ -78,7 +83,7 @@ def parse_raw_spec(spec: str) -> List[LanguageSource]:
         if len(parts) == 1:
             files = {"all": parts[0]}
         elif len(parts) == 3:
-            files = dict(zip(SPLITS, parts))
+            files = dict(zip(LM_SPLITS, parts))
         else:
             raise BalkdError(f"--raw: language '{lang}': give one file or three (TRAIN:VALID:TEST), got {len(parts)}")
         sources.append(LanguageSource(lang, files))
@@ -112,6 +117,8 @@ class PrepareConfig:
     seed: int = 1
     threads: int = 1
     progress: bool = True
+    max_line_chars: int = DEFAULT_MAX_LINE_CHARS  # 0: keep every line whole
+    long_lines: str = "split"  # or "truncate"
 
     def validate(self) -> None:
         langs = [s.lang for s in self.sources]
@@ -134,6 +141,10 @@ class PrepareConfig:
                 raise BalkdError(f"{flag}: must be at least 1 (got {value})")
         if self.threads < 1:
             raise BalkdError(f"--threads: must be at least 1 (got {self.threads})")
+        if self.max_line_chars < 0 or 0 < self.max_line_chars < 10:
+            raise BalkdError(f"--max-line-chars: must be 0 (off) or at least 10 (got {self.max_line_chars})")
+        if self.long_lines not in LONG_LINE_MODES:
+            raise BalkdError(f"--long-lines: must be one of {', '.join(LONG_LINE_MODES)} (got {self.long_lines!r})")
         for source in self.sources:
             for path in source.files.values():
                 if not path.is_file():
@@ -145,23 +156,38 @@ class PrepareConfig:
 # --------------------------------------------------------------------------------------------------
 
 
-def text_lines(path: Path, on_bytes: Optional[Callable[[int], None]] = None) -> Iterator[str]:
-    """The non-blank lines of a UTF-8 file, stripped; invalid UTF-8 names the file and line."""
-    with open(path, "rb") as f:
-        for line_no, raw in enumerate(f, 1):
-            if on_bytes is not None:
-                on_bytes(len(raw))
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as err:
-                raise BalkdError(
-                    f"{path}: line {line_no}: invalid UTF-8 ({err.reason} at byte {err.start} of the line)"
-                ) from None
-            text = text.strip()
-            if line_no == 1:
-                text = text.lstrip("\ufeff").strip()
-            if text:
-                yield text
+def text_lines(path: Path, on_bytes: Optional[Callable[[int], None]] = None, max_chars: int = 0,
+               long_lines: str = "split", on_long: Optional[Callable[[], None]] = None) -> Iterator[str]:
+    """The non-blank lines of a UTF-8 file, stripped; invalid UTF-8 names the file and line.
+
+    A line longer than ``max_chars`` (0: no limit) is split into pieces of at most ``max_chars``
+    characters, at a space where there is one ("split"), or cut to its first piece ("truncate");
+    ``on_long`` is called once per such line.
+    """
+    for _, text in numbered_lines(path, "text", on_bytes):
+        text = text.strip()
+        if not text:
+            continue
+        if max_chars and len(text) > max_chars:
+            if on_long is not None:
+                on_long()
+            pieces = split_long_line(text, max_chars)
+            yield from pieces[:1] if long_lines == "truncate" else pieces
+        else:
+            yield text
+
+
+def split_long_line(text: str, max_chars: int) -> List[str]:
+    """``text`` in pieces of at most ``max_chars`` characters, cut at the last space before the limit if any."""
+    pieces = []
+    while len(text) > max_chars:
+        cut = text.rfind(" ", max_chars // 2, max_chars + 1)
+        cut = cut if cut > 0 else max_chars
+        pieces.append(text[:cut].strip())
+        text = text[cut:].strip()
+    if text:
+        pieces.append(text)
+    return [piece for piece in pieces if piece]
 
 
 class SelectionSampler:
@@ -206,15 +232,23 @@ def _bar(cfg: PrepareConfig, total: int, desc: str, unit: str = "line", **kw) ->
 # --------------------------------------------------------------------------------------------------
 
 
-def count_lines(cfg: PrepareConfig) -> Dict[str, Dict[str, int]]:
-    """Step 1: non-blank lines per language and file; every input error is raised here, before writing."""
+def _lines(cfg: PrepareConfig, path: Path, **kw) -> Iterator[str]:
+    return text_lines(path, max_chars=cfg.max_line_chars, long_lines=cfg.long_lines, **kw)
+
+
+def count_lines(cfg: PrepareConfig, long_lines: Optional[Counter] = None) -> Dict[str, Dict[str, int]]:
+    """Step 1: non-blank lines per language and file (after splitting over-long lines, which are counted
+    per language in ``long_lines``); every input error is raised here, before writing."""
     total_bytes = sum(p.stat().st_size for s in cfg.sources for p in s.files.values())
     counts: Dict[str, Dict[str, int]] = {}
+    long_lines = Counter() if long_lines is None else long_lines
     with _bar(cfg, total_bytes, "check", unit="B", unit_scale=True, leave=False) as bar:
         for source in cfg.sources:
             counts[source.lang] = {}
+            long_lines[source.lang] += 0
             for part, path in source.files.items():
-                n = sum(1 for _ in text_lines(path, bar.update))
+                on_long = lambda lang=source.lang: long_lines.update([lang])  # noqa: E731
+                n = sum(1 for _ in _lines(cfg, path, on_bytes=bar.update, on_long=on_long))
                 if n == 0:
                     raise BalkdError(f"{path}: file is empty (no non-blank line) for language '{source.lang}'")
                 counts[source.lang][part] = n
@@ -253,14 +287,14 @@ def _routed_lines(cfg: PrepareConfig, source: LanguageSource, sizes: Dict[str, i
                   rng: random.Random) -> Iterator[Tuple[str, str]]:
     """(split, line) for every non-blank line, in file order."""
     if source.presplit:
-        for split in SPLITS:
-            for line in text_lines(source.files[split]):
+        for split in LM_SPLITS:
+            for line in _lines(cfg, source.files[split]):
                 yield split, line
         return
     n_eval = sizes["valid"] + sizes["test"]
     held_out = SelectionSampler(n_eval, sizes["train"] + n_eval, rng)
     valid = SelectionSampler(sizes["valid"], n_eval, rng)
-    for line in text_lines(source.files["all"]):
+    for line in _lines(cfg, source.files["all"]):
         yield ("valid" if valid.take() else "test") if held_out.take() else "train", line
 
 
@@ -274,7 +308,7 @@ def split_and_sample(cfg: PrepareConfig, sizes: Dict[str, Dict[str, int]], sampl
             rng = random.Random(f"{cfg.seed}:{lang}")
             normalize = _normalizer(cfg, lang)
             sampler = RepeatingSampler(sample_sizes[lang], sizes[lang]["train"], rng)
-            outs = {split: open(text_dir / f"{lang}.{split}.txt", "w", encoding="utf-8") for split in SPLITS}
+            outs = {split: open(text_dir / f"{lang}.{split}.txt", "w", encoding="utf-8") for split in LM_SPLITS}
             try:
                 for split, line in _routed_lines(cfg, source, sizes[lang], rng):
                     line = normalize(line)
@@ -318,7 +352,7 @@ def encode(cfg: PrepareConfig, sizes: Dict[str, Dict[str, int]], model: Path, te
     total = sum(n for s in sizes.values() for n in s.values())
     with _bar(cfg, total, "encode") as bar:
         for lang in sizes:
-            for split in SPLITS:
+            for split in LM_SPLITS:
                 counts = train_counts if split == "train" else None
                 src, dst = text_dir / f"{lang}.{split}.txt", text_dir / f"{lang}.{split}.spm"
                 with open(src, encoding="utf-8") as fin, open(dst, "w", encoding="utf-8") as fout:
@@ -396,7 +430,7 @@ def binarize(cfg: PrepareConfig, sizes: Dict[str, Dict[str, int]], dictionary, t
         for lang in sizes:
             (out / lang).mkdir()
             stats[lang] = {}
-            for split in SPLITS:
+            for split in LM_SPLITS:
                 prefix = str(out / lang / split)
                 builder = indexed_dataset.make_builder(
                     indexed_dataset.data_file_path(prefix), impl="mmap", vocab_size=len(dictionary))
@@ -422,7 +456,8 @@ def prepare(cfg: PrepareConfig, out: Path) -> dict:
     Every input check runs (step 1) before anything is written. Returns the statistics (stats.json).
     """
     cfg.validate()
-    counts = count_lines(cfg)
+    long_lines: Counter = Counter()
+    counts = count_lines(cfg, long_lines)
     sizes = split_sizes(cfg, counts)
     train_lines = {lang: s["train"] for lang, s in sizes.items()}
     sample_sizes = sp_sample_sizes(train_lines, cfg.sp_alpha, cfg.sp_sample_sentences)
@@ -442,6 +477,7 @@ def prepare(cfg: PrepareConfig, out: Path) -> dict:
         "languages": {
             s.lang: {**split_stats[s.lang], "sp_sample_lines": sample_sizes[s.lang],
                      "normalized_punctuation": s.lang in cfg.normalize_punct,
+                     "long_lines": long_lines[s.lang],
                      "inputs": {part: str(path) for part, path in s.files.items()}}
             for s in cfg.sources
         },
@@ -449,11 +485,10 @@ def prepare(cfg: PrepareConfig, out: Path) -> dict:
         "sentencepiece": {"vocab_size": _spm_size(out / "spm.model"), "requested_vocab_size": cfg.vocab_size,
                           "alpha": cfg.sp_alpha, "sample_lines": sum(sample_sizes.values()),
                           "sample_cap": cfg.sp_sample_sentences, "character_coverage": cfg.character_coverage},
+        "long_lines": {"max_chars": cfg.max_line_chars, "mode": cfg.long_lines},
         "seed": cfg.seed,
     }
-    with open(out / "stats.json", "w", encoding="utf-8") as f:
-        json.dump(stats, f, indent=2, ensure_ascii=False)
-        f.write("\n")
+    write_json(out / "stats.json", stats)
     return stats
 
 
@@ -465,13 +500,19 @@ def _spm_size(model: Path) -> int:
 
 def format_stats(stats: dict) -> str:
     """The per-language table printed by balkd-prepare."""
-    header = f"{'lang':<8}" + "".join(f"{split + ' lines':>13}{split + ' tokens':>14}" for split in SPLITS)
+    header = f"{'lang':<8}" + "".join(f"{split + ' lines':>13}{split + ' tokens':>14}" for split in LM_SPLITS)
     header += f"{'spm sample':>12}"
     rows = [header]
     for lang, s in stats["languages"].items():
-        row = f"{lang:<8}" + "".join(f"{s[split]['lines']:>13,}{s[split]['tokens']:>14,}" for split in SPLITS)
+        row = f"{lang:<8}" + "".join(f"{s[split]['lines']:>13,}{s[split]['tokens']:>14,}" for split in LM_SPLITS)
         rows.append(row + f"{s['sp_sample_lines']:>12,}")
     sp = stats["sentencepiece"]
+    long = {lang: s.get("long_lines", 0) for lang, s in stats["languages"].items()}
+    if any(long.values()):
+        limit = stats.get("long_lines", {})
+        action = "cut to their first" if limit.get("mode") == "truncate" else "split into pieces of at most"
+        rows.append(f"long lines {action} {limit.get('max_chars')} characters: "
+                    + ", ".join(f"{lang} {n:,}" for lang, n in long.items() if n))
     rows.append(f"sentencepiece: {sp['vocab_size']} pieces (asked {sp['requested_vocab_size']}), sample "
                 f"{sp['sample_lines']:,} lines, alpha {sp['alpha']}; dictionary: {stats['dictionary_size']} entries")
     return "\n".join(rows)

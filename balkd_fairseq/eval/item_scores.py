@@ -17,13 +17,12 @@ paired. The report reads these files; nothing else does. Array names are ``<key>
 A group's metric over a resample of items is recomputed from sums (accuracy = sum correct / sum total;
 F1 = 2 sum tp / (sum pred + sum gold); MRR = mean rr; MLM-PPL = exp(mean nll); PPPL = exp(sum pppl_nll / sum pppl_count)).
 """
-import os
-import tempfile
 from typing import Dict
 
 import numpy as np
 
 from ..errors import BalkdError
+from ..outputs import atomic_write
 
 LM_ITEMS = "lm_items.npz"
 PROBE_ITEMS = "probe_items.npz"
@@ -31,17 +30,8 @@ PROBE_ITEMS = "probe_items.npz"
 
 def write_items(path: str, arrays: Dict[str, np.ndarray]) -> None:
     """Write ``arrays`` atomically to ``path`` (an ``.npz``)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".npz.tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_write(path, "wb") as f:
+        np.savez_compressed(f, **arrays)
 
 
 def read_items(path: str) -> Dict[str, np.ndarray]:

@@ -401,7 +401,7 @@ def comparisons_csv(comparisons: List[Comparison]) -> str:
     return out.getvalue()
 
 
-def plot_png(models: List[Model], metrics: List[Metric], languages: Sequence[str], path: str) -> None:
+def plot_png(models: List[Model], metrics: List[Metric], languages: Sequence[str], path) -> None:
     """Grouped bars per language and model (mean over runs, error bars: std over runs), one panel per metric."""
     import matplotlib
 
@@ -430,5 +430,5 @@ def plot_png(models: List[Model], metrics: List[Metric], languages: Sequence[str
         ax.set_xticklabels(languages, rotation=90 if len(languages) > 20 else 0)
     axes[0, 0].legend(loc="best", fontsize="small")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, format="png")
     plt.close(fig)

@@ -1,11 +1,10 @@
 """Small helpers shared by the ``balkd-eval-lm`` / ``balkd-probe`` / ``balkd-report`` commands."""
-import json
 import os
-import tempfile
 from typing import List, Tuple
 
 from ..errors import BalkdError
 from ..files import read_json as read_json_file
+from ..outputs import write_json as write_json_file
 
 LM_RESULTS = "lm.json"
 PROBING_RESULTS = "probe.json"
@@ -36,13 +35,7 @@ def parse_named_path(value: str, flag: str) -> Tuple[str, str]:
 
 def write_json(path: str, payload: dict) -> None:
     """Write ``payload`` atomically (a crash never leaves a half-written results file)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(payload, f, indent=2, sort_keys=False)
-        f.write("\n")
-    os.replace(tmp, path)
+    write_json_file(path, payload)
 
 
 def read_json(path: str) -> dict:

@@ -40,6 +40,7 @@ from ..data.language_batches import LanguageBatchedDataset
 from ..data.mask_origin import MaskOriginDataset
 from ..data.subset_dataset import IndexedSubsetDataset
 from ..errors import BalkdError
+from ..task_run import start_task_run
 from ..teacher_manifest import MANIFEST_KEY, check_resumed_manifest
 
 logger = logging.getLogger(__name__)
@@ -108,6 +109,16 @@ class BalancedDistillTask(MaskedLMTask):
     """Balanced multilingual masked-LM training; language ids route samples to their teacher."""
 
     cfg: BalancedDistillConfig
+
+    @classmethod
+    def add_args(cls, parser):
+        start_task_run()  # fairseq-train chose this task: one-line errors from its start-up checks on
+        super().add_args(parser)
+
+    @classmethod
+    def setup_task(cls, cfg, **kwargs):
+        start_task_run()  # one-line errors, atomic checkpoints, --save-dir lock: for runs of this task only
+        return super().setup_task(cfg, **kwargs)
 
     def __init__(self, cfg: BalancedDistillConfig, dictionary=None):
         super().__init__(cfg, dictionary)

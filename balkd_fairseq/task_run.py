@@ -1,0 +1,112 @@
+"""What a run of one of the plugin's tasks sets up for itself, and nothing at import time.
+
+``fairseq-train`` / ``fairseq-hydra-train`` import the plugin for every run that names
+``--user-dir``, whatever the task; only when one of the plugin's tasks is set up does
+:func:`start_task_run` (called from the task's ``setup_task``, and from ``add_args`` so that errors
+of fairseq's own start-up checks such as an unwritable ``--save-dir`` are covered too):
+
+* install the one-line error handling (:func:`balkd_fairseq.errors.install_error_handling`);
+* make fairseq's checkpoint saving atomic (:mod:`balkd_fairseq.atomic_checkpoints`);
+* lock the run's ``--save-dir`` (:mod:`balkd_fairseq.locks`) and refuse one it cannot write;
+* stop fairseq's data prefetch thread before the interpreter exits (see :func:`stop_prefetch_threads`).
+"""
+import atexit
+import logging
+import os
+import queue
+import sys
+import threading
+import time
+
+from .errors import BalkdError, install_error_handling
+
+logger = logging.getLogger(__name__)
+
+_started = False
+
+
+def start_task_run() -> None:
+    """Idempotent; see the module docstring."""
+    global _started
+    install_error_handling()
+    if _started:
+        return
+    _started = True
+    from .atomic_checkpoints import enable_atomic_checkpoint_copies
+
+    enable_atomic_checkpoint_copies()
+    atexit.register(stop_prefetch_threads)
+    cfg = fairseq_run_config()
+    if cfg is not None and _is_master(cfg):
+        save_dir = cfg.checkpoint.save_dir
+        check_writable_dir(save_dir, "--save-dir")
+        from .locks import hold_directory_lock
+
+        hold_directory_lock(save_dir, "--save-dir")
+
+
+def fairseq_run_config():
+    """The FairseqConfig of the ``fairseq_cli.train.main`` that is setting up the task, if any.
+
+    fairseq passes only the task's part of the config to ``setup_task``; the save directory is in the
+    caller's ``cfg``. None when the task is set up by other code (evaluation, export, tests).
+    """
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "main" and frame.f_globals.get("__name__") == "fairseq_cli.train":
+            cfg = frame.f_locals.get("cfg")
+            return cfg if hasattr(cfg, "checkpoint") else None
+        frame = frame.f_back
+    return None
+
+
+def _is_master(cfg) -> bool:
+    from fairseq import distributed_utils
+
+    return distributed_utils.is_master(cfg.distributed_training)
+
+
+def check_writable_dir(path: str, flag: str) -> None:
+    """Refuse a directory this process cannot create or write, before any work."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as err:
+        raise BalkdError(f"{flag}: cannot create {path}: {err.strerror}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise BalkdError(f"{flag}: {path} is not writable (checkpoints could not be saved)")
+
+
+def stop_prefetch_threads(timeout: float = 30.0) -> None:
+    """End fairseq's ``BackgroundConsumer`` data prefetch threads and wait for them.
+
+    With ``--data-buffer-size`` > 0 fairseq prefetches batches in a daemon thread. A run that stops at
+    ``--max-update`` in the middle of an epoch leaves it producing a batch while the interpreter shuts
+    down; when it is inside torch code at that moment the process aborts ("terminate called without
+    an active exception", exit 134) after a successful run. Registered with ``atexit`` (which runs
+    before the interpreter tears anything down): tell each thread to stop after its current item,
+    empty its queue so that it is never blocked on a full one, and join it.
+    """
+    consumer_class = getattr(sys.modules.get("fairseq.data.iterators"), "BackgroundConsumer", None)
+    if consumer_class is None:
+        return
+    deadline = time.monotonic() + timeout
+    for thread in threading.enumerate():
+        if isinstance(thread, consumer_class) and thread.is_alive():
+            _stop_consumer(thread, deadline)
+
+
+def _stop_consumer(thread, deadline: float) -> None:
+    thread._max_len = 0  # BackgroundConsumer stops once count >= _max_len, checked after each item
+    while thread.is_alive() and time.monotonic() < deadline:
+        _drain(thread._queue)
+        thread.join(0.01)
+    if thread.is_alive():
+        logger.warning("the data prefetch thread did not stop in time")
+
+
+def _drain(items: queue.Queue) -> None:
+    while True:
+        try:
+            items.get_nowait()
+        except queue.Empty:
+            return
