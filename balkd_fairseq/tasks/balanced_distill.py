@@ -204,6 +204,10 @@ class BalancedDistillTask(MaskedLMTask):
     def data_root(self) -> str:
         return utils.split_paths(self.cfg.data)[0]
 
+    @staticmethod
+    def _data_root(cfg) -> str:  # kept for teacher_cache.py until it uses data_fingerprint()
+        return utils.split_paths(cfg.data)[0]
+
     @property
     def train_subset_name(self) -> str:
         """``--train-subset`` (fairseq's ``dataset.train_subset``); 'train' when built outside fairseq-train."""
