@@ -255,8 +255,8 @@ class BalancedDistillTask(MaskedLMTask):
 
         Sample ``i`` of a language's dataset is the one a batch addresses with ``sample_ids == i``.
         """
-        if split not in self._parts:
-            self.load_dataset(split, epoch=epoch)
+        if split not in self._parts:  # combined as fairseq-train combines: the training subset only
+            self.load_dataset(split, epoch=epoch, combine=self.base_split(split) == self.train_subset_name)
         self.dataset(split).set_epoch(epoch)  # what fairseq's iterator does before a batch is drawn
         return list(self._parts[split])
 
