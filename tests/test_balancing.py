@@ -69,3 +69,38 @@ def test_draw_is_identical_in_another_process():
 def test_unknown_mode_is_rejected():
     with pytest.raises(ValueError):
         target_sizes(SIZES, "bogus")
+
+
+def test_language_draws_are_draw_epochs_columns():
+    from balkd_fairseq.data.subset_dataset import LanguageDraw
+
+    counts = target_sizes(SIZES, "subsample")
+    for per_epoch in (False, True):
+        draws = [LanguageDraw(str(i), i, size, count, 7, per_epoch, "subsample")
+                 for i, (size, count) in enumerate(zip(SIZES, counts))]
+        for epoch in (1, 2, 5):
+            expected = draw_epoch(SIZES, "subsample", seed=7, epoch=epoch if per_epoch else 1)
+            for draw, indices in zip(draws, expected):
+                assert np.array_equal(draw.indices(epoch), indices)
+
+
+def test_epoch_subset_redraws_in_place_and_says_so_to_fairseq():
+    import torch
+    from fairseq.data import ListDataset, NestedDictionaryDataset
+
+    from balkd_fairseq.data.subset_dataset import EpochSubsetDataset, LanguageDraw
+
+    items = [torch.full((n,), n) for n in range(1, 41)]
+    base = ListDataset(items, sizes=np.array([len(t) for t in items]))
+    per_epoch = EpochSubsetDataset(base, LanguageDraw("de", 0, 40, 10, 3, True, "subsample"), epoch=1)
+    nested = NestedDictionaryDataset({"x": per_epoch}, sizes=[per_epoch.sizes])
+    first = [int(per_epoch[i][0]) for i in range(10)]
+    nested.set_epoch(2)
+    second = [int(per_epoch[i][0]) for i in range(10)]
+    assert first != second and len(per_epoch) == 10
+    assert np.array_equal(nested.sizes[0], second)  # the sizes fairseq batches by follow the draw
+    assert not per_epoch.can_reuse_epoch_itr_across_epochs
+    fixed = EpochSubsetDataset(base, LanguageDraw("de", 0, 40, 10, 3, False, "subsample"), epoch=1)
+    before = [int(fixed[i][0]) for i in range(10)]
+    fixed.set_epoch(2)
+    assert [int(fixed[i][0]) for i in range(10)] == before and fixed.can_reuse_epoch_itr_across_epochs

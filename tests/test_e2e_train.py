@@ -1,19 +1,41 @@
 """fairseq-train end to end with the plugin: distillation, resume, from_pretrained, baselines, errors, DDP."""
 import os
+import shutil
 
 import pytest
 import torch
 
 import balkd_fairseq  # noqa: F401  (allowlists what fairseq checkpoints contain)
 
-from helpers import (TINY_ARCH, distill_args, json_log_records, run_balkd_train, run_fairseq_train)
+from helpers import (TINY_ARCH, distill_args, json_log_records, make_tiny_data, run_balkd_train, run_fairseq_train)
+
+
+def load_without_data(checkpoint, tmp_path, name="checkpoint_best.pt"):
+    """from_pretrained on a folder holding only the checkpoint and dict.txt (the caller removed DATA)."""
+    from fairseq.models.roberta import RobertaModel
+
+    folder = tmp_path / "model"
+    folder.mkdir(exist_ok=True)
+    shutil.copy(checkpoint, folder / name)
+    hub = RobertaModel.from_pretrained(str(folder), name, data_name_or_path=str(folder), bpe=None)
+    tokens = hub.task.source_dictionary.encode_line("aa1 aa2 x0", add_if_not_exist=False).long()
+    assert hub.extract_features(tokens).shape == (1, 4, 32)
+    return hub
+
+
+def without_data(data, tmp_path):
+    """dict.txt kept beside the model folder, then the whole DATA tree removed."""
+    (tmp_path / "model").mkdir(exist_ok=True)
+    shutil.copy(data / "dict.txt", tmp_path / "model" / "dict.txt")
+    shutil.rmtree(data)
 
 pytestmark = pytest.mark.slow
 
 
 def test_distill_resume_and_from_pretrained(tiny_data, teacher_spec, tmp_path):
+    data = shutil.copytree(tiny_data, tmp_path / "data")  # removed at the end: the student loads without it
     save, tb = tmp_path / "student", tmp_path / "tb"
-    first = run_fairseq_train(distill_args(tiny_data, save, teacher_spec, updates=6,
+    first = run_fairseq_train(distill_args(data, save, teacher_spec, updates=6,
                                            extra=["--tensorboard-logdir", str(tb), "--valid-subset", "valid,valid_aa,valid_bb"]))
     records = json_log_records(first.stdout, "train_inner")
     assert [r["num_updates"] for r in records] == ["1", "2", "3", "4", "5", "6"]
@@ -24,15 +46,19 @@ def test_distill_resume_and_from_pretrained(tiny_data, teacher_spec, tmp_path):
     assert state["criterion"] is None if "criterion" in state else True
     assert not any(k.startswith("teacher") for k in state["model"])
 
-    resumed = run_fairseq_train(distill_args(tiny_data, save, teacher_spec, updates=9))
+    resumed = run_fairseq_train(distill_args(data, save, teacher_spec, updates=9))
     assert "Loaded checkpoint" in resumed.stdout + resumed.stderr
     assert [r["num_updates"] for r in json_log_records(resumed.stdout, "train_inner")] == ["7", "8", "9"]
 
     from fairseq.models.roberta import RobertaModel
 
-    hub = RobertaModel.from_pretrained(str(save), "checkpoint_last.pt", data_name_or_path=str(tiny_data), bpe=None)
+    hub = RobertaModel.from_pretrained(str(save), "checkpoint_last.pt", data_name_or_path=str(data), bpe=None)
     tokens = hub.task.source_dictionary.encode_line("aa1 aa2 x0", add_if_not_exist=False).long()
     assert hub.extract_features(tokens).shape == (1, 4, 32)
+    assert hub.task.languages == ["aa", "bb"]
+
+    without_data(data, tmp_path)  # Ours: the distilled student, only dict.txt beside it
+    assert load_without_data(save / "checkpoint_last.pt", tmp_path).task.languages == ["aa", "bb"]
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -41,14 +67,47 @@ def test_distill_resume_and_from_pretrained(tiny_data, teacher_spec, tmp_path):
     assert "loss" in EventAccumulator(str(tb / "valid_bb")).Reload().Tags()["scalars"]
 
 
-def test_hard_label_baseline_needs_no_teachers(tiny_data, tmp_path):
+@pytest.mark.parametrize("balance", ["none", "subsample"])  # HL and HL-balanced
+def test_hard_label_baseline_needs_no_teachers_and_loads_without_data(tmp_path, balance):
+    data = make_tiny_data(tmp_path / "data", {"aa": 60, "bb": 20})
     proc = run_fairseq_train([
-        str(tiny_data), "--task", "balanced_distill", "--balance", "none", "--criterion", "masked_lm", *TINY_ARCH,
+        str(data), "--task", "balanced_distill", "--balance", balance, "--criterion", "masked_lm", *TINY_ARCH,
         "--tokens-per-sample", "32", "--batch-size", "8", "--optimizer", "adam", "--lr", "0.001", "--max-update", "3",
         "--save-dir", str(tmp_path / "hl"), "--cpu", "--required-batch-size-multiple", "1", "--log-format", "json", "--log-interval", "1", "--num-workers", "0",
     ])
     assert len(json_log_records(proc.stdout, "train_inner")) == 3
     assert "teacher for" not in proc.stdout + proc.stderr  # no teacher was loaded
+
+    # the checkpoint fairseq saved records the discovered languages and the dictionary's hash
+    from balkd_fairseq.data.dictionary_hash import dict_file_sha256, recorded_dictionary_sha256, recorded_languages
+    from fairseq import checkpoint_utils
+
+    state = checkpoint_utils.load_checkpoint_to_cpu(str(tmp_path / "hl" / "checkpoint_best.pt"))
+    assert recorded_languages(state) == ["aa", "bb"]
+    assert recorded_dictionary_sha256(state) == dict_file_sha256(str(data / "dict.txt"))
+
+    without_data(data, tmp_path)
+    hub = load_without_data(tmp_path / "hl" / "checkpoint_best.pt", tmp_path)
+    assert hub.task.languages == ["aa", "bb"]
+
+
+def test_checkpoint_that_records_no_languages_still_loads(tmp_path):
+    """Checkpoints written before languages and the dictionary hash were recorded: languages unknown, model loads."""
+    data = make_tiny_data(tmp_path / "data", {"aa": 30, "bb": 20})
+    run_fairseq_train([
+        str(data), "--task", "balanced_distill", "--criterion", "masked_lm", *TINY_ARCH, "--tokens-per-sample", "32",
+        "--batch-size", "8", "--optimizer", "adam", "--lr", "0.001", "--max-update", "1", "--save-dir", str(tmp_path / "s"),
+        "--cpu", "--num-workers", "0", "--disable-validation",
+    ])
+    state = torch.load(tmp_path / "s" / "checkpoint_last.pt", weights_only=True)
+    state["cfg"]["task"]["languages"] = ""
+    for key in ("train_subset", "reset_data_settings"):
+        state["cfg"]["task"].pop(key)
+    state["task_state"] = {}
+    torch.save(state, tmp_path / "old.pt")
+    without_data(data, tmp_path)
+    hub = load_without_data(tmp_path / "old.pt", tmp_path)
+    assert hub.task.languages == []
 
 
 @pytest.mark.parametrize("extra,message", [

@@ -17,7 +17,7 @@ import torch
 import balkd_fairseq  # noqa: F401  (allowlists what fairseq checkpoints contain)
 from balkd_fairseq import atomic_checkpoints
 
-from helpers import USER_DIR, distill_args, json_log_records, run_fairseq_train
+from helpers import TINY_ARCH, USER_DIR, distill_args, json_log_records, run_fairseq_train
 
 LOSS_KEYS = ("loss", "distill_loss", "hard_loss", "distill_aa", "distill_bb", "gnorm")
 SAVE_EVERY = 5
@@ -121,3 +121,48 @@ def test_a_copy_killed_midway_leaves_the_previous_checkpoint_intact(tmp_path, mo
     assert PathManager.copy(str(src), str(dst), overwrite=True)
     assert dst.read_bytes() == src.read_bytes() and sorted(p.name for p in tmp_path.iterdir()) == [
         "checkpoint_1_10.pt", "checkpoint_last.pt"]
+
+
+# ----------------------------------------------------------------------------- resuming with other data settings
+def hard_label_args(data, save, updates, extra=()):
+    return [str(data), "--task", "balanced_distill", "--criterion", "masked_lm", *TINY_ARCH, "--tokens-per-sample", "32",
+            "--batch-size", "2", "--optimizer", "adam", "--lr", "0.001", "--max-update", str(updates),
+            "--save-dir", str(save), "--cpu", "--seed", "1", "--num-workers", "0", "--disable-validation",
+            "--no-epoch-checkpoints", "--required-batch-size-multiple", "1", *extra]
+
+
+@pytest.mark.slow
+def test_resume_with_changed_data_settings_is_refused_unless_reset(tiny_data, tmp_path):
+    save = tmp_path / "s"
+    run_fairseq_train(hard_label_args(tiny_data, save, 2))
+    last = save / "checkpoint_last.pt"
+    before = last.read_bytes()
+    for extra, flag, old, new in [
+        (["--balance", "upsample"], "--balance", "subsample", "upsample"),
+        (["--languages", " bb , aa "], "--languages", "aa,bb", "bb,aa"),
+        (["--sampling-alpha", "0.5"], "--sampling-alpha", 0.3, 0.5),
+        (["--batch-by-language"], "--batch-by-language", False, True),
+    ]:
+        proc = run_fairseq_train(hard_label_args(tiny_data, save, 4, extra), check=False)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        assert proc.stderr.strip().splitlines()[-1] == (
+            f"balkd-fairseq: error: cannot resume {last} with {flag} {new!r}: the run was started with {old!r} "
+            "(pass --reset-data-settings to continue with the new value on purpose)"
+        )
+        assert last.read_bytes() == before
+    resumed = run_fairseq_train(hard_label_args(tiny_data, save, 4, ["--balance", "upsample", "--reset-data-settings"]))
+    assert f"Loaded checkpoint {last} (epoch 1 @ 2 updates)" in resumed.stdout
+    assert torch.load(last, weights_only=True)["cfg"]["task"]["balance"] == "upsample"
+
+
+@pytest.mark.slow
+def test_resume_of_a_checkpoint_without_recorded_settings_is_refused(tiny_data, tmp_path):
+    save = tmp_path / "s"
+    run_fairseq_train(hard_label_args(tiny_data, save, 1))
+    state = torch.load(save / "checkpoint_last.pt", weights_only=True)
+    state["cfg"]["task"]["languages"] = ""
+    state["task_state"] = {}
+    torch.save(state, save / "checkpoint_last.pt")
+    proc = run_fairseq_train(hard_label_args(tiny_data, save, 2), check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "does not record its data settings" in proc.stderr.strip().splitlines()[-1]

@@ -12,15 +12,20 @@ from helpers import make_tiny_data
 
 
 def make_task(data, **overrides):
-    cfg = BalancedDistillConfig(data=str(data), tokens_per_sample=32, seed=1, **overrides)
+    cfg = BalancedDistillConfig(data=str(data), **{"tokens_per_sample": 32, "seed": 1, **overrides})
     return BalancedDistillTask.setup_task(cfg)
 
 
 def epoch_samples(task, split, epoch, batch_size=4):
-    """(lang_id, unmasked token tuple) of every sample, in the order fairseq's iterator yields them."""
-    task.load_dataset(split, epoch=epoch)
-    itr = task.get_batch_iterator(task.dataset(split), max_sentences=batch_size, seed=1, epoch=epoch,
-                                  disable_iterator_cache=True).next_epoch_itr(shuffle=True)
+    """(lang_id, unmasked token tuple) of every sample, in the order fairseq's iterator yields them.
+
+    The split is loaded once, as fairseq-train loads the training subset: later epochs come from
+    the same dataset through fairseq's epoch iterator (``set_epoch``), not from a reload.
+    """
+    if split not in task.datasets:
+        task.load_dataset(split, epoch=epoch)
+    itr = task.get_batch_iterator(task.dataset(split), max_sentences=batch_size, seed=1,
+                                  epoch=epoch).next_epoch_itr(shuffle=True)
     pad = task.source_dictionary.pad()
     out = []
     for batch in itr:
@@ -65,7 +70,10 @@ def test_subsample_per_epoch_is_balanced_and_redrawn(tiny_data):
     assert Counter(first) == expected_samples(task, 1)
     assert Counter(second) == expected_samples(task, 2)
     assert Counter(s for s in first if s[0] == 0) != Counter(s for s in second if s[0] == 0)
-    assert task.has_sharded_data("train") and not task.has_sharded_data("valid")
+    task.load_dataset("valid")
+    assert not task.dataset("train").can_reuse_epoch_itr_across_epochs  # fairseq re-batches it every epoch
+    assert task.dataset("valid").can_reuse_epoch_itr_across_epochs
+    assert not task.has_sharded_data("train")  # no "sharded" trick: fairseq_cli asks this for the literal "train"
 
 
 def test_none_uses_all_data(tiny_data):
@@ -73,7 +81,7 @@ def test_none_uses_all_data(tiny_data):
     samples = epoch_samples(task, "train", 1)
     sizes = {i: len(task.language_blocks("train", lang)) for i, lang in enumerate(task.languages)}
     assert Counter(lang for lang, _ in samples) == sizes
-    assert not task.has_sharded_data("train")
+    assert task.dataset("train").can_reuse_epoch_itr_across_epochs
 
 
 def test_per_language_valid_split(tiny_data):
@@ -123,3 +131,148 @@ def test_unknown_language_and_missing_dictionary(tiny_data, tmp_path):
     (tmp_path / "nodict" / "dict.txt").unlink()
     with pytest.raises(BalkdError, match="dict.txt"):
         make_task(tmp_path / "nodict")
+
+
+# ----------------------------------------------------------------------------- --train-subset
+def copy_with_train_subset(data, root, name):
+    """DATA with every language's train split renamed to ``name``."""
+    shutil.copytree(data, root)
+    for lang_dir in root.iterdir():
+        if lang_dir.is_dir():
+            for ext in ("bin", "idx"):
+                (lang_dir / f"train.{ext}").rename(lang_dir / f"{name}.{ext}")
+    return root
+
+
+@pytest.mark.parametrize("draw", ["fixed", "per_epoch"])
+def test_train_subset_other_is_balanced_exactly_as_train(tiny_data, tmp_path, draw):
+    other = copy_with_train_subset(tiny_data, tmp_path / "other", "other")
+    as_train = make_task(tiny_data, balance_draw=draw)
+    as_other = make_task(other, balance_draw=draw, train_subset="other")
+    assert as_other.train_subset_name == "other" and as_train.train_subset_name == "train"
+    smallest = len(as_train.language_blocks("train", "bb"))
+    for epoch in (1, 2):
+        samples = epoch_samples(as_other, "other", epoch)
+        assert Counter(lang for lang, _ in samples) == {0: smallest, 1: smallest}
+        assert samples == epoch_samples(as_train, "train", epoch)
+    assert Counter(epoch_samples(as_other, "other", 1)) == expected_samples(as_train, 1)
+
+
+def test_subset_other_than_train_subset_is_not_balanced(tiny_data):
+    task = make_task(tiny_data, train_subset="valid")
+    assert Counter(lang for lang, _ in epoch_samples(task, "train", 1)) == {
+        i: len(task.language_blocks("train", lang)) for i, lang in enumerate(task.languages)}
+
+
+# ----------------------------------------------------------------------------- languages
+def test_language_lists_are_stripped_hidden_directories_ignored(tiny_data, tmp_path):
+    data = tmp_path / "d"
+    shutil.copytree(tiny_data, data)
+    (data / ".ipynb_checkpoints").mkdir()
+    (data / ".git").mkdir()
+    assert make_task(data).languages == ["aa", "bb"]
+    assert make_task(data, languages=" bb , aa ").languages == ["bb", "aa"]
+
+
+@pytest.mark.parametrize("languages,match", [
+    ("aa,bb,aa", "lists language 'aa' twice"),
+    ("aa,b_b", "contains '_'"),
+    ("aa,.git", "starting with '.'"),
+])
+def test_bad_language_lists_are_refused(tiny_data, languages, match):
+    with pytest.raises(BalkdError, match=match):
+        make_task(tiny_data, languages=languages)
+
+
+def test_discovered_language_with_separator_is_refused(tiny_data, tmp_path):
+    data = tmp_path / "d"
+    shutil.copytree(tiny_data, data)
+    (data / "zh_Hans").mkdir()
+    with pytest.raises(BalkdError, match="'zh_Hans' contains '_'"):
+        make_task(data)
+
+
+# ----------------------------------------------------------------------------- settings
+@pytest.mark.parametrize("overrides,match", [
+    ({"sampling_alpha": float("nan")}, "--sampling-alpha must be a finite number"),
+    ({"sampling_alpha": -0.5}, "--sampling-alpha must be >= 0"),
+    ({"samples_per_language": -4}, "--samples-per-language must be >= 0"),
+    ({"mask_prob": 1.0}, r"--mask-prob must be in \(0, 1\)"),
+    ({"tokens_per_sample": 1}, "--tokens-per-sample must be >= 2"),
+    ({"leave_unmasked_prob": 0.6, "random_token_prob": 0.6}, "must be <= 1"),
+    ({"d2v2_multi": True}, "--d2v2-multi"),
+])
+def test_bad_settings_are_refused_at_setup(tiny_data, overrides, match):
+    with pytest.raises(BalkdError, match=match):
+        make_task(tiny_data, **overrides)
+
+
+def test_round_robin_data_directories_are_refused(tiny_data):
+    with pytest.raises(BalkdError, match="round-robin"):
+        make_task(f"{tiny_data}:{tiny_data}")
+
+
+@pytest.mark.parametrize("include_index,include_target_tokens", [(True, False), (False, True)])
+def test_inherited_net_input_flags_are_honoured(tiny_data, include_index, include_target_tokens):
+    task = make_task(tiny_data, include_index=include_index, include_target_tokens=include_target_tokens)
+    task.load_dataset("valid")
+    batch = task.dataset("valid").collater([task.dataset("valid")[i] for i in range(3)])
+    assert ("src_id" in batch["net_input"]) == include_index
+    assert ("target_tokens" in batch["net_input"]) == include_target_tokens
+    if include_index:
+        assert torch.equal(batch["net_input"]["src_id"], batch["id"])
+
+
+# ----------------------------------------------------------------------------- inference without data
+def test_built_for_inference_needs_only_the_dictionary(tiny_data, tmp_path):
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    shutil.copy(tiny_data / "dict.txt", model_dir / "dict.txt")
+    cfg = BalancedDistillConfig(data=str(model_dir), tokens_per_sample=32, seed=1, languages="bb,aa")
+    task = BalancedDistillTask.setup_task(cfg, from_checkpoint=True)
+    assert task.languages == ["bb", "aa"]
+    unknown = BalancedDistillTask.setup_task(BalancedDistillConfig(data=str(model_dir), seed=1), from_checkpoint=True)
+    assert unknown.languages == []
+    with pytest.raises(BalkdError, match="no languages"):
+        unknown.load_dataset("valid")  # data is looked for only when a split is loaded
+
+
+def test_task_records_languages_and_dictionary_hash(tiny_data):
+    from balkd_fairseq.data.dictionary_hash import DICTIONARY_HASH_KEY, dict_file_sha256
+
+    task = make_task(tiny_data, languages=" bb ,aa")
+    assert task.cfg.languages == "bb,aa"
+    assert task.state_dict()[DICTIONARY_HASH_KEY] == dict_file_sha256(str(tiny_data / "dict.txt"))
+
+
+# ----------------------------------------------------------------------------- the teacher cache's interface
+def test_sample_address_finds_the_sample_in_its_language_dataset(tiny_data):
+    task = make_task(tiny_data, balance_draw="per_epoch")
+    task.load_dataset("train", epoch=1)
+    for epoch in (1, 2):
+        itr = task.get_batch_iterator(task.dataset("train"), max_sentences=5, seed=1, epoch=epoch).next_epoch_itr()
+        batch = next(iter(itr))
+        address = task.sample_address(batch)
+        assert (address.split, address.epoch) == ("train", epoch)
+        parts = dict(task.language_datasets("train", epoch))
+        pad = task.source_dictionary.pad()
+        for row, (lang_id, sample_id) in enumerate(zip(address.lang_ids.tolist(), address.sample_ids.tolist())):
+            item = parts[lang_id][sample_id]
+            tokens = batch["net_input"]["src_tokens"][row]
+            assert torch.equal(tokens[tokens.ne(pad)], item["net_input.src_tokens"])
+            assert torch.equal(batch["target"][row][: len(item["target"])], item["target"])
+
+
+def test_data_fingerprint_sections(tiny_data, tmp_path):
+    task = make_task(tiny_data)
+    fingerprint = task.data_fingerprint({"train": [1], "valid": [1]})
+    assert set(fingerprint) == {"languages", "data", "masking", "balancing", "seed"}
+    assert set(fingerprint["data"]["files"]) == {"aa/train", "aa/valid", "bb/train", "bb/valid"}
+    assert fingerprint["languages"] == ["aa", "bb"] and fingerprint["seed"] == 1
+    assert fingerprint["balancing"]["balance"] == "subsample" and fingerprint["masking"]["tokens_per_sample"] == 32
+    other = tmp_path / "d"
+    shutil.copytree(tiny_data, other)
+    (other / "bb" / "valid.bin").write_bytes((other / "bb" / "valid.bin").read_bytes()[::-1])
+    changed = make_task(other).data_fingerprint({"train": [1], "valid": [1]})
+    assert changed["data"]["files"]["bb/valid"] != fingerprint["data"]["files"]["bb/valid"]
+    assert changed["data"]["files"]["aa/train"] == fingerprint["data"]["files"]["aa/train"]

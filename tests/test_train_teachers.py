@@ -1,9 +1,11 @@
 """balkd-train-teachers: one teacher per language, resumable, skips complete ones, writes teachers.json."""
 import json
+import shutil
 
 import pytest
 
-from balkd_fairseq.cli.train_teachers import main
+from balkd_fairseq.cli.train_teachers import language_subset_args, main
+from balkd_fairseq.data.dictionary_hash import dict_file_sha256
 from helpers import TINY_ARCH
 
 pytestmark = pytest.mark.slow
@@ -12,29 +14,47 @@ FLAGS = ["--", *TINY_ARCH, "--tokens-per-sample", "32", "--batch-size", "8", "--
          "--max-update", "2", "--cpu", "--required-batch-size-multiple", "1", "--disable-validation", "--num-workers", "0"]
 
 
+def snapshot(root):
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*")}
+
+
 def test_trains_each_language_then_skips_complete_ones(tiny_data, tmp_path, capsys):
+    data = shutil.copytree(tiny_data, tmp_path / "data")
+    for lang in ("aa", "bb"):
+        (data / lang / "dict.txt").unlink()  # only DATA/dict.txt: nothing is scattered for the teachers
+    before = snapshot(data)
     save = tmp_path / "teachers"
-    assert main([str(tiny_data), "--save-dir", str(save), *FLAGS]) == 0
+    assert main([str(data), "--save-dir", str(save), *FLAGS]) == 0
+    assert snapshot(data) == before, "balkd-train-teachers wrote into the input DATA directory"
     mapping = json.loads((save / "teachers.json").read_text())
     assert set(mapping) == {"aa", "bb"}
     for lang, path in mapping.items():
-        assert path == str(save / lang / "checkpoint_last.pt") and (save / lang / "dict.txt").is_file()
+        assert path == str(save / lang / "checkpoint_last.pt")
+        assert (save / lang / "dict.txt").read_bytes() == (data / "dict.txt").read_bytes()
+        done = json.loads((save / lang / "teacher_done.json").read_text())
+        assert done["dictionary_sha256"] == dict_file_sha256(str(data / "dict.txt"))
     stamp = (save / "aa" / "checkpoint_last.pt").stat().st_mtime_ns
 
     capsys.readouterr()
-    assert main([str(tiny_data), "--save-dir", str(save), *FLAGS]) == 0
+    assert main([str(data), "--save-dir", str(save), *FLAGS]) == 0
     assert "teacher for aa is complete; skipped" in capsys.readouterr().out
     assert (save / "aa" / "checkpoint_last.pt").stat().st_mtime_ns == stamp
 
     # different flags: the teacher is not complete for them, fairseq resumes from checkpoint_last.pt
     at = FLAGS.index("--max-update") + 1
     more = FLAGS[:at] + ["3"] + FLAGS[at + 1:]
-    assert main([str(tiny_data), "--save-dir", str(save), "--languages", "aa", *more]) == 0
+    assert main([str(data), "--save-dir", str(save), "--languages", "aa", *more]) == 0
     assert "Loaded checkpoint" in (save / "aa" / "train.log").read_text()
 
 
 def test_errors_name_the_problem(tiny_data, tmp_path, capsys):
     assert main([str(tiny_data), "--save-dir", str(tmp_path), "--languages", "aa,zz", *FLAGS]) == 2
-    assert "language 'zz' has no train split" in capsys.readouterr().err
+    assert "language 'zz' from --languages has no directory" in capsys.readouterr().err
     assert main([str(tiny_data), "--save-dir", str(tmp_path), "--", "--task", "masked_lm"]) == 2
     assert "balkd-train-teachers sets them" in capsys.readouterr().err
+
+
+def test_subsets_are_paths_inside_the_language_directory():
+    assert language_subset_args(["--lr", "1"], "de") == ["--train-subset", "de/train", "--valid-subset", "de/valid", "--lr", "1"]
+    assert language_subset_args(["--valid-subset=valid,test", "--train-subset", "big"], "de") == [
+        "--train-subset", "de/big", "--valid-subset", "de/valid,de/test"]

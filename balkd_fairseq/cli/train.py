@@ -20,6 +20,7 @@ import subprocess
 import sys
 from typing import Dict, List, Optional
 
+from ..data.languages import SUBSET_LANGUAGE_SEPARATOR, parse_languages, resolve_languages
 from ..errors import BalkdError
 from .common import run_cli
 
@@ -70,18 +71,18 @@ def visible_gpus() -> int:
 
 
 def per_language_valid(args: List[str]) -> Optional[str]:
-    """'valid,valid_de,valid_en' for a balanced_distill run without --valid-subset."""
+    """'valid,valid_de,valid_en' for a balanced_distill run without --valid-subset (the task's languages)."""
     if flag_value(args, "--task") != "balanced_distill" or has_flag(args, "--valid-subset"):
         return None
-    languages = flag_value(args, "--languages")
-    if languages:
-        langs = [lang for lang in languages.split(",") if lang]
+    spec = flag_value(args, "--languages") or ""
+    root = data_root(args)
+    if root is not None:
+        langs = resolve_languages(root, spec)
+    elif spec.strip(", "):
+        langs = parse_languages(spec)
     else:
-        root = data_root(args)
-        if root is None:
-            return None
-        langs = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
-    return ",".join(["valid"] + [f"valid_{lang}" for lang in langs])
+        return None
+    return ",".join(["valid"] + [f"valid{SUBSET_LANGUAGE_SEPARATOR}{lang}" for lang in langs])
 
 
 def data_root(args: List[str]) -> Optional[str]:

@@ -2,11 +2,15 @@
 
     balkd-train-teachers DATA --save-dir TEACHERS [--languages de,en] -- <fairseq-train model/optim flags>
 
-For every language it runs stock ``fairseq-train DATA/<lang> --task masked_lm --criterion masked_lm``
-(the shared DATA/dict.txt, copied into DATA/<lang>/ by balkd-prepare) with the flags after ``--``,
-saving to TEACHERS/<lang>/. It is resumable: an interrupted language resumes from its
-checkpoint_last.pt, and a language whose teacher is already complete (same flags) is skipped.
-At the end it writes TEACHERS/teachers.json, the ``--teachers`` mapping the student needs.
+For every language it runs stock ``fairseq-train DATA --task masked_lm --criterion masked_lm
+--train-subset <lang>/train --valid-subset <lang>/valid`` (so the shared DATA/dict.txt is read in
+place; a ``--train-subset``/``--valid-subset`` given after ``--`` names splits inside DATA/<lang>/)
+with the flags after ``--``, saving to TEACHERS/<lang>/. Nothing is written into DATA. The dictionary
+a teacher is trained with is copied beside its checkpoints (TEACHERS/<lang>/dict.txt), so the student
+can check it without the data, and its hash goes into TEACHERS/<lang>/teacher_done.json.
+It is resumable: an interrupted language resumes from its checkpoint_last.pt, and a language whose
+teacher is already complete (same flags) is skipped. At the end it writes TEACHERS/teachers.json,
+the ``--teachers`` mapping the student needs.
 """
 import argparse
 import hashlib
@@ -19,6 +23,8 @@ from typing import Dict, List, Optional
 
 from tqdm import tqdm
 
+from ..data.dictionary_hash import dict_file_sha256
+from ..data.languages import resolve_languages
 from ..errors import BalkdError
 from ..files import read_json
 from ..processes import run_child
@@ -34,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("data", help="data directory in the balanced_distill layout (DATA/dict.txt, DATA/<lang>/train.bin ...)")
     parser.add_argument("--save-dir", required=True, help="where teachers go: SAVE_DIR/<lang>/checkpoint_*.pt and SAVE_DIR/teachers.json")
-    parser.add_argument("--languages", default="", help="comma-separated languages (default: every subdirectory of DATA, sorted)")
+    parser.add_argument("--languages", default="",
+                        help="comma-separated languages (default: every subdirectory of DATA not starting with '.', sorted)")
     parser.add_argument("--use-checkpoint", choices=["last", "best"], default="last",
                         help="which checkpoint teachers.json points to: the final one (last) or the best validation one (best)")
     parser.add_argument("--force", action="store_true", help="retrain languages whose teacher is already complete")
@@ -50,17 +57,40 @@ def split_passthrough(argv: List[str]):
     return argv, []
 
 
-def languages_of(data: str, spec: str) -> List[str]:
+def languages_of(data: str, spec: str, train_subset: str = "train") -> List[str]:
     if not os.path.isfile(os.path.join(data, "dict.txt")):
         raise BalkdError(f"shared dictionary not found: {os.path.join(data, 'dict.txt')}")
-    langs = [l for l in spec.split(",") if l] if spec else sorted(
-        d for d in os.listdir(data) if os.path.isdir(os.path.join(data, d)))
-    if not langs:
-        raise BalkdError(f"no language subdirectories in {data}")
+    langs = resolve_languages(data, spec)
     for lang in langs:
-        if not os.path.isfile(os.path.join(data, lang, "train.idx")):
-            raise BalkdError(f"language {lang!r} has no train split: {os.path.join(data, lang, 'train.idx')} not found")
+        if not os.path.isfile(os.path.join(data, lang, f"{train_subset}.idx")):
+            raise BalkdError(f"language {lang!r} has no {train_subset} split: "
+                             f"{os.path.join(data, lang, train_subset + '.idx')} not found")
     return langs
+
+
+def subset_flags(fairseq_args: List[str]) -> dict:
+    """--train-subset / --valid-subset given after '--' (fairseq's defaults otherwise), and the other arguments."""
+    values = {"--train-subset": "train", "--valid-subset": "valid"}
+    rest, i = [], 0
+    while i < len(fairseq_args):
+        arg = fairseq_args[i]
+        flag, eq, value = arg.partition("=")
+        if flag in values and eq:
+            values[flag] = value
+        elif arg in values and i + 1 < len(fairseq_args):
+            values[arg] = fairseq_args[i + 1]
+            i += 1
+        else:
+            rest.append(arg)
+        i += 1
+    return {"train": values["--train-subset"], "valid": values["--valid-subset"], "rest": rest}
+
+
+def language_subset_args(fairseq_args: List[str], lang: str) -> List[str]:
+    """The flags for one teacher: its subsets as paths inside DATA (``<lang>/train``), the rest unchanged."""
+    subsets = subset_flags(fairseq_args)
+    valid = ",".join(f"{lang}/{name.strip()}" for name in subsets["valid"].split(",") if name.strip())
+    return ["--train-subset", f"{lang}/{subsets['train']}", "--valid-subset", valid, *subsets["rest"]]
 
 
 def run_signature(fairseq_args: List[str]) -> str:
@@ -75,21 +105,35 @@ def is_complete(lang_dir: str, signature: str) -> bool:
     return isinstance(record, dict) and record.get("signature") == signature
 
 
-def train_one(data: str, lang: str, lang_dir: str, fairseq_args: List[str]) -> None:
+def record_dictionary(data: str, lang_dir: str) -> str:
+    """Copy DATA/dict.txt beside the teacher's checkpoints (atomically); refuse one trained with another."""
+    source, target = os.path.join(data, "dict.txt"), os.path.join(lang_dir, "dict.txt")
+    digest = dict_file_sha256(source, "shared dictionary")
+    if os.path.isfile(target) and os.path.isfile(os.path.join(lang_dir, "checkpoint_last.pt")):
+        if dict_file_sha256(target, "teacher dictionary") != digest:
+            raise BalkdError(
+                f"{lang_dir} holds a teacher trained with another dictionary ({target} differs from {source}); "
+                "use another --save-dir"
+            )
+    partial = target + ".tmp"
+    shutil.copyfile(source, partial)
+    os.replace(partial, target)
+    return digest
+
+
+def train_one(data: str, lang: str, lang_dir: str, fairseq_args: List[str]) -> str:
+    """Train (or resume) one teacher; returns the hash of the dictionary it was trained with."""
     os.makedirs(lang_dir, exist_ok=True)
-    lang_data = os.path.join(data, lang)
-    dict_copy = os.path.join(lang_data, "dict.txt")
-    if not os.path.isfile(dict_copy):  # stock masked_lm reads DATA/<lang>/dict.txt
-        shutil.copyfile(os.path.join(data, "dict.txt"), dict_copy)
-    cmd = [sys.executable, "-m", "fairseq_cli.train", lang_data, "--user-dir", PLUGIN_DIR,
-           "--task", "masked_lm", "--criterion", "masked_lm", "--save-dir", lang_dir, *fairseq_args]
+    digest = record_dictionary(data, lang_dir)
+    cmd = [sys.executable, "-m", "fairseq_cli.train", data, "--user-dir", PLUGIN_DIR,
+           "--task", "masked_lm", "--criterion", "masked_lm", "--save-dir", lang_dir,
+           *language_subset_args(fairseq_args, lang)]
     log_path = os.path.join(lang_dir, "train.log")
     with open(log_path, "a", encoding="utf-8") as log:
         returncode = run_child(cmd, stdout=log, stderr=subprocess.STDOUT)  # ends with this command
     if returncode != 0:
         raise BalkdError(f"teacher for language {lang!r} failed (exit {returncode}); see {log_path}")
-    # the dictionary next to the checkpoint lets the student check it symbol by symbol
-    shutil.copyfile(os.path.join(data, "dict.txt"), os.path.join(lang_dir, "dict.txt"))
+    return digest
 
 
 def teacher_checkpoint(lang_dir: str, which: str) -> str:
@@ -104,16 +148,16 @@ def _main(argv: Optional[List[str]]) -> int:
     args = build_parser().parse_args(own)
     if any(a in ("--save-dir", "--task", "--criterion") for a in fairseq_args):
         raise BalkdError("do not pass --save-dir, --task or --criterion after '--': balkd-train-teachers sets them")
-    langs = languages_of(args.data, args.languages)
+    langs = languages_of(args.data, args.languages, subset_flags(fairseq_args)["train"])
     signature = run_signature(fairseq_args)
     mapping: Dict[str, str] = {}
     for lang in tqdm(langs, desc="teachers", unit="lang"):
         lang_dir = os.path.join(args.save_dir, lang)
         if args.force or not is_complete(lang_dir, signature):
             tqdm.write(f"training teacher for {lang} (log: {os.path.join(lang_dir, 'train.log')})")
-            train_one(args.data, lang, lang_dir, fairseq_args)
+            digest = train_one(args.data, lang, lang_dir, fairseq_args)
             with open(os.path.join(lang_dir, DONE_FILE), "w", encoding="utf-8") as f:
-                json.dump({"signature": signature, "fairseq_args": fairseq_args}, f, indent=1)
+                json.dump({"signature": signature, "fairseq_args": fairseq_args, "dictionary_sha256": digest}, f, indent=1)
         else:
             tqdm.write(f"teacher for {lang} is complete; skipped")
         mapping[lang] = teacher_checkpoint(lang_dir, args.use_checkpoint)

@@ -6,12 +6,13 @@ for exactly one teacher forward per batch. Within a language the order is fairse
 epoch iterator.
 """
 import numpy as np
-from fairseq.data import SortDataset
+
+from .epoch_order import EpochShuffledDataset
 
 
-class LanguageBatchedDataset(SortDataset):
-    def __init__(self, dataset, sort_order, sample_langs: np.ndarray):
-        super().__init__(dataset, sort_order=sort_order)
+class LanguageBatchedDataset(EpochShuffledDataset):
+    def __init__(self, dataset, seed: int, epoch: int, reshuffle: bool, sample_langs: np.ndarray):
+        super().__init__(dataset, seed=seed, epoch=epoch, reshuffle=reshuffle)
         self.sample_langs = np.asarray(sample_langs)
 
     def batch_by_size(self, indices, max_tokens=None, max_sentences=None, required_batch_size_multiple=1):

@@ -7,6 +7,9 @@ teachers' outputs in an offline teacher cache (see ``balkd_fairseq/teacher_cache
 is the one the dataset itself was set to, so it is right in DataLoader workers and for validation
 (which fairseq always runs at epoch 1).
 """
+from dataclasses import dataclass
+
+import torch
 from fairseq.data import FairseqDataset
 
 
@@ -29,3 +32,23 @@ class MaskOriginDataset(FairseqDataset):
 
     def collater(self, samples):
         return {"split": self.split, "epoch": self.epoch}
+
+
+@dataclass(frozen=True)
+class SampleAddress:
+    """Where a batch's samples come from, as the offline teacher cache files them.
+
+    ``split`` is the base split (``valid`` also for ``valid_de``), ``epoch`` the epoch its masks were
+    drawn for, ``lang_ids[i]`` the language of sample ``i`` (index into ``task.languages``) and
+    ``sample_ids[i]`` its index within that language's dataset of ``task.language_datasets(split, epoch)``.
+    """
+
+    split: str
+    epoch: int
+    lang_ids: torch.Tensor
+    sample_ids: torch.Tensor
+
+    @classmethod
+    def of(cls, sample: dict) -> "SampleAddress":
+        origin = sample["mask_origin"]
+        return cls(str(origin["split"]), int(origin["epoch"]), sample["lang_id"], sample["id"])

@@ -1,9 +1,10 @@
 """Scoring a masked LM on deterministic masks of ``DATA/<lang>/<split>``.
 
-Blocks are built as fairseq's ``masked_lm`` task builds them, then fairseq's ``MaskTokensDataset``
-masks them with a fixed seed and every chosen position replaced by ``<mask>`` (no random or kept
-tokens), so every model sharing ``DATA/dict.txt`` is scored on identical masks. Only masked positions
-whose gold token is a real token count (``<s>``, ``</s>`` and ``<pad>`` never do).
+Blocks are built by the training task's own loading (``data/blocks.py``: fairseq's ``masked_lm``
+pipeline), then fairseq's ``MaskTokensDataset`` masks them with a fixed seed and every chosen position
+replaced by ``<mask>`` (no random or kept tokens), so every model sharing ``DATA/dict.txt`` is scored
+on identical masks. Only masked positions whose gold token is a real token count (``<s>``, ``</s>``
+and ``<pad>`` never do).
 """
 import hashlib
 import os
@@ -12,15 +13,9 @@ from typing import Optional
 
 import numpy as np
 import torch
-from fairseq.data import (
-    MaskTokensDataset,
-    NestedDictionaryDataset,
-    PrependTokenDataset,
-    RightPadDataset,
-    TokenBlockDataset,
-    data_utils,
-)
+from fairseq.data import NestedDictionaryDataset, RightPadDataset
 
+from ..data.blocks import language_blocks, masked_pair, split_files
 from ..errors import BalkdError
 from .mrr import MaskedLMScores
 
@@ -34,14 +29,13 @@ class MaskingConfig:
     tokens_per_sample: int = 512
     sample_break_mode: str = "none"
     max_samples: int = 0  # 0 = every block of the split
+    leave_unmasked_prob: float = 0.0  # every chosen position becomes <mask>
+    random_token_prob: float = 0.0
 
 
 def split_prefix(data: str, lang: str, split: str) -> str:
     """``DATA/<lang>/<split>``, checked to hold a binarized data set."""
-    prefix = os.path.join(data, lang, split)
-    if not (os.path.isfile(prefix + ".bin") and os.path.isfile(prefix + ".idx")):
-        raise BalkdError(f"language {lang!r} has no {split} split: {prefix}.{{bin,idx}} not found")
-    return prefix
+    return split_files(data, lang, split)
 
 
 def masked_dataset(prefix: str, dictionary, cfg: MaskingConfig) -> NestedDictionaryDataset:
@@ -49,18 +43,10 @@ def masked_dataset(prefix: str, dictionary, cfg: MaskingConfig) -> NestedDiction
     mask_idx = dictionary.index("<mask>")
     if mask_idx == dictionary.unk():
         raise BalkdError("the model's dictionary has no <mask> symbol; is this a masked-LM checkpoint?")
-    tokens = data_utils.load_indexed_dataset(prefix, dictionary)
-    if tokens is None or len(tokens) == 0:
-        raise BalkdError(f"empty or unreadable data set: {prefix}.bin")
-    blocks = TokenBlockDataset(
-        tokens, tokens.sizes, cfg.tokens_per_sample - 1, pad=dictionary.pad(), eos=dictionary.eos(),
-        break_mode=cfg.sample_break_mode,
-    )
-    blocks = PrependTokenDataset(blocks, dictionary.bos())
-    src, tgt = MaskTokensDataset.apply_mask(
-        blocks, dictionary, pad_idx=dictionary.pad(), mask_idx=mask_idx, seed=cfg.seed,
-        mask_prob=cfg.mask_prob, leave_unmasked_prob=0.0, random_token_prob=0.0,
-    )
+    data_dir, split = os.path.split(prefix)
+    root, lang = os.path.split(data_dir)
+    blocks = language_blocks(root, lang, split, dictionary, cfg)
+    src, tgt = masked_pair(blocks, dictionary, mask_idx, cfg, cfg.seed)
     return NestedDictionaryDataset(
         {
             "net_input": {"src_tokens": RightPadDataset(src, pad_idx=dictionary.pad())},

@@ -5,54 +5,61 @@ Data layout (what ``balkd-prepare`` or fairseq-preprocess per language writes)::
     DATA/dict.txt                          one dictionary shared by every language and teacher
     DATA/<lang>/{train,valid,test}.{bin,idx}
 
-Masking and targets are exactly fairseq's ``masked_lm`` (this task subclasses it), so the stock
+Each language's blocks are loaded by fairseq's own ``masked_lm`` loading (see ``data/blocks.py``) and
+masked exactly as fairseq's ``masked_lm`` masks them (this task subclasses it), so the stock
 ``--criterion masked_lm`` trains the hard-label baselines and ``--criterion multi_teacher_distill``
 trains the student. Every sample carries ``sample["lang_id"]`` (index into ``task.languages``).
+
+The training subset (``--train-subset``) is balanced across languages; with ``--balance-draw
+per_epoch`` its draw, and for every balancing its batch order, change with the epoch (fairseq
+re-batches it every epoch because the dataset says its epoch iterator cannot be reused).
+
+Built for inference (``from_pretrained``, ``load_model_ensemble``) the task needs only
+``DATA/dict.txt``: the languages are the ones the checkpoint recorded, and data is looked for only
+when a split is loaded. Every checkpoint records the resolved language list (``cfg.task.languages``)
+and the dictionary's hash (``task_state["dictionary_sha256"]``).
 """
 import logging
+import math
 import os
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import numpy as np
-from fairseq.data import (
-    ConcatDataset,
-    IdDataset,
-    MaskTokensDataset,
-    NestedDictionaryDataset,
-    NumelDataset,
-    NumSamplesDataset,
-    RightPadDataset,
-    PrependTokenDataset,
-    RawLabelDataset,
-    SortDataset,
-    TokenBlockDataset,
-    data_utils,
-)
+from fairseq import utils
+from fairseq.data import ConcatDataset, IdDataset, NestedDictionaryDataset, NumelDataset, NumSamplesDataset, RawLabelDataset, RightPadDataset
 from fairseq.data.encoders.utils import get_whole_word_mask
-from fairseq.data.shorten_dataset import maybe_shorten_dataset
 from fairseq.dataclass import ChoiceEnum
 from fairseq.tasks import register_task
 from fairseq.tasks.masked_lm import MaskedLMConfig, MaskedLMTask
+from omegaconf import II, OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
 
-from ..data.balancing import BALANCE_DRAWS, BALANCE_MODES, draw_epoch
+from ..data.balancing import BALANCE_DRAWS, BALANCE_MODES, target_sizes
+from ..data.blocks import language_blocks, masked_pair
+from ..data.dictionary_hash import DICTIONARY_HASH_KEY, dictionary_sha256
+from ..data.epoch_order import EpochShuffledDataset
+from ..data.fingerprint import masking_fingerprint
 from ..data.language_batches import LanguageBatchedDataset
-from ..data.mask_origin import MaskOriginDataset
-from ..data.subset_dataset import IndexedSubsetDataset
+from ..data.languages import resolve_languages, split_and_language
+from ..data.mask_origin import MaskOriginDataset, SampleAddress
+from ..data.resume_settings import RESUME_SETTINGS, check_resume_settings, resumed_checkpoint
+from ..data.subset_dataset import EpochSubsetDataset, LanguageDraw
 from ..errors import BalkdError
 from ..task_run import start_task_run
 from ..teacher_manifest import MANIFEST_KEY, check_resumed_manifest
 
 logger = logging.getLogger(__name__)
 
-PER_LANGUAGE_PREFIX = "_"  # valid_<lang>, test_<lang>
+DEFAULT_TRAIN_SUBSET = "train"  # fairseq's --train-subset default
 
 
 @dataclass
 class BalancedDistillConfig(MaskedLMConfig):
     languages: str = field(
         default="",
-        metadata={"help": "comma-separated languages to train on (default: every subdirectory of DATA, sorted)"},
+        metadata={"help": "comma-separated languages to train on (default: every subdirectory of DATA not starting "
+                          "with '.', sorted); codes cannot contain '_'. Checkpoints record the resolved list"},
     )
     balance: ChoiceEnum(BALANCE_MODES) = field(
         default="subsample",
@@ -71,7 +78,7 @@ class BalancedDistillConfig(MaskedLMConfig):
         },
     )
     sampling_alpha: float = field(
-        default=0.3, metadata={"help": "exponent of temperature sampling (--balance temperature), as XLM-R"}
+        default=0.3, metadata={"help": "exponent of temperature sampling (--balance temperature), as XLM-R; >= 0"}
     )
     samples_per_language: int = field(
         default=0,
@@ -102,6 +109,64 @@ class BalancedDistillConfig(MaskedLMConfig):
             "set than its teacher manifest records); without it such a resume is an error"
         },
     )
+    reset_data_settings: bool = field(
+        default=False,
+        metadata={
+            "help": "resume from a checkpoint whose data settings differ from this run's (languages, "
+            "--train-subset, --balance, --balance-draw, --sampling-alpha, --samples-per-language, "
+            "--tokens-per-sample, --sample-break-mode, shortening, --batch-by-language, --seed) or that "
+            "records none (older checkpoints); without it such a resume is an error"
+        },
+    )
+    train_subset: str = II("dataset.train_subset")
+
+
+def check_settings(cfg) -> None:
+    """The numeric settings' ranges, checked once for every entry point (fairseq-train, hydra, balkd-*)."""
+
+    def finite(name, value):
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            raise BalkdError(f"--{name.replace('_', '-')} must be a finite number, got {value!r}")
+        return value
+
+    def at_least(name, low):
+        if finite(name, getattr(cfg, name)) < low:
+            raise BalkdError(f"--{name.replace('_', '-')} must be >= {low}, got {getattr(cfg, name)!r}")
+
+    def probability(name, low_open=False, high_open=False):
+        value = finite(name, getattr(cfg, name))
+        if value < 0 or value > 1 or (low_open and value == 0) or (high_open and value == 1):
+            bounds = f"{'(' if low_open else '['}0, 1{')' if high_open else ']'}"
+            raise BalkdError(f"--{name.replace('_', '-')} must be in {bounds}, got {value!r}")
+
+    at_least("sampling_alpha", 0)
+    at_least("samples_per_language", 0)
+    at_least("tokens_per_sample", 2)  # one position is <s>
+    at_least("mask_multiple_length", 1)
+    at_least("mask_stdev", 0)
+    probability("mask_prob", low_open=True, high_open=True)
+    probability("leave_unmasked_prob")
+    probability("random_token_prob")
+    if cfg.leave_unmasked_prob + cfg.random_token_prob > 1:
+        raise BalkdError(
+            f"--leave-unmasked-prob + --random-token-prob must be <= 1, got {cfg.leave_unmasked_prob} + "
+            f"{cfg.random_token_prob}"
+        )
+    if getattr(cfg, "d2v2_multi", False):
+        raise BalkdError("--d2v2-multi (data2vec's multi-modal batches) is not supported by --task balanced_distill")
+    if len(utils.split_paths(cfg.data)) > 1:
+        raise BalkdError(
+            f"DATA {cfg.data!r} contains {os.pathsep!r}: --task balanced_distill reads one data directory "
+            "(fairseq's round-robin over ':'-separated directories is not supported; rename a path with ':')"
+        )
+
+
+def _root_config(cfg):
+    """The whole run's config a task config belongs to (what fairseq's trainer saves), or None."""
+    if not OmegaConf.is_config(cfg):
+        return None
+    parent = cfg._get_parent()
+    return parent if parent is not None and "task" in parent else None
 
 
 @register_task("balanced_distill", dataclass=BalancedDistillConfig)
@@ -115,136 +180,169 @@ class BalancedDistillTask(MaskedLMTask):
         start_task_run()  # fairseq-train chose this task: one-line errors from its start-up checks on
         super().add_args(parser)
 
-    @classmethod
-    def setup_task(cls, cfg, **kwargs):
-        start_task_run()  # one-line errors, atomic checkpoints, --save-dir lock: for runs of this task only
-        return super().setup_task(cfg, **kwargs)
-
-    def __init__(self, cfg: BalancedDistillConfig, dictionary=None):
+    def __init__(self, cfg: BalancedDistillConfig, dictionary=None, for_inference: bool = False):
         super().__init__(cfg, dictionary)
-        self.languages: List[str] = self._resolve_languages(cfg)
-        self._blocks = {}  # (split, lang) -> token blocks, built once per process
+        self.state.merge_state_dict({DICTIONARY_HASH_KEY: dictionary_sha256(self.dictionary)})
+        self._blocks = {}  # (split, lang, combine) -> token blocks, built once per process
+        self._parts = {}  # loaded split -> [(lang_id, masked dataset of that language)]
+        if for_inference:
+            # only the dictionary is needed; the languages are the ones the checkpoint recorded (if any)
+            # (unchecked: a checkpoint written before the codes were checked must still load)
+            self.languages: List[str] = [lang.strip() for lang in str(cfg.languages or "").split(",") if lang.strip()]
+            return
+        check_settings(cfg)
+        self.languages = resolve_languages(self.data_root, cfg.languages)
+        self._record_languages()
+        self._check_resume()
+
+    @classmethod
+    def setup_task(cls, cfg, from_checkpoint=False, **kwargs):
+        if not from_checkpoint:  # loading a model for inference changes nothing in the process
+            start_task_run()  # one-line errors, atomic checkpoints, --save-dir lock: for runs of this task only
+        return cls(cfg, cls.load_dict(cfg), for_inference=from_checkpoint)
 
     @classmethod
     def load_dict(cls, cfg):
-        path = os.path.join(cls._data_root(cfg), "dict.txt")
+        path = os.path.join(utils.split_paths(cfg.data)[0], "dict.txt")
         if not os.path.isfile(path):
             raise BalkdError(f"shared dictionary not found: {path} (expected DATA/dict.txt next to DATA/<lang>/)")
         return super().load_dict(cfg)
 
+    @property
+    def data_root(self) -> str:
+        return utils.split_paths(self.cfg.data)[0]
+
     @staticmethod
-    def _data_root(cfg) -> str:
-        return cfg.data.split(os.pathsep)[0]
+    def _data_root(cfg) -> str:  # kept for teacher_cache.py until it uses data_fingerprint()
+        return utils.split_paths(cfg.data)[0]
 
-    def _resolve_languages(self, cfg) -> List[str]:
-        root = self._data_root(cfg)
-        if cfg.languages:
-            languages = [lang.strip() for lang in cfg.languages.split(",") if lang.strip()]
-        else:
-            languages = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
-        if not languages:
-            raise BalkdError(f"no languages: {root} has no language subdirectories and --languages is empty")
-        for lang in languages:
-            if not os.path.isdir(os.path.join(root, lang)):
-                raise BalkdError(f"language {lang!r} from --languages has no directory {os.path.join(root, lang)}")
-        if len(set(languages)) != len(languages):
-            raise BalkdError(f"--languages lists a language twice: {','.join(languages)}")
-        return languages
+    @property
+    def train_subset_name(self) -> str:
+        """``--train-subset`` (fairseq's ``dataset.train_subset``); 'train' when built outside fairseq-train."""
+        try:
+            name = self.cfg.train_subset
+        except OmegaConfBaseException:  # an interpolation with no run config to resolve it in
+            return DEFAULT_TRAIN_SUBSET
+        if not isinstance(name, str) or not name or name.startswith("${"):
+            return DEFAULT_TRAIN_SUBSET
+        return name
 
-    def has_sharded_data(self, split):
-        # fairseq reloads (and re-batches) a split every epoch only when it is "sharded": that is
-        # how each epoch gets a fresh balanced draw in a freshly shuffled order.
-        return split == self.train_subset_name and self.cfg.balance != "none"
+    # ------------------------------------------------------------------ what checkpoints record
+    def _record_languages(self) -> None:
+        """Write the resolved languages into this task's config and the run config fairseq saves."""
+        value = ",".join(self.languages)
+        root = _root_config(self.cfg)
+        for node in [self.cfg] + ([root.task] if root is not None else []):
+            if OmegaConf.is_config(node):
+                with open_dict(node):
+                    node.languages = value
+            else:
+                node.languages = value
+
+    def resume_settings(self) -> dict:
+        """The settings a resumed run must share with its checkpoint (see ``data/resume_settings.py``)."""
+        values = {name: getattr(self.cfg, name, None) for name in RESUME_SETTINGS}
+        values.update(languages=",".join(self.languages), train_subset=self.train_subset_name)
+        return values
+
+    def _check_resume(self) -> None:
+        root = _root_config(self.cfg)
+        if root is None or "checkpoint" not in root or self.cfg.reset_data_settings:
+            return
+        path = resumed_checkpoint(root.checkpoint)
+        if path is not None:
+            check_resume_settings(path, self.resume_settings(), self.state.state_dict[DICTIONARY_HASH_KEY])
+
+    # ------------------------------------------------------------------ public data interface
+    def sample_address(self, sample) -> SampleAddress:
+        """Split, mask epoch, languages and per-language sample ids of a batch (the teacher cache's address)."""
+        return SampleAddress.of(sample)
+
+    def language_datasets(self, split: str, epoch: int) -> List[Tuple[int, object]]:
+        """``[(lang_id, dataset)]``: the masked per-language datasets of ``split`` at ``epoch``.
+
+        Sample ``i`` of a language's dataset is the one a batch addresses with ``sample_ids == i``.
+        """
+        if split not in self._parts:  # combined as fairseq-train combines: the training subset only
+            self.load_dataset(split, epoch=epoch, combine=self.base_split(split) == self.train_subset_name)
+        self.dataset(split).set_epoch(epoch)  # what fairseq's iterator does before a batch is drawn
+        return list(self._parts[split])
+
+    def data_fingerprint(self, splits) -> dict:
+        """Languages, data files, masking, balancing and seed that decide the samples of the base ``splits``."""
+        return masking_fingerprint(self.cfg, self.data_root, self._languages_for_data(), splits)
+
+    def base_split(self, subset: str) -> str:
+        """'valid_de' -> 'valid' (per-language subsets share their base split's masks)."""
+        return self._split_languages(subset)[0]
 
     # ------------------------------------------------------------------ data loading
-    def language_blocks(self, split: str, lang: str):
-        """Token blocks of one language and split, with <s> prepended (cached per process)."""
-        key = (split, lang)
-        if key not in self._blocks:
-            self._blocks[key] = self._load_language_blocks(split, lang)
-        return self._blocks[key]
+    def _languages_for_data(self) -> List[str]:
+        if not self.languages:  # built for inference from a checkpoint that recorded none
+            self.languages = resolve_languages(self.data_root, self.cfg.languages)
+        return self.languages
 
-    def _load_language_blocks(self, split: str, lang: str):
-        path = os.path.join(self._data_root(self.cfg), lang, split)
-        if not os.path.isfile(path + ".idx") or not os.path.isfile(path + ".bin"):
-            raise BalkdError(f"language {lang!r} has no {split} split: {path}.{{bin,idx}} not found")
-        if os.path.getsize(path + ".bin") == 0:
-            raise BalkdError(f"language {lang!r} has an empty {split} split: {path}.bin")
-        try:
-            dataset = data_utils.load_indexed_dataset(path, self.source_dictionary)
-        except Exception as err:
-            raise BalkdError(f"language {lang!r}: cannot read {path}.{{bin,idx}}: {err}") from None
-        if dataset is None or len(dataset) == 0:
-            raise BalkdError(f"language {lang!r} has an empty {split} split: {path}.bin")
-        dataset = maybe_shorten_dataset(
-            dataset, split, self.cfg.shorten_data_split_list, self.cfg.shorten_method,
-            self.cfg.tokens_per_sample, self.cfg.seed,
-        )
-        blocks = TokenBlockDataset(
-            dataset, dataset.sizes, self.cfg.tokens_per_sample - 1,
-            pad=self.source_dictionary.pad(), eos=self.source_dictionary.eos(),
-            break_mode=self.cfg.sample_break_mode,
-        )
-        return PrependTokenDataset(blocks, self.source_dictionary.bos())
+    def language_blocks(self, split: str, lang: str, combine: bool = False):
+        """Token blocks of one language and split, with <s> prepended (cached per process)."""
+        key = (split, lang, bool(combine))
+        if key not in self._blocks:
+            self._blocks[key] = language_blocks(self.data_root, lang, split, self.source_dictionary, self.cfg, combine)
+        return self._blocks[key]
 
     def load_dataset(self, split, epoch=1, combine=False, **kwargs):
         base_split, languages = self._split_languages(split)
-        blocks = [self.language_blocks(base_split, lang) for lang in languages]
         lang_ids = [self.languages.index(lang) for lang in languages]
-        if base_split == self.train_subset_name and self.cfg.balance != "none":
-            blocks = self._balanced(blocks, languages, lang_ids, epoch)
+        blocks = [self.language_blocks(base_split, lang, combine) for lang in languages]
+        balanced = base_split == self.train_subset_name and self.cfg.balance != "none"
+        if balanced:
+            blocks = self._balanced(blocks, languages, epoch)
         parts = [self._with_masks_and_lang(ds, lang_id, base_split) for ds, lang_id in zip(blocks, lang_ids)]
         dataset = ConcatDataset(parts)
         sample_langs = np.concatenate([np.full(len(p), i, dtype=np.int64) for i, p in zip(lang_ids, parts)])
-        self.datasets[split] = self._ordered(dataset, sample_langs, epoch)
+        self._parts[split] = list(zip(lang_ids, parts))
+        self.datasets[split] = self._ordered(dataset, sample_langs, epoch, reshuffle=balanced)
         logger.info(f"{split} (epoch {epoch}): {len(dataset)} samples over {len(languages)} language(s)")
-
-    train_subset_name = "train"
 
     def _split_languages(self, split: str):
         """'valid' -> all languages; 'valid_de' -> just de."""
-        if split in self.languages:
+        languages = self._languages_for_data()
+        if split in languages:
             raise BalkdError(f"split name {split!r} is a language; use {split}_<lang> style names")
-        for lang in self.languages:
-            suffix = PER_LANGUAGE_PREFIX + lang
-            if split.endswith(suffix) and len(split) > len(suffix):
-                return split[: -len(suffix)], [lang]
-        return split, list(self.languages)
+        base, lang = split_and_language(split, languages)
+        return (base, [lang]) if lang is not None else (split, list(languages))
 
-    def _balanced(self, blocks, languages, lang_ids, epoch):
+    def _balanced(self, blocks, languages, epoch):
         sizes = [len(ds) for ds in blocks]
-        draw_number = epoch if self.cfg.balance_draw == "per_epoch" else 1
-        draws = draw_epoch(
-            sizes, self.cfg.balance, self.cfg.seed, draw_number,
-            alpha=self.cfg.sampling_alpha, samples_per_language=self.cfg.samples_per_language or None,
+        counts = target_sizes(
+            sizes, self.cfg.balance, alpha=self.cfg.sampling_alpha,
+            samples_per_language=self.cfg.samples_per_language or None,
         )
-        for lang, size, drawn in zip(languages, sizes, draws):
-            logger.info(
-                f"balance={self.cfg.balance} epoch {epoch} (draw {draw_number}): {lang}: "
-                f"{size} samples -> {len(drawn)} sampled"
-            )
-        return [IndexedSubsetDataset(ds, idx) for ds, idx in zip(blocks, draws)]
+        per_epoch = self.cfg.balance_draw == "per_epoch"
+        draws = [
+            LanguageDraw(lang, position, size, count, int(self.cfg.seed), per_epoch, str(self.cfg.balance))
+            for position, (lang, size, count) in enumerate(zip(languages, sizes, counts))
+        ]
+        return [EpochSubsetDataset(ds, draw, epoch) for ds, draw in zip(blocks, draws)]
 
     def _with_masks_and_lang(self, dataset, lang_id: int, base_split: str = ""):
         mask_whole_words = (
             get_whole_word_mask(self.args, self.source_dictionary) if self.cfg.mask_whole_words else None
         )
-        src, tgt = MaskTokensDataset.apply_mask(
-            dataset, self.source_dictionary,
-            pad_idx=self.source_dictionary.pad(), mask_idx=self.mask_idx,
-            seed=self.cfg.seed + lang_id,  # distinct masks for index i of different languages
-            mask_prob=self.cfg.mask_prob, leave_unmasked_prob=self.cfg.leave_unmasked_prob,
-            random_token_prob=self.cfg.random_token_prob,
-            freq_weighted_replacement=self.cfg.freq_weighted_replacement,
-            mask_whole_words=mask_whole_words, mask_multiple_length=self.cfg.mask_multiple_length,
-            mask_stdev=self.cfg.mask_stdev, skip_masking=self.cfg.skip_masking,
-        )
+        # distinct masks for index i of different languages
+        src, tgt = masked_pair(dataset, self.source_dictionary, self.mask_idx, self.cfg, self.cfg.seed + lang_id,
+                               mask_whole_words)
         pad = self.source_dictionary.pad()
+        target = RightPadDataset(tgt, pad_idx=pad)
+        net_input = {"src_tokens": RightPadDataset(src, pad_idx=pad), "src_lengths": NumelDataset(src, reduce=False)}
+        if self.cfg.include_target_tokens:
+            net_input["target_tokens"] = target
+        if self.cfg.include_index:
+            net_input["src_id"] = IdDataset()
         return NestedDictionaryDataset(
             {
                 "id": IdDataset(),
-                "net_input": {"src_tokens": RightPadDataset(src, pad_idx=pad), "src_lengths": NumelDataset(src, reduce=False)},
-                "target": RightPadDataset(tgt, pad_idx=pad),
+                "net_input": net_input,
+                "target": target,
                 "nsentences": NumSamplesDataset(),
                 "ntokens": NumelDataset(src, reduce=True),
                 "lang_id": RawLabelDataset(np.full(len(src), lang_id, dtype=np.int64)),
@@ -253,12 +351,10 @@ class BalancedDistillTask(MaskedLMTask):
             sizes=[src.sizes],
         )
 
-    def _ordered(self, dataset, sample_langs, epoch):
-        with data_utils.numpy_seed(self.cfg.seed, epoch):
-            shuffle = np.random.permutation(len(dataset))
+    def _ordered(self, dataset, sample_langs, epoch, reshuffle: bool):
         if self.cfg.batch_by_language:
-            return LanguageBatchedDataset(dataset, sort_order=[shuffle, dataset.sizes], sample_langs=sample_langs)
-        return SortDataset(dataset, sort_order=[shuffle, dataset.sizes])
+            return LanguageBatchedDataset(dataset, self.cfg.seed, epoch, reshuffle, sample_langs=sample_langs)
+        return EpochShuffledDataset(dataset, self.cfg.seed, epoch, reshuffle)
 
     # ------------------------------------------------------------------ teachers
     def load_teachers(self):

@@ -1,0 +1,98 @@
+"""Resuming a ``balanced_distill`` run only with the data settings its checkpoint was written with.
+
+The iterator position fairseq stores in a checkpoint (epoch, batches done) means something only for
+the same epoch contents: the same languages, balancing, draw, block size, seed and batching. A
+changed setting would otherwise end in fairseq's "dataloader mismatch" traceback or, worse, silently
+train on other data. The check runs when the task is set up, before any data is read, against the
+``cfg.task`` the checkpoint recorded; ``--reset-data-settings`` (or fairseq's ``--reset-dataloader``,
+which starts the epoch over) lets a run continue with new settings on purpose.
+"""
+import logging
+import os
+import pickle
+from typing import Optional
+
+import torch
+
+from ..errors import BalkdError
+from .dictionary_hash import DICTIONARY_HASH_KEY
+from .fingerprint import plain
+
+logger = logging.getLogger(__name__)
+
+RESUME_SETTINGS = (
+    "languages", "train_subset", "balance", "balance_draw", "sampling_alpha", "samples_per_language",
+    "tokens_per_sample", "sample_break_mode", "shorten_method", "shorten_data_split_list",
+    "batch_by_language", "seed",
+)
+
+
+def flag_name(setting: str) -> str:
+    return "--" + setting.replace("_", "-")
+
+
+def resumed_checkpoint(checkpoint_cfg) -> Optional[str]:
+    """The checkpoint fairseq-train will resume from (as ``checkpoint_utils.load_checkpoint`` finds it), or None."""
+    suffix = getattr(checkpoint_cfg, "checkpoint_suffix", "") or ""
+    if getattr(checkpoint_cfg, "reset_dataloader", False):
+        return None
+    restore = checkpoint_cfg.restore_file
+    if restore == "checkpoint_last.pt":
+        path = os.path.join(checkpoint_cfg.save_dir, f"checkpoint_last{suffix}.pt")
+        if not os.path.exists(path):
+            return getattr(checkpoint_cfg, "continue_once", None)  # a fine-tune start resets the data loader
+    else:
+        path = restore.replace(".pt", suffix + ".pt")
+    return path if os.path.isfile(path) else None
+
+
+def _read_records(path: str) -> Optional[dict]:
+    """The checkpoint's recorded cfg.task and task_state, without reading its tensors (memory-mapped)."""
+    try:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError:  # not the zip format mmap needs
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError):
+        return None  # fairseq's own loading reports an unreadable checkpoint, by name
+    if not isinstance(state, dict):
+        return None
+    cfg = state.get("cfg") or {}
+    return {"task": dict(cfg.get("task") or {}) if isinstance(cfg, dict) else {},
+            "task_state": state.get("task_state") or {}}
+
+
+def _same(recorded, current) -> bool:
+    if isinstance(recorded, float) or isinstance(current, float):
+        try:
+            return float(recorded) == float(current)
+        except (TypeError, ValueError):
+            return False
+    return recorded == current
+
+
+def check_resume_settings(path: str, current: dict, dictionary_sha256: str) -> None:
+    """Refuse to resume ``path`` with ``current`` settings (name -> value) other than the recorded ones."""
+    records = _read_records(path)
+    if records is None:
+        return
+    if DICTIONARY_HASH_KEY not in records["task_state"] or not records["task"].get("languages"):
+        raise BalkdError(
+            f"{path} does not record its data settings (written by an older balkd-fairseq or another task), so "
+            "resuming it could silently change the data; it still loads for evaluation. Use a new --save-dir, "
+            "or pass --reset-data-settings to resume it with the current settings"
+        )
+    if records["task_state"][DICTIONARY_HASH_KEY] != dictionary_sha256:
+        raise BalkdError(
+            f"cannot resume {path}: it was trained with another dictionary (dict.txt sha256 "
+            f"{str(records['task_state'][DICTIONARY_HASH_KEY])[:12]}…, now {dictionary_sha256[:12]}…)"
+        )
+    for name in RESUME_SETTINGS:
+        if name not in records["task"]:
+            continue
+        recorded, now = plain(records["task"][name]), plain(current[name])
+        if not _same(recorded, now):
+            raise BalkdError(
+                f"cannot resume {path} with {flag_name(name)} {now!r}: the run was started with {recorded!r} "
+                "(pass --reset-data-settings to continue with the new value on purpose)"
+            )
