@@ -29,3 +29,24 @@ class MaskOriginDataset(FairseqDataset):
 
     def collater(self, samples):
         return {"split": self.split, "epoch": self.epoch}
+
+
+# --- PROVISIONAL (branch `soft`): the task helper's branch provides the real SampleAddress; keep theirs at merge.
+from dataclasses import dataclass  # noqa: E402
+
+import torch  # noqa: E402
+
+
+@dataclass(frozen=True)
+class SampleAddress:
+    """Where a batch's samples and masks come from: what a teacher cache is keyed by."""
+
+    split: str  # base split ('valid' for 'valid_de')
+    epoch: int  # the epoch the masks were drawn for
+    lang_ids: torch.Tensor  # [B] index into task.languages
+    sample_ids: torch.Tensor  # [B] index within the sample's language part of the split
+
+
+def sample_address(sample: dict) -> SampleAddress:
+    origin = sample["mask_origin"]
+    return SampleAddress(origin["split"], int(origin["epoch"]), sample["lang_id"], sample["id"])

@@ -1,0 +1,65 @@
+"""PROVISIONAL (branch `soft`): what decides a split's samples and masks, as a JSON-able dict.
+
+``BalancedDistillTask.data_fingerprint`` delegates here until the task helper's rewrite provides its
+own ``data_fingerprint``; keep theirs at merge (and drop this module if nothing else uses it).
+"""
+import hashlib
+import os
+from typing import Iterable
+
+from ..soft_labels.manifest import file_sha256
+
+MASKING_FIELDS = (
+    "tokens_per_sample", "sample_break_mode", "mask_prob", "leave_unmasked_prob", "random_token_prob",
+    "freq_weighted_replacement", "mask_whole_words", "mask_multiple_length", "mask_stdev", "skip_masking",
+    "shorten_method", "shorten_data_split_list",
+)
+BALANCING_FIELDS = ("balance", "balance_draw", "sampling_alpha", "samples_per_language")
+BIN_SAMPLE_BYTES = 1 << 20  # of DATA/<lang>/<split>.bin: the first, middle and last MiB are hashed
+
+
+def plain(value):
+    """Config values as JSON scalars (enums and omegaconf nodes to str, ints stay ints)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def _sampled_sha256(path: str) -> str:
+    """sha256 of a large file's size and its first, middle and last MiB (cheap for corpora of any size)."""
+    size = os.path.getsize(path)
+    digest = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as f:
+        for start in sorted({0, max(0, size // 2 - BIN_SAMPLE_BYTES // 2), max(0, size - BIN_SAMPLE_BYTES)}):
+            f.seek(start)
+            digest.update(f.read(BIN_SAMPLE_BYTES))
+    return digest.hexdigest()
+
+
+def data_files_fingerprint(root: str, languages, splits: Iterable[str]) -> dict:
+    """dict.txt hash and, per language and split, the .idx hash and the .bin size and sampled hash."""
+    files = {}
+    for lang in languages:
+        for split in sorted(splits):
+            prefix = os.path.join(root, lang, split)
+            if not os.path.isfile(prefix + ".idx") or not os.path.isfile(prefix + ".bin"):
+                files[f"{lang}/{split}"] = "missing"
+                continue
+            files[f"{lang}/{split}"] = {
+                "idx_sha256": file_sha256(prefix + ".idx"),
+                "bin_bytes": os.path.getsize(prefix + ".bin"),
+                "bin_sampled_sha256": _sampled_sha256(prefix + ".bin"),
+            }
+    return {"dict_sha256": file_sha256(os.path.join(root, "dict.txt")), "files": files}
+
+
+def task_fingerprint(task, splits: Iterable[str]) -> dict:
+    """Everything that decides which tokens are masked where, for the given base splits."""
+    cfg = task.cfg
+    return {
+        "languages": list(task.languages),
+        "data": data_files_fingerprint(task._data_root(cfg), task.languages, splits),
+        "masking": {name: plain(getattr(cfg, name, None)) for name in MASKING_FIELDS},
+        "balancing": {name: plain(getattr(cfg, name, None)) for name in BALANCING_FIELDS},
+        "seed": int(cfg.seed),
+    }
