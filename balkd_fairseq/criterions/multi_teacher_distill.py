@@ -14,7 +14,7 @@ worker's logging output has the same keys and shapes whatever languages its batc
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import List
+from typing import List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +23,7 @@ from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 
 from ..errors import BalkdError
-from ..soft_labels import SoftTargets
+from ..soft_labels import SoftLabelSource, SoftTargets
 from ..soft_labels.targets import row_dot
 
 logger = logging.getLogger(__name__)
@@ -52,7 +52,9 @@ class MultiTeacherDistillConfig(FairseqDataclass):
 
 @register_criterion("multi_teacher_distill", dataclass=MultiTeacherDistillConfig)
 class MultiTeacherDistillCriterion(FairseqCriterion):
-    def __init__(self, cfg: MultiTeacherDistillConfig, task):
+    def __init__(self, cfg: MultiTeacherDistillConfig, task, soft_labels: Optional[SoftLabelSource] = None):
+        """``soft_labels``: a source built elsewhere (tests, benchmarks); by default the task builds the one
+        its flags ask for."""
         super().__init__(task)
         if not cfg.temperature > 0 or not math.isfinite(cfg.temperature):
             raise BalkdError(f"--temperature must be > 0 and finite, got {cfg.temperature}")
@@ -60,11 +62,11 @@ class MultiTeacherDistillCriterion(FairseqCriterion):
             raise BalkdError(f"--hard-label-weight must be in [0, 1], got {cfg.hard_label_weight}")
         if cfg.topk < 0:
             raise BalkdError(f"--topk must be >= 0, got {cfg.topk}")
-        if not hasattr(task, "build_soft_label_source"):
+        if soft_labels is None and not hasattr(task, "build_soft_label_source"):
             raise BalkdError("--criterion multi_teacher_distill needs --task balanced_distill (samples must carry language ids)")
         self.cfg = cfg
         self.languages: List[str] = list(task.languages)
-        self.soft_labels = task.build_soft_label_source()
+        self.soft_labels = soft_labels if soft_labels is not None else task.build_soft_label_source()
         self.soft_labels.check_topk(cfg.topk)
 
     # ------------------------------------------------------------------ loss

@@ -244,14 +244,14 @@ def _last_layer_at_masked(layer, x: torch.Tensor, padding_mask: Optional[torch.T
     return y
 
 
-def masked_lm_logits(model, tokens: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
+def masked_lm_logits(model, tokens: torch.Tensor, masked: torch.Tensor, masked_last_layer: bool = True) -> torch.Tensor:
     """``model(tokens, masked_tokens=masked)[0]`` of a frozen teacher, skipping work nobody reads.
 
     Only the masked positions' outputs are used, so the last layer computes its attention
     queries, FFN and layer norms at those positions only (same numbers as fairseq's forward, up
     to float rounding). Models this does not recognise run their own forward.
     """
-    if not _masked_last_layer_supported(model):
+    if not masked_last_layer or not _masked_last_layer_supported(model):
         return model(tokens, masked_tokens=masked)[0]
     encoder = model.encoder.sentence_encoder
     padding_mask = tokens.eq(encoder.padding_idx)
