@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass, field
 from typing import List, Optional
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from fairseq import metrics, utils
@@ -150,13 +151,13 @@ class MultiTeacherDistillCriterion(FairseqCriterion):
         sums, counts, nonfinite = (sum(log[k] for log in logging_outputs if k in log) for k in LANGUAGE_VECTORS)
         if not torch.is_tensor(counts):
             return
-        host = torch.stack([counts, nonfinite.to(counts.dtype)]).cpu()
+        host_counts, host_nonfinite = torch.stack([counts, nonfinite.to(counts.dtype)]).cpu().numpy()
         means = sums / counts.clamp(min=1) / LN2
-        for lang_id in host[0].nonzero().view(-1).tolist():
-            metrics.log_scalar(f"{LANG_PREFIX}{self.languages[lang_id]}", means[lang_id], float(host[0, lang_id]), round=4)
-        for lang_id in host[1].nonzero().view(-1).tolist():
-            logger.warning(f"teacher for {self.languages[lang_id]!r} gave non-finite soft labels in {int(host[1, lang_id])} "
-                           "batch(es); its distill loss was skipped there")
+        for lang_id in np.flatnonzero(host_counts).tolist():
+            metrics.log_scalar(f"{LANG_PREFIX}{self.languages[lang_id]}", means[lang_id], float(host_counts[lang_id]), round=4)
+        for lang_id in np.flatnonzero(host_nonfinite).tolist():
+            logger.warning(f"teacher for {self.languages[lang_id]!r} gave non-finite soft labels in "
+                           f"{int(host_nonfinite[lang_id])} batch(es); its distill loss was skipped there")
 
     @staticmethod
     def logging_outputs_can_be_summed() -> bool:
