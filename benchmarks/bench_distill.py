@@ -16,6 +16,10 @@ step) through the real criterion classes, for each phase:
     distill_cache     --teacher-cache: soft labels read from a cache built for this batch (top --cache-topk)
     distill_offload   as distill_7 with --teacher-offload (without a GPU the swapping still runs: host-to-host copies)
 
+``--last-layer-rounds`` also times one teacher's forward on the mixed batch with the masked-positions-only
+last layer (``masked_lm_logits``) and with fairseq's own forward, interleaved, to decide whether that
+hand-written layer pays.
+
 Phases are interleaved round by round (so load from other processes hits all of them alike) and
 the median step time is reported. Ratios, all measured in this one run on the same batch:
 
@@ -50,8 +54,9 @@ sys.path.insert(0, str(REPO))
 import balkd_fairseq  # noqa: E402  (registers the task and criterion, checkpoint allowlist)
 from balkd_fairseq.criterions.multi_teacher_distill import MultiTeacherDistillConfig, MultiTeacherDistillCriterion  # noqa: E402
 from balkd_fairseq.tasks.balanced_distill import BalancedDistillConfig, BalancedDistillTask  # noqa: E402
-from balkd_fairseq.teacher_cache import build_cache  # noqa: E402
-from balkd_fairseq.teachers import TeacherRecord, TeacherSet  # noqa: E402
+from balkd_fairseq.soft_labels.cache import TeacherCache, build_cache  # noqa: E402
+from balkd_fairseq.soft_labels.manifest import TeacherRecord  # noqa: E402
+from balkd_fairseq.soft_labels.online import TeacherSet, masked_lm_logits  # noqa: E402
 
 PHASES = ["masked_lm", "distill_1", "distill_7_as_1", "distill_7", "distill_cache", "distill_offload"]
 TARGETS = {  # name: (numerator, denominator, target)
@@ -79,6 +84,9 @@ def parse_args(argv=None):
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where to train (auto = cuda if available)")
     p.add_argument("--phases", default=",".join(PHASES), help=f"comma-separated subset of {','.join(PHASES)}")
     p.add_argument("--no-memory", action="store_true", help="skip the per-phase peak-memory subprocesses")
+    p.add_argument("--last-layer-rounds", type=int, default=0, metavar="N",
+                   help="also time N interleaved rounds of one teacher forward with the masked-only last layer "
+                        "vs fairseq's forward (0 = skip)")
     p.add_argument("--memory-jobs", type=int, default=2, help="peak-memory subprocesses run at once (default: 2)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.add_argument("--markdown", metavar="FILE", help="also write the result table (Markdown, with the machine) to FILE")
@@ -157,14 +165,16 @@ def build_model(task, args, seed: int):
     return RobertaModel.build_model(model_args(args), task)
 
 
-def build_teachers(task, args, languages) -> TeacherSet:
+def build_teachers(task, args, languages, offload: bool = False) -> TeacherSet:
+    """Randomly initialised teachers; ``offload`` runs --teacher-offload's swapping even on CPU (host-to-host)."""
     models, records = {}, []
     for lang_id in range(len(task.languages)):
         if lang_id in languages:
             model = build_model(task, args, seed=100 + lang_id).eval().requires_grad_(False)
             models[lang_id] = model.to({"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.teacher_dtype])
         records.append(TeacherRecord(task.languages[lang_id], f"<random teacher {lang_id}>", f"{lang_id:064d}", "-"))
-    return TeacherSet(models, records, dtype=args.teacher_dtype, offload=False)
+    return TeacherSet(models, records, vocab_size=len(task.source_dictionary), sample_address=task.sample_address,
+                      dtype=args.teacher_dtype, offload=offload, offload_on_cpu=offload)
 
 
 def mixed_batch(task, args):
@@ -189,17 +199,15 @@ def criterion_for(phase: str, task, args, teachers_all=None, cache_dir=None):
 
         return MaskedLmLoss(MaskedLmConfig(tpu=False), task)
     if phase == "distill_cache":
-        return MultiTeacherDistillCriterion(MultiTeacherDistillConfig(teacher_cache=str(cache_dir)), task)
+        return MultiTeacherDistillCriterion(MultiTeacherDistillConfig(), task, soft_labels=TeacherCache.open(str(cache_dir), task))
     if phase == "distill_1":
         teachers = build_teachers(task, args, languages={0})
     elif phase == "distill_offload":
         # the same teachers (same seeds), offloaded; without an accelerator the swapping still runs (host-to-host)
-        teachers = build_teachers(task, args, range(args.languages))
-        teachers.offload = teachers.swap_on_cpu = True
+        teachers = build_teachers(task, args, range(args.languages), offload=True)
     else:
         teachers = teachers_all
-    task.load_teachers = lambda: teachers
-    return MultiTeacherDistillCriterion(MultiTeacherDistillConfig(topk=args.topk), task)
+    return MultiTeacherDistillCriterion(MultiTeacherDistillConfig(topk=args.topk), task, soft_labels=teachers)
 
 
 class Bench:
@@ -218,7 +226,7 @@ class Bench:
         cache_dir = workdir / "cache"
         if "distill_cache" in phases and not (cache_dir / "manifest.json").exists():
             build_cache(self.task, self.teachers or build_teachers(self.task, args, range(args.languages)), str(cache_dir),
-                        train_epochs=1, valid_splits=[], k=args.cache_topk, batch_size=args.batch, max_tokens=None,
+                        {"train": [1]}, k=args.cache_topk, batch_size=args.batch, max_tokens=None,
                         device=self.device, progress=False)
         self.phases = {}
         for phase in phases:
@@ -322,7 +330,7 @@ def memory_child(args) -> None:
 
 def offload_transfer(bench: Bench) -> dict:
     """What --teacher-offload moves per step (mixed batch: every teacher once) and the time of one teacher's copy."""
-    teachers = bench.phases["distill_offload"][0].teachers
+    teachers = bench.phases["distill_offload"][0].soft_labels
     lang_id = next((i for i in teachers.models if i != teachers._resident), 0)  # a teacher now in host memory
     host = teachers._host[lang_id]
     copies = []
@@ -335,6 +343,27 @@ def offload_transfer(bench: Bench) -> dict:
         del moved
     return {"bytes_per_teacher": teachers.parameter_bytes(lang_id), "teachers_per_mixed_step": bench.args.languages,
             "copy_ms_per_teacher": statistics.median(copies), "copy_device": str(bench.device)}
+
+
+def last_layer_ab(bench: Bench, rounds: int) -> dict:
+    """One teacher's forward on the mixed batch: masked-positions-only last layer vs fairseq's forward."""
+    model = build_teachers(bench.task, bench.args, {0}).models[0].to(bench.device)
+    tokens = bench.mixed["net_input"]["src_tokens"]
+    masked = bench.mixed["target"].ne(bench.task.source_dictionary.pad())
+    times = {"masked_last_layer": [], "fairseq_forward": []}
+    with torch.inference_mode():
+        for round_no in range(rounds + 1):  # round 0 warms up
+            order = list(times) if round_no % 2 else list(times)[::-1]
+            for name in order:
+                start = time.perf_counter()
+                masked_lm_logits(model, tokens, masked, masked_last_layer=name == "masked_last_layer")
+                if bench.device.type == "cuda":
+                    torch.cuda.synchronize(bench.device)
+                if round_no:
+                    times[name].append((time.perf_counter() - start) * 1000.0)
+    per_round = [a / b for a, b in zip(times["masked_last_layer"], times["fairseq_forward"])]
+    return {"rounds": rounds, **{f"{name}_ms": statistics.median(t) for name, t in times.items()},
+            "ratio": round(statistics.median(per_round), 3), "ms_each": {k: [round(x, 1) for x in v] for k, v in times.items()}}
 
 
 def ratios(timings: dict) -> dict:
@@ -378,6 +407,11 @@ def table(result: dict) -> str:
     for name, r in result["ratios"].items():
         lines.append(f"| {name} ({r['of']}) | {r['value']:.3f} | {r['of_medians']:.3f} | <= {r['target']:.2f} | "
                      f"{'yes' if r['met'] else 'NO'} |")
+    ab = result.get("masked_last_layer")
+    if ab:
+        lines += ["", f"one teacher forward on the mixed batch ({ab['rounds']} interleaved rounds, median): masked-only last "
+                      f"layer {ab['masked_last_layer_ms']:.1f} ms, fairseq's forward {ab['fairseq_forward_ms']:.1f} ms, "
+                      f"ratio per round {ab['ratio']:.3f}"]
     off = result.get("offload")
     if off:
         lines += ["", f"offload: {off['bytes_per_teacher'] / 2**20:.1f} MiB per teacher, {off['teachers_per_mixed_step']} "
@@ -408,6 +442,8 @@ def main(argv=None) -> int:
         result = {"machine": dict(machine(bench.device), load_average=[round(load_before, 2), round(load_after, 2)]),
                   "config": config, "phases": timings, "ratios": ratios(timings),
                   "offload": offload_transfer(bench) if "distill_offload" in args.phases else {}}
+        if args.last_layer_rounds:
+            result["masked_last_layer"] = last_layer_ab(bench, args.last_layer_rounds)
     print(json.dumps(result, indent=1) if args.json else table(result))
     if args.markdown:
         Path(args.markdown).write_text(table(result) + "\n", encoding="utf-8")

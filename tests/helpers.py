@@ -81,6 +81,8 @@ def train_tiny_teacher(data_dir: Path, lang: str, save_dir: Path, updates: int =
         "--cpu", "--seed", str(seed), "--log-format", "simple", "--log-interval", "1",
         "--disable-validation", "--num-workers", "0",
     ])
+    # as balkd-train-teachers does: the dictionary the teacher was trained with, beside its checkpoint
+    Dictionary.load(str(data_dir / "dict.txt")).save(str(save_dir / "dict.txt"))
     return save_dir / "checkpoint_last.pt"
 
 

@@ -10,7 +10,9 @@ from fairseq.data import Dictionary
 
 from balkd_fairseq.criterions.multi_teacher_distill import MultiTeacherDistillConfig, MultiTeacherDistillCriterion
 from balkd_fairseq.errors import BalkdError
-from balkd_fairseq.teachers import TeacherRecord, TeacherSet
+from balkd_fairseq.data.mask_origin import SampleAddress
+from balkd_fairseq.soft_labels.manifest import TeacherRecord
+from balkd_fairseq.soft_labels.online import TeacherSet
 
 VOCAB = 9  # 4 special symbols + 5 words
 
@@ -38,9 +40,13 @@ def dictionary():
 
 def make_criterion(teachers, languages=("aa", "bb"), **cfg):
     records = [TeacherRecord(lang, f"/{lang}.pt", "0", "0") for lang in languages]
-    teacher_set = TeacherSet(dict(enumerate(teachers)), records)
-    task = SimpleNamespace(languages=list(languages), target_dictionary=dictionary(), load_teachers=lambda: teacher_set)
+    teacher_set = TeacherSet(dict(enumerate(teachers)), records, vocab_size=VOCAB, sample_address=address)
+    task = SimpleNamespace(languages=list(languages), target_dictionary=dictionary(), build_soft_label_source=lambda: teacher_set)
     return MultiTeacherDistillCriterion(MultiTeacherDistillConfig(**cfg), task)
+
+
+def address(sample):
+    return SampleAddress("train", 1, sample["lang_id"], torch.arange(len(sample["lang_id"])))
 
 
 def make_sample(lang_ids, seed=0):
@@ -111,7 +117,7 @@ def test_each_sample_gets_its_own_languages_teacher():
     # teacher aa always predicts word 4, teacher bb always word 8
     one_hot = [torch.full((VOCAB, VOCAB), -30.0).index_fill_(1, torch.tensor([w]), 30.0) for w in (4, 8)]
     teachers = [TableLM(t) for t in one_hot]
-    teacher_set = make_criterion(teachers).teachers
+    teacher_set = make_criterion(teachers).soft_labels
     sample, masked = make_sample([1, 0, 0, 1, 0, 1], seed=5)
     logits, position_langs = teacher_set.masked_logits(sample["net_input"]["src_tokens"], masked, sample["lang_id"])
     expected_langs = sample["lang_id"].unsqueeze(1).expand_as(masked)[masked]
@@ -126,8 +132,8 @@ def test_absent_language_runs_no_teacher_and_still_logs_its_keys():
     sample, _ = make_sample([0, 0, 2])
     _, _, log = crit(TableLM(tables(5, 1)[0]), sample)
     assert [t.calls for t in teachers] == [1, 0, 1]
-    assert log["distill_bb_count"].item() == 0 and "distill_bb_sum" in log
-    assert log["distill_aa_count"].item() > 0
+    assert log["distill_lang_count"].tolist()[1] == 0 and log["distill_lang_sum"].shape == (3,)
+    assert log["distill_lang_count"][0].item() > 0
 
 
 def test_non_finite_teacher_is_skipped_and_counted():
@@ -137,27 +143,59 @@ def test_non_finite_teacher_is_skipped_and_counted():
     crit = make_criterion(teachers)
     sample, masked = make_sample([0, 1, 1], seed=2)
     sample["net_input"]["src_tokens"][1:, 0] = 5  # bb rows hit the NaN row
-    loss, _, log = crit(TableLM(tables(8, 1)[0]), sample)
+    student = TableLM(tables(8, 1)[0])
+    loss, _, log = crit(student, sample)
     assert math.isfinite(loss.item())
-    assert log["nonfinite_teacher_batches"] == 1
-    assert log["distill_bb_count"].item() == 0
+    assert log["nonfinite_teacher_batches"] == 1 and log["distill_lang_nonfinite"].tolist() == [0, 1]
+    assert log["distill_lang_count"].tolist() == [int(masked[0].sum()), 0]
     assert log["distill_positions"] == int(masked[0].sum())
+    loss.backward()  # the skipped teacher's NaN must not reach the student's gradient
+    assert torch.isfinite(student.table.grad).all() and student.table.grad.abs().sum() > 0
+
+
+def reduce(crit, logging_outputs):
+    """What the task's reduce_metrics runs: the criterion's summary, then its per-language metrics."""
+    with metrics.aggregate() as agg:
+        MultiTeacherDistillCriterion.reduce_metrics(logging_outputs)
+        crit.reduce_per_language_metrics(logging_outputs)
+        return agg.get_smoothed_values()
 
 
 def test_reduce_metrics_logs_per_language_and_summary():
     crit = make_criterion([TableLM(t) for t in tables(9, 2)])
     student = TableLM(tables(10, 1)[0])
     outs = [crit(student, make_sample(langs, seed=s)[0])[2] for s, langs in enumerate([[0, 0], [1, 0, 1]])]
+    # fairseq sums logging outputs key by key (fast_stat_sync_sum: the keys of the first output, in its order,
+    # flattened into one buffer per worker): every output must have the same keys, order and shapes
+    assert [(k, getattr(v, "shape", None)) for k, v in outs[0].items()] == [(k, getattr(v, "shape", None)) for k, v in outs[1].items()]
     summed = {k: sum(o[k] for o in outs) for k in outs[0]}
-    with metrics.aggregate() as agg:
-        MultiTeacherDistillCriterion.reduce_metrics(outs)
-        values = agg.get_smoothed_values()
-    with metrics.aggregate() as agg2:
-        MultiTeacherDistillCriterion.reduce_metrics([summed])
-        assert agg2.get_smoothed_values()["distill_bb"] == pytest.approx(values["distill_bb"])
+    values = reduce(crit, outs)
+    assert reduce(crit, [summed])["distill_bb"] == pytest.approx(values["distill_bb"])
     for key in ["loss", "distill_loss", "hard_loss", "teacher_entropy", "top1_agree", "distill_aa", "distill_bb"]:
         assert key in values
+    # the per-language means, weighted by their positions, are the overall distill loss
+    counts = summed["distill_lang_count"].tolist()
+    overall = (values["distill_aa"] * counts[0] + values["distill_bb"] * counts[1]) / sum(counts)
+    assert overall == pytest.approx(values["distill_loss"], rel=1e-3)
     assert MultiTeacherDistillCriterion.logging_outputs_can_be_summed()
+
+
+def test_only_languages_in_the_batch_are_logged():
+    crit = make_criterion([TableLM(t) for t in tables(11, 3)], languages=("aa", "bb", "cc"))
+    out = crit(TableLM(tables(12, 1)[0]), make_sample([2, 2, 0])[0])[2]
+    values = reduce(crit, [out])
+    assert "distill_aa" in values and "distill_cc" in values and "distill_bb" not in values
+
+
+def test_batch_without_masked_positions_gives_zero_loss_reaching_every_parameter():
+    crit = make_criterion([TableLM(t) for t in tables(13, 2)])
+    student = TableLM(tables(14, 1)[0])
+    sample, _ = make_sample([0, 1])
+    sample["target"].fill_(1)  # padding everywhere: nothing masked
+    loss, sample_size, log = crit(student, sample)
+    assert loss.item() == 0 and int(sample_size) == 0 and log["distill_lang_count"].tolist() == [0, 0]
+    loss.backward()
+    assert student.table.grad is not None
 
 
 @pytest.mark.parametrize("cfg,flag", [({"temperature": 0.0}, "--temperature"), ({"temperature": -1.0}, "--temperature"),

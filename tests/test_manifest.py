@@ -7,8 +7,8 @@ import torch
 
 import balkd_fairseq  # noqa: F401  (allowlists what fairseq checkpoints contain)
 from balkd_fairseq.errors import BalkdError
-from balkd_fairseq.teacher_manifest import check_resumed_manifest, manifest_differences
-from balkd_fairseq.teachers import dictionary_sha256, file_sha256
+from balkd_fairseq.data.dictionary_hash import dictionary_sha256
+from balkd_fairseq.soft_labels.manifest import check_resumed_manifest, file_sha256, manifest_differences
 
 from helpers import distill_args, json_log_records, run_fairseq_train
 

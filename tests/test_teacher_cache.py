@@ -2,6 +2,7 @@
 import json
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,8 +10,9 @@ import pytest
 from balkd_fairseq.cli.cache_teachers import main as cache_main
 from balkd_fairseq.criterions.multi_teacher_distill import MultiTeacherDistillConfig, MultiTeacherDistillCriterion
 from balkd_fairseq.errors import BalkdError
-from balkd_fairseq.teacher_cache import TeacherCache
-from balkd_fairseq.teachers import load_teacher
+from balkd_fairseq.data.mask_origin import SampleAddress
+from balkd_fairseq.soft_labels.cache import TeacherCache
+from balkd_fairseq.soft_labels.online import TeacherSet, load_teacher
 from balkd_fairseq.tasks.balanced_distill import BalancedDistillConfig, BalancedDistillTask
 from helpers import distill_args, json_log_records, make_tiny_data, run_fairseq_train
 
@@ -73,14 +75,16 @@ def test_cached_loss_equals_online_topk(cache_dir, tiny_data, teacher_spec, tiny
     sample = first_batch(task, split, epoch)
     assert sample["mask_origin"] == {"split": split.split("_")[0], "epoch": epoch}
     online = criterion(task, topk=TOPK, temperature=temperature)
-    cached = criterion(task, teacher_cache=str(cache_dir), temperature=temperature)
-    assert cached.teachers is None  # teachers are not loaded
+    cached = criterion(make_task(tiny_data, teachers=teacher_spec, teacher_cache=str(cache_dir)), temperature=temperature)
+    assert isinstance(online.soft_labels, TeacherSet) and isinstance(cached.soft_labels, TeacherCache)
     loss_online, size_online, log_online = online(student, sample)
     loss_cached, size_cached, log_cached = cached(student, sample)
     assert size_online == size_cached > 0
     assert loss_cached.item() == pytest.approx(loss_online.item(), rel=2e-3)  # fp16 rounding of the stored probabilities
-    for key in ("distill_aa_sum", "distill_bb_sum", "teacher_entropy"):
-        assert float(log_cached[key]) == pytest.approx(float(log_online[key]), rel=2e-3, abs=1e-4)
+    for lang_id in (0, 1):
+        assert float(log_cached["distill_lang_sum"][lang_id]) == pytest.approx(float(log_online["distill_lang_sum"][lang_id]),
+                                                                               rel=2e-3, abs=1e-4)
+    assert float(log_cached["teacher_entropy"]) == pytest.approx(float(log_online["teacher_entropy"]), rel=2e-3, abs=1e-4)
     assert float(log_cached["top1_agree"]) == float(log_online["top1_agree"])
     # the comparison can fail: the full-vocabulary soft labels give a clearly different loss
     full = criterion(task, temperature=temperature)(student, sample)[0]
@@ -92,16 +96,17 @@ def test_smaller_topk_reads_a_prefix_of_the_cache(cache_dir, tiny_data, teacher_
     student = load_teacher(task, "aa", str(tiny_teachers["aa"]))
     sample = first_batch(task, "train", 1)
     online = criterion(task, topk=3)(student, sample)[0]
-    cached = criterion(task, topk=3, teacher_cache=str(cache_dir))(student, sample)[0]
+    cache_task = make_task(tiny_data, teachers=teacher_spec, teacher_cache=str(cache_dir))
+    cached = criterion(cache_task, topk=3)(student, sample)[0]
     assert cached.item() == pytest.approx(online.item(), rel=2e-3)
     with pytest.raises(BalkdError, match="--topk 9 exceeds the 8 tokens"):
-        criterion(task, topk=TOPK + 1, teacher_cache=str(cache_dir))
+        criterion(cache_task, topk=TOPK + 1)
 
 
 def test_cache_without_teachers_flag_records_the_caches_teachers(cache_dir, tiny_data):
-    task = make_task(tiny_data)  # no --teachers: nothing to compare, nothing loaded
-    crit = criterion(task, teacher_cache=str(cache_dir))
-    assert crit.teachers is None
+    task = make_task(tiny_data, teacher_cache=str(cache_dir))  # no --teachers: nothing to compare, nothing loaded
+    crit = criterion(task)
+    assert isinstance(crit.soft_labels, TeacherCache)
     assert task.teacher_manifest == json.loads((cache_dir / "manifest.json").read_text())["teachers"]
 
 
@@ -132,7 +137,7 @@ def test_cache_for_other_data_is_refused(cache_dir, tiny_data, tmp_path):
 def test_cache_for_other_teachers_is_refused(cache_dir, tiny_data, tiny_teachers):
     swapped = f"aa:{tiny_teachers['bb']},bb:{tiny_teachers['aa']}"
     with pytest.raises(BalkdError, match=r"another teacher of language 'aa'"):
-        criterion(make_task(tiny_data, teachers=swapped), teacher_cache=str(cache_dir))
+        criterion(make_task(tiny_data, teachers=swapped, teacher_cache=str(cache_dir)))
 
 
 def test_epoch_split_and_masks_beyond_the_cache_are_errors(cache_dir, tiny_data, teacher_spec):
@@ -140,16 +145,68 @@ def test_epoch_split_and_masks_beyond_the_cache_are_errors(cache_dir, tiny_data,
     cache = TeacherCache.open(str(cache_dir), task)
     sample = first_batch(task, "train", 1)
     masked = sample["target"].ne(task.source_dictionary.pad())
-    args = (sample["lang_id"], sample["id"], masked)
+    address = task.sample_address(sample)
+
+    def at(split, epoch):
+        return SampleAddress(split, epoch, address.lang_ids, address.sample_ids)
+
     with pytest.raises(BalkdError, match=r"holds train epochs 1\.\.2; epoch 3 is not cached: rebuild it with --max-epoch 3"):
-        cache.lookup("train", 3, *args)
+        cache.lookup(at("train", 3), masked)
     with pytest.raises(BalkdError, match=r"has no 'test' split"):
-        cache.lookup("test", 1, *args)
+        cache.lookup(at("test", 1), masked)
     row, col = masked.nonzero()[0].tolist()
     tampered = masked.clone()
     tampered[row, col] = False
     with pytest.raises(BalkdError, match=r"the cache was built with other masks"):
-        cache.lookup("train", 1, sample["lang_id"], sample["id"], tampered)
+        cache.lookup(at("train", 1), tampered)
+
+
+def damaged_copy(cache_dir, tmp_path, damage):
+    copy = Path(shutil.copytree(cache_dir, tmp_path / "cache"))
+    damage(copy / "train" / "epoch2")
+    return copy
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[:-7])
+
+
+def _ids_out_of_range(path):
+    ids = np.load(path)
+    ids[-1, 0] = 10_000
+    np.save(path, ids)
+
+
+def _wrong_shape(path):
+    np.save(path, np.load(path)[:, :3])
+
+
+def _wrong_dtype(path):
+    np.save(path, np.load(path).astype(np.float32))
+
+
+@pytest.mark.parametrize("damage,file,match", [
+    (_truncate, "bb.probs.npy", "cannot read"),
+    (_ids_out_of_range, "aa.ids.npy", r"token ids outside the vocabulary"),
+    (_wrong_shape, "bb.ids.npy", r"has shape \(\d+, 3\), the manifest says \(\d+, 8\)"),
+    (_wrong_dtype, "aa.probs.npy", r"holds float32, not float16"),
+    (lambda path: path.unlink(), "bb.index.npy", r"incomplete: train epoch 2 has no shard for language\(s\) bb"),
+])
+def test_damaged_cache_is_refused_at_start_up_naming_the_file(cache_dir, tiny_data, tmp_path, damage, file, match):
+    cache = damaged_copy(cache_dir, tmp_path, lambda d: damage(d / file))
+    with pytest.raises(BalkdError, match=match) as err:
+        make_task(tiny_data, teacher_cache=str(cache)).build_soft_label_source()
+    assert "bb" in str(err.value) if "incomplete" in match else str(cache / "train" / "epoch2" / file) in str(err.value)
+
+
+def test_open_shards_are_bounded(cache_dir, tiny_data):
+    task = make_task(tiny_data)
+    cache = TeacherCache(str(cache_dir), json.loads((cache_dir / "manifest.json").read_text()), task.sample_address,
+                         max_open_shards=2)
+    for split, epoch in (("train", 1), ("train", 2), ("valid", 1)):
+        for lang_id in (0, 1):
+            cache._shard(split, epoch, lang_id)
+    assert list(cache._shards) == [("valid", 1, 0), ("valid", 1, 1)]
 
 
 def test_missing_or_unfinished_cache_is_refused(tiny_data, tmp_path):

@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from balkd_fairseq.teachers import TeacherRecord, TeacherSet, load_teacher, masked_lm_logits
+from balkd_fairseq.soft_labels.manifest import TeacherRecord
+from balkd_fairseq.soft_labels.online import TeacherSet, load_teacher, masked_lm_logits
 from test_teacher_cache import make_task
 
 
@@ -45,9 +46,9 @@ def test_model_in_training_mode_runs_its_own_forward(tiny_data, tiny_teachers):
 def offloaded_teachers(task, tiny_teachers, offload=True):
     models = {i: load_teacher(task, lang, str(tiny_teachers[lang])) for i, lang in enumerate(["aa", "bb"])}
     records = [TeacherRecord(lang, str(tiny_teachers[lang]), "-", "-") for lang in ["aa", "bb"]]
-    teachers = TeacherSet(models, records, offload=offload)
-    teachers.swap_on_cpu = True  # copies host-to-host stand in for host-to-device: the logic is the same
-    return teachers
+    # on CPU, host-to-host copies stand in for host-to-device ones: the logic is the same
+    return TeacherSet(models, records, vocab_size=len(task.source_dictionary), sample_address=task.sample_address,
+                      offload=offload, offload_on_cpu=True)
 
 
 def test_offload_moves_one_teacher_at_a_time_and_never_copies_back(tiny_data, tiny_teachers):

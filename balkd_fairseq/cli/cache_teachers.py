@@ -2,8 +2,8 @@
 
     balkd-cache-teachers DATA --task balanced_distill --teachers de:de.pt,en:en.pt \\
         --tokens-per-sample 512 --seed 1 --max-epoch 10 --batch-size 32 --cache-dir CACHE
-    fairseq-train DATA --user-dir balkd_fairseq --task balanced_distill --criterion multi_teacher_distill \\
-        --teacher-cache CACHE ... (the same task flags, --seed and --max-epoch)
+    fairseq-train DATA --user-dir balkd_fairseq --task balanced_distill --teacher-cache CACHE \\
+        --criterion multi_teacher_distill ... (the same task flags, --seed and --max-epoch)
 
 The command line is fairseq-train's: give it the same data, task flags (--languages, --balance,
 --samples-per-language, --sampling-alpha, --tokens-per-sample, --mask-prob, ...), --seed,
@@ -17,7 +17,8 @@ epoch 1 of the validation splits (fairseq validates at a fixed epoch), per langu
 run on the GPU unless --cpu, in --teacher-dtype. Training with --teacher-cache refuses a cache
 built for other data (dict.txt and the .idx/.bin files), masking or balancing settings, seed,
 languages or teachers (if --teachers is given), and stops with a clear error at an epoch the cache
-does not hold. Everything else is fairseq-train's help below.
+does not hold; it checks the whole cache when it starts (every shard present, shapes, dtypes and
+token ids in range) and names the file at fault. Everything else is fairseq-train's help below.
 """
 import argparse
 import logging
@@ -76,6 +77,8 @@ def parse(argv: List[str]):
         raise BalkdError("--max-epoch is required: the cache holds train epochs 1..--max-epoch")
     if not getattr(args, "teachers", ""):
         raise BalkdError("--teachers is required: the teachers whose outputs are cached")
+    if getattr(args, "teacher_cache", ""):
+        raise BalkdError("--teacher-cache is for training; balkd-cache-teachers writes a cache to --cache-dir")
     return args, convert_namespace_to_omegaconf(args)
 
 
@@ -83,7 +86,8 @@ def _main(argv: Optional[List[str]]) -> int:
     import balkd_fairseq  # noqa: F401  (registers the task; checkpoint allowlist)
     from fairseq import tasks
 
-    from ..teacher_cache import base_splits, build_cache
+    from ..soft_labels.cache import build_cache
+    from ..soft_labels.online import TeacherSet
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if "-h" in argv or "--help" in argv:
@@ -92,11 +96,13 @@ def _main(argv: Optional[List[str]]) -> int:
     args, cfg = parse(argv)
     device = torch.device("cuda") if torch.cuda.is_available() and not args.cpu else torch.device("cpu")
     task = tasks.setup_task(cfg.task)
-    teachers = task.load_teachers()
-    valid = [] if args.disable_validation else base_splits(task, args.valid_subset.split(","))
+    teachers = TeacherSet.from_task(task)
+    subsets = {args.train_subset: list(range(1, args.max_epoch + 1))}
+    if not args.disable_validation:  # fairseq validates at epoch 1
+        subsets.update({s: [1] for s in args.valid_subset.split(",") if s and s != args.train_subset})
     manifest = build_cache(
-        task, teachers, args.cache_dir, train_epochs=args.max_epoch, valid_splits=valid, k=args.cache_topk,
-        batch_size=args.batch_size, max_tokens=args.max_tokens, device=device, overwrite=args.overwrite,
+        task, teachers, args.cache_dir, subsets, k=args.cache_topk, batch_size=args.batch_size,
+        max_tokens=args.max_tokens, device=device, overwrite=args.overwrite,
     )
     rows = sum(sum(per_lang.values()) for per_lang in manifest["rows"].values())
     logger.info(f"wrote {args.cache_dir}: {', '.join(f'{s} epochs {e[0]}..{e[-1]}' for s, e in manifest['splits'].items())}; "

@@ -1,15 +1,22 @@
 """``multi_teacher_distill``: masked-LM distillation from the teacher of each sample's language.
 
 At every masked position the soft target is the output distribution of that sample's language
-teacher, computed on exactly the masked input the student sees. The loss per position is
+teacher, computed on exactly the masked input the student sees (online, ``--teachers``) or read
+from an offline cache built for exactly these masks (``--teacher-cache``): the task builds the
+source, this criterion only consumes its soft labels. The loss per position is
 ``KL(p_teacher,T || p_student,T) * T^2`` (``--distill-loss kl``) or the soft cross-entropy
 (``ce``), optionally mixed with the hard masked-LM loss: ``(1 - a) * soft + a * hard``.
+
+Like fairseq's ``masked_lm`` criterion, the forward reads nothing back from the device that it can
+avoid (sample size and logging values stay tensors); per-language values are [L] vectors, so every
+worker's logging output has the same keys and shapes whatever languages its batch holds.
 """
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Dict, List
+from typing import List, Optional
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from fairseq import metrics, utils
@@ -17,11 +24,14 @@ from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 
 from ..errors import BalkdError
-from .soft_targets import SoftTargets, cached_soft_targets, row_dot, teacher_soft_targets
+from ..soft_labels import SoftLabelSource, SoftTargets
+from ..soft_labels.targets import row_dot
 
 logger = logging.getLogger(__name__)
 
 LANG_PREFIX = "distill_"
+LANGUAGE_VECTORS = ("distill_lang_sum", "distill_lang_count", "distill_lang_nonfinite")  # [L] each
+LN2 = math.log(2)
 
 
 @dataclass
@@ -39,61 +49,42 @@ class MultiTeacherDistillConfig(FairseqDataclass):
         metadata={"help": "keep only the teacher's top-k tokens per position, renormalised (0 = full vocabulary, "
                           "or with --teacher-cache every token the cache holds)"},
     )
-    teacher_cache: str = field(
-        default="",
-        metadata={"help": "directory written by balkd-cache-teachers: read the teachers' top-k soft labels from it "
-                          "instead of running teachers (teachers are then not loaded); refused if built for other "
-                          "data, masks, seed, epochs or teachers"},
-    )
 
 
 @register_criterion("multi_teacher_distill", dataclass=MultiTeacherDistillConfig)
 class MultiTeacherDistillCriterion(FairseqCriterion):
-    def __init__(self, cfg: MultiTeacherDistillConfig, task):
+    def __init__(self, cfg: MultiTeacherDistillConfig, task, soft_labels: Optional[SoftLabelSource] = None):
+        """``soft_labels``: a source built elsewhere (tests, benchmarks); by default the task builds the one
+        its flags ask for."""
         super().__init__(task)
-        if not cfg.temperature > 0:
-            raise BalkdError(f"--temperature must be > 0, got {cfg.temperature}")
+        if not cfg.temperature > 0 or not math.isfinite(cfg.temperature):
+            raise BalkdError(f"--temperature must be > 0 and finite, got {cfg.temperature}")
         if not 0.0 <= cfg.hard_label_weight <= 1.0:
             raise BalkdError(f"--hard-label-weight must be in [0, 1], got {cfg.hard_label_weight}")
         if cfg.topk < 0:
             raise BalkdError(f"--topk must be >= 0, got {cfg.topk}")
-        if not hasattr(task, "languages"):
+        if soft_labels is None and not hasattr(task, "build_soft_label_source"):
             raise BalkdError("--criterion multi_teacher_distill needs --task balanced_distill (samples must carry language ids)")
         self.cfg = cfg
         self.languages: List[str] = list(task.languages)
-        self.teacher_cache = self._open_cache(cfg, task) if cfg.teacher_cache else None
-        self.teachers = None if self.teacher_cache is not None else task.load_teachers()
-
-    @staticmethod
-    def _open_cache(cfg, task):
-        from ..teacher_cache import TeacherCache
-
-        cache = TeacherCache.open(cfg.teacher_cache, task)
-        if cfg.topk > cache.k:
-            raise BalkdError(f"--topk {cfg.topk} exceeds the {cache.k} tokens per position stored in --teacher-cache {cfg.teacher_cache}")
-        logger.info(f"soft labels from the teacher cache {cfg.teacher_cache} (top-{cfg.topk or cache.k}); teachers are not loaded")
-        if hasattr(task, "state"):  # the checkpoint's teacher manifest: the teachers that built the cache
-            from ..teacher_manifest import MANIFEST_KEY
-
-            task.state.merge_state_dict({MANIFEST_KEY: cache.manifest()})
-        return cache
+        self.soft_labels = soft_labels if soft_labels is not None else task.build_soft_label_source()
+        self.soft_labels.check_topk(cfg.topk)
 
     # ------------------------------------------------------------------ loss
     def forward(self, model, sample, reduce=True):
         masked = sample["target"].ne(self.padding_idx)
-        sample_size = int(masked.sum())
+        sample_size = masked.sum()
         targets = sample["target"][masked]
-        lang_ids = sample["lang_id"]
-        student_logits = model(**sample["net_input"], masked_tokens=masked)[0] if sample_size else None
-        if sample_size == 0:
-            return self._empty_output(model, sample)
+        # a batch without masked positions gives [0, V] logits: a zero loss that still reaches every
+        # parameter, so DDP's gradient buckets fill as usual
+        student_logits = model(**sample["net_input"], masked_tokens=masked)[0]
+        soft = self.soft_labels.soft_targets(sample, masked, self.cfg.temperature, self.cfg.topk)
 
-        soft = self._soft_targets(sample, masked, lang_ids)
         T = self.cfg.temperature
         student_logp_T = F.log_softmax(student_logits.float() / T if T != 1.0 else student_logits.float(), dim=-1)
-        soft_per_pos = self._soft_loss_per_position(student_logp_T, soft) * (T * T)
-        valid = soft.valid
-        distill_loss = soft_per_pos[valid].sum()
+        valid = soft.valid.to(student_logp_T.dtype)
+        soft_per_pos = self._soft_loss_per_position(student_logp_T, soft) * (T * T) * valid
+        distill_loss = soft_per_pos.sum()
         hard_loss = self._hard_loss(student_logits, student_logp_T, targets)
         a = self.cfg.hard_label_weight
         loss = (1.0 - a) * distill_loss + a * hard_loss if a > 0 else distill_loss
@@ -105,30 +96,13 @@ class MultiTeacherDistillCriterion(FairseqCriterion):
             "ntokens": sample["ntokens"],
             "nsentences": sample["nsentences"],
             "sample_size": sample_size,
-            "distill_positions": int(valid.sum()),
-            "teacher_entropy": soft.entropy[valid].sum().detach(),
-            "top1_agree": (student_logits.argmax(-1) == soft.top1)[valid].sum().detach(),
-            "nonfinite_teacher_batches": len(soft.nonfinite_langs),
+            "distill_positions": valid.sum(),
+            "teacher_entropy": (soft.entropy * valid).sum().detach(),
+            "top1_agree": ((student_logits.argmax(-1) == soft.top1).to(valid.dtype) * valid).sum(),
+            "nonfinite_teacher_batches": soft.nonfinite_langs.sum(),
         }
-        logging_output.update(self._per_language(soft_per_pos.detach(), soft.position_langs, valid))
+        logging_output.update(self._per_language(soft_per_pos.detach(), valid, soft))
         return loss, sample_size, logging_output
-
-    def _soft_targets(self, sample, masked, lang_ids) -> SoftTargets:
-        if self.teacher_cache is not None:
-            ids, probs, position_langs = self._cached(sample, masked, lang_ids)
-            soft = cached_soft_targets(ids, probs, position_langs, self.cfg.temperature, self.cfg.topk)
-        else:
-            teacher_logits, position_langs = self.teachers.masked_logits(sample["net_input"]["src_tokens"], masked, lang_ids)
-            soft = teacher_soft_targets(teacher_logits, position_langs, self.cfg.temperature, self.cfg.topk)
-        for lang_id in soft.nonfinite_langs:
-            logger.warning(f"teacher for {self.languages[lang_id]!r} gave non-finite soft labels; skipping its distill loss in this batch")
-        return soft
-
-    def _cached(self, sample, masked, lang_ids):
-        origin = sample.get("mask_origin")
-        if origin is None or "id" not in sample:
-            raise BalkdError("--teacher-cache needs batches of --task balanced_distill (they carry sample ids and their mask epoch)")
-        return self.teacher_cache.lookup(origin["split"], origin["epoch"], lang_ids, sample["id"], masked)
 
     def _hard_loss(self, student_logits, student_logp_T, targets) -> torch.Tensor:
         if self.cfg.temperature == 1.0:  # reuse the log-softmax already computed
@@ -143,57 +117,56 @@ class MultiTeacherDistillCriterion(FairseqCriterion):
             return cross
         return cross - soft.entropy
 
-    def _per_language(self, per_pos, position_langs, valid) -> Dict[str, torch.Tensor]:
-        """Every worker emits every language's keys (zeros when absent), so outputs can be summed."""
-        out = {}
-        weights = valid.to(per_pos.dtype)
-        sums = per_pos.new_zeros(len(self.languages)).index_add_(0, position_langs, per_pos * weights)
-        counts = per_pos.new_zeros(len(self.languages)).index_add_(0, position_langs, weights)
-        for lang_id, lang in enumerate(self.languages):
-            out[f"{LANG_PREFIX}{lang}_sum"] = sums[lang_id]
-            out[f"{LANG_PREFIX}{lang}_count"] = counts[lang_id]
-        return out
-
-    def _empty_output(self, model, sample):
-        # No masked position in the batch: a zero loss that still touches the student's parameters
-        # (so DDP's gradient buckets fill) and the full set of logging keys.
-        loss = sum(p.sum() for p in model.parameters()) * 0.0
-        zero = torch.zeros((), device=sample["target"].device)
-        logging_output = {
-            "loss": zero, "distill_loss": zero, "hard_loss": zero, "ntokens": sample["ntokens"],
-            "nsentences": sample["nsentences"], "sample_size": 0, "distill_positions": 0,
-            "teacher_entropy": zero, "top1_agree": zero, "nonfinite_teacher_batches": 0,
-        }
-        for lang in self.languages:
-            logging_output[f"{LANG_PREFIX}{lang}_sum"] = zero
-            logging_output[f"{LANG_PREFIX}{lang}_count"] = zero
-        return loss, 0, logging_output
+    def _per_language(self, per_pos, valid, soft: SoftTargets) -> dict:
+        """[L] vectors: summed soft loss, counted positions and non-finite teachers per language."""
+        sums = per_pos.new_zeros(len(self.languages)).index_add_(0, soft.position_langs, per_pos)
+        counts = per_pos.new_zeros(len(self.languages)).index_add_(0, soft.position_langs, valid)
+        return dict(zip(LANGUAGE_VECTORS, (sums, counts, soft.nonfinite_langs.to(per_pos.dtype))))
 
     # ------------------------------------------------------------------ logging
     @staticmethod
     def reduce_metrics(logging_outputs) -> None:
         def total(key):
-            return float(sum(log.get(key, 0) for log in logging_outputs))
+            return sum(log.get(key, 0) for log in logging_outputs)
 
-        sample_size = total("sample_size")
-        positions = total("distill_positions")
-        ln2 = math.log(2)
+        loss, hard, distill, entropy, agree = (total(k) for k in ("loss", "hard_loss", "distill_loss", "teacher_entropy", "top1_agree"))
+        # AverageMeter compares its weight with 0 on the host: read the weights back together, once
+        sample_size, positions, nonfinite = _on_host(total("sample_size"), total("distill_positions"),
+                                                     total("nonfinite_teacher_batches"))
         if sample_size > 0:
-            metrics.log_scalar("loss", total("loss") / sample_size / ln2, sample_size, round=3)
-            metrics.log_scalar("hard_loss", total("hard_loss") / sample_size / ln2, sample_size, round=3)
+            metrics.log_scalar("loss", loss / sample_size / LN2, sample_size, round=3)
+            metrics.log_scalar("hard_loss", hard / sample_size / LN2, sample_size, round=3)
             metrics.log_derived("ppl", lambda meters: utils.get_perplexity(meters["hard_loss"].avg))
         if positions > 0:
-            metrics.log_scalar("distill_loss", total("distill_loss") / positions / ln2, positions, round=4)
-            metrics.log_scalar("teacher_entropy", total("teacher_entropy") / positions / ln2, positions, round=3)
-            metrics.log_scalar("top1_agree", total("top1_agree") / positions, positions, round=4)
-        metrics.log_scalar_sum("nonfinite_teacher_batches", total("nonfinite_teacher_batches"))
-        langs = sorted({k[len(LANG_PREFIX):-len("_sum")] for log in logging_outputs for k in log
-                        if k.startswith(LANG_PREFIX) and k.endswith("_sum")})
-        for lang in langs:
-            count = total(f"{LANG_PREFIX}{lang}_count")
-            if count > 0:
-                metrics.log_scalar(f"{LANG_PREFIX}{lang}", total(f"{LANG_PREFIX}{lang}_sum") / count / ln2, count, round=4)
+            metrics.log_scalar("distill_loss", distill / positions / LN2, positions, round=4)
+            metrics.log_scalar("teacher_entropy", entropy / positions / LN2, positions, round=3)
+            metrics.log_scalar("top1_agree", agree / positions, positions, round=4)
+        metrics.log_scalar_sum("nonfinite_teacher_batches", nonfinite)
+
+    def reduce_per_language_metrics(self, logging_outputs) -> None:
+        """``distill_<lang>`` for the languages these outputs hold (called by the task's reduce_metrics).
+
+        One read-back of the [L] counts; work per step grows with the languages present, not with L.
+        """
+        sums, counts, nonfinite = (sum(log[k] for log in logging_outputs if k in log) for k in LANGUAGE_VECTORS)
+        if not torch.is_tensor(counts):
+            return
+        host_counts, host_nonfinite = torch.stack([counts, nonfinite.to(counts.dtype)]).cpu().numpy()
+        means = sums / counts.clamp(min=1) / LN2
+        for lang_id in np.flatnonzero(host_counts).tolist():
+            metrics.log_scalar(f"{LANG_PREFIX}{self.languages[lang_id]}", means[lang_id], float(host_counts[lang_id]), round=4)
+        for lang_id in np.flatnonzero(host_nonfinite).tolist():
+            logger.warning(f"teacher for {self.languages[lang_id]!r} gave non-finite soft labels in "
+                           f"{int(host_nonfinite[lang_id])} batch(es); its distill loss was skipped there")
 
     @staticmethod
     def logging_outputs_can_be_summed() -> bool:
         return True
+
+
+def _on_host(*values) -> List[float]:
+    """Numbers and (device) tensors as floats, with a single device-to-host copy."""
+    device = next((v.device for v in values if torch.is_tensor(v)), None)
+    if device is None:
+        return [float(v) for v in values]
+    return torch.stack([torch.as_tensor(v, dtype=torch.float64, device=device).reshape(()) for v in values]).tolist()

@@ -15,7 +15,7 @@ from fairseq.data import data_utils
 from ..checkpoint_compat import describe_load_error
 from ..data.subword_alignment import AlignedSentence
 from ..errors import BalkdError
-from ..teachers import model_config
+from ..soft_labels.online import model_config
 from .dictionary_check import check_checkpoint_dictionary
 
 logger = logging.getLogger(__name__)

@@ -47,7 +47,7 @@ from ..data.resume_settings import RESUME_SETTINGS, check_resume_settings, resum
 from ..data.subset_dataset import EpochSubsetDataset, LanguageDraw
 from ..errors import BalkdError
 from ..task_run import start_task_run
-from ..teacher_manifest import MANIFEST_KEY, check_resumed_manifest
+from ..soft_labels.manifest import MANIFEST_KEY, check_resumed_manifest, record_manifest, recorded_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -87,9 +87,17 @@ class BalancedDistillConfig(MaskedLMConfig):
     teachers: str = field(
         default="",
         metadata={
-            "help": "teacher checkpoint per language: 'de:/x/de.pt,en:/x/en.pt' or a JSON file with that "
-            "mapping; loaded only by criteria that need teachers"
+            "help": "teacher checkpoint per language: 'de:/x/de.pt,en:/x/en.pt' or a JSON file mapping each "
+            "language to a checkpoint path or to {\"checkpoint\": PATH, \"dict\": PATH} (default dictionary: "
+            "dict.txt beside the checkpoint); loaded only by criteria that need soft labels"
         },
+    )
+    teacher_cache: str = field(
+        default="",
+        metadata={"help": "directory written by balkd-cache-teachers: read the teachers' top-k soft labels from it "
+                          "instead of running teachers (teachers are then not loaded; with --teachers their files "
+                          "are checked against the cache); refused if built for other data, masks, seed, epochs or "
+                          "teachers"},
     )
     teacher_dtype: ChoiceEnum(["fp32", "fp16", "bf16"]) = field(
         default="fp32", metadata={"help": "dtype teachers run in (fp16/bf16 halve their memory on GPUs)"}
@@ -356,20 +364,36 @@ class BalancedDistillTask(MaskedLMTask):
             return LanguageBatchedDataset(dataset, self.cfg.seed, epoch, reshuffle, sample_langs=sample_langs)
         return EpochShuffledDataset(dataset, self.cfg.seed, epoch, reshuffle)
 
-    # ------------------------------------------------------------------ teachers
-    def load_teachers(self):
-        """The language -> teacher mapping of ``--teachers``, loaded and checked (see teachers.py)."""
-        from ..teachers import TeacherSet
+    # ------------------------------------------------------------------ soft labels (teachers)
+    def build_soft_label_source(self):
+        """The soft labels the flags ask for (``--teacher-cache`` or ``--teachers``), checked, with their
+        teacher manifest recorded in the task state (hence in every checkpoint)."""
+        if self.cfg.teacher_cache:
+            from ..soft_labels.cache import TeacherCache
 
-        teachers = TeacherSet.from_task(self)
-        self.state.merge_state_dict({MANIFEST_KEY: teachers.manifest()})
-        return teachers
+            source = TeacherCache.open(self.cfg.teacher_cache, self)
+            logger.info(f"soft labels from the teacher cache {self.cfg.teacher_cache}; teachers are not loaded")
+        elif self.cfg.teachers:
+            from ..soft_labels.online import TeacherSet
+
+            source = TeacherSet.from_task(self)
+        else:
+            raise BalkdError("soft labels need --teachers (teacher checkpoints) or --teacher-cache (a balkd-cache-teachers directory)")
+        record_manifest(self.state, source.manifest())
+        return source
+
+    def reduce_metrics(self, logging_outputs, criterion):
+        super().reduce_metrics(logging_outputs, criterion)
+        # fairseq's criterion hook is a static method: per-language metrics need the criterion's language names
+        reduce_per_language = getattr(criterion, "reduce_per_language_metrics", None)
+        if reduce_per_language is not None:
+            reduce_per_language(logging_outputs)
 
     # ------------------------------------------------------------------ teacher manifest (task state)
     @property
     def teacher_manifest(self) -> Optional[List[dict]]:
         """Which teacher served each language (path, sha256, dictionary sha256); None before teachers load."""
-        return self.state.state_dict.get(MANIFEST_KEY)
+        return recorded_manifest(self.state)
 
     def load_state_dict(self, state_dict):
         """Restore task state; a recorded teacher manifest is checked against the loaded teachers."""
@@ -380,7 +404,7 @@ class BalancedDistillTask(MaskedLMTask):
             return
         check_resumed_manifest(recorded, self.teacher_manifest, self.cfg.reset_teachers)
         if self.teacher_manifest is None:  # no teachers in this process (from_pretrained, hard-label runs)
-            self.state.merge_state_dict({MANIFEST_KEY: recorded})
+            record_manifest(self.state, recorded)
 
     # fairseq saves ``task.state_dict()`` as the checkpoint's task_state but does not restore it when a
     # run resumes; its resume hook for tasks is this pair (saved in, and restored from, extra_state).

@@ -1,20 +1,51 @@
 """The teacher manifest: which teacher served each language, recorded in the student's checkpoints.
 
-A manifest is a list of :class:`balkd_fairseq.teachers.TeacherRecord` dicts (language, path,
-sha256 of the checkpoint file, sha256 of the dictionary). The ``balanced_distill`` task keeps the
-manifest of the teachers it loaded in its task state; fairseq saves that state in every checkpoint
+A manifest is a list of :class:`TeacherRecord` dicts (language, path, sha256 of the checkpoint file,
+sha256 of the teacher's own dictionary, see :mod:`balkd_fairseq.data.dictionary_hash`). Both soft-label
+sources describe their teachers this way (an offline cache stores the records of the teachers it was
+built from). The ``balanced_distill`` task stores the manifest of its source in its task state
+(:func:`record_manifest`, the one place it is written); fairseq saves that state in every checkpoint
 (``task_state``, and through the task's resume hook in ``extra_state``). On resume the recorded
 manifest must match the current one, language by language, by content (a teacher that only moved
 to another path is the same teacher); ``--reset-teachers`` accepts a different teacher set.
 """
+import hashlib
 import logging
+from dataclasses import dataclass
 from typing import Dict, List, Optional
 
-from .errors import BalkdError
+from ..errors import BalkdError
 
 logger = logging.getLogger(__name__)
 
 MANIFEST_KEY = "teacher_manifest"
+
+
+@dataclass
+class TeacherRecord:
+    """What served a language: recorded in the student's checkpoint (the teacher manifest)."""
+
+    language: str
+    path: str
+    sha256: str
+    dictionary_sha256: str
+
+
+def file_sha256(path: str, chunk: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def record_manifest(task_state, manifest: List[dict]) -> None:
+    """Store ``manifest`` in a task's state (``task.state``), which every checkpoint saves."""
+    task_state.merge_state_dict({MANIFEST_KEY: manifest})
+
+
+def recorded_manifest(task_state) -> Optional[List[dict]]:
+    return task_state.state_dict.get(MANIFEST_KEY)
 
 
 def _by_language(manifest: List[dict]) -> Dict[str, dict]:

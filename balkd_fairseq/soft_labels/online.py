@@ -1,13 +1,17 @@
-"""Monolingual teachers: parsing ``--teachers``, loading and checking checkpoints, routing by language.
+"""Online soft labels: each language's teacher, loaded, checked and run on the student's batches.
+
+``--teachers`` maps languages to teacher checkpoints: ``'de:/x/de.pt,en:/x/en.pt'`` or a JSON file
+whose values are a checkpoint path or ``{"checkpoint": PATH, "dict": PATH}``. A teacher's dictionary
+is the ``dict.txt`` beside its checkpoint (``balkd-train-teachers`` writes it there) unless the JSON
+names one; it must be the student's, symbol for symbol, and match the checkpoint's embedding.
 
 Teachers are plain attributes, never registered submodules of the criterion: fairseq would
 otherwise optimise, DDP-wrap and checkpoint them with the student.
 """
-import hashlib
 import logging
 import os
 from dataclasses import asdict, dataclass
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -17,17 +21,36 @@ from fairseq.models import ARCH_MODEL_REGISTRY, MODEL_REGISTRY
 from fairseq.models.roberta import RobertaModel
 from omegaconf import DictConfig
 
-from .checkpoint_compat import describe_load_error
-from .errors import BalkdError
-from .files import read_json
+from ..checkpoint_compat import describe_load_error
+from ..data.dictionary_hash import dictionary_sha256, first_symbol_difference, load_model_dictionary
+from ..errors import BalkdError
+from ..files import read_json
+from . import SoftLabelSource
+from .manifest import TeacherRecord, file_sha256
+from .positions import MaskedPositions
+from .targets import SoftTargets, teacher_soft_targets
 
 logger = logging.getLogger(__name__)
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 EMBED_KEY = "encoder.sentence_encoder.embed_tokens.weight"
+DICT_FILE = "dict.txt"
 
 
-def parse_teacher_spec(spec: str) -> Dict[str, str]:
+@dataclass(frozen=True)
+class TeacherSpec:
+    """A teacher as ``--teachers`` names it: its checkpoint and, if given, its dictionary file."""
+
+    checkpoint: str
+    dict: Optional[str] = None
+
+    @property
+    def dictionary_file(self) -> str:
+        return self.dict or os.path.join(os.path.dirname(os.path.abspath(self.checkpoint)), DICT_FILE)
+
+
+# ------------------------------------------------------------------------------ --teachers
+def parse_teacher_spec(spec: str) -> Dict[str, TeacherSpec]:
     """``'de:/x/de.pt,en:/x/en.pt'`` or the path of a JSON object ``{"de": "/x/de.pt", ...}``."""
     spec = spec.strip()
     if not spec:
@@ -41,19 +64,33 @@ def parse_teacher_spec(spec: str) -> Dict[str, str]:
             raise BalkdError(f"--teachers: cannot read {item!r}; expected 'lang:/path/to/checkpoint.pt'")
         if lang in mapping:
             raise BalkdError(f"--teachers names language {lang!r} twice")
-        mapping[lang] = path
+        mapping[lang] = TeacherSpec(path)
     return mapping
 
 
-def _read_teacher_json(path: str) -> Dict[str, str]:
+def _read_teacher_json(path: str) -> Dict[str, TeacherSpec]:
     mapping = read_json(path, "--teachers")
-    if not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values()):
+    if not isinstance(mapping, dict):
         raise BalkdError(f"--teachers: {path} must hold a JSON object mapping language to checkpoint path")
     base = os.path.dirname(os.path.abspath(path))
-    return {lang: p if os.path.isabs(p) else os.path.join(base, p) for lang, p in mapping.items()}
+
+    def resolve(p: str) -> str:
+        return p if os.path.isabs(p) else os.path.join(base, p)
+
+    teachers = {}
+    for lang, value in mapping.items():
+        if isinstance(value, str):
+            teachers[lang] = TeacherSpec(resolve(value))
+        elif isinstance(value, dict) and isinstance(value.get("checkpoint"), str) and set(value) <= {"checkpoint", "dict"} \
+                and isinstance(value.get("dict", ""), str):
+            teachers[lang] = TeacherSpec(resolve(value["checkpoint"]), resolve(value["dict"]) if value.get("dict") else None)
+        else:
+            raise BalkdError(f"--teachers: {path}: the value for {lang!r} must be a checkpoint path or "
+                             '{"checkpoint": PATH, "dict": PATH}')
+    return teachers
 
 
-def check_coverage(languages: List[str], mapping: Dict[str, str]) -> None:
+def check_coverage(languages: List[str], mapping: Dict[str, object]) -> None:
     missing = [lang for lang in languages if lang not in mapping]
     if missing:
         raise BalkdError(
@@ -64,28 +101,7 @@ def check_coverage(languages: List[str], mapping: Dict[str, str]) -> None:
         logger.warning(f"teacher for language {lang!r} ({mapping[lang]}) is not used: {lang!r} is not in the data")
 
 
-def file_sha256(path: str, chunk: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def dictionary_sha256(dictionary: Dictionary) -> str:
-    return hashlib.sha256("\n".join(dictionary.symbols).encode("utf-8")).hexdigest()
-
-
-@dataclass
-class TeacherRecord:
-    """What served a language: recorded in the student's checkpoint (the teacher manifest)."""
-
-    language: str
-    path: str
-    sha256: str
-    dictionary_sha256: str
-
-
+# ------------------------------------------------------------------------------ checkpoints
 def load_checkpoint_state(path: str, what: str) -> dict:
     """``checkpoint_utils.load_checkpoint_to_cpu`` with one-line errors naming ``what`` and ``path``."""
     if not os.path.isfile(path):
@@ -107,60 +123,75 @@ def model_config(state: dict, what: str, path: str) -> DictConfig:
     return cfg
 
 
-def teacher_dictionary_file(path: str, cfg: DictConfig) -> Optional[str]:
-    """dict.txt next to the checkpoint, else in the data directory the teacher was trained on."""
-    candidates = [os.path.join(os.path.dirname(os.path.abspath(path)), "dict.txt")]
-    data = getattr(getattr(cfg, "task", None), "data", None)
-    if data:
-        candidates.append(os.path.join(str(data).split(os.pathsep)[0], "dict.txt"))
-    return next((c for c in candidates if os.path.isfile(c)), None)
-
-
-def check_dictionary(state: dict, cfg: DictConfig, dictionary: Dictionary, what: str, path: str) -> None:
-    rows = state["model"].get(EMBED_KEY)
-    dict_file = teacher_dictionary_file(path, cfg)
-    if dict_file is not None:
-        teacher_dict = Dictionary.load(dict_file)
-        teacher_dict.add_symbol("<mask>")
-        _compare_symbols(teacher_dict.symbols, dictionary.symbols, what, path)
-    if rows is not None and rows.shape[0] != len(dictionary):
+def check_dictionary(state: dict, spec: TeacherSpec, student: Dictionary, what: str) -> Dictionary:
+    """The teacher's own dictionary, which must be the student's and match the checkpoint's embedding."""
+    dict_file = spec.dictionary_file
+    if not os.path.isfile(dict_file):
         raise BalkdError(
-            f"{what}: dictionary of {path} differs from the student's dict.txt: teacher embeds "
-            f"{rows.shape[0]} symbols, student has {len(dictionary)}"
+            f"{what}: no dictionary for {spec.checkpoint}: {dict_file} not found (put the dict.txt the teacher was "
+            'trained with beside its checkpoint, or name it in the --teachers JSON as {"checkpoint": ..., "dict": ...})'
         )
-    if dict_file is None:
-        logger.warning(f"{what}: no dict.txt found next to {path} or in its data directory; checked sizes only")
+    teacher = load_model_dictionary(dict_file, what)
+    difference = first_symbol_difference(teacher.symbols, student.symbols)
+    if difference:
+        index, t_sym, s_sym = difference
+        raise BalkdError(
+            f"{what}: dictionary of {spec.checkpoint} ({dict_file}) differs from the student's dict.txt: teacher has "
+            f"{len(teacher)} symbols, student has {len(student)}; first difference at index {index}: teacher {t_sym!r} "
+            f"vs student {s_sym!r}"
+        )
+    rows = state["model"].get(EMBED_KEY)
+    if rows is not None and rows.shape[0] != len(teacher):
+        raise BalkdError(
+            f"{what}: {spec.checkpoint} embeds {rows.shape[0]} symbols but its dictionary {dict_file} has {len(teacher)}: "
+            "this is not the dictionary the teacher was trained with"
+        )
+    return teacher
 
 
-def _compare_symbols(teacher: List[str], student: List[str], what: str, path: str) -> None:
-    if teacher == student:
-        return
-    first = next((i for i, (a, b) in enumerate(zip(teacher, student)) if a != b), min(len(teacher), len(student)))
-    t_sym = teacher[first] if first < len(teacher) else "<end>"
-    s_sym = student[first] if first < len(student) else "<end>"
-    raise BalkdError(
-        f"{what}: dictionary of {path} differs from the student's dict.txt: teacher has {len(teacher)} symbols, "
-        f"student has {len(student)}; first difference at index {first}: teacher {t_sym!r} vs student {s_sym!r}"
-    )
+def check_serves_task(cfg: DictConfig, task, what: str, path: str) -> None:
+    """A teacher must take every block the student's batches hold."""
+    positions = getattr(cfg.model, "max_positions", None) or getattr(cfg.task, "tokens_per_sample", None)
+    needed = task.cfg.tokens_per_sample
+    if positions is not None and int(positions) < needed:
+        raise BalkdError(
+            f"{what}: {path} takes at most {positions} positions but the student's batches hold blocks of "
+            f"--tokens-per-sample {needed}: use a teacher with --max-positions >= {needed} or a smaller --tokens-per-sample"
+        )
 
 
-def load_teacher(task, lang: str, path: str) -> RobertaModel:
-    """Load one teacher checkpoint for ``lang``, checked against the task's dictionary, frozen, eval mode."""
+def inspect_teacher(task, lang: str, spec: TeacherSpec):
+    """(checked state, model cfg, manifest record) of ``lang``'s teacher: every check that needs no model."""
     what = f"teacher for language {lang!r}"
-    state = load_checkpoint_state(path, what)
-    cfg = model_config(state, what, path)
-    check_dictionary(state, cfg, task.source_dictionary, what, path)
+    state = load_checkpoint_state(spec.checkpoint, what)
+    cfg = model_config(state, what, spec.checkpoint)
+    teacher_dict = check_dictionary(state, spec, task.source_dictionary, what)
+    check_serves_task(cfg, task, what, spec.checkpoint)
+    record = TeacherRecord(lang, os.path.abspath(spec.checkpoint), file_sha256(spec.checkpoint), dictionary_sha256(teacher_dict))
+    return state, cfg, record
+
+
+def build_teacher(task, lang: str, state: dict, cfg: DictConfig, path: str) -> RobertaModel:
+    """The model of a checked checkpoint state, frozen, in eval mode."""
     try:
         model = task.build_model(cfg.model, from_checkpoint=True)
         model.load_state_dict(state["model"], strict=True, model_cfg=cfg.model)
-    except Exception as err:
+    except Exception as err:  # fairseq/torch raise many types for a state that does not fit its config
         first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise BalkdError(f"{what}: cannot build the model stored in {path}: {first_line}") from None
+        raise BalkdError(f"teacher for language {lang!r}: cannot build the model stored in {path}: {first_line}") from None
     model.eval()
     model.requires_grad_(False)
     return model
 
 
+def load_teacher(task, lang: str, spec) -> RobertaModel:
+    """Load one teacher checkpoint for ``lang``, checked against the task, frozen, eval mode."""
+    spec = spec if isinstance(spec, TeacherSpec) else TeacherSpec(str(spec))
+    state, cfg, _ = inspect_teacher(task, lang, spec)
+    return build_teacher(task, lang, state, cfg, spec.checkpoint)
+
+
+# ------------------------------------------------------------------------------ running teachers
 def _masked_last_layer_supported(model) -> bool:
     """A fairseq RoBERTa in eval mode whose last encoder layer is the standard one (what we re-implement)."""
     from fairseq.modules.transformer_layer import TransformerEncoderLayerBase
@@ -213,14 +244,14 @@ def _last_layer_at_masked(layer, x: torch.Tensor, padding_mask: Optional[torch.T
     return y
 
 
-def masked_lm_logits(model, tokens: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
+def masked_lm_logits(model, tokens: torch.Tensor, masked: torch.Tensor, masked_last_layer: bool = True) -> torch.Tensor:
     """``model(tokens, masked_tokens=masked)[0]`` of a frozen teacher, skipping work nobody reads.
 
     Only the masked positions' outputs are used, so the last layer computes its attention
     queries, FFN and layer norms at those positions only (same numbers as fairseq's forward, up
     to float rounding). Models this does not recognise run their own forward.
     """
-    if not _masked_last_layer_supported(model):
+    if not masked_last_layer or not _masked_last_layer_supported(model):
         return model(tokens, masked_tokens=masked)[0]
     encoder = model.encoder.sentence_encoder
     padding_mask = tokens.eq(encoder.padding_idx)
@@ -238,24 +269,26 @@ def masked_lm_logits(model, tokens: torch.Tensor, masked: torch.Tensor) -> torch
     return model.encoder.lm_head(x)
 
 
-class TeacherSet:
+class TeacherSet(SoftLabelSource):
     """One frozen teacher per language, run once per language present in a batch.
 
-    With ``offload`` (and an accelerator) teachers live in host memory (pinned) and a teacher's
-    weights are copied to the device only when a batch has its language; the last one used stays
-    there, so language-homogeneous batches (``--batch-by-language``) of one language copy nothing.
-    Teachers are frozen, so a teacher leaves the device by pointing its parameters back at their
-    host copies: nothing is ever copied back. On CPU there is nothing to offload; ``swap_on_cpu``
-    still runs the swapping (host-to-host copies) so tests and the benchmark can exercise it.
+    With ``offload`` teachers live in host memory (pinned for CUDA) and a teacher's weights are
+    copied to the device only when a batch has its language; the last one used stays there, so
+    language-homogeneous batches (``--batch-by-language``) of one language copy nothing. Teachers are
+    frozen, so a teacher leaves the device by pointing its parameters back at their host copies:
+    nothing is ever copied back. On CPU there is nothing to offload and ``offload`` is ignored unless
+    ``offload_on_cpu`` asks for the host-to-host swapping (to test or benchmark it without a GPU).
     """
 
-    swap_on_cpu = False
-
-    def __init__(self, models: Dict[int, RobertaModel], records: List[TeacherRecord], dtype: str = "fp32", offload: bool = False):
+    def __init__(self, models: Dict[int, RobertaModel], records: List[TeacherRecord], vocab_size: int,
+                 sample_address: Callable, dtype: str = "fp32", offload: bool = False, offload_on_cpu: bool = False):
         self.models = models  # lang_id -> model
         self.records = records
+        self.vocab_size = vocab_size
+        self.sample_address = sample_address  # sample -> SampleAddress (the task's)
         self.dtype = DTYPES[dtype]
         self.offload = offload
+        self.offload_on_cpu = offload_on_cpu
         self._placed_on = None
         self._host = {}  # lang_id -> host tensors of the model's parameters and buffers (offload)
         self._resident = None  # lang_id of the offloaded teacher now on the device
@@ -264,13 +297,17 @@ class TeacherSet:
     def from_task(cls, task) -> "TeacherSet":
         mapping = parse_teacher_spec(task.cfg.teachers)
         check_coverage(task.languages, mapping)
+        dtype = DTYPES[task.cfg.teacher_dtype]
         models, records = {}, []
         for lang_id, lang in enumerate(task.languages):
-            path = mapping[lang]
-            models[lang_id] = load_teacher(task, lang, path).to(DTYPES[task.cfg.teacher_dtype])
-            records.append(TeacherRecord(lang, os.path.abspath(path), file_sha256(path), dictionary_sha256(task.source_dictionary)))
-            logger.info(f"teacher for {lang}: {path} ({sum(p.numel() for p in models[lang_id].parameters())} parameters)")
-        return cls(models, records, dtype=task.cfg.teacher_dtype, offload=task.cfg.teacher_offload)
+            spec = mapping[lang]
+            state, cfg, record = inspect_teacher(task, lang, spec)
+            models[lang_id] = build_teacher(task, lang, state, cfg, spec.checkpoint).to(dtype)
+            records.append(record)
+            del state
+            logger.info(f"teacher for {lang}: {spec.checkpoint} ({sum(p.numel() for p in models[lang_id].parameters())} parameters)")
+        return cls(models, records, vocab_size=len(task.source_dictionary), sample_address=task.sample_address,
+                   dtype=task.cfg.teacher_dtype, offload=task.cfg.teacher_offload)
 
     def manifest(self) -> List[dict]:
         return [asdict(r) for r in self.records]
@@ -281,10 +318,11 @@ class TeacherSet:
     def parameter_bytes(self, lang_id: int) -> int:
         return sum(t.numel() * t.element_size() for t in _tensors(self.models[lang_id]))
 
+    # -------------------------------------------------------------- placement
     def _place(self, device: torch.device) -> None:
         if self._placed_on == device:
             return
-        if self.offload and (device.type != "cpu" or self.swap_on_cpu):
+        if self.offload and (device.type != "cpu" or self.offload_on_cpu):
             self._evict()
             for lang_id, model in self.models.items():
                 model.to("cpu")
@@ -317,6 +355,7 @@ class TeacherSet:
             self._resident = lang_id
         return model
 
+    # -------------------------------------------------------------- soft labels
     def _run(self, lang_id: int, tokens: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
         return masked_lm_logits(self.on_device(lang_id, tokens.device), tokens, masked).float()
 
@@ -324,26 +363,27 @@ class TeacherSet:
     def masked_logits(self, src_tokens: torch.Tensor, masked: torch.Tensor, lang_ids: torch.Tensor):
         """Teacher logits (float32) at every masked position, row-major like the student's.
 
-        Returns ``(logits [M, V], position_langs [M])``. Samples are grouped by language with
-        index_select; each teacher runs once, on its language's rows only, and its rows of the
-        output are filled with index_copy_. A batch of one language needs neither.
+        Returns ``(logits [M, V], position_langs [M])``. Samples are grouped by language on the
+        host (one read-back per batch); each teacher runs once, on its language's rows only, and
+        its rows of the output are filled with index_copy_. A batch of one language needs neither.
         """
         self._place(src_tokens.device)
-        position_langs = lang_ids.unsqueeze(1).expand_as(masked)[masked]
-        present = torch.unique(lang_ids).tolist()
-        if len(present) == 1:
-            return self._run(present[0], src_tokens, masked), position_langs
-        logits = None
-        for lang_id in present:
-            rows = (lang_ids == lang_id).nonzero().squeeze(1)
-            rows_masked = masked.index_select(0, rows)
-            if not rows_masked.any():
-                continue
-            group_logits = self._run(lang_id, src_tokens.index_select(0, rows), rows_masked)
-            if logits is None:
-                logits = group_logits.new_empty((position_langs.numel(), group_logits.size(-1)))
-            logits.index_copy_(0, (position_langs == lang_id).nonzero().squeeze(1), group_logits)
-        return logits, position_langs
+        positions = MaskedPositions.of(masked, lang_ids)
+        groups = list(positions.groups())
+        if len(groups) == 1 and len(groups[0][1]) == len(lang_ids):
+            return self._run(groups[0][0], src_tokens, masked), positions.position_langs
+        device = src_tokens.device
+        logits = torch.empty((positions.total, self.vocab_size), dtype=torch.float32, device=device)
+        for lang_id, samples, rows in groups:
+            samples = torch.from_numpy(samples).to(device, non_blocking=True)
+            group_logits = self._run(lang_id, src_tokens.index_select(0, samples), masked.index_select(0, samples))
+            logits.index_copy_(0, torch.from_numpy(rows).to(device, non_blocking=True), group_logits)
+        return logits, positions.position_langs
+
+    def soft_targets(self, sample: dict, masked: torch.Tensor, temperature: float = 1.0, topk: int = 0) -> SoftTargets:
+        lang_ids = self.sample_address(sample).lang_ids
+        logits, position_langs = self.masked_logits(sample["net_input"]["src_tokens"], masked, lang_ids)
+        return teacher_soft_targets(logits, position_langs, len(self.records), temperature, topk)
 
 
 def _tensors(model) -> List[torch.Tensor]:

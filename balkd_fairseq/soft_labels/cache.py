@@ -1,0 +1,383 @@
+"""Offline soft labels: the teachers' top-k outputs at every masked position, computed once.
+
+``balkd-cache-teachers`` runs every language's teacher over the training data with exactly the
+masks the student will see, and ``--task balanced_distill --teacher-cache DIR`` reads them back
+instead of loading and running teachers. A sample's address (split, epoch, language, sample id)
+comes from the task (``task.sample_address``), and what decides the masks from
+``task.data_fingerprint``. Layout::
+
+    DIR/manifest.json                        what the cache was built for (checked when it is opened)
+    DIR/<split>/epoch<E>/<lang>.index.npy    int64 [samples, 2]: first row and row count of each sample
+    DIR/<split>/epoch<E>/<lang>.ids.npy      int32 [rows, K]: the teacher's top-k tokens, most likely first
+    DIR/<split>/epoch<E>/<lang>.probs.npy    float16 [rows, K]: their probabilities (full softmax, T = 1)
+
+A sample's rows are its masked positions, left to right. Files are memory-mapped when read, so a
+training process holds only the pages its batches touch, and at most :data:`MAX_OPEN_SHARDS`
+shards are open at once. Soft labels at temperature T over the top-k follow from the stored
+probabilities: softmax(log p / T), exactly as online ``--topk K``.
+"""
+import json
+import logging
+import os
+import shutil
+from collections import OrderedDict
+from typing import Dict, Iterable, List, Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..data.fingerprint import plain
+from ..errors import BalkdError
+from ..files import read_json
+from ..outputs import check_replaceable
+from . import SoftLabelSource
+from .manifest import file_sha256
+from .online import check_coverage, parse_teacher_spec
+from .positions import MaskedPositions, ranges
+from .targets import SoftTargets, cached_soft_targets
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+SHARD_FILES = {"index": np.int64, "ids": np.int32, "probs": np.float16}
+MAX_OPEN_SHARDS = 32  # (split, epoch, language) shards memory-mapped at once: 3 open files each
+SCAN_ROWS = 1 << 18  # rows read at a time when validating ids
+SECTION_NAMES = {"languages": "languages", "data": "data", "masking": "masking settings",
+                 "balancing": "balancing settings", "seed": "seed"}
+
+
+def first_difference(cached, current, path: str = "") -> Optional[Tuple[str, object, object]]:
+    """(dotted path, cached value, current value) of the first leaf that differs, or None."""
+    if isinstance(cached, dict) and isinstance(current, dict):
+        for key in sorted(set(cached) | set(current)):
+            found = first_difference(cached.get(key, "absent"), current.get(key, "absent"), f"{path}.{key}" if path else key)
+            if found:
+                return found
+        return None
+    return None if cached == current else (path, cached, current)
+
+
+def shard_directory(root: str, split: str, epoch: int) -> str:
+    return os.path.join(root, split, f"epoch{epoch}")
+
+
+# ---------------------------------------------------------------------------------- reading
+class TeacherCache(SoftLabelSource):
+    """An opened cache directory, checked against the task it is used with."""
+
+    def __init__(self, root: str, manifest: dict, sample_address, max_open_shards: int = MAX_OPEN_SHARDS):
+        self.root = root
+        self.manifest_data = manifest
+        self.k = int(manifest["topk"])
+        self.languages: List[str] = list(manifest["fingerprint"]["languages"])
+        self.epochs: Dict[str, List[int]] = {split: list(map(int, e)) for split, e in manifest["splits"].items()}
+        self.sample_address = sample_address  # sample -> SampleAddress (the task's)
+        self.max_open_shards = max_open_shards
+        self._shards: "OrderedDict[tuple, tuple]" = OrderedDict()
+
+    # -------------------------------------------------------------- opening and checks
+    @classmethod
+    def open(cls, root: str, task, check_teachers: bool = True) -> "TeacherCache":
+        cache = cls(root, read_manifest(root), task.sample_address)
+        cache.check_task(task)
+        cache.validate_files(len(task.source_dictionary))
+        if check_teachers and getattr(task.cfg, "teachers", ""):
+            cache.check_teachers(task.cfg.teachers)
+        return cache
+
+    def check_task(self, task) -> None:
+        cached = self.manifest_data["fingerprint"]
+        current = task.data_fingerprint(self.epochs)
+        sections = [name for name in SECTION_NAMES if name in cached or name in current]
+        sections += sorted((set(cached) | set(current)) - set(sections))
+        for section in sections:
+            found = first_difference(cached.get(section, "absent"), current.get(section, "absent"), section)
+            if not found:
+                continue
+            path, old, new = found
+            what = SECTION_NAMES.get(section, section)
+            raise BalkdError(
+                f"--teacher-cache {self.root} was built for other {what}: {path} is {old!r} in the cache "
+                f"but {new!r} now; rebuild it with balkd-cache-teachers and the same flags as training"
+            )
+
+    def validate_files(self, vocab_size: int) -> None:
+        """Every shard the manifest lists is there, complete and in range (a full scan of the ids)."""
+        rows = self.manifest_data.get("rows", {})
+        for split, epochs in self.epochs.items():
+            for epoch in epochs:
+                per_lang = rows.get(f"{split}/epoch{epoch}", {})
+                missing = [lang for lang in self.languages if lang not in per_lang or not self._shard_exists(split, epoch, lang)]
+                if missing:
+                    raise BalkdError(
+                        f"--teacher-cache {self.root} is incomplete: {split} epoch {epoch} has no shard for language(s) "
+                        f"{', '.join(missing)}; finish or rebuild it with balkd-cache-teachers"
+                    )
+                for lang in self.languages:
+                    self._validate_shard(split, epoch, lang, int(per_lang[lang]), vocab_size)
+
+    def _shard_prefix(self, split: str, epoch: int, lang: str) -> str:
+        return os.path.join(shard_directory(self.root, split, epoch), lang)
+
+    def _shard_exists(self, split: str, epoch: int, lang: str) -> bool:
+        prefix = self._shard_prefix(split, epoch, lang)
+        return all(os.path.isfile(f"{prefix}.{name}.npy") for name in SHARD_FILES)
+
+    def _validate_shard(self, split: str, epoch: int, lang: str, rows: int, vocab_size: int) -> None:
+        prefix = self._shard_prefix(split, epoch, lang)
+        index, ids, probs = self._load_shard(prefix)
+
+        def bad(path, why):
+            raise BalkdError(f"--teacher-cache {self.root}: {path} {why}; rebuild the cache with balkd-cache-teachers")
+
+        expected_shape = {"index": (len(index), 2), "ids": (rows, self.k), "probs": (rows, self.k)}
+        for name, array in zip(SHARD_FILES, (index, ids, probs)):
+            path = f"{prefix}.{name}.npy"
+            if array.dtype != SHARD_FILES[name]:
+                bad(path, f"holds {array.dtype}, not {np.dtype(SHARD_FILES[name])}")
+            if array.shape != expected_shape[name]:
+                bad(path, f"has shape {array.shape}, the manifest says {expected_shape[name]}")
+        starts, counts = index[:, 0], index[:, 1]
+        if len(index) and (counts.min() < 0 or starts.min() < 0 or (starts + counts).max() > rows or counts.sum() != rows):
+            bad(f"{prefix}.index.npy", f"does not index the {rows} rows of {prefix}.ids.npy")
+        for start in range(0, rows, SCAN_ROWS):
+            chunk = ids[start:start + SCAN_ROWS]
+            if chunk.size and (chunk.min() < 0 or chunk.max() >= vocab_size):
+                bad(f"{prefix}.ids.npy", f"holds token ids outside the vocabulary (0..{vocab_size - 1})")
+
+    def _load_shard(self, prefix: str) -> tuple:
+        arrays = []
+        for name in SHARD_FILES:
+            path = f"{prefix}.{name}.npy"
+            try:
+                arrays.append(np.load(path, mmap_mode="r"))
+            except (OSError, ValueError) as err:  # missing, truncated or not an .npy file
+                raise BalkdError(f"--teacher-cache {self.root}: cannot read {path}: {err}") from None
+        return tuple(arrays)
+
+    def check_teachers(self, spec: str) -> None:
+        """The checkpoints named by ``--teachers`` must be (byte for byte) the ones the cache was built from."""
+        mapping = parse_teacher_spec(spec)
+        check_coverage(self.languages, mapping)
+        cached = {t["language"]: t for t in self.manifest_data["teachers"]}
+        for lang in self.languages:
+            path = mapping[lang].checkpoint
+            if not os.path.isfile(path):
+                raise BalkdError(f"teacher for language {lang!r}: checkpoint not found: {path}")
+            if file_sha256(path) != cached[lang]["sha256"]:
+                raise BalkdError(
+                    f"--teacher-cache {self.root} was built for another teacher of language {lang!r}: "
+                    f"{cached[lang]['path']} (sha256 {cached[lang]['sha256'][:12]}…), not {path}; "
+                    "rebuild the cache or drop --teachers"
+                )
+
+    def check_topk(self, topk: int) -> None:
+        if topk > self.k:
+            raise BalkdError(f"--topk {topk} exceeds the {self.k} tokens per position stored in --teacher-cache {self.root}")
+
+    def manifest(self) -> List[dict]:
+        """The teachers that produced the cache (same records as ``TeacherSet.manifest()``)."""
+        return [dict(t) for t in self.manifest_data["teachers"]]
+
+    # -------------------------------------------------------------- lookups
+    def _shard(self, split: str, epoch: int, lang_id: int):
+        key = (split, epoch, lang_id)
+        if key in self._shards:
+            self._shards.move_to_end(key)
+            return self._shards[key]
+        if split not in self.epochs:
+            raise BalkdError(
+                f"--teacher-cache {self.root} has no '{split}' split (it holds {', '.join(sorted(self.epochs))}); "
+                f"rebuild it with {split!r} among --valid-subset"
+            )
+        if epoch not in self.epochs[split]:
+            held = self.epochs[split]
+            raise BalkdError(
+                f"--teacher-cache {self.root} holds {split} epochs {min(held)}..{max(held)}; epoch {epoch} is not "
+                f"cached: rebuild it with --max-epoch {epoch} or more (or train for fewer epochs)"
+            )
+        self._shards[key] = self._load_shard(self._shard_prefix(split, epoch, self.languages[lang_id]))
+        while len(self._shards) > self.max_open_shards:
+            self._shards.popitem(last=False)  # the memory maps close when their arrays are freed
+        return self._shards[key]
+
+    def lookup(self, address, masked: torch.Tensor):
+        """Top-k ids (int64) and probabilities (float32) at the batch's masked positions, row-major.
+
+        ``address`` is the batch's :class:`~balkd_fairseq.data.mask_origin.SampleAddress`. Returns
+        ``(ids [M, K], probs [M, K], position_langs [M])`` on ``masked.device``.
+        """
+        split, epoch = address.split, address.epoch
+        positions = MaskedPositions.of(masked, address.lang_ids, address.sample_ids)
+        counts, samples = positions.counts, positions.extra[0]
+        ids = np.empty((positions.total, self.k), dtype=np.int32)
+        probs = np.empty((positions.total, self.k), dtype=np.float16)
+        for lang_id, rows, target in positions.groups(with_masks_only=False):
+            index, shard_ids, shard_probs = self._shard(split, epoch, lang_id)
+            if samples[rows].max() >= len(index):
+                raise BalkdError(
+                    f"--teacher-cache {self.root}: {split} epoch {epoch} of {self.languages[lang_id]!r} has "
+                    f"{len(index)} samples, the batch asks for sample {int(samples[rows].max())}: the cache is for other data"
+                )
+            starts, stored = index[samples[rows]].T
+            if not np.array_equal(stored, counts[rows]):
+                bad = int(rows[np.nonzero(stored != counts[rows])[0][0]])
+                raise BalkdError(
+                    f"--teacher-cache {self.root}: sample {int(samples[bad])} of {self.languages[lang_id]!r} ({split} "
+                    f"epoch {epoch}) has {int(counts[bad])} masked positions but the cache has {int(index[samples[bad], 1])}: "
+                    "the cache was built with other masks"
+                )
+            source = ranges(starts, counts[rows])
+            ids[target] = shard_ids[source]
+            probs[target] = shard_probs[source]
+        device = masked.device
+        return (torch.from_numpy(ids).to(device=device, dtype=torch.long, non_blocking=True),
+                torch.from_numpy(probs).to(device=device, dtype=torch.float32, non_blocking=True), positions.position_langs)
+
+    def soft_targets(self, sample: dict, masked: torch.Tensor, temperature: float = 1.0, topk: int = 0) -> SoftTargets:
+        ids, probs, position_langs = self.lookup(self.sample_address(sample), masked)
+        return cached_soft_targets(ids, probs, position_langs, len(self.languages), temperature, topk)
+
+
+def read_manifest(root: str) -> dict:
+    path = os.path.join(root, MANIFEST)
+    if not os.path.isdir(root):
+        raise BalkdError(f"--teacher-cache: directory not found: {root} (build it with balkd-cache-teachers)")
+    if not os.path.isfile(path):
+        raise BalkdError(f"--teacher-cache: {path} not found: {root} is not a finished teacher cache")
+    manifest = read_json(path, "--teacher-cache")
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_VERSION:
+        raise BalkdError(f"--teacher-cache: {path} is not a version-{FORMAT_VERSION} balkd teacher cache manifest")
+    return manifest
+
+
+# ---------------------------------------------------------------------------------- writing
+def topk_probabilities(logits: torch.Tensor, k: int) -> Tuple[np.ndarray, np.ndarray]:
+    """The top-k tokens (int32) and their full-softmax probabilities (float16) of each row of logits."""
+    logp_top, ids = F.log_softmax(logits.float(), dim=-1).topk(k, dim=-1)
+    return ids.to(torch.int32).cpu().numpy(), logp_top.exp().to(torch.float16).cpu().numpy()
+
+
+class ShardWriter:
+    """One (split, epoch, language) shard: rows appended in any sample order, then turned into .npy files."""
+
+    def __init__(self, directory: str, lang: str, num_samples: int, k: int):
+        self.prefix = os.path.join(directory, lang)
+        self.k = k
+        self.index = np.full((num_samples, 2), -1, dtype=np.int64)
+        self.rows = 0
+        self._ids = open(self.prefix + ".ids.raw", "wb")
+        self._probs = open(self.prefix + ".probs.raw", "wb")
+
+    def add(self, sample_ids: np.ndarray, counts: np.ndarray, ids: np.ndarray, probs: np.ndarray) -> None:
+        """Rows of a batch (row-major over its samples); ``counts[i]`` rows belong to ``sample_ids[i]``."""
+        starts = self.rows + np.concatenate([[0], np.cumsum(counts)[:-1]])
+        self.index[sample_ids, 0] = starts
+        self.index[sample_ids, 1] = counts
+        self._ids.write(np.ascontiguousarray(ids, dtype=np.int32).tobytes())
+        self._probs.write(np.ascontiguousarray(probs, dtype=np.float16).tobytes())
+        self.rows += int(counts.sum())
+
+    def close(self) -> None:
+        self._ids.close()
+        self._probs.close()
+        missing = np.nonzero(self.index[:, 0] < 0)[0]
+        if missing.size:
+            raise RuntimeError(f"{self.prefix}: samples {missing[:5].tolist()} were never written")
+        np.save(self.prefix + ".index.npy", self.index)
+        for name, dtype in (("ids", np.int32), ("probs", np.float16)):
+            _raw_to_npy(f"{self.prefix}.{name}.raw", f"{self.prefix}.{name}.npy", dtype, self.rows, self.k)
+
+
+def _raw_to_npy(raw: str, npy: str, dtype, rows: int, k: int, chunk_rows: int = 1 << 16) -> None:
+    out = np.lib.format.open_memmap(npy, mode="w+", dtype=dtype, shape=(rows, k))
+    if rows:
+        src = np.memmap(raw, dtype=dtype, mode="r", shape=(rows, k))
+        for start in range(0, rows, chunk_rows):
+            out[start:start + chunk_rows] = src[start:start + chunk_rows]
+        del src
+    out.flush()
+    del out
+    os.remove(raw)
+
+
+def build_cache(task, teachers, root: str, subsets: Dict[str, List[int]], k: int, batch_size: Optional[int],
+                max_tokens: Optional[int], device: torch.device, overwrite: bool = False, progress: bool = True) -> dict:
+    """Run ``teachers`` over ``subsets`` ({subset: epochs}, e.g. train 1..E and valid 1); write ``root``.
+
+    Subsets of one base split (``valid``, ``valid_de``) share its shards. The cache is written to
+    ``root.partial`` and renamed when complete, so an interrupted build never leaves something that
+    looks like a finished cache; an existing ``root`` is replaced only with ``overwrite``.
+    """
+    if os.path.exists(root) and not overwrite:
+        raise BalkdError(f"--cache-dir {root} already exists; pass --overwrite to replace it")
+    inputs = [task.cfg.data, *(record.get("path") for record in teachers.manifest())]
+    check_replaceable(root, inputs, "--cache-dir", marker=MANIFEST)  # never delete the data or a teacher
+    root = os.path.realpath(root)  # a symlinked --cache-dir: write the directory it points to
+    vocab = len(task.source_dictionary)
+    if not 0 < k <= vocab:
+        raise BalkdError(f"--cache-topk must be in 1..{vocab} (the vocabulary size), got {k}")
+    partial = root.rstrip(os.sep) + ".partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    os.makedirs(partial)
+    rows: Dict[str, Dict[str, int]] = {}
+    splits: Dict[str, List[int]] = {}
+    for subset, epochs in subsets.items():
+        for epoch in epochs:
+            for split, lang, count in _cache_subset(task, teachers, partial, subset, epoch, k, batch_size, max_tokens,
+                                                    device, progress, rows):
+                rows.setdefault(f"{split}/epoch{epoch}", {})[lang] = count
+                splits.setdefault(split, [])
+                if epoch not in splits[split]:
+                    splits[split].append(epoch)
+    manifest = {
+        "format": FORMAT_VERSION,
+        "topk": k,
+        "fingerprint": task.data_fingerprint(splits),
+        "teachers": teachers.manifest(),
+        "teacher_dtype": plain(task.cfg.teacher_dtype),
+        "splits": splits,
+        "rows": rows,
+    }
+    with open(os.path.join(partial, MANIFEST), "w", encoding="utf-8") as f:
+        json.dump(manifest, f, indent=1)
+    if os.path.exists(root):
+        shutil.rmtree(root)
+    os.rename(partial, root)
+    return manifest
+
+
+def _cache_subset(task, teachers, root, subset, epoch, k, batch_size, max_tokens, device, progress, done) -> Iterable:
+    """Write the shards of one subset and epoch not yet in ``done``; yields (base split, language, rows)."""
+    from fairseq.data import data_utils
+    from tqdm import tqdm
+
+    pad = task.source_dictionary.pad()
+    for lang_id, part in task.language_datasets(subset, epoch):
+        lang = task.languages[lang_id]
+        split = task.sample_address(part.collater([part[0]])).split
+        if lang in done.get(f"{split}/epoch{epoch}", {}):
+            continue
+        directory = shard_directory(root, split, epoch)
+        os.makedirs(directory, exist_ok=True)
+        sizes = np.asarray(part.sizes, dtype=np.int64).reshape(-1, len(part)).max(0)
+        order = np.argsort(sizes, kind="stable")
+        batches = data_utils.batch_by_size(order, part.num_tokens, num_tokens_vec=sizes[order], max_tokens=max_tokens,
+                                           max_sentences=batch_size or (None if max_tokens else 32))
+        writer = ShardWriter(directory, lang, len(part), k)
+        for batch in tqdm(batches, desc=f"{split} epoch {epoch} {lang}", unit="batch", disable=not progress, leave=False):
+            sample = part.collater([part[int(i)] for i in batch])
+            address = task.sample_address(sample)
+            src = sample["net_input"]["src_tokens"].to(device)
+            masked = sample["target"].to(device).ne(pad)
+            counts = masked.sum(1).cpu().numpy()
+            if not counts.any():
+                writer.add(address.sample_ids.numpy(), counts, np.empty((0, k)), np.empty((0, k)))
+                continue
+            logits, _ = teachers.masked_logits(src, masked, address.lang_ids.to(device))
+            top_ids, top_probs = topk_probabilities(logits, k)
+            writer.add(address.sample_ids.numpy(), counts, top_ids, top_probs)
+        writer.close()
+        yield split, lang, writer.rows
