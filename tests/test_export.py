@@ -77,6 +77,15 @@ def record_dictionary(checkpoint: Path, data: Path, languages: list, out: Path, 
     return out
 
 
+def strip_records(checkpoint: Path, out: Path) -> Path:
+    """A checkpoint as written before the task recorded its languages and dictionary hash."""
+    state = torch.load(checkpoint)
+    state["cfg"]["task"]["languages"] = ""
+    state.get("task_state", {}).pop(DICTIONARY_HASH_KEY, None)
+    torch.save(state, out)
+    return out
+
+
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
@@ -93,8 +102,8 @@ def project(tmp_path_factory):
         "--max-update", "2", "--save-dir", str(root / "ckpt"), "--no-epoch-checkpoints", "--disable-validation",
         "--cpu", "--num-workers", "0", "--data-buffer-size", "0", "--log-format", "simple",
     ])
-    old = root / "ckpt" / "checkpoint_last.pt"
-    new = record_dictionary(old, data, languages, root / "ckpt" / "recorded.pt")
+    new = record_dictionary(root / "ckpt" / "checkpoint_last.pt", data, languages, root / "ckpt" / "recorded.pt")
+    old = strip_records(new, root / "ckpt" / "old.pt")
     results = root / "results"
     results.mkdir()
     (results / "lm.json").write_text(json.dumps({"kind": "lm", "name": "x", "languages": {

@@ -17,7 +17,9 @@ from balkd_fairseq.cli import probe as probe_cli
 from balkd_fairseq.data.dictionary_hash import DICTIONARY_HASH_KEY, dict_file_sha256
 from balkd_fairseq.errors import BalkdError
 from balkd_fairseq.eval import probing_matrix
-from balkd_fairseq.eval.features import EMBEDDING_KEY, FrozenEncoder, check_dictionary
+from balkd_fairseq.eval.dictionary_check import EMBED_KEY as EMBEDDING_KEY
+from balkd_fairseq.eval.dictionary_check import check_checkpoint_dictionary as check_dictionary
+from balkd_fairseq.eval.features import FrozenEncoder
 from balkd_fairseq.eval.item_scores import group_items, read_items
 from balkd_fairseq.eval.probe_training import ProbeTrainingConfig, train_probe
 from balkd_fairseq.eval.probing_data import LabelSet, encode_split, load_sentencepiece, read_tagged
@@ -179,7 +181,7 @@ def test_dictionary_check_with_recorded_hash(tmp_path):
     assert other in message and checkpoint in message and dict_file_sha256(data)[:12] in message
     # with the checkpoint's own dict.txt beside it, the message names the first differing symbol
     _dict_file(tmp_path / "ckpt" / "dict.txt", SYMBOLS)
-    with pytest.raises(BalkdError, match=r"first difference at index 6: 'gamma' in .*ckpt/dict.txt, 'zeta' in .*OTHER/dict.txt"):
+    with pytest.raises(BalkdError, match=r"OTHER/dict.txt is not the dictionary of the checkpoint \(.*ckpt/dict.txt\): first difference at symbol 6: 'gamma' in the checkpoint's, 'zeta' in --data's"):
         check_dictionary(_state(ROWS, dict_file_sha256(data)), checkpoint, other)
 
 
@@ -189,11 +191,11 @@ def test_dictionary_check_without_record_uses_size_and_the_dict_beside_the_check
     renamed = _dict_file(tmp_path / "RENAMED" / "dict.txt", ["alpha", "beta", "gamma", "omega"])
     checkpoint = str(tmp_path / "ckpt" / "checkpoint.pt")
     check_dictionary(_state(ROWS), checkpoint, renamed)  # same size, nothing beside: cannot tell
-    with pytest.raises(BalkdError, match=f"{longer} is not the dictionary {checkpoint}.*10 symbols .* 9 rows"):
+    with pytest.raises(BalkdError, match=f"{longer} is not the dictionary of the checkpoint {checkpoint}: the checkpoint embeds 9 symbols, .* gives 10"):
         check_dictionary(_state(ROWS), checkpoint, longer)
     _dict_file(tmp_path / "ckpt" / "dict.txt", SYMBOLS)
     check_dictionary(_state(ROWS), checkpoint, data)
-    with pytest.raises(BalkdError, match=r"first difference at index 7: 'delta' in .*ckpt/dict.txt, 'omega' in .*RENAMED"):
+    with pytest.raises(BalkdError, match=r"RENAMED/dict.txt is not the dictionary of the checkpoint \(.*ckpt/dict.txt\): first difference at symbol 7: 'delta' in the checkpoint's, 'omega' in --data's"):
         check_dictionary(_state(ROWS), checkpoint, renamed)
 
 

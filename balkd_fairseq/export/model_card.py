@@ -6,9 +6,9 @@ from typing import Dict, List, Optional
 from omegaconf import OmegaConf
 
 from ..data.balancing import target_sizes
-from ..eval.report import METRICS, load_model_results
+from ..eval.report import METRICS, load_run
 from ..files import read_json
-from ..teacher_manifest import MANIFEST_KEY
+from ..soft_labels.manifest import MANIFEST_KEY
 from .fairseq_dir import plain
 from .source import ExportSource
 
@@ -113,8 +113,8 @@ def architecture_section(source: ExportSource, extra_pieces: Optional[List[str]]
 
 
 def results_section(results_dir: str) -> List[str]:
-    model = load_model_results("export", results_dir)
-    metrics = [(key, title) for key, title, _ in METRICS if model.values[key]]
+    model = load_run("export", results_dir)
+    metrics = [(metric.key, metric.title) for metric in METRICS if model.values[metric.key]]
     languages = model.languages()
     lines = ["## Results", "", f"From `{os.path.basename(os.path.normpath(results_dir))}` (balkd-eval-lm / balkd-probe).", "",
              "| language | " + " | ".join(title for _, title in metrics) + " |", "|---|" + "---|" * len(metrics)]
