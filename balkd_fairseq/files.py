@@ -5,6 +5,7 @@ Every JSON file the project reads (``--teachers`` mappings, results, manifests, 
 the last one silently: two teachers for one language would become one). Every text file read line
 by line (raw text, CoNLL-U, IOB2) goes through :func:`numbered_lines`.
 """
+import hashlib
 import json
 from typing import Callable, Iterator, Optional, Tuple
 
@@ -84,3 +85,12 @@ def numbered_lines(path, kind: str, on_bytes: Optional[Callable[[int], None]] = 
             if line_no == 1 and text.startswith(BOM):
                 text = text[len(BOM):]
             yield line_no, text.rstrip("\r\n")
+
+
+def file_sha256(path: str, chunk: int = 1 << 22) -> str:
+    """sha256 of a file's bytes, read in chunks (checkpoints and data files are large)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -103,7 +103,7 @@ def _languages_with_split(args):
 
 def data_fingerprint(data: str, languages, split: str, dictionary) -> dict:
     """sha256 of each language's ``<split>.bin`` / ``.idx`` and of the dictionary: what the scores are of."""
-    from ..soft_labels.manifest import file_sha256
+    from ..files import file_sha256
 
     files = {}
     for lang in languages:

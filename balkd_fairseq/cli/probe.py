@@ -9,7 +9,6 @@ into a directory holding results of other tasks adds to them, if the checkpoint 
 are the same.
 """
 import argparse
-import hashlib
 import logging
 import math
 import os
@@ -18,6 +17,7 @@ import sys
 import torch
 
 from ..errors import BalkdError
+from ..files import file_sha256
 from .common import run_cli
 from ..eval.item_scores import PROBE_ITEMS
 from ..eval.probe_training import ProbeTrainingConfig
@@ -136,12 +136,6 @@ def _check_writable(out_dir: str) -> None:
         raise BalkdError(f"--output-dir: {existing} is not writable (cannot write {out_dir})")
 
 
-def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _main(argv=None) -> int:

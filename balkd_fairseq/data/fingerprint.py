@@ -8,6 +8,8 @@ import hashlib
 import os
 from typing import Iterable, List
 
+from ..files import file_sha256
+
 MASKING_FIELDS = (
     "tokens_per_sample", "sample_break_mode", "mask_prob", "leave_unmasked_prob", "random_token_prob",
     "freq_weighted_replacement", "mask_whole_words", "mask_multiple_length", "mask_stdev", "skip_masking",
@@ -24,12 +26,6 @@ def plain(value):
     return str(value)
 
 
-def file_sha256(path: str, chunk: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def sampled_sha256(path: str) -> str:

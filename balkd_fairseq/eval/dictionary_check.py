@@ -22,7 +22,7 @@ from ..errors import BalkdError
 
 logger = logging.getLogger(__name__)
 
-EMBED_KEY = "encoder.sentence_encoder.embed_tokens.weight"
+from ..checkpoints import EMBED_KEY  # noqa: E402
 
 
 def _beside(checkpoint: str) -> Optional[str]:

@@ -12,10 +12,9 @@ import torch
 from fairseq import checkpoint_utils
 from fairseq.data import data_utils
 
-from ..checkpoint_compat import describe_load_error
 from ..data.subword_alignment import AlignedSentence
 from ..errors import BalkdError
-from ..soft_labels.online import model_config
+from ..checkpoints import load_checkpoint_state, model_config
 from .dictionary_check import check_checkpoint_dictionary
 
 logger = logging.getLogger(__name__)
@@ -27,10 +26,7 @@ def load_checkpoint(path: str, data: Optional[str] = None):
     if data is not None and not os.path.isfile(os.path.join(data, "dict.txt")):
         raise BalkdError(f"dictionary not found: {os.path.join(data, 'dict.txt')} (is {data} the DATA directory?)")
     overrides = {"data": data} if data is not None else None
-    try:
-        state = checkpoint_utils.load_checkpoint_to_cpu(path, arg_overrides=overrides)
-    except Exception as err:  # torch raises many types for corrupt or refused pickles
-        raise BalkdError(f"cannot load checkpoint {path}: {describe_load_error(err)}") from None
+    state = load_checkpoint_state(path, "--checkpoint", arg_overrides=overrides)
     model_config(state, "--checkpoint", path)  # a masked LM (roberta_*), not e.g. a translation model
     if data is not None:
         check_checkpoint_dictionary(state, path, os.path.join(data, "dict.txt"))

@@ -13,7 +13,7 @@ from ..data.dictionary_hash import (
     recorded_languages,
 )
 from ..errors import BalkdError
-from ..soft_labels.online import EMBED_KEY, load_checkpoint_state, model_config
+from ..checkpoints import EMBED_KEY, load_checkpoint_state, model_config
 
 logger = logging.getLogger(__name__)
 

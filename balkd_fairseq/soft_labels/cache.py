@@ -32,7 +32,7 @@ from ..errors import BalkdError
 from ..files import read_json
 from ..outputs import check_replaceable
 from . import SoftLabelSource
-from .manifest import file_sha256
+from ..files import file_sha256
 from .online import check_coverage, parse_teacher_spec
 from .positions import MaskedPositions, ranges
 from .targets import SoftTargets, cached_soft_targets

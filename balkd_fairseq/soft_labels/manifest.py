@@ -9,12 +9,12 @@ built from). The ``balanced_distill`` task stores the manifest of its source in 
 manifest must match the current one, language by language, by content (a teacher that only moved
 to another path is the same teacher); ``--reset-teachers`` accepts a different teacher set.
 """
-import hashlib
 import logging
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 from ..errors import BalkdError
+from ..files import file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -31,12 +31,6 @@ class TeacherRecord:
     dictionary_sha256: str
 
 
-def file_sha256(path: str, chunk: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def record_manifest(task_state, manifest: List[dict]) -> None:

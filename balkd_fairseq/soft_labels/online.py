@@ -15,25 +15,22 @@ from typing import Callable, Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
-from fairseq import checkpoint_utils
 from fairseq.data import Dictionary
-from fairseq.models import ARCH_MODEL_REGISTRY, MODEL_REGISTRY
 from fairseq.models.roberta import RobertaModel
 from omegaconf import DictConfig
 
-from ..checkpoint_compat import describe_load_error
+from ..checkpoints import EMBED_KEY, load_checkpoint_state, model_config
 from ..data.dictionary_hash import dictionary_sha256, first_symbol_difference, load_model_dictionary
 from ..errors import BalkdError
-from ..files import read_json
+from ..files import file_sha256, read_json
 from . import SoftLabelSource
-from .manifest import TeacherRecord, file_sha256
+from .manifest import TeacherRecord
 from .positions import MaskedPositions
 from .targets import SoftTargets, teacher_soft_targets
 
 logger = logging.getLogger(__name__)
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-EMBED_KEY = "encoder.sentence_encoder.embed_tokens.weight"
 DICT_FILE = "dict.txt"
 
 
@@ -99,28 +96,6 @@ def check_coverage(languages: List[str], mapping: Dict[str, object]) -> None:
         )
     for lang in sorted(set(mapping) - set(languages)):
         logger.warning(f"teacher for language {lang!r} ({mapping[lang]}) is not used: {lang!r} is not in the data")
-
-
-# ------------------------------------------------------------------------------ checkpoints
-def load_checkpoint_state(path: str, what: str) -> dict:
-    """``checkpoint_utils.load_checkpoint_to_cpu`` with one-line errors naming ``what`` and ``path``."""
-    if not os.path.isfile(path):
-        raise BalkdError(f"{what}: checkpoint not found: {path}")
-    try:
-        return checkpoint_utils.load_checkpoint_to_cpu(path)
-    except Exception as err:  # torch raises many types for corrupt or refused pickles
-        raise BalkdError(f"{what}: cannot load checkpoint {path}: {describe_load_error(err)}") from None
-
-
-def model_config(state: dict, what: str, path: str) -> DictConfig:
-    cfg = state.get("cfg") if isinstance(state, dict) else None
-    if cfg is None or getattr(cfg, "model", None) is None:
-        raise BalkdError(f"{what}: {path} has no model configuration (not a fairseq checkpoint?)")
-    arch = getattr(cfg.model, "_name", None) or getattr(cfg.model, "arch", None)
-    model_cls = ARCH_MODEL_REGISTRY.get(arch) or MODEL_REGISTRY.get(arch)
-    if model_cls is None or not issubclass(model_cls, RobertaModel) or "model" not in state:
-        raise BalkdError(f"{what}: {path} is not a masked LM checkpoint (architecture {arch!r}; expected a roberta_* arch)")
-    return cfg
 
 
 def check_dictionary(state: dict, spec: TeacherSpec, student: Dictionary, what: str) -> Dictionary:
