@@ -13,7 +13,7 @@ replacement, the same items for both models. The interval is the 2.5 and 97.5 pe
 replicates' differences A - B. Everything is vectorised over replicates with numpy.
 """
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -113,6 +113,3 @@ def check_same_items(a: LanguageItems, b: LanguageItems, what: str) -> Optional[
         return f"{what}: {a.num.shape[2]} vs {b.num.shape[2]} test items"
     return None
 
-
-def as_dict(interval: Interval) -> Dict[str, float]:
-    return {"difference": interval.difference, "low": interval.low, "high": interval.high}
