@@ -244,7 +244,7 @@ def evaluate(layout: Layout, s: Settings, name: str) -> None:
     step(f"evaluate {name}: masked LM per language and POS/NER probes")
     # evaluation masks and probe data come from the data seed: identical for every run of the preset
     run(["balkd-eval-lm", "--checkpoint", f"{name}={checkpoint}", "--data", layout.data, "--languages",
-         languages(layout), "--split", "test", "--tokens-per-sample", "64", "--seed", str(s.data_seed),
+         languages(layout), "--split", "test", "--tokens-per-sample", "64", "--seed", str(s.data_seed), "--pppl",
          "--output-dir", layout.results, "--cpu"])
     run(["balkd-probe", "--checkpoint", f"{name}={checkpoint}", "--data", layout.data, "--languages", languages(layout),
          "--probe-dir", layout.synth, "--seed", str(s.data_seed), "--output-dir", layout.results, "--cpu"])
@@ -255,8 +255,32 @@ def report(root: str, preset: str, layouts: List[Layout], configs: List[str], ou
     step(f"report ({preset}: {len(layouts)} seed(s) x {len(configs)} configuration(s)) -> {out}")
     groups = PRESET_GROUPS[preset]
     models = [f"--model={name}={os.path.join(layout.results, name)}" for name in configs for layout in layouts]
-    run(["balkd-report", *models, "--low", *groups["low"].split(), "--high", *groups["high"].split(),
+    students = [name for name in configs if "{teachers}" in CONFIGS[name]]
+    baselines = [name for name in configs if name not in students]
+    compare = [f"--compare={name}:{','.join(baselines)}" for name in students] if baselines else []
+    run(["balkd-report", *models, *compare, "--low", *groups["low"].split(), "--high", *groups["high"].split(),
          "--single", groups["single"], "--output-dir", out])
+
+
+def export_and_query(layout: Layout, name: str) -> None:
+    """balkd-export of one student, then one fill-mask query per format, each in a process without the plugin."""
+    out = os.path.join(layout.run, "export")
+    step(f"export {name} -> {out} (fairseq and Hugging Face folders, model card) and one fill-mask query each")
+    run(["balkd-export", os.path.join(layout.checkpoints, name, "checkpoint_last.pt"), "--data", layout.data,
+         "--results", os.path.join(layout.results, name), "--out", out, "--force"])
+    with open(os.path.join(layout.synth, "raw", f"{PRESET_GROUPS[layout.preset]['single']}.txt"), encoding="utf-8") as f:
+        words = f.readline().split()
+    query = " ".join(words[:5] + ["<mask>"])  # short enough for the toy model's 64 positions
+    print(f"  query:        {query}", flush=True)
+    fairseq_query = ("import logging, sys; logging.disable(logging.INFO); "
+                     "from fairseq.models.roberta import RobertaModel; d, q = sys.argv[1:]; "
+                     "m = RobertaModel.from_pretrained(d, 'model.pt', bpe='sentencepiece', sentencepiece_model=d + '/spm.model'); "
+                     "print('  fairseq:      ' + m.eval().fill_mask(q, topk=1)[0][0])")
+    hf_query = ("import sys; from transformers import pipeline; d, q = sys.argv[1:]; "
+                "print('  transformers: ' + pipeline('fill-mask', model=d)(q, top_k=1)[0]['sequence'])")
+    subprocess.run([sys.executable, "-c", fairseq_query, os.path.join(out, "fairseq"), query], check=True)
+    subprocess.run([sys.executable, "-c", hf_query, os.path.join(out, "hf"), query], check=True,
+                   env=dict(os.environ, HF_HUB_OFFLINE="1"))
 
 
 def write_cost(costs: Dict[str, List[dict]], path: str) -> None:
@@ -324,10 +348,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         shutil.rmtree(s.out, ignore_errors=True)
         os.makedirs(s.out)
         run_preset(s, args.preset, [args.seed], PAPER_CONFIGS, single_run=True)
-        print(f"\nDone in {time.monotonic() - start:.0f}s.\n  table: {s.out}/report/report.md (and report.csv)\n"
+        export_and_query(Layout(s.out, args.preset, args.seed, single_run=True), "Ours")
+        print(f"\nDone in {time.monotonic() - start:.0f}s.\n  table: {s.out}/report/report.md (and report.csv, report_compare.csv)\n"
               f"  plot:  {s.out}/report/report.png\n  cost:  {s.out}/report/cost.md\n"
               f"  checkpoints: {s.out}/checkpoints/{{HL,HL-balanced,Ours}}/checkpoint_last.pt, teachers in {s.out}/teachers\n"
-              f"  TensorBoard: tensorboard --logdir {s.out}/tensorboard")
+              f"  TensorBoard: tensorboard --logdir {s.out}/tensorboard\n"
+              f"  exported:    {s.out}/export/{{fairseq,hf,README.md}} (balkd-export)")
         return 0
     s = settings_from_env(Settings(out=args.out or os.path.join(REPO, "outputs", "sweep")))
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
