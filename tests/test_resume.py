@@ -166,3 +166,19 @@ def test_resume_of_a_checkpoint_without_recorded_settings_is_refused(tiny_data, 
     proc = run_fairseq_train(hard_label_args(tiny_data, save, 2), check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "does not record its data settings" in proc.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_a_finished_run_is_not_trained_past_its_max_update(tiny_data, tmp_path):
+    save = tmp_path / "finished"
+    run_fairseq_train(hard_label_args(tiny_data, save, 2))
+    last = save / "checkpoint_last.pt"
+    before = last.read_bytes()
+    again = run_fairseq_train(hard_label_args(tiny_data, save, 2))
+    assert "the run is finished, nothing to do" in again.stderr and again.returncode == 0
+    assert last.read_bytes() == before, "a finished run must not train one more update and save again"
+    raised = run_fairseq_train(hard_label_args(tiny_data, save, 3))
+    assert "--max-update raised from 2 to 3" in raised.stdout + raised.stderr
+    from balkd_fairseq.checkpoints import load_checkpoint_state
+
+    assert load_checkpoint_state(str(last), "test")["optimizer_history"][-1]["num_updates"] == 3

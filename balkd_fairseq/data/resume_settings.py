@@ -10,6 +10,7 @@ which starts the epoch over) lets a run continue with new settings on purpose.
 import logging
 import os
 import pickle
+import sys
 from typing import Optional
 
 import torch
@@ -46,8 +47,9 @@ def resumed_checkpoint(checkpoint_cfg) -> Optional[str]:
     return path if os.path.isfile(path) else None
 
 
-def _read_records(path: str) -> Optional[dict]:
-    """The checkpoint's recorded cfg.task and task_state, without reading its tensors (memory-mapped)."""
+def read_records(path: str) -> Optional[dict]:
+    """The checkpoint's recorded cfg.task, task_state, update count and --max-update, without reading its
+    tensors (memory-mapped); None when it is unreadable (fairseq's own loading then reports it by name)."""
     try:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
@@ -58,8 +60,30 @@ def _read_records(path: str) -> Optional[dict]:
     if not isinstance(state, dict):
         return None
     cfg = state.get("cfg") or {}
+    history = state.get("optimizer_history") or [{}]
+    optimization = (cfg.get("optimization") or {}) if isinstance(cfg, dict) else {}
     return {"task": dict(cfg.get("task") or {}) if isinstance(cfg, dict) else {},
-            "task_state": state.get("task_state") or {}}
+            "task_state": state.get("task_state") or {},
+            "num_updates": history[-1].get("num_updates") if isinstance(history[-1], dict) else None,
+            "max_update": optimization.get("max_update")}
+
+
+def stop_if_finished(path: str, records: dict, max_update: int) -> None:
+    """A run whose checkpoint reached --max-update is finished: say so and exit 0 instead of training past it.
+
+    fairseq would take one more step (it checks the limit after each update) and save again. Raising
+    --max-update on purpose continues the run, and the log says so.
+    """
+    done, limit_then = records.get("num_updates"), records.get("max_update")
+    if not max_update or done is None:
+        return
+    if done >= max_update:
+        logger.info(f"{path} is at update {done}: this run reached --max-update {max_update} and is finished")
+        print(f"balkd-fairseq: {path} is at update {done}, --max-update is {max_update}: the run is finished, "
+              "nothing to do (raise --max-update to train further)", file=sys.stderr, flush=True)
+        raise SystemExit(0)
+    if limit_then and done >= limit_then and max_update > limit_then:
+        logger.warning(f"continuing the finished run {path} (update {done}): --max-update raised from {limit_then} to {max_update}")
 
 
 def _same(recorded, current) -> bool:
@@ -71,11 +95,8 @@ def _same(recorded, current) -> bool:
     return recorded == current
 
 
-def check_resume_settings(path: str, current: dict, dictionary_sha256: str) -> None:
+def check_resume_settings(path: str, records: dict, current: dict, dictionary_sha256: str) -> None:
     """Refuse to resume ``path`` with ``current`` settings (name -> value) other than the recorded ones."""
-    records = _read_records(path)
-    if records is None:
-        return
     if DICTIONARY_HASH_KEY not in records["task_state"] or not records["task"].get("languages"):
         raise BalkdError(
             f"{path} does not record its data settings (written by an older balkd-fairseq or another task), so "

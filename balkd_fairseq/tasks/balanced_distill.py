@@ -43,7 +43,7 @@ from ..data.fingerprint import masking_fingerprint
 from ..data.language_batches import LanguageBatchedDataset
 from ..data.languages import resolve_languages, split_and_language
 from ..data.mask_origin import MaskOriginDataset, SampleAddress
-from ..data.resume_settings import RESUME_SETTINGS, check_resume_settings, resumed_checkpoint
+from ..data.resume_settings import RESUME_SETTINGS, check_resume_settings, read_records, resumed_checkpoint, stop_if_finished
 from ..data.subset_dataset import EpochSubsetDataset, LanguageDraw
 from ..errors import BalkdError
 from ..task_run import start_task_run
@@ -255,11 +255,16 @@ class BalancedDistillTask(MaskedLMTask):
 
     def _check_resume(self) -> None:
         root = _root_config(self.cfg)
-        if root is None or "checkpoint" not in root or self.cfg.reset_data_settings:
+        if root is None or "checkpoint" not in root:
             return
         path = resumed_checkpoint(root.checkpoint)
-        if path is not None:
-            check_resume_settings(path, self.resume_settings(), self.state.state_dict[DICTIONARY_HASH_KEY])
+        records = read_records(path) if path is not None else None
+        if records is None:
+            return
+        if not root.checkpoint.get("reset_optimizer", False) and "optimization" in root:
+            stop_if_finished(path, records, root.optimization.max_update)
+        if not self.cfg.reset_data_settings:
+            check_resume_settings(path, records, self.resume_settings(), self.state.state_dict[DICTIONARY_HASH_KEY])
 
     # ------------------------------------------------------------------ public data interface
     def sample_address(self, sample) -> SampleAddress:
