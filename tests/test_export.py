@@ -77,6 +77,15 @@ def record_dictionary(checkpoint: Path, data: Path, languages: list, out: Path, 
     return out
 
 
+def without_records(checkpoint: Path, out: Path) -> Path:
+    """A checkpoint as written before languages and dictionary hashes were recorded."""
+    state = torch.load(checkpoint)
+    state["cfg"]["task"]["languages"] = ""
+    (state.get("task_state") or {}).pop(DICTIONARY_HASH_KEY, None)
+    torch.save(state, out)
+    return out
+
+
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
@@ -93,8 +102,9 @@ def project(tmp_path_factory):
         "--max-update", "2", "--save-dir", str(root / "ckpt"), "--no-epoch-checkpoints", "--disable-validation",
         "--cpu", "--num-workers", "0", "--data-buffer-size", "0", "--log-format", "simple",
     ])
-    old = root / "ckpt" / "checkpoint_last.pt"
-    new = record_dictionary(old, data, languages, root / "ckpt" / "recorded.pt")
+    trained = root / "ckpt" / "checkpoint_last.pt"
+    old = without_records(trained, root / "ckpt" / "unrecorded.pt")
+    new = record_dictionary(trained, data, languages, root / "ckpt" / "recorded.pt")
     results = root / "results"
     results.mkdir()
     (results / "lm.json").write_text(json.dumps({"kind": "lm", "name": "x", "languages": {
@@ -292,3 +302,9 @@ def test_force_replaces_an_earlier_export_and_a_failure_leaves_nothing(project, 
     torch.save(state, prenorm)
     assert_refused([prenorm, "--data", project["data"], "--out", tmp_path / "y"], capsys, "encoder_normalize_before")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["prenorm.pt", "x"]  # no y, no y.partial
+
+
+def test_refuses_an_unknown_format(project, tmp_path, capsys):
+    assert_refused([project["new"], "--data", project["data"], "--out", tmp_path / "x", "--format", "fairseq,onnx"],
+                   capsys, "--format", "onnx")
+    assert not (tmp_path / "x").exists()
