@@ -241,7 +241,7 @@ def test_model_card(exported, project):
         assert f"- {lang}\n" in card and f"| {lang} | " in card
     assert "Balancing: `subsample`" in card and "Criterion: `masked_lm`" in card
     assert "roberta_base" in card and "parameters" in card
-    assert "MRR" in card and "| de | 0.2500 |" in card
+    assert "MRR" in card and "| de | 0.250 | 40.0 |" in card
     assert "Dictionary sha256 (recorded" in card
 
 
