@@ -1,7 +1,7 @@
 """``OUT/README.md``: a Hugging Face model card built from the checkpoint, the data manifest and results."""
 import math
 import os
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 from omegaconf import OmegaConf
 
