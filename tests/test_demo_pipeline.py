@@ -36,3 +36,6 @@ def test_toy_pipeline_produces_the_report(tmp_path):
         assert (tmp_path / "toy" / "checkpoints" / name / "checkpoint_last.pt").is_file()
         assert (tmp_path / "toy" / "results" / name / "lm.json").is_file()
         assert (tmp_path / "toy" / "results" / name / "probe.json").is_file()
+    exported = tmp_path / "toy" / "export"
+    assert (exported / "fairseq" / "model.pt").is_file() and (exported / "hf" / "config.json").is_file()
+    assert "  fairseq: " in proc.stdout and "  transformers: " in proc.stdout

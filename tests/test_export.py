@@ -77,11 +77,11 @@ def record_dictionary(checkpoint: Path, data: Path, languages: list, out: Path, 
     return out
 
 
-def strip_records(checkpoint: Path, out: Path) -> Path:
-    """A checkpoint as written before the task recorded its languages and dictionary hash."""
+def without_records(checkpoint: Path, out: Path) -> Path:
+    """A checkpoint as written before languages and dictionary hashes were recorded."""
     state = torch.load(checkpoint)
     state["cfg"]["task"]["languages"] = ""
-    state.get("task_state", {}).pop(DICTIONARY_HASH_KEY, None)
+    (state.get("task_state") or {}).pop(DICTIONARY_HASH_KEY, None)
     torch.save(state, out)
     return out
 
@@ -102,8 +102,9 @@ def project(tmp_path_factory):
         "--max-update", "2", "--save-dir", str(root / "ckpt"), "--no-epoch-checkpoints", "--disable-validation",
         "--cpu", "--num-workers", "0", "--data-buffer-size", "0", "--log-format", "simple",
     ])
-    new = record_dictionary(root / "ckpt" / "checkpoint_last.pt", data, languages, root / "ckpt" / "recorded.pt")
-    old = strip_records(new, root / "ckpt" / "old.pt")
+    trained = root / "ckpt" / "checkpoint_last.pt"
+    old = without_records(trained, root / "ckpt" / "unrecorded.pt")
+    new = record_dictionary(trained, data, languages, root / "ckpt" / "recorded.pt")
     results = root / "results"
     results.mkdir()
     (results / "lm.json").write_text(json.dumps({"kind": "lm", "name": "x", "languages": {
@@ -240,7 +241,7 @@ def test_model_card(exported, project):
         assert f"- {lang}\n" in card and f"| {lang} | " in card
     assert "Balancing: `subsample`" in card and "Criterion: `masked_lm`" in card
     assert "roberta_base" in card and "parameters" in card
-    assert "MRR" in card and "| de | 0.2500 |" in card
+    assert "MRR" in card and "| de | 0.250 | 40.0 |" in card
     assert "Dictionary sha256 (recorded" in card
 
 
@@ -301,3 +302,9 @@ def test_force_replaces_an_earlier_export_and_a_failure_leaves_nothing(project, 
     torch.save(state, prenorm)
     assert_refused([prenorm, "--data", project["data"], "--out", tmp_path / "y"], capsys, "encoder_normalize_before")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["prenorm.pt", "x"]  # no y, no y.partial
+
+
+def test_refuses_an_unknown_format(project, tmp_path, capsys):
+    assert_refused([project["new"], "--data", project["data"], "--out", tmp_path / "x", "--format", "fairseq,onnx"],
+                   capsys, "--format", "onnx")
+    assert not (tmp_path / "x").exists()

@@ -22,8 +22,6 @@ from .source import ExportSource
 PREFIX = "encoder.sentence_encoder."
 LM_HEAD = "encoder.lm_head."
 NEVER_PREDICTED = -1e4  # output bias of the extra rows: exp(-1e4) is 0 in fp32 and fp16 alike
-# fairseq activation -> transformers' name for the same function
-ACTIVATIONS = {"gelu": "gelu", "gelu_accurate": "gelu_new", "relu": "relu", "tanh": "tanh", "linear": "linear"}
 LAYER_NAMES = {
     "self_attn.q_proj": "attention.self.query",
     "self_attn.k_proj": "attention.self.key",
@@ -47,7 +45,8 @@ def check_convertible(model_cfg) -> None:
         "layernorm_embedding": (_arg(model_cfg, "layernorm_embedding", True), True),
         "no_scale_embedding": (_arg(model_cfg, "no_scale_embedding", True), True),
         "encoder_learned_pos": (_arg(model_cfg, "encoder_learned_pos", True), True),
-        "activation_fn": (_arg(model_cfg, "activation_fn", "gelu"), "gelu"),  # the HF LM head always uses gelu
+        # fairseq's "gelu" is torch's exact gelu, transformers' "gelu"; its LM head uses gelu whatever hidden_act says
+        "activation_fn": (_arg(model_cfg, "activation_fn", "gelu"), "gelu"),
     }
     for name, (value, needed) in differences.items():
         same = bool(value) == needed if isinstance(needed, bool) else value == needed
@@ -69,7 +68,7 @@ def hf_config(source: ExportSource, vocab_size: int):
         num_hidden_layers=len({k.split(".")[3] for k in weights if k.startswith(PREFIX + "layers.")}),
         num_attention_heads=int(_arg(model_cfg, "encoder_attention_heads")),
         intermediate_size=weights[PREFIX + "layers.0.fc1.weight"].shape[0],
-        hidden_act=ACTIVATIONS[_arg(model_cfg, "activation_fn", "gelu")],
+        hidden_act="gelu",  # check_convertible
         hidden_dropout_prob=float(_arg(model_cfg, "dropout", 0.1)),
         attention_probs_dropout_prob=float(_arg(model_cfg, "attention_dropout", 0.0)),
         max_position_embeddings=weights[PREFIX + "embed_positions.weight"].shape[0],

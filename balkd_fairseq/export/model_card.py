@@ -1,7 +1,7 @@
 """``OUT/README.md``: a Hugging Face model card built from the checkpoint, the data manifest and results."""
 import math
 import os
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 from omegaconf import OmegaConf
 
@@ -70,6 +70,12 @@ def languages_section(source: ExportSource, stats: Optional[dict], task: dict) -
     return lines
 
 
+def _short_path(path) -> str:
+    """The checkpoint's file name and folder (teachers are all called checkpoint_best.pt)."""
+    parts = os.path.normpath(str(path or "")).split(os.sep)
+    return "/".join(parts[-2:])
+
+
 def training_section(source: ExportSource) -> List[str]:
     criterion = plain(OmegaConf.to_container(source.cfg.criterion, resolve=True, enum_to_str=True)) or {}
     name = criterion.pop("_name", "?")
@@ -79,7 +85,7 @@ def training_section(source: ExportSource) -> List[str]:
     if manifest:
         lines += ["Teachers (the teacher manifest recorded in the checkpoint):", "",
                   "| language | teacher checkpoint | sha256 | dictionary sha256 |", "|---|---|---|---|"]
-        lines += [f"| {r.get('language')} | {os.path.basename(str(r.get('path', '')))} | `{r.get('sha256')}` | "
+        lines += [f"| {r.get('language')} | {_short_path(r.get('path'))} | `{r.get('sha256')}` | "
                   f"`{r.get('dictionary_sha256')}` |" for r in manifest]
         lines.append("")
     return lines
@@ -114,20 +120,23 @@ def architecture_section(source: ExportSource, extra_pieces: Optional[List[str]]
 
 def results_section(results_dir: str) -> List[str]:
     model = load_run("export", results_dir)
-    metrics = [(metric.key, metric.title) for metric in METRICS if model.values[metric.key]]
+    metrics = [metric for metric in METRICS if model.values[metric.key]]
     languages = model.languages()
     lines = ["## Results", "", f"From `{os.path.basename(os.path.normpath(results_dir))}` (balkd-eval-lm / balkd-probe).", "",
-             "| language | " + " | ".join(title for _, title in metrics) + " |", "|---|" + "---|" * len(metrics)]
+             "| language | " + " | ".join(metric.title for metric in metrics) + " |", "|---|" + "---|" * len(metrics)]
     for lang in languages:
-        cells = [model.values[key].get(lang) for key, _ in metrics]
-        lines.append(f"| {lang} | " + " | ".join("–" if v is None else f"{v:.4f}" for v in cells) + " |")
-    return lines + [""]
+        cells = [(model.values[m.key].get(lang), m.scale, ".3f" if m.key == "mrr" else ".1f") for m in metrics]
+        lines.append(f"| {lang} | " + " | ".join("–" if v is None else format(v * scale, fmt) for v, scale, fmt in cells)
+                     + " |")
+    return lines + ["", "MRR as a fraction; MLM-PPL = perplexity with 15 % of the tokens masked at once, PPPL = pseudo-perplexity "
+                       "(every token masked in turn); POS accuracy and NER F1 in %.", ""]
 
 
-def front_matter(languages: List[str]) -> List[str]:
+def front_matter(languages: List[str], formats: List[str]) -> List[str]:
+    library = "transformers" if "hf" in formats else "fairseq"
     return (["---", "language:"] + [f"- {lang}" for lang in languages]
             + ["license: other  # placeholder: choose the license of your training data and code",
-               "library_name: transformers", "pipeline_tag: fill-mask", "tags:"] + [f"- {tag}" for tag in TAGS] + ["---", ""])
+               f"library_name: {library}", "pipeline_tag: fill-mask", "tags:"] + [f"- {tag}" for tag in TAGS] + ["---", ""])
 
 
 def usage_section(formats: List[str]) -> List[str]:
@@ -147,7 +156,7 @@ def model_card(source: ExportSource, formats: List[str], extra_pieces: Optional[
     stats = read_json(source.stats_file, "--data") if source.stats_file else None
     task = _task(source)
     languages = model_languages(source, stats, task) or sorted((stats or {}).get("languages", {}))
-    lines = front_matter(languages)
+    lines = front_matter(languages, formats)
     lines += [f"# {os.path.basename(source.checkpoint)}", "",
               "A multilingual masked language model (RoBERTa / XLM-R architecture) trained with balkd-fairseq "
               "(balanced multilingual masked LMs by multi-teacher knowledge distillation, Limisiewicz et al., "

@@ -7,7 +7,7 @@ from typing import Optional
 from fairseq.data import Dictionary
 
 from ..data.dictionary_hash import (
-    dict_file_sha256,
+    dictionary_sha256,
     load_model_dictionary,
     recorded_dictionary_sha256,
     recorded_languages,
@@ -65,7 +65,7 @@ def load_source(checkpoint: str, data: str) -> ExportSource:
     dictionary = load_model_dictionary(dict_file, "--data")
     recorded = recorded_dictionary_sha256(state)
     if recorded is not None:
-        found = dict_file_sha256(dict_file, "--data")
+        found = dictionary_sha256(dictionary)
         if found != recorded:
             raise BalkdError(
                 f"--data: {dict_file} is not the dictionary {checkpoint} was trained with "
