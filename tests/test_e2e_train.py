@@ -142,3 +142,25 @@ def test_two_process_gloo_run_completes_saves_and_resumes(tiny_data, teacher_spe
     resumed = run_balkd_train(args, nproc=2, port=29612)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "Loaded checkpoint" in resumed.stdout + resumed.stderr
+
+
+def test_train_subset_other_is_balanced_as_train(tiny_data, tmp_path):
+    """--train-subset NAME reaches the task through fairseq's config: the same balanced epoch as 'train'."""
+    other = shutil.copytree(tiny_data, tmp_path / "other")
+    for lang in ("aa", "bb"):
+        for ext in ("bin", "idx"):
+            (other / lang / f"train.{ext}").rename(other / lang / f"big.{ext}")
+
+    def losses(data, save, extra):
+        proc = run_fairseq_train([
+            str(data), "--task", "balanced_distill", "--criterion", "masked_lm", *TINY_ARCH, "--tokens-per-sample", "32",
+            "--batch-size", "4", "--optimizer", "adam", "--lr", "0.001", "--max-epoch", "1", "--save-dir", str(save),
+            "--cpu", "--seed", "1", "--log-format", "json", "--log-interval", "1", "--num-workers", "0",
+            "--no-epoch-checkpoints", "--disable-validation", "--required-batch-size-multiple", "1", *extra,
+        ])
+        return [r["loss"] for r in json_log_records(proc.stdout, "train_inner")]
+
+    as_train = losses(tiny_data, tmp_path / "a", [])
+    as_other = losses(other, tmp_path / "b", ["--train-subset", "big"])
+    assert len(as_train) == 7  # ceil(2 languages x 13 blocks of the smaller one / batch size 4)
+    assert as_other == as_train
