@@ -28,8 +28,11 @@ logger = logging.getLogger(__name__)
 EMBEDDING_KEY = "encoder.sentence_encoder.embed_tokens.weight"
 
 
-def load_checkpoint(path: str, data: Optional[str] = None):
-    """(model, task) of a fairseq checkpoint; ``data`` overrides the data directory it was trained on."""
+def load_checkpoint(path: str, data: Optional[str] = None, verify_dictionary: bool = False):
+    """(model, task) of a fairseq checkpoint; ``data`` overrides the data directory it was trained on.
+
+    With ``verify_dictionary``, ``data``'s dict.txt must be the checkpoint's (:func:`check_dictionary`).
+    """
     if not os.path.isfile(path):
         raise BalkdError(f"checkpoint not found: {path}")
     if data is not None and not os.path.isfile(os.path.join(data, "dict.txt")):
@@ -40,7 +43,7 @@ def load_checkpoint(path: str, data: Optional[str] = None):
     except Exception as err:  # torch raises many types for corrupt or refused pickles
         raise BalkdError(f"cannot load checkpoint {path}: {describe_load_error(err)}") from None
     model_config(state, "--checkpoint", path)  # a masked LM (roberta_*), not e.g. a translation model
-    if data is not None:
+    if data is not None and verify_dictionary:
         check_dictionary(state, path, os.path.join(data, "dict.txt"))
     try:
         models, _cfg, task = checkpoint_utils.load_model_ensemble_and_task([path], arg_overrides=overrides, state=state)
@@ -108,7 +111,7 @@ class FrozenEncoder:
 
     @classmethod
     def from_checkpoint(cls, path: str, data: Optional[str] = None, layer: int = -1, device: str = "cpu"):
-        model, task = load_checkpoint(path, data)
+        model, task = load_checkpoint(path, data, verify_dictionary=True)
         return cls(model, task.source_dictionary, layer, device)
 
     @torch.no_grad()
