@@ -8,7 +8,6 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from fairseq.data import Dictionary
 from seqeval.metrics import f1_score
 from seqeval.scheme import IOB2
 
