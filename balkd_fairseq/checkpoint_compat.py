@@ -14,6 +14,7 @@ import collections
 import pickle
 import re
 import typing
+import zipfile
 
 import torch
 
@@ -80,3 +81,28 @@ def describe_load_error(err: BaseException) -> str:
     if "PytorchStreamReader" in text or isinstance(err, (EOFError, pickle.UnpicklingError)):
         return f"truncated or corrupt file ({first})"
     return f"{type(err).__name__}: {first}"
+
+
+# what torch.load and fairseq's state-dict upgrade raise for a file that is not a readable fairseq checkpoint
+# (truncated zip, refused pickle, random bytes, a pickle of something else); anything else is a bug
+_UNREADABLE_CHECKPOINT_ERRORS = (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, KeyError, TypeError,
+                                 AttributeError, UnicodeDecodeError, zipfile.BadZipFile)
+
+
+def read_checkpoint(path: str, what: typing.Optional[str] = None, arg_overrides: typing.Optional[dict] = None) -> dict:
+    """The one checkpoint loader: ``checkpoint_utils.load_checkpoint_to_cpu`` (under the allowlist) with
+    one-line errors naming ``what`` (e.g. "teacher for language 'de'", or nothing) and ``path``."""
+    import os
+
+    from fairseq import checkpoint_utils
+
+    from .errors import BalkdError
+
+    prefix = f"{what}: " if what else ""
+    if not os.path.isfile(path):
+        raise BalkdError(f"{prefix}checkpoint not found: {path}")
+    allow_fairseq_checkpoints()
+    try:
+        return checkpoint_utils.load_checkpoint_to_cpu(path, arg_overrides=arg_overrides)
+    except _UNREADABLE_CHECKPOINT_ERRORS as err:
+        raise BalkdError(f"{prefix}cannot load checkpoint {path}: {describe_load_error(err)}") from None

@@ -17,7 +17,7 @@ from fairseq.models import ARCH_MODEL_REGISTRY, MODEL_REGISTRY
 from fairseq.models.roberta import RobertaModel
 from omegaconf import DictConfig
 
-from .checkpoint_compat import describe_load_error
+from .checkpoint_compat import read_checkpoint
 from .errors import BalkdError
 from .files import read_json
 
@@ -88,12 +88,7 @@ class TeacherRecord:
 
 def load_checkpoint_state(path: str, what: str) -> dict:
     """``checkpoint_utils.load_checkpoint_to_cpu`` with one-line errors naming ``what`` and ``path``."""
-    if not os.path.isfile(path):
-        raise BalkdError(f"{what}: checkpoint not found: {path}")
-    try:
-        return checkpoint_utils.load_checkpoint_to_cpu(path)
-    except Exception as err:  # torch raises many types for corrupt or refused pickles
-        raise BalkdError(f"{what}: cannot load checkpoint {path}: {describe_load_error(err)}") from None
+    return read_checkpoint(path, what)
 
 
 def model_config(state: dict, what: str, path: str) -> DictConfig:

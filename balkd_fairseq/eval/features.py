@@ -12,7 +12,7 @@ import torch
 from fairseq import checkpoint_utils
 from fairseq.data import data_utils
 
-from ..checkpoint_compat import describe_load_error
+from ..checkpoint_compat import read_checkpoint
 from ..data.subword_alignment import AlignedSentence
 from ..errors import BalkdError
 from ..teachers import model_config
@@ -22,15 +22,10 @@ logger = logging.getLogger(__name__)
 
 def load_checkpoint(path: str, data: Optional[str] = None):
     """(model, task) of a fairseq checkpoint; ``data`` overrides the data directory it was trained on."""
-    if not os.path.isfile(path):
-        raise BalkdError(f"checkpoint not found: {path}")
     if data is not None and not os.path.isfile(os.path.join(data, "dict.txt")):
         raise BalkdError(f"dictionary not found: {os.path.join(data, 'dict.txt')} (is {data} the DATA directory?)")
     overrides = {"data": data} if data is not None else None
-    try:
-        state = checkpoint_utils.load_checkpoint_to_cpu(path, arg_overrides=overrides)
-    except Exception as err:  # torch raises many types for corrupt or refused pickles
-        raise BalkdError(f"cannot load checkpoint {path}: {describe_load_error(err)}") from None
+    state = read_checkpoint(path, arg_overrides=overrides)
     model_config(state, "--checkpoint", path)  # a masked LM (roberta_*), not e.g. a translation model
     try:
         models, _cfg, task = checkpoint_utils.load_model_ensemble_and_task([path], arg_overrides=overrides, state=state)
