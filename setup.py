@@ -26,6 +26,7 @@ setup(
     description=__doc__,
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
+    license="MIT",
     python_requires=">=3.10",
     packages=find_packages(include=["balkd_fairseq", "balkd_fairseq.*"]),
     # torch and fairseq-fixed are installed by scripts/install.sh (CPU wheel / the user's CUDA torch,

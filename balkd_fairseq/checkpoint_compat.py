@@ -14,6 +14,7 @@ import collections
 import pickle
 import re
 import typing
+import zipfile
 
 import torch
 
@@ -80,3 +81,9 @@ def describe_load_error(err: BaseException) -> str:
     if "PytorchStreamReader" in text or isinstance(err, (EOFError, pickle.UnpicklingError)):
         return f"truncated or corrupt file ({first})"
     return f"{type(err).__name__}: {first}"
+
+
+# what torch.load and fairseq's state-dict upgrade raise for a file that is not a readable fairseq checkpoint
+# (truncated zip, refused pickle, random bytes, a pickle of something else); anything else is a bug
+UNREADABLE_CHECKPOINT_ERRORS = (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, KeyError, TypeError,
+                                AttributeError, UnicodeDecodeError, zipfile.BadZipFile)

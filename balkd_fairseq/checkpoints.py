@@ -12,7 +12,7 @@ from fairseq.models import ARCH_MODEL_REGISTRY, MODEL_REGISTRY
 from fairseq.models.roberta import RobertaModel
 from omegaconf import DictConfig
 
-from .checkpoint_compat import describe_load_error
+from .checkpoint_compat import UNREADABLE_CHECKPOINT_ERRORS, allow_fairseq_checkpoints, describe_load_error
 from .errors import BalkdError
 
 EMBED_KEY = "encoder.sentence_encoder.embed_tokens.weight"  # rows = the model's vocabulary
@@ -22,9 +22,10 @@ def load_checkpoint_state(path: str, what: str, arg_overrides: Optional[dict] = 
     """``checkpoint_utils.load_checkpoint_to_cpu`` with one-line errors naming ``what`` and ``path``."""
     if not os.path.isfile(path):
         raise BalkdError(f"{what}: checkpoint not found: {path}")
+    allow_fairseq_checkpoints()
     try:
         return checkpoint_utils.load_checkpoint_to_cpu(path, arg_overrides=arg_overrides)
-    except Exception as err:  # torch raises many types for corrupt or refused pickles
+    except UNREADABLE_CHECKPOINT_ERRORS as err:  # what corrupt, truncated or refused pickles raise
         raise BalkdError(f"{what}: cannot load checkpoint {path}: {describe_load_error(err)}") from None
 
 

@@ -23,21 +23,23 @@ from .errors import BalkdError, install_error_handling
 logger = logging.getLogger(__name__)
 
 _started = False
+_save_dir_locked = False
+_FAIRSEQ_TRAIN = os.path.join("fairseq_cli", "train.py")
 
 
 def start_task_run() -> None:
     """Idempotent; see the module docstring."""
-    global _started
+    global _started, _save_dir_locked
     install_error_handling()
-    if _started:
-        return
-    _started = True
-    from .atomic_checkpoints import enable_atomic_checkpoint_copies
+    if not _started:
+        _started = True
+        from .atomic_checkpoints import enable_atomic_checkpoint_copies
 
-    enable_atomic_checkpoint_copies()
-    atexit.register(stop_prefetch_threads)
-    cfg = fairseq_run_config()
+        enable_atomic_checkpoint_copies()
+        atexit.register(stop_prefetch_threads)
+    cfg = None if _save_dir_locked else fairseq_run_config()  # (none yet when called from add_args)
     if cfg is not None and _is_master(cfg):
+        _save_dir_locked = True
         save_dir = cfg.checkpoint.save_dir
         check_writable_dir(save_dir, "--save-dir")
         from .locks import hold_directory_lock
@@ -53,7 +55,8 @@ def fairseq_run_config():
     """
     frame = sys._getframe(1)
     while frame is not None:
-        if frame.f_code.co_name == "main" and frame.f_globals.get("__name__") == "fairseq_cli.train":
+        # by file, not module name: ``python -m fairseq_cli.train`` runs it as ``__main__``
+        if frame.f_code.co_name == "main" and frame.f_code.co_filename.endswith(_FAIRSEQ_TRAIN):
             cfg = frame.f_locals.get("cfg")
             return cfg if hasattr(cfg, "checkpoint") else None
         frame = frame.f_back

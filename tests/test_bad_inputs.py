@@ -24,6 +24,9 @@ from fairseq.data import Dictionary
 
 import balkd_fairseq  # noqa: F401  (allowlists what fairseq checkpoints contain)
 
+from balkd_fairseq.locks import hold_directory_lock
+from balkd_fairseq.outputs import write_marker
+
 from _tiny_models import tiny_project, write_probing_data
 from helpers import distill_args, json_log_records, run_fairseq_train, write_split
 
@@ -240,9 +243,60 @@ def case_raw_text_invalid_utf8(env):
     out = work / "out"
     out.mkdir(parents=True)
     (out / "keep.txt").write_text("mine", encoding="utf-8")
+    write_marker(out, "balkd-prepare", complete=True)  # an earlier output, which --force may replace
     args = ["--raw", f"de={raw / 'de.txt'},xx={raw / 'xx.txt'}", "--out", str(out), "--force", "--quiet",
             "--vocab-size", "50", "--valid-lines", "2", "--test-lines", "2"]
     return Invocation("prepare", args, [str(raw / "xx.txt"), "line 3", "UTF-8"], [work])
+
+
+def good_raw_dir(env) -> Path:
+    raw = env.tmp / "corpus" / "raw"
+    raw.mkdir(parents=True)
+    (raw / "de.txt").write_text("".join(f"a good line {i}\n" for i in range(30)), encoding="utf-8")
+    return raw
+
+
+def prepare_into(raw: Path, out: Path) -> List[str]:
+    return ["--raw-dir", str(raw), "--out", str(out), "--force", "--quiet", "--vocab-size", "50",
+            "--valid-lines", "2", "--test-lines", "2"]
+
+
+def case_prepare_force_onto_the_raw_dir(env):  # issue 14: deleted the user's raw text
+    raw = good_raw_dir(env)
+    return Invocation("prepare", prepare_into(raw, raw), [str(raw), "is or contains the input"], [raw.parent])
+
+
+def case_prepare_force_onto_a_parent_of_the_raw_dir(env):
+    raw = good_raw_dir(env)
+    write_marker(raw.parent, "balkd-prepare", complete=True)  # even one that looks like an earlier output
+    return Invocation("prepare", prepare_into(raw, raw.parent), [str(raw.parent), "input"], [raw.parent])
+
+
+def case_prepare_force_onto_a_directory_it_did_not_create(env):
+    raw = good_raw_dir(env)
+    mine = env.tmp / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work", encoding="utf-8")
+    return Invocation("prepare", prepare_into(raw, mine), [str(mine), "not created by balkd-fairseq"], [mine])
+
+
+def case_prepare_out_with_a_colon(env):  # fairseq would cut the data path at ':'
+    raw = good_raw_dir(env)
+    return Invocation("prepare", prepare_into(raw, env.tmp / "data:v2"), ["--out", "':'"], [raw.parent],
+                      never_created=[env.tmp / "data:v2"])
+
+
+def case_teachers_json_duplicate_language(env):  # json would keep the last teacher for 'aa' silently
+    spec = env.tmp / "teachers.json"
+    spec.write_text(f'{{"aa": "{env.teachers["aa"]}", "bb": "{env.teachers["bb"]}", "aa": "{env.teachers["bb"]}"}}',
+                    encoding="utf-8")
+    return train(env, ["--teachers", str(spec), "duplicate key 'aa'"], teachers=str(spec))
+
+
+def case_save_dir_in_use_by_another_run(env):  # both runs used to exit 0, overwriting each other's checkpoints
+    invocation = train(env, ["--save-dir", "in use by process", f"{os.getpid()} on"])
+    hold_directory_lock(invocation.guarded[0], "--save-dir")  # this test process plays the running first run
+    return invocation
 
 
 def eval_lm(env, checkpoint, expected, data=None):

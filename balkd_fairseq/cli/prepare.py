@@ -7,7 +7,10 @@ One SentencePiece unigram model and one fairseq dictionary are shared by every l
     balkd-prepare --raw de=de.train:de.valid:de.test,eu=eu.train:eu.valid:eu.test --out data/bin
 
 Writes DATA/dict.txt, DATA/spm.model (+ .vocab), DATA/stats.json and DATA/<lang>/{train,valid,test}.{bin,idx}
-with a copy of dict.txt in every DATA/<lang>/. The output appears only when everything succeeded.
+with a copy of dict.txt in every DATA/<lang>/, and DATA/.balkd-output.json, the marker that lets a later
+``--force`` replace DATA (never a directory without it, nor one that is or holds an input). The output appears
+only when everything succeeded: a killed run leaves a hidden ``.DATA.*.partial`` beside it, which the next run
+removes; a second balkd-prepare writing the same DATA at the same time is refused.
 """
 import argparse
 import os

@@ -3,7 +3,8 @@
 The steps of ``balkd-prepare``, each streaming over the files line by line so memory does not grow
 with the corpus (only with ``--sp-sample-sentences``, which caps the SentencePiece training sample):
 
-1. check:    every file is UTF-8 (else: file and line number) and big enough; count non-blank lines.
+1. check:    every file is UTF-8 (else: file and line number) and big enough; count non-blank lines,
+             after splitting (or truncating) lines longer than --max-line-chars, which are counted.
 2. split:    (optionally Moses-normalise) and route each line to train/valid/test — a uniform random
              choice of exactly --valid-lines/--test-lines lines (selection sampling, no index lists) —
              and write the SentencePiece sample: per language a share of

@@ -1,0 +1,152 @@
+"""Importing the plugin changes nothing; its runs get one-line errors on every entry point; saving never loses
+the previous checkpoint; a run that stops at --max-update exits 0 every time."""
+import errno
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from helpers import USER_DIR, run_fairseq_train
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_importing_the_package_changes_nothing_but_the_checkpoint_allowlist():
+    probe = """
+import sys, os
+hook = sys.excepthook
+from fairseq import checkpoint_utils, file_io
+copy, manager = file_io.PathManager.copy, checkpoint_utils.PathManager
+import balkd_fairseq
+assert sys.excepthook is hook, "excepthook replaced on import"
+assert file_io.PathManager.copy is copy and checkpoint_utils.PathManager is manager, "PathManager patched on import"
+assert "HYDRA_FULL_ERROR" not in os.environ
+raise balkd_fairseq.BalkdError("a library user's own error")
+"""
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "Traceback" in proc.stderr, proc.stderr  # the default hook, untouched
+
+
+def test_an_uncaught_balkd_error_in_a_run_flushes_logs_and_exits_2(tmp_path):
+    log = tmp_path / "run.log"
+    probe = f"""
+import atexit, logging, sys
+logging.basicConfig(filename={str(log)!r}, level=logging.INFO)
+atexit.register(lambda: print("atexit handlers ran", file=sys.stderr))
+from balkd_fairseq.errors import BalkdError, install_error_handling
+install_error_handling()
+logging.getLogger("run").info("the last record before the error")
+raise BalkdError("--teachers: file not found: x.json")
+"""
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == ["balkd-fairseq: error: --teachers: file not found: x.json", "atexit handlers ran"]
+    assert "the last record before the error" in log.read_text()
+
+
+@pytest.mark.slow
+def test_hydra_train_gives_the_same_one_line_error_and_exit_2(tiny_data, tmp_path):
+    save = tmp_path / "save"
+    cmd = [sys.executable, "-m", "fairseq_cli.hydra_train", "--config-dir", str(REPO / "examples/paper/config"),
+           "--config-name", "student_ours", f"common.user_dir={USER_DIR}", f"task.data={tiny_data}",
+           f"checkpoint.save_dir={save}", "common.fp16=false", "common.cpu=true", "task.teacher_dtype=fp32",
+           "common.tensorboard_logdir=null", f"hydra.run.dir={tmp_path / 'hydra'}"]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("balkd-fairseq: error: --teachers is empty")
+    assert not (save / "crash.pt").exists() and not (save / ".balkd.lock").exists()
+
+
+# ----------------------------------------------------------------------------- saving checkpoints
+def _save_with_the_plugin(monkeypatch, tmp_path, failure):
+    from fairseq import checkpoint_utils
+
+    from balkd_fairseq.atomic_checkpoints import enable_atomic_checkpoint_copies
+
+    monkeypatch.setattr(checkpoint_utils, "PathManager", checkpoint_utils.PathManager)  # undone after the test
+    enable_atomic_checkpoint_copies()
+    monkeypatch.setattr(checkpoint_utils.time, "sleep", lambda s: None)  # fairseq retries a failed save 3 times
+
+    def failing_save(obj, f):
+        f.write(b"partial bytes")
+        raise failure
+
+    monkeypatch.setattr(checkpoint_utils.torch, "save", failing_save)
+    last = tmp_path / "checkpoint_last.pt"
+    last.write_bytes(b"previous complete checkpoint")
+    return checkpoint_utils, last
+
+
+@pytest.mark.parametrize("failure, reason", [
+    (OSError(errno.ENOSPC, "No space left on device"), "No space left on device"),
+    (PermissionError(errno.EACCES, "Permission denied"), "Permission denied"),
+    (RuntimeError("[enforce fail at inline_container.cc:778] . PytorchStreamWriter failed writing file data/3"),
+     "PytorchStreamWriter failed writing file"),
+])
+def test_a_failed_save_keeps_the_previous_checkpoint_and_names_the_path(monkeypatch, tmp_path, failure, reason):
+    from balkd_fairseq.errors import BalkdError
+
+    checkpoint_utils, last = _save_with_the_plugin(monkeypatch, tmp_path, failure)
+    with pytest.raises(BalkdError) as err:
+        checkpoint_utils.torch_persistent_save({"model": {}}, str(last))
+    assert f"could not write checkpoint {last}: " in str(err.value) and reason in str(err.value)
+    assert last.read_bytes() == b"previous complete checkpoint"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_last.pt"]  # no *.tmp left
+
+
+KILLED_WHILE_SAVING = """
+import sys, torch
+import balkd_fairseq
+from fairseq import checkpoint_utils
+from balkd_fairseq.atomic_checkpoints import enable_atomic_checkpoint_copies
+enable_atomic_checkpoint_copies()
+save = sys.argv[1]
+state = {"model": {"w": torch.full((32, 1024, 1024), 2.0)}}  # 128 MB: the kill lands while it is written
+checkpoint_utils.torch_persistent_save(state, save + "/checkpoint_2_20.pt")
+checkpoint_utils.PathManager.copy(save + "/checkpoint_2_20.pt", save + "/checkpoint_last.pt", overwrite=True)
+"""
+
+
+@pytest.mark.slow
+def test_kill_9_during_a_checkpoint_save_leaves_the_previous_checkpoint_usable(tmp_path):
+    previous = {"model": {"w": torch.ones(3)}, "extra_state": {"train_iterator": {"epoch": 1}}}
+    torch.save(previous, tmp_path / "checkpoint_last.pt")
+    for kill_when in ("checkpoint_2_20.pt.tmp", "checkpoint_last.pt.tmp"):
+        proc = subprocess.Popen([sys.executable, "-c", KILLED_WHILE_SAVING, str(tmp_path)])
+        deadline = time.time() + 300
+        while proc.poll() is None and time.time() < deadline:
+            if any(p.name.startswith((kill_when, f".{kill_when[:-4]}")) for p in tmp_path.iterdir()):
+                break
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        state = torch.load(tmp_path / "checkpoint_last.pt", weights_only=True)
+        assert torch.equal(state["model"]["w"], torch.ones(3)) or torch.equal(state["model"]["w"],
+                                                                              torch.full((32, 1024, 1024), 2.0))
+
+
+# ----------------------------------------------------------------------------- exit 134 at --max-update
+@pytest.mark.slow
+def test_runs_stopping_at_max_update_mid_epoch_exit_0_every_time(tiny_data, tmp_path):
+    """fairseq's data prefetch thread used to outlive such a run and abort it (exit 134) about 1 time in 8."""
+    runs = int(os.environ.get("BALKD_MAX_UPDATE_RUNS", "12"))
+    args = [str(tiny_data), "--task", "balanced_distill", "--balance", "none", "--criterion", "masked_lm",
+            "--arch", "roberta_base", "--encoder-layers", "1", "--encoder-embed-dim", "8",
+            "--encoder-ffn-embed-dim", "16", "--encoder-attention-heads", "1", "--max-positions", "64",
+            "--tokens-per-sample", "32", "--batch-size", "2", "--optimizer", "adam", "--lr", "0.001",
+            "--max-update", "1", "--cpu", "--required-batch-size-multiple", "1", "--num-workers", "0",
+            "--disable-validation", "--no-save", "--log-format", "none"]
+    codes = []
+    for seed in range(runs):
+        proc = run_fairseq_train(args + ["--seed", str(seed + 1), "--save-dir", str(tmp_path / str(seed))],
+                                 check=False)
+        codes.append(proc.returncode)
+        assert "terminate called" not in proc.stderr, proc.stderr[-2000:]
+    assert codes == [0] * runs
