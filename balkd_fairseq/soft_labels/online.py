@@ -151,7 +151,7 @@ def check_dictionary(state: dict, spec: TeacherSpec, student: Dictionary, what: 
 
 def check_serves_task(cfg: DictConfig, task, what: str, path: str) -> None:
     """A teacher must take every block the student's batches hold."""
-    positions = getattr(cfg.model, "max_positions", None) or getattr(cfg.task, "tokens_per_sample", None)
+    positions = getattr(cfg.model, "max_positions", None) or getattr(getattr(cfg, "task", None), "tokens_per_sample", None)
     needed = task.cfg.tokens_per_sample
     if positions is not None and int(positions) < needed:
         raise BalkdError(
