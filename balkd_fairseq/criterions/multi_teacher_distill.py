@@ -57,8 +57,10 @@ class MultiTeacherDistillCriterion(FairseqCriterion):
         """``soft_labels``: a source built elsewhere (tests, benchmarks); by default the task builds the one
         its flags ask for."""
         super().__init__(task)
-        if not cfg.temperature > 0 or not math.isfinite(cfg.temperature):
-            raise BalkdError(f"--temperature must be > 0 and finite, got {cfg.temperature}")
+        if not cfg.temperature > 0:
+            raise BalkdError(f"--temperature must be > 0, got {cfg.temperature}")
+        if not math.isfinite(cfg.temperature):
+            raise BalkdError(f"--temperature must be finite, got {cfg.temperature}")
         if not 0.0 <= cfg.hard_label_weight <= 1.0:
             raise BalkdError(f"--hard-label-weight must be in [0, 1], got {cfg.hard_label_weight}")
         if cfg.topk < 0:
