@@ -464,6 +464,7 @@ def test_teacher_with_non_finite_outputs_is_skipped_warned_and_counted(tiny_data
     state["model"]["encoder.lm_head.bias"][:] = float("nan")
     nan_teacher = tmp_path / "nan_bb.pt"
     torch.save(state, nan_teacher)
+    shutil.copy(tiny_teachers["bb"].parent / "dict.txt", tmp_path / "dict.txt")  # its dictionary, beside it
     spec = f"aa:{tiny_teachers['aa']},bb:{nan_teacher}"
     proc = run_fairseq_train(distill_args(tiny_data, tmp_path / "s", spec, updates=4))
     log = proc.stdout + proc.stderr

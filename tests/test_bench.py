@@ -21,8 +21,10 @@ def run_bench(*extra):
 
 @pytest.mark.slow
 def test_bench_runs_every_phase_and_reports_the_ratios():
-    result = run_bench("--no-memory")
-    assert set(result) == {"machine", "config", "phases", "ratios", "offload"}
+    result = run_bench("--no-memory", "--last-layer-rounds", "2")
+    assert set(result) == {"machine", "config", "phases", "ratios", "offload", "masked_last_layer"}
+    ab = result["masked_last_layer"]
+    assert ab["rounds"] == 2 and ab["masked_last_layer_ms"] > 0 and ab["fairseq_forward_ms"] > 0 and ab["ratio"] > 0
     assert {"cpu", "cores", "torch", "device", "load_average"} <= set(result["machine"])
     assert list(result["phases"]) == PHASES
     for phase in result["phases"].values():

@@ -75,6 +75,7 @@ def test_checkpoint_records_teachers_and_resume_checks_them(tiny_data, tiny_teac
     moved = tmp_path / "moved"
     moved.mkdir()
     moved_bb = shutil.copy(tiny_teachers["bb"], moved / "bb.pt")
+    shutil.copy(tiny_teachers["bb"].parent / "dict.txt", moved / "dict.txt")  # a teacher moves with its dictionary
     proc = run_fairseq_train(distill_args(tiny_data, save, f"aa:{tiny_teachers['aa']},bb:{moved_bb}", updates=3))
     assert [r["num_updates"] for r in json_log_records(proc.stdout, "train_inner")] == ["3"]
     assert "teacher for 'bb' moved" in proc.stdout + proc.stderr

@@ -85,3 +85,32 @@ def test_offloaded_teachers_give_the_same_logits(tiny_data, tiny_teachers):
     for _ in range(2):  # each batch moves both teachers in turn
         torch.testing.assert_close(swapped.masked_logits(tokens, masked, lang_ids)[0], plain)
     assert swapped._resident == 1
+
+
+def test_max_resident_teachers_loads_on_first_use_and_drops_the_least_recent(tiny_data, teacher_spec):
+    all_resident = TeacherSet.from_task(make_task(tiny_data, teachers=teacher_spec))
+    capped = TeacherSet.from_task(make_task(tiny_data, teachers=teacher_spec, max_resident_teachers=1))
+    assert capped.manifest() == all_resident.manifest()  # every teacher checked at start-up
+    assert len(capped.models) == 0 and capped.take_stats()["teacher_loads"] == 0
+    task = make_task(tiny_data)
+    tokens, masked = padded_batch(task)
+    lang_ids = torch.tensor([0, 1, 0, 1, 1])
+    expected = all_resident.masked_logits(tokens, masked, lang_ids)[0]
+    torch.testing.assert_close(capped.masked_logits(tokens, masked, lang_ids)[0], expected)
+    assert list(capped.models) == [1]  # aa was dropped when bb was needed
+    stats = capped.take_stats()
+    assert stats["teacher_loads"] == 2 and stats["teacher_load_seconds"] > 0
+    capped.masked_logits(tokens, masked, torch.ones_like(lang_ids))  # bb again: resident, nothing loaded
+    assert capped.take_stats()["teacher_loads"] == 0
+
+
+def test_max_resident_teachers_with_offload_swaps_loaded_teachers(tiny_data, teacher_spec):
+    task = make_task(tiny_data, teachers=teacher_spec, max_resident_teachers=1)
+    capped = TeacherSet.from_task(task)
+    capped.offload = capped.offload_on_cpu = True
+    tokens, masked = padded_batch(task)
+    lang_ids = torch.tensor([0, 1, 0, 1, 1])
+    expected = TeacherSet.from_task(make_task(tiny_data, teachers=teacher_spec)).masked_logits(tokens, masked, lang_ids)[0]
+    for _ in range(2):
+        torch.testing.assert_close(capped.masked_logits(tokens, masked, lang_ids)[0], expected)
+    assert list(capped.models) == [1] and set(capped._host) == {1} and capped._resident == 1

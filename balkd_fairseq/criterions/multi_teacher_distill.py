@@ -57,8 +57,10 @@ class MultiTeacherDistillCriterion(FairseqCriterion):
         """``soft_labels``: a source built elsewhere (tests, benchmarks); by default the task builds the one
         its flags ask for."""
         super().__init__(task)
-        if not cfg.temperature > 0 or not math.isfinite(cfg.temperature):
-            raise BalkdError(f"--temperature must be > 0 and finite, got {cfg.temperature}")
+        if not cfg.temperature > 0:
+            raise BalkdError(f"--temperature must be > 0, got {cfg.temperature}")
+        if not math.isfinite(cfg.temperature):
+            raise BalkdError(f"--temperature must be finite, got {cfg.temperature}")
         if not 0.0 <= cfg.hard_label_weight <= 1.0:
             raise BalkdError(f"--hard-label-weight must be in [0, 1], got {cfg.hard_label_weight}")
         if cfg.topk < 0:
@@ -102,6 +104,7 @@ class MultiTeacherDistillCriterion(FairseqCriterion):
             "nonfinite_teacher_batches": soft.nonfinite_langs.sum(),
         }
         logging_output.update(self._per_language(soft_per_pos.detach(), valid, soft))
+        logging_output.update(self.soft_labels.take_stats())
         return loss, sample_size, logging_output
 
     def _hard_loss(self, student_logits, student_logp_T, targets) -> torch.Tensor:
@@ -142,6 +145,9 @@ class MultiTeacherDistillCriterion(FairseqCriterion):
             metrics.log_scalar("teacher_entropy", entropy / positions / LN2, positions, round=3)
             metrics.log_scalar("top1_agree", agree / positions, positions, round=4)
         metrics.log_scalar_sum("nonfinite_teacher_batches", nonfinite)
+        for key in ("teacher_loads", "teacher_load_seconds"):  # online with --max-resident-teachers
+            if any(key in log for log in logging_outputs):
+                metrics.log_scalar_sum(key, float(total(key)), round=3)
 
     def reduce_per_language_metrics(self, logging_outputs) -> None:
         """``distill_<lang>`` for the languages these outputs hold (called by the task's reduce_metrics).

@@ -3,7 +3,7 @@
 fairseq's ``MaskTokensDataset`` masks sample ``i`` as a pure function of (seed, epoch, i). A batch
 carries ``sample["mask_origin"] = {"split": "train", "epoch": 3}`` (with ``sample["id"]``, the
 index within its language's part, and ``sample["lang_id"]``), which is exactly the address of its
-teachers' outputs in an offline teacher cache (see ``balkd_fairseq/teacher_cache.py``). The epoch
+teachers' outputs in an offline teacher cache (see ``balkd_fairseq/soft_labels/cache.py``). The epoch
 is the one the dataset itself was set to, so it is right in DataLoader workers and for validation
 (which fairseq always runs at epoch 1).
 """

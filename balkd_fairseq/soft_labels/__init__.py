@@ -11,7 +11,7 @@ describes its teachers with the same manifest records (:mod:`.manifest`), which 
 the student's checkpoints.
 """
 from abc import ABC, abstractmethod
-from typing import List
+from typing import Dict, List
 
 import torch
 
@@ -32,6 +32,10 @@ class SoftLabelSource(ABC):
     @abstractmethod
     def manifest(self) -> List[dict]:
         """One :class:`~balkd_fairseq.soft_labels.manifest.TeacherRecord` dict per language, in language order."""
+
+    def take_stats(self) -> Dict[str, float]:
+        """Counters since the last call, for the training log (the same keys on every call)."""
+        return {}
 
     def check_topk(self, topk: int) -> None:
         """Raise :class:`~balkd_fairseq.errors.BalkdError` if this source cannot give ``topk`` tokens per position."""

@@ -10,6 +10,8 @@ otherwise optimise, DDP-wrap and checkpoint them with the student.
 """
 import logging
 import os
+import time
+from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from typing import Callable, Dict, List, Optional
 
@@ -126,7 +128,7 @@ def check_dictionary(state: dict, spec: TeacherSpec, student: Dictionary, what: 
 
 def check_serves_task(cfg: DictConfig, task, what: str, path: str) -> None:
     """A teacher must take every block the student's batches hold."""
-    positions = getattr(cfg.model, "max_positions", None) or getattr(cfg.task, "tokens_per_sample", None)
+    positions = getattr(cfg.model, "max_positions", None) or getattr(getattr(cfg, "task", None), "tokens_per_sample", None)
     needed = task.cfg.tokens_per_sample
     if positions is not None and int(positions) < needed:
         raise BalkdError(
@@ -247,6 +249,12 @@ def masked_lm_logits(model, tokens: torch.Tensor, masked: torch.Tensor, masked_l
 class TeacherSet(SoftLabelSource):
     """One frozen teacher per language, run once per language present in a batch.
 
+    With ``max_resident`` K > 0 at most K teachers are held at once: a teacher is built by
+    ``loader(lang_id)`` on first use and the least recently used one is dropped when a K+1-th is
+    needed (every teacher was checked at start-up; only its weights wait). Loads and their seconds
+    are counted for the training log (``teacher_loads``, ``teacher_load_seconds``), so thrashing
+    shows: order batches by language (``--batch-by-language``) to avoid it.
+
     With ``offload`` teachers live in host memory (pinned for CUDA) and a teacher's weights are
     copied to the device only when a batch has its language; the last one used stays there, so
     language-homogeneous batches (``--batch-by-language``) of one language copy nothing. Teachers are
@@ -256,33 +264,51 @@ class TeacherSet(SoftLabelSource):
     """
 
     def __init__(self, models: Dict[int, RobertaModel], records: List[TeacherRecord], vocab_size: int,
-                 sample_address: Callable, dtype: str = "fp32", offload: bool = False, offload_on_cpu: bool = False):
-        self.models = models  # lang_id -> model
+                 sample_address: Callable, dtype: str = "fp32", offload: bool = False, offload_on_cpu: bool = False,
+                 loader: Optional[Callable[[int], RobertaModel]] = None, max_resident: int = 0):
+        self.models: "OrderedDict[int, RobertaModel]" = OrderedDict(models)  # lang_id -> resident model, LRU first
         self.records = records
         self.vocab_size = vocab_size
         self.sample_address = sample_address  # sample -> SampleAddress (the task's)
         self.dtype = DTYPES[dtype]
         self.offload = offload
         self.offload_on_cpu = offload_on_cpu
+        self.loader = loader
+        self.max_resident = max_resident
         self._placed_on = None
         self._host = {}  # lang_id -> host tensors of the model's parameters and buffers (offload)
         self._resident = None  # lang_id of the offloaded teacher now on the device
+        self._loads, self._load_seconds = 0, 0.0
 
     @classmethod
     def from_task(cls, task) -> "TeacherSet":
         mapping = parse_teacher_spec(task.cfg.teachers)
         check_coverage(task.languages, mapping)
         dtype = DTYPES[task.cfg.teacher_dtype]
+        if task.cfg.max_resident_teachers < 0:
+            raise BalkdError(f"--max-resident-teachers must be >= 0 (0 = all teachers), got {task.cfg.max_resident_teachers}")
+        lazy = 0 < task.cfg.max_resident_teachers < len(task.languages)
+
+        def load(lang_id: int) -> RobertaModel:
+            lang, path = task.languages[lang_id], mapping[task.languages[lang_id]].checkpoint
+            state = load_checkpoint_state(path, f"teacher for language {lang!r}")
+            return build_teacher(task, lang, state, state["cfg"], path).to(dtype)
+
         models, records = {}, []
         for lang_id, lang in enumerate(task.languages):
             spec = mapping[lang]
             state, cfg, record = inspect_teacher(task, lang, spec)
-            models[lang_id] = build_teacher(task, lang, state, cfg, spec.checkpoint).to(dtype)
             records.append(record)
+            if not lazy:
+                models[lang_id] = build_teacher(task, lang, state, cfg, spec.checkpoint).to(dtype)
+                logger.info(f"teacher for {lang}: {spec.checkpoint} ({sum(p.numel() for p in models[lang_id].parameters())} parameters)")
             del state
-            logger.info(f"teacher for {lang}: {spec.checkpoint} ({sum(p.numel() for p in models[lang_id].parameters())} parameters)")
+        if lazy:
+            logger.info(f"{len(records)} teachers checked; at most {task.cfg.max_resident_teachers} held at once "
+                        "(--max-resident-teachers), each loaded on first use")
         return cls(models, records, vocab_size=len(task.source_dictionary), sample_address=task.sample_address,
-                   dtype=task.cfg.teacher_dtype, offload=task.cfg.teacher_offload)
+                   dtype=task.cfg.teacher_dtype, offload=task.cfg.teacher_offload, loader=load if lazy else None,
+                   max_resident=task.cfg.max_resident_teachers if lazy else 0)
 
     def manifest(self) -> List[dict]:
         return [asdict(r) for r in self.records]
@@ -293,25 +319,58 @@ class TeacherSet(SoftLabelSource):
     def parameter_bytes(self, lang_id: int) -> int:
         return sum(t.numel() * t.element_size() for t in _tensors(self.models[lang_id]))
 
-    # -------------------------------------------------------------- placement
+    def take_stats(self) -> Dict[str, float]:
+        """Teacher loads and the seconds they took since the last call (for the training log)."""
+        stats = {"teacher_loads": self._loads, "teacher_load_seconds": self._load_seconds}
+        self._loads, self._load_seconds = 0, 0.0
+        return stats
+
+    # -------------------------------------------------------------- residency and placement
+    def _model(self, lang_id: int) -> RobertaModel:
+        """The teacher of ``lang_id``, loaded if it is not resident (dropping the least recently used)."""
+        if lang_id in self.models:
+            self.models.move_to_end(lang_id)
+            return self.models[lang_id]
+        if self.loader is None:
+            raise KeyError(f"no teacher for language id {lang_id}")
+        while self.max_resident and len(self.models) >= self.max_resident:
+            dropped, _ = self.models.popitem(last=False)
+            if self._resident == dropped:
+                self._resident = None
+            self._host.pop(dropped, None)
+        start = time.perf_counter()
+        model = self.loader(lang_id)
+        self._loads += 1
+        self._load_seconds += time.perf_counter() - start
+        self.models[lang_id] = model
+        if self._placed_on is not None:
+            self._adopt(lang_id, model, self._placed_on)
+        return model
+
+    def _swaps(self, device: torch.device) -> bool:
+        return self.offload and (device.type != "cpu" or self.offload_on_cpu)
+
+    def _adopt(self, lang_id: int, model: RobertaModel, device: torch.device) -> None:
+        """Put a teacher where this set keeps its teachers: on ``device``, or in host memory when offloading."""
+        if not self._swaps(device):
+            model.to(device)
+            return
+        model.to("cpu")
+        pin = device.type == "cuda"
+        self._host[lang_id] = [t.data.pin_memory() if pin else t.data for t in _tensors(model)]
+        for t, host in zip(_tensors(model), self._host[lang_id]):
+            t.data = host
+
     def _place(self, device: torch.device) -> None:
         if self._placed_on == device:
             return
-        if self.offload and (device.type != "cpu" or self.offload_on_cpu):
-            self._evict()
-            for lang_id, model in self.models.items():
-                model.to("cpu")
-                pin = device.type == "cuda"
-                self._host[lang_id] = [t.data.pin_memory() if pin else t.data for t in _tensors(model)]
-                for t, host in zip(_tensors(model), self._host[lang_id]):
-                    t.data = host
-            logger.info(f"--teacher-offload: {len(self.models)} teachers in host memory, moved to {device} per language group")
-        else:
-            if self.offload:
-                logger.info("--teacher-offload has no effect on CPU: teachers already live in host memory")
-            self._evict()
-            for model in self.models.values():
-                model.to(device)
+        self._evict()
+        if self.offload and not self._swaps(device):
+            logger.info("--teacher-offload has no effect on CPU: teachers already live in host memory")
+        for lang_id, model in self.models.items():
+            self._adopt(lang_id, model, device)
+        if self._swaps(device):
+            logger.info(f"--teacher-offload: teachers in host memory, moved to {device} per language group")
         self._placed_on = device
 
     def _evict(self) -> None:
@@ -322,7 +381,7 @@ class TeacherSet(SoftLabelSource):
 
     def on_device(self, lang_id: int, device: torch.device):
         """The teacher of ``lang_id``, its weights on ``device`` (copied there if offloaded and not resident)."""
-        model = self.models[lang_id]
+        model = self._model(lang_id)
         if lang_id in self._host and self._resident != lang_id:
             self._evict()
             for t, host in zip(_tensors(model), self._host[lang_id]):

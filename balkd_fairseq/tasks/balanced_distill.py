@@ -106,6 +106,12 @@ class BalancedDistillConfig(MaskedLMConfig):
         default=False,
         metadata={"help": "keep teachers on CPU and move each to the device only for its language's group"},
     )
+    max_resident_teachers: int = field(
+        default=0,
+        metadata={"help": "hold at most K teachers at once (0 = all): each is loaded on first use and the least "
+                          "recently used one dropped; every teacher is still checked at start-up. Combine with "
+                          "--batch-by-language so consecutive batches reuse a teacher (teacher_loads in the log)"},
+    )
     batch_by_language: bool = field(
         default=False,
         metadata={"help": "language-homogeneous batches (a batch touches one teacher); the train order is still shuffled"},
