@@ -87,9 +87,12 @@ def test_checkpoint_records_teachers_and_resume_checks_them(tiny_data, tiny_teac
     line = error_line(run_fairseq_train(distill_args(tiny_data, save, other, updates=5), check=False))
     assert "trained with different teachers" in line and "'bb'" in line and str(moved_bb) in line
     assert str(tiny_teachers["aa"]) in line and "--reset-teachers" in line
-    # another language set: refused
+    # another language set: refused (a changed data setting, found before the teachers are compared)
     line = error_line(run_fairseq_train(distill_args(tiny_data, save, f"aa:{tiny_teachers['aa']}", updates=5,
                                                      extra=["--languages", "aa"]), check=False))
+    assert "with --languages 'aa': the run was started with 'aa,bb'" in line and "--reset-data-settings" in line
+    line = error_line(run_fairseq_train(distill_args(tiny_data, save, f"aa:{tiny_teachers['aa']}", updates=5,
+                                                     extra=["--languages", "aa", "--reset-data-settings"]), check=False))
     assert "languages aa,bb in the checkpoint, aa now" in line and "--reset-teachers" in line
     assert {p.name: p.read_bytes() for p in save.iterdir()} == before
 
