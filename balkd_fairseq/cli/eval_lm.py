@@ -20,6 +20,7 @@ from ..eval import pppl
 from ..eval.item_scores import LM_ITEMS, write_items
 from ..eval.masked_lm_eval import BREAK_MODES, MaskingConfig, check_positions, masked_dataset, score_dataset, split_prefix
 from ..eval.mrr import MLM_PPL, MaskedLMScores
+from ..data.languages import discover_languages
 from ..eval.results_io import LM_RESULTS, parse_languages, parse_named_path, write_json
 
 logger = logging.getLogger("balkd_fairseq.eval_lm")
@@ -92,10 +93,8 @@ def _validate(args):
 
 
 def _languages_with_split(args):
-    found = sorted(
-        d for d in os.listdir(args.data)
-        if os.path.isfile(os.path.join(args.data, d, args.split + ".idx"))
-    )
+    found = [lang for lang in discover_languages(args.data)
+             if os.path.isfile(os.path.join(args.data, lang, args.split + ".idx"))]
     if not found:
         raise BalkdError(f"--data {args.data}: no language directory has a {args.split} split; pass --languages")
     return found

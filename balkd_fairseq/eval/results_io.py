@@ -2,6 +2,7 @@
 import os
 from typing import List, Tuple
 
+from ..data import languages as data_languages
 from ..errors import BalkdError
 from ..files import read_json as read_json_file
 from ..outputs import write_json as write_json_file
@@ -12,11 +13,9 @@ PROBING_RESULTS = "probe.json"
 
 def parse_languages(value: str, flag: str) -> List[str]:
     """``'de,en'`` (or several space-separated values joined by the caller) -> ``['de', 'en']``."""
-    languages = [lang.strip() for lang in value.replace(" ", ",").split(",") if lang.strip()]
+    languages = data_languages.parse_languages(value.replace(" ", ","), flag)
     if not languages:
         raise BalkdError(f"{flag} is empty: give comma-separated language codes, e.g. de,en")
-    if len(set(languages)) != len(languages):
-        raise BalkdError(f"{flag} lists a language twice: {value}")
     return languages
 
 
