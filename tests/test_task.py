@@ -110,6 +110,28 @@ def test_batch_by_language_gives_homogeneous_batches(tiny_data):
     assert {next(iter(s)) for s in langs_per_batch} == {0, 1}
 
 
+def batch_languages(task, epoch):
+    itr = task.get_batch_iterator(task.dataset("train"), max_sentences=5, seed=1, epoch=epoch)
+    return [int(batch["lang_id"][0]) for batch in itr.next_epoch_itr(shuffle=True)], itr
+
+
+def test_language_run_batches_order_steps_in_runs_of_one_language(tiny_data):
+    task = make_task(tiny_data, balance="none", batch_by_language=True, language_run_batches=4)
+    task.load_dataset("train", epoch=1)
+    order, itr = batch_languages(task, 1)
+    runs = [sum(1 for _ in group) for _, group in __import__("itertools").groupby(order)]
+    # whole runs of 4 (adjacent runs may share a language); a language's last run may be shorter
+    assert sum(1 for length in runs if length % 4) <= len(task.languages), runs
+    plain = make_task(tiny_data, balance="none", batch_by_language=True)
+    plain.load_dataset("train", epoch=1)
+    plain_order = batch_languages(plain, 1)[0]
+    assert sorted(order) == sorted(plain_order), "the same batches, in runs"
+    switches = [sum(a != b for a, b in zip(o, o[1:])) for o in (order, plain_order)]
+    assert switches[0] < switches[1], switches
+    with pytest.raises(BalkdError, match="--language-run-batches needs --batch-by-language"):
+        make_task(tiny_data, language_run_batches=3)
+
+
 def test_missing_split_names_language_and_file(tiny_data, tmp_path):
     data = make_tiny_data(tmp_path / "d", {"aa": 20, "bb": 20})
     (data / "bb" / "valid.bin").unlink()

@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 RESUME_SETTINGS = (
     "languages", "train_subset", "balance", "balance_draw", "sampling_alpha", "samples_per_language",
     "tokens_per_sample", "sample_break_mode", "shorten_method", "shorten_data_split_list",
-    "batch_by_language", "seed",
+    "batch_by_language", "language_run_batches", "seed",
 )
 
 

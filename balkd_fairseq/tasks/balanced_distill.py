@@ -41,6 +41,7 @@ from ..data.dictionary_hash import DICTIONARY_HASH_KEY, dictionary_sha256
 from ..data.epoch_order import EpochShuffledDataset
 from ..data.fingerprint import masking_fingerprint
 from ..data.language_batches import LanguageBatchedDataset
+from ..data.language_runs import LanguageRunBatchIterator
 from ..data.languages import resolve_languages, split_and_language
 from ..data.mask_origin import MaskOriginDataset, SampleAddress
 from ..data.resume_settings import RESUME_SETTINGS, check_resume_settings, read_records, resumed_checkpoint, stop_if_finished
@@ -116,6 +117,12 @@ class BalancedDistillConfig(MaskedLMConfig):
         default=False,
         metadata={"help": "language-homogeneous batches (a batch touches one teacher); the train order is still shuffled"},
     )
+    language_run_batches: int = field(
+        default=1,
+        metadata={"help": "with --batch-by-language: shuffle the train order in runs of R consecutive steps of one "
+                          "language instead of batch by batch, so --max-resident-teachers K < languages does not "
+                          "reload a teacher every step (order still deterministic from --seed and the epoch)"},
+    )
     reset_teachers: bool = field(
         default=False,
         metadata={
@@ -155,6 +162,9 @@ def check_settings(cfg) -> None:
 
     at_least("sampling_alpha", 0)
     at_least("samples_per_language", 0)
+    at_least("language_run_batches", 1)
+    if cfg.language_run_batches > 1 and not cfg.batch_by_language:
+        raise BalkdError("--language-run-batches needs --batch-by-language (a run is of one-language batches)")
     at_least("tokens_per_sample", 2)  # one position is <s>
     at_least("mask_multiple_length", 1)
     at_least("mask_stdev", 0)
@@ -369,6 +379,12 @@ class BalancedDistillTask(MaskedLMTask):
             },
             sizes=[src.sizes],
         )
+
+    def get_batch_iterator(self, dataset, **kwargs):
+        iterator = super().get_batch_iterator(dataset, **kwargs)
+        if self.cfg.language_run_batches > 1 and isinstance(dataset, LanguageBatchedDataset):
+            return LanguageRunBatchIterator.from_iterator(iterator, dataset.sample_langs, self.cfg.language_run_batches)
+        return iterator
 
     def _ordered(self, dataset, sample_langs, epoch, reshuffle: bool):
         if self.cfg.batch_by_language:
