@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 TASK_METRICS = {"pos": "accuracy", "ner": "f1"}
 TASK_EXTENSIONS = {"pos": "conllu", "ner": "iob2"}
-SPLITS = ("train", "dev", "test")
+PROBING_SPLITS = ("train", "dev", "test")
 UNKNOWN_WARNING_RATE = 0.05
 
 
@@ -52,7 +52,7 @@ class ProbingTaskData:
         return [
             (lang, split, self.path(lang, split))
             for lang in languages
-            for split in SPLITS
+            for split in PROBING_SPLITS
             if split != "dev" or os.path.isfile(self.path(lang, split))
         ]
 
