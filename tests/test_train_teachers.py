@@ -58,3 +58,23 @@ def test_subsets_are_paths_inside_the_language_directory():
     assert language_subset_args(["--lr", "1"], "de") == ["--train-subset", "de/train", "--valid-subset", "de/valid", "--lr", "1"]
     assert language_subset_args(["--valid-subset=valid,test", "--train-subset", "big"], "de") == [
         "--train-subset", "de/big", "--valid-subset", "de/valid,de/test"]
+
+
+def test_shards_train_disjoint_languages_and_the_last_writes_teachers_json(tiny_data, tmp_path, capsys):
+    save = tmp_path / "teachers"
+    trained = []
+    for shard in ("0/2", "1/2"):
+        before = {lang for lang in ("aa", "bb") if (save / lang / "teacher_done.json").exists()}
+        assert main([str(tiny_data), "--save-dir", str(save), "--shard", shard, *FLAGS]) == 0
+        after = {lang for lang in ("aa", "bb") if (save / lang / "teacher_done.json").exists()}
+        trained.append(after - before)
+        if shard == "0/2":
+            assert "teachers.json waits for 1 language(s)" in capsys.readouterr().out
+            assert not (save / "teachers.json").exists()
+    assert [len(t) for t in trained] == [1, 1] and trained[0] != trained[1], "each worker trains its own language"
+    assert set(json.loads((save / "teachers.json").read_text())) == {"aa", "bb"}
+    # the larger language (aa: 200 sentences) goes to the first worker
+    assert trained[0] == {"aa"}
+    # an impossible shard is one line, exit 2
+    assert main([str(tiny_data), "--save-dir", str(save), "--shard", "2/2", *FLAGS]) == 2
+    assert "--shard 2/2: need 0 <= I < N" in capsys.readouterr().err

@@ -14,7 +14,6 @@ the ``--teachers`` mapping the student needs.
 """
 import argparse
 import hashlib
-import json
 import os
 import shutil
 import subprocess
@@ -27,7 +26,9 @@ from ..data.dictionary_hash import dict_file_sha256
 from ..data.languages import resolve_languages
 from ..errors import BalkdError
 from ..files import read_json
+from ..outputs import write_json
 from ..processes import run_child
+from ..sharding import languages_of_shard, resolve_shard
 from .common import run_cli
 
 PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -45,6 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--use-checkpoint", choices=["last", "best"], default="last",
                         help="which checkpoint teachers.json points to: the final one (last) or the best validation one (best)")
     parser.add_argument("--force", action="store_true", help="retrain languages whose teacher is already complete")
+    parser.add_argument("--shard", metavar="I/N",
+                        help="train only worker I's share of the languages, of N workers (I counts from 0; languages are "
+                        "split by training size so workers finish together). Default: the torchrun rank or SLURM array "
+                        "task when run under one, else every language. TEACHERS/teachers.json is written by whichever "
+                        "worker finds every language complete")
     parser.epilog = "Everything after '--' is passed to every fairseq-train run (arch, optimizer, lr, max-update, ...)."
     return parser
 
@@ -150,22 +156,34 @@ def _main(argv: Optional[List[str]]) -> int:
         raise BalkdError("do not pass --save-dir, --task or --criterion after '--': balkd-train-teachers sets them")
     langs = languages_of(args.data, args.languages, subset_flags(fairseq_args)["train"])
     signature = run_signature(fairseq_args)
-    mapping: Dict[str, str] = {}
-    for lang in tqdm(langs, desc="teachers", unit="lang"):
+    shard = resolve_shard(args.shard)
+    train_subset = subset_flags(fairseq_args)["train"]
+    sizes = {lang: _size(os.path.join(args.data, lang, f"{train_subset}.bin")) for lang in langs}
+    for lang in tqdm(languages_of_shard(langs, sizes, shard), desc=f"teachers{f' (shard {shard})' if shard else ''}",
+                     unit="lang"):
         lang_dir = os.path.join(args.save_dir, lang)
         if args.force or not is_complete(lang_dir, signature):
             tqdm.write(f"training teacher for {lang} (log: {os.path.join(lang_dir, 'train.log')})")
             digest = train_one(args.data, lang, lang_dir, fairseq_args)
-            with open(os.path.join(lang_dir, DONE_FILE), "w", encoding="utf-8") as f:
-                json.dump({"signature": signature, "fairseq_args": fairseq_args, "dictionary_sha256": digest}, f, indent=1)
+            write_json(os.path.join(lang_dir, DONE_FILE),
+                       {"signature": signature, "fairseq_args": fairseq_args, "dictionary_sha256": digest})
         else:
             tqdm.write(f"teacher for {lang} is complete; skipped")
-        mapping[lang] = teacher_checkpoint(lang_dir, args.use_checkpoint)
+    waiting = [lang for lang in langs if not is_complete(os.path.join(args.save_dir, lang), signature)]
+    if waiting:  # other workers' languages: the last worker to finish writes teachers.json
+        print(f"shard {shard}: done; teachers.json waits for {len(waiting)} language(s) of other workers: "
+              f"{','.join(waiting[:10])}{' ...' if len(waiting) > 10 else ''}")
+        return 0
+    mapping: Dict[str, str] = {lang: teacher_checkpoint(os.path.join(args.save_dir, lang), args.use_checkpoint)
+                               for lang in langs}
     out = os.path.join(args.save_dir, "teachers.json")
-    with open(out, "w", encoding="utf-8") as f:
-        json.dump(mapping, f, indent=1)
+    write_json(out, mapping, indent=1)
     print(f"teachers: {out}")
     return 0
+
+
+def _size(path: str) -> int:
+    return os.path.getsize(path) if os.path.isfile(path) else 1
 
 
 def main(argv: Optional[List[str]] = None) -> int:
