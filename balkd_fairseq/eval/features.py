@@ -15,6 +15,7 @@ from fairseq.data import data_utils
 from ..data.subword_alignment import AlignedSentence
 from ..errors import BalkdError
 from ..checkpoints import load_checkpoint_state, model_config
+from .batching import padded_batches
 from .dictionary_check import check_checkpoint_dictionary
 
 logger = logging.getLogger(__name__)
@@ -78,23 +79,10 @@ class FrozenEncoder:
         """Per sentence, the (words kept, dim) states at each word's first subword, on CPU."""
         order = sorted(range(len(sentences)), key=lambda i: len(sentences[i].tokens))
         out: List[Optional[torch.Tensor]] = [None] * len(sentences)
-        for batch in _batches(order, sentences, max_tokens):
+        for batch in padded_batches(order, lambda i: len(sentences[i].tokens), max_tokens):
             tokens = data_utils.collate_tokens([sentences[i].tokens for i in batch], self.dictionary.pad())
             states = self.hidden_states(tokens).cpu()
             for row, i in enumerate(batch):
                 kept = [p for p in sentences[i].word_positions if p >= 0]
                 out[i] = states[row, kept].clone()
         return out
-
-
-def _batches(order: List[int], sentences: List[AlignedSentence], max_tokens: int):
-    batch, longest = [], 0
-    for i in order:
-        length = len(sentences[i].tokens)
-        if batch and max(longest, length) * (len(batch) + 1) > max_tokens:
-            yield batch
-            batch, longest = [], 0
-        batch.append(i)
-        longest = max(longest, length)
-    if batch:
-        yield batch

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from fairseq.data import data_utils
 
 from ..errors import BalkdError
+from .batching import padded_batches
 
 
 @dataclass
@@ -55,16 +56,7 @@ def masked_copies(sentence: int, tokens: torch.Tensor, dictionary, max_positions
 
 def batches(copies: Sequence[MaskedCopy], max_tokens: int) -> Iterator[List[MaskedCopy]]:
     """Consecutive copies whose padded batch stays within ``max_tokens`` (at least one copy each)."""
-    batch, longest = [], 0
-    for copy in copies:
-        length = len(copy.window)
-        if batch and max(longest, length) * (len(batch) + 1) > max_tokens:
-            yield batch
-            batch, longest = [], 0
-        batch.append(copy)
-        longest = max(longest, length)
-    if batch:
-        yield batch
+    return padded_batches(copies, lambda copy: len(copy.window), max_tokens)
 
 
 def collate(batch: List[MaskedCopy], dictionary) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
