@@ -91,8 +91,7 @@ balkd-report --model "HL=$OUT/results/HL" --model "HL-balanced=$OUT/results/HL-b
   --low $LOW --high $HIGH --single $SINGLE --output-dir "$OUT/report"
 step "export Ours -> $OUT/export (fairseq and Hugging Face folders, model card) and one fill-mask query each"
 python -m balkd_fairseq.cli.export "$OUT/checkpoints/Ours/checkpoint_last.pt" --data "$OUT/data" \
-  --results "$OUT/results/Ours" \
-  --out "$OUT/export"
+  --results "$OUT/results/Ours" --out "$OUT/export"  # = balkd-export
 # the first six words of a sentence, the sixth masked (short enough for the toy model's 64 positions)
 QUERY=$(python -c "import sys; w = open(sys.argv[1], encoding='utf-8').readline().split(); print(' '.join(w[:5] + ['<mask>']))" \
   "$OUT/synth/raw/$SINGLE.txt")
