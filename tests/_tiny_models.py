@@ -168,6 +168,8 @@ def train_tiny_roberta(data_dirs, save_dir, max_update=5, seed=1):
         "--optimizer", "adam", "--lr", "1e-3", "--batch-size", "16", "--max-update", str(max_update),
         "--cpu", "--seed", str(seed), "--save-dir", save_dir, "--no-epoch-checkpoints",
         "--disable-validation", "--log-format", "simple", "--num-workers", "0",
+        # a fixture: no prefetch thread, which can abort a stock run's exit (balkd-train stops it)
+        "--data-buffer-size", "0",
     ]
     subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=REPO, env=plugin_env())
     return os.path.join(save_dir, "checkpoint_last.pt")

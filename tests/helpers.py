@@ -80,6 +80,9 @@ def train_tiny_teacher(data_dir: Path, lang: str, save_dir: Path, updates: int =
         "--max-update", str(updates), "--save-dir", str(save_dir), "--no-epoch-checkpoints",
         "--cpu", "--seed", str(seed), "--log-format", "simple", "--log-interval", "1",
         "--disable-validation", "--num-workers", "0",
+        # a fixture, not a test of stock fairseq's exit: no prefetch thread, which can abort a stock run's
+        # exit at --max-update ("terminate called without an active exception"; balkd-train stops it)
+        "--data-buffer-size", "0",
     ])
     # as balkd-train-teachers does: the dictionary the teacher was trained with, beside its checkpoint
     Dictionary.load(str(data_dir / "dict.txt")).save(str(save_dir / "dict.txt"))

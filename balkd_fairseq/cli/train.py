@@ -14,6 +14,7 @@ passes GPU device ids); and for
 (``valid,valid_<lang>,...``) so every language's validation loss is logged. Every other argument
 goes to fairseq-train unchanged.
 """
+import atexit
 import logging
 import os
 import subprocess
@@ -22,6 +23,7 @@ from typing import Dict, List, Optional
 
 from ..data.languages import SUBSET_LANGUAGE_SEPARATOR, parse_languages, resolve_languages
 from ..errors import BalkdError
+from ..task_run import stop_prefetch_threads
 from .common import run_cli
 
 PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -140,6 +142,9 @@ def _main(argv: Optional[List[str]]) -> int:
         level=os.environ.get("LOGLEVEL", "INFO").upper(), stream=sys.stdout, force=True,
     )
     sys.argv = ["fairseq-train"] + full
+    # any task, the stock masked_lm of balkd-train-teachers included: a run that stops at --max-update
+    # mid-epoch must not abort at exit in fairseq's prefetch thread
+    atexit.register(stop_prefetch_threads)
     fairseq_train.cli_main()
     return 0
 

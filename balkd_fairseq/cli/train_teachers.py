@@ -31,7 +31,10 @@ from ..processes import run_child
 from ..sharding import languages_of_shard, resolve_shard
 from .common import run_cli
 
-PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# a teacher is one process: the rank of a torchrun/SLURM worker chose its shard of languages (--shard),
+# it must not make the teacher's fairseq-train join a distributed job
+LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
+                      "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID")
 DONE_FILE = "teacher_done.json"
 
 
@@ -127,16 +130,21 @@ def record_dictionary(data: str, lang_dir: str) -> str:
     return digest
 
 
+def single_process_env() -> Dict[str, str]:
+    return {name: value for name, value in os.environ.items() if name not in LAUNCHER_VARIABLES}
+
+
 def train_one(data: str, lang: str, lang_dir: str, fairseq_args: List[str]) -> str:
     """Train (or resume) one teacher; returns the hash of the dictionary it was trained with."""
     os.makedirs(lang_dir, exist_ok=True)
     digest = record_dictionary(data, lang_dir)
-    cmd = [sys.executable, "-m", "fairseq_cli.train", data, "--user-dir", PLUGIN_DIR,
+    # balkd-train: fairseq-train with the plugin, and an exit that never aborts in the prefetch thread
+    cmd = [sys.executable, "-m", "balkd_fairseq.cli.train", data,
            "--task", "masked_lm", "--criterion", "masked_lm", "--save-dir", lang_dir,
            *language_subset_args(fairseq_args, lang)]
     log_path = os.path.join(lang_dir, "train.log")
     with open(log_path, "a", encoding="utf-8") as log:
-        returncode = run_child(cmd, stdout=log, stderr=subprocess.STDOUT)  # ends with this command
+        returncode = run_child(cmd, stdout=log, stderr=subprocess.STDOUT, env=single_process_env())
     if returncode != 0:
         raise BalkdError(f"teacher for language {lang!r} failed (exit {returncode}); see {log_path}")
     return digest
