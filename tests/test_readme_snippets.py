@@ -17,6 +17,8 @@ from typing import List, Tuple
 
 import pytest
 
+from balkd_fairseq.errors import BalkdError
+
 REPO = Path(__file__).resolve().parents[1]
 DOCS = [REPO / "README.md", *sorted((REPO / "examples").glob("*/README.md"))]
 FAIRSEQ_PASSTHROUGH = {"fairseq-train", "balkd-train"}  # the whole line is fairseq-train's command line
@@ -110,8 +112,8 @@ def test_documented_command_parses(name, args):
             options.parse_args_and_arch(module.build_parser(own), input_args=own)
             return
         parsed, unknown = module.build_parser().parse_known_args(own)
-    except SystemExit as err:
-        pytest.fail(f"{name} {' '.join(own)}: the documented command is refused by its parser (exit {err.code})")
+    except (SystemExit, BalkdError) as err:
+        pytest.fail(f"{name} {' '.join(own)}: the documented command is refused by its parser ({err})")
     assert not unknown, f"{name}: documented flags it does not accept: {unknown}"
     if passthrough:  # balkd-train-teachers runs stock masked_lm with the flags after '--'
         parse_fairseq_train(["DATA", "--task", "masked_lm", "--criterion", "masked_lm", *passthrough])
