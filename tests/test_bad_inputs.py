@@ -402,8 +402,8 @@ def case_probe_dictionary_differs(env):
     shutil.copy(env.data / "dict.txt", own / "dict.txt")
     checkpoint = Path(shutil.copy(env.teachers["aa"], own / "checkpoint.pt"))
     data_dict = env.tmp / "DATA" / "dict.txt"
-    return probe_run(env, ["--data", f"{data_dict} is not the dictionary {checkpoint} was trained with",
-                           f"first difference at index 7: '{original}' in {own / 'dict.txt'}, 'zz_renamed' in {data_dict}"],
+    return probe_run(env, ["--data", f"{data_dict} is not the dictionary of the checkpoint {checkpoint}",
+                           f"first difference at symbol 7: '{original}' in {own / 'dict.txt'}, 'zz_renamed' in {data_dict}"],
                      dict_text="\n".join(lines) + "\n", checkpoint=checkpoint)
 
 

@@ -30,11 +30,12 @@ def _beside(checkpoint: str) -> Optional[str]:
     return path if os.path.isfile(path) else None
 
 
-def _symbol_mismatch(checkpoint_dict: str, data_dict: str, checkpoint_symbols, data_symbols) -> BalkdError:
+def _symbol_mismatch(checkpoint: str, checkpoint_dict: str, data_dict: str, checkpoint_symbols,
+                     data_symbols) -> BalkdError:
     index, ours, theirs = first_symbol_difference(checkpoint_symbols, data_symbols)
     return BalkdError(
-        f"--data dictionary {data_dict} is not the dictionary of the checkpoint ({checkpoint_dict}): "
-        f"first difference at symbol {index}: {ours!r} in the checkpoint's, {theirs!r} in --data's"
+        f"--data dictionary {data_dict} is not the dictionary of the checkpoint {checkpoint}: first difference "
+        f"at symbol {index}: {ours!r} in {checkpoint_dict}, {theirs!r} in {data_dict}"
     )
 
 
@@ -48,7 +49,7 @@ def check_checkpoint_dictionary(state: dict, checkpoint: str, data_dict: str) ->
         if recorded == dictionary_sha256(data):
             return
         if own is not None and dictionary_sha256(own) == recorded:
-            raise _symbol_mismatch(beside, data_dict, own.symbols, data.symbols)
+            raise _symbol_mismatch(checkpoint, beside, data_dict, own.symbols, data.symbols)
         raise BalkdError(
             f"--data dictionary {data_dict} is not the dictionary of the checkpoint {checkpoint}: "
             f"the checkpoint recorded dictionary sha256 {recorded[:12]}…, {data_dict} has "
@@ -62,7 +63,7 @@ def check_checkpoint_dictionary(state: dict, checkpoint: str, data_dict: str) ->
         )
     if own is not None:
         if first_symbol_difference(own.symbols, data.symbols) is not None:
-            raise _symbol_mismatch(beside, data_dict, own.symbols, data.symbols)
+            raise _symbol_mismatch(checkpoint, beside, data_dict, own.symbols, data.symbols)
         return
     logger.warning(
         f"{checkpoint} records no dictionary and has no dict.txt beside it: only the dictionary size was checked"
