@@ -298,3 +298,29 @@ def test_data_fingerprint_sections(tiny_data, tmp_path):
     changed = make_task(other).data_fingerprint({"train": [1], "valid": [1]})
     assert changed["data"]["files"]["bb/valid"] != fingerprint["data"]["files"]["bb/valid"]
     assert changed["data"]["files"]["aa/train"] == fingerprint["data"]["files"]["aa/train"]
+
+
+def test_a_line_longer_than_a_block_is_refused_at_load_unless_shortened(tiny_data):
+    task = make_task(tiny_data, sample_break_mode="complete", tokens_per_sample=8)
+    with pytest.raises(BalkdError, match=r"language 'aa': .*train.bin holds a line of \d+ tokens .* --tokens-per-sample 8"):
+        task.load_dataset("train")
+    blocks = make_task(tiny_data, sample_break_mode="none", tokens_per_sample=8)
+    blocks.load_dataset("train")
+    assert max(blocks.dataset("train").sizes) <= 8
+
+
+def test_a_dictionary_with_a_duplicate_symbol_is_one_line(tiny_data, tmp_path):
+    data = shutil.copytree(tiny_data, tmp_path / "data")
+    first = (data / "dict.txt").read_text(encoding="utf-8").splitlines()[0]
+    (data / "dict.txt").write_text((data / "dict.txt").read_text(encoding="utf-8") + first + "\n", encoding="utf-8")
+    with pytest.raises(BalkdError, match="DATA/dict.txt: .*dict.txt is not a fairseq dict.txt"):
+        make_task(data)
+
+
+def test_teachers_given_to_a_hard_label_criterion_are_reported(tiny_data, caplog):
+    from fairseq.criterions.masked_lm import MaskedLmConfig
+
+    task = make_task(tiny_data, teachers="aa:/x/aa.pt,bb:/x/bb.pt")
+    with caplog.at_level("WARNING"):
+        task.build_criterion(MaskedLmConfig(_name="masked_lm"))
+    assert "--teachers/--teacher-cache are ignored: --criterion masked_lm" in caplog.text

@@ -28,6 +28,7 @@ from typing import List, Optional
 import torch
 
 from ..errors import BalkdError
+from ..locks import output_lock
 from .common import run_cli
 
 logger = logging.getLogger("balkd_fairseq.cli.cache_teachers")
@@ -100,10 +101,11 @@ def _main(argv: Optional[List[str]]) -> int:
     subsets = {args.train_subset: list(range(1, args.max_epoch + 1))}
     if not args.disable_validation:  # fairseq validates at epoch 1
         subsets.update({s: [1] for s in args.valid_subset.split(",") if s and s != args.train_subset})
-    manifest = build_cache(
-        task, teachers, args.cache_dir, subsets, k=args.cache_topk, batch_size=args.batch_size,
-        max_tokens=args.max_tokens, device=device, overwrite=args.overwrite,
-    )
+    with output_lock(args.cache_dir, "--cache-dir"):  # a second build into the same directory is refused
+        manifest = build_cache(
+            task, teachers, args.cache_dir, subsets, k=args.cache_topk, batch_size=args.batch_size,
+            max_tokens=args.max_tokens, device=device, overwrite=args.overwrite,
+        )
     rows = sum(sum(per_lang.values()) for per_lang in manifest["rows"].values())
     logger.info(f"wrote {args.cache_dir}: {', '.join(f'{s} epochs {e[0]}..{e[-1]}' for s, e in manifest['splits'].items())}; "
                 f"{rows} masked positions x top-{args.cache_topk}")

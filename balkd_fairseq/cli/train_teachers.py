@@ -26,6 +26,7 @@ from ..data.dictionary_hash import dict_file_sha256
 from ..data.languages import resolve_languages
 from ..errors import BalkdError
 from ..files import read_json
+from ..locks import hold_directory_lock
 from ..outputs import write_json
 from ..processes import run_child
 from ..sharding import languages_of_shard, resolve_shard
@@ -137,6 +138,7 @@ def single_process_env() -> Dict[str, str]:
 def train_one(data: str, lang: str, lang_dir: str, fairseq_args: List[str]) -> str:
     """Train (or resume) one teacher; returns the hash of the dictionary it was trained with."""
     os.makedirs(lang_dir, exist_ok=True)
+    hold_directory_lock(lang_dir, f"teacher directory of {lang!r}")  # another worker training it is refused
     digest = record_dictionary(data, lang_dir)
     # balkd-train: fairseq-train with the plugin, and an exit that never aborts in the prefetch thread
     cmd = [sys.executable, "-m", "balkd_fairseq.cli.train", data,

@@ -54,6 +54,7 @@ class MultiTeacherDistillConfig(FairseqDataclass):
 
 @register_criterion("multi_teacher_distill", dataclass=MultiTeacherDistillConfig)
 class MultiTeacherDistillCriterion(FairseqCriterion):
+    consumes_soft_labels = True  # the task warns when --teachers goes to a criterion without this
     def __init__(self, cfg: MultiTeacherDistillConfig, task, soft_labels: Optional[SoftLabelSource] = None):
         """``soft_labels``: a source built elsewhere (tests, benchmarks); by default the task builds the one
         its flags ask for."""

@@ -47,7 +47,21 @@ def language_blocks(root: str, lang: str, split: str, dictionary, cfg, combine: 
         raise BalkdError(f"language {lang!r}: cannot read {prefix}.{{bin,idx}}: {err}") from None
     if len(blocks) == 0:
         raise BalkdError(f"language {lang!r} has an empty {split} split: {prefix}.bin")
+    check_block_lengths(blocks, cfg, lang, split, prefix)
     return blocks
+
+
+def check_block_lengths(blocks, cfg, lang: str, split: str, prefix: str) -> None:
+    """A line longer than a block (break modes complete, complete_doc, eos keep lines whole) is refused here,
+    by name, instead of failing at its first batch (fairseq refuses it only when it is drawn)."""
+    longest = int(blocks.sizes.max())
+    if longest > cfg.tokens_per_sample:
+        raise BalkdError(
+            f"language {lang!r}: {prefix}.bin holds a line of {longest - 1} tokens (item {int(blocks.sizes.argmax())}), "
+            f"longer than a block of --tokens-per-sample {cfg.tokens_per_sample} with --sample-break-mode "
+            f"{cfg.sample_break_mode}: use --sample-break-mode none (blocks cross line ends), a larger "
+            "--tokens-per-sample, or split long lines when preparing (balkd-prepare --max-line-chars)"
+        )
 
 
 def masked_pair(blocks, dictionary, mask_idx: int, cfg, seed: int, mask_whole_words=None):

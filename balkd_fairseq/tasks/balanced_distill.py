@@ -30,6 +30,7 @@ from fairseq import utils
 from fairseq.data import ConcatDataset, IdDataset, NestedDictionaryDataset, NumelDataset, NumSamplesDataset, RawLabelDataset, RightPadDataset
 from fairseq.data.encoders.utils import get_whole_word_mask
 from fairseq.dataclass import ChoiceEnum
+from fairseq.criterions import CRITERION_REGISTRY
 from fairseq.tasks import register_task
 from fairseq.tasks.masked_lm import MaskedLMConfig, MaskedLMTask
 from omegaconf import II, OmegaConf, open_dict
@@ -37,7 +38,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from ..data.balancing import BALANCE_DRAWS, BALANCE_MODES, target_sizes
 from ..data.blocks import language_blocks, masked_pair
-from ..data.dictionary_hash import DICTIONARY_HASH_KEY, dictionary_sha256
+from ..data.dictionary_hash import DICTIONARY_HASH_KEY, dictionary_sha256, load_model_dictionary
 from ..data.epoch_order import EpochShuffledDataset
 from ..data.fingerprint import masking_fingerprint
 from ..data.language_batches import LanguageBatchedDataset
@@ -230,7 +231,15 @@ class BalancedDistillTask(MaskedLMTask):
         path = os.path.join(utils.split_paths(cfg.data)[0], "dict.txt")
         if not os.path.isfile(path):
             raise BalkdError(f"shared dictionary not found: {path} (expected DATA/dict.txt next to DATA/<lang>/)")
+        load_model_dictionary(path, "DATA/dict.txt")  # one line for a malformed file (e.g. a duplicate symbol)
         return super().load_dict(cfg)
+
+    def build_criterion(self, cfg, from_checkpoint=False):
+        criterion = CRITERION_REGISTRY.get(getattr(cfg, "_name", None))
+        if (self.cfg.teachers or self.cfg.teacher_cache) and not getattr(criterion, "consumes_soft_labels", False):
+            logger.warning(f"--teachers/--teacher-cache are ignored: --criterion {getattr(cfg, '_name', '?')} trains on hard labels "
+                           "(use --criterion multi_teacher_distill to distil from the teachers)")
+        return super().build_criterion(cfg, from_checkpoint=from_checkpoint)
 
     @property
     def data_root(self) -> str:
