@@ -51,12 +51,11 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import balkd_fairseq  # noqa: E402  (registers the task and criterion, checkpoint allowlist)
 from balkd_fairseq.criterions.multi_teacher_distill import MultiTeacherDistillConfig, MultiTeacherDistillCriterion  # noqa: E402
-from balkd_fairseq.tasks.balanced_distill import BalancedDistillConfig, BalancedDistillTask  # noqa: E402
 from balkd_fairseq.soft_labels.cache import TeacherCache, build_cache  # noqa: E402
 from balkd_fairseq.soft_labels.manifest import TeacherRecord  # noqa: E402
 from balkd_fairseq.soft_labels.online import TeacherSet, masked_lm_logits  # noqa: E402
+from balkd_fairseq.tasks.balanced_distill import BalancedDistillConfig, BalancedDistillTask  # noqa: E402
 
 PHASES = ["masked_lm", "distill_1", "distill_7_as_1", "distill_7", "distill_cache", "distill_offload"]
 TARGETS = {  # name: (numerator, denominator, target)

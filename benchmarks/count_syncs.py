@@ -20,9 +20,10 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_distill as bd  # noqa: E402
+from fairseq import metrics  # noqa: E402
+
 from balkd_fairseq.criterions.multi_teacher_distill import MultiTeacherDistillConfig, MultiTeacherDistillCriterion  # noqa: E402
 from balkd_fairseq.soft_labels.cache import TeacherCache, build_cache  # noqa: E402
-from fairseq import metrics  # noqa: E402
 
 DATA_DEPENDENT = {"_local_scalar_dense", "nonzero", "_unique2", "unique_dim", "unique_consecutive", "masked_select", "_unique"}
 

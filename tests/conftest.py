@@ -1,6 +1,5 @@
 """Session fixtures: tiny two-language data and two tiny monolingual teachers, built once."""
 import pytest
-
 from helpers import make_tiny_data, train_tiny_teacher
 
 

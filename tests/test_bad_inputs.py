@@ -20,15 +20,13 @@ from typing import Dict, List
 
 import pytest
 import torch
+from _tiny_models import tiny_project, write_probing_data
 from fairseq.data import Dictionary
+from helpers import distill_args, json_log_records, run_fairseq_train, write_split
 
 import balkd_fairseq  # noqa: F401  (allowlists what fairseq checkpoints contain)
-
 from balkd_fairseq.locks import hold_directory_lock
 from balkd_fairseq.outputs import write_marker
-
-from _tiny_models import tiny_project, write_probing_data
-from helpers import distill_args, json_log_records, run_fairseq_train, write_split
 
 pytestmark = pytest.mark.slow
 

@@ -4,7 +4,6 @@ import subprocess
 import sys
 
 import pytest
-
 from helpers import REPO
 
 BENCH = REPO / "benchmarks" / "bench_distill.py"

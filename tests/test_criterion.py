@@ -9,8 +9,8 @@ from fairseq import metrics
 from fairseq.data import Dictionary
 
 from balkd_fairseq.criterions.multi_teacher_distill import MultiTeacherDistillConfig, MultiTeacherDistillCriterion
-from balkd_fairseq.errors import BalkdError
 from balkd_fairseq.data.mask_origin import SampleAddress
+from balkd_fairseq.errors import BalkdError
 from balkd_fairseq.soft_labels.manifest import TeacherRecord
 from balkd_fairseq.soft_labels.online import TeacherSet
 

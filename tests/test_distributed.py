@@ -18,13 +18,11 @@ import sys
 
 import pytest
 import torch
-
-import balkd_fairseq  # noqa: F401  (allowlists what fairseq checkpoints contain)
-
-from balkd_fairseq.cli import train as balkd_train
-from balkd_fairseq.errors import BalkdError
 from helpers import distill_args, json_log_records
 
+import balkd_fairseq  # noqa: F401  (allowlists what fairseq checkpoints contain)
+from balkd_fairseq.cli import train as balkd_train
+from balkd_fairseq.errors import BalkdError
 
 UPDATES = 8  # two epochs of 16 samples in batches of 2: 4 updates per epoch either way
 COMPARED = ("loss", "distill_loss", "hard_loss", "distill_aa", "distill_bb", "teacher_entropy", "top1_agree", "gnorm")

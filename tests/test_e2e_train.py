@@ -1,13 +1,11 @@
 """fairseq-train end to end with the plugin: distillation, resume, from_pretrained, baselines, errors, DDP."""
-import os
 import shutil
 
 import pytest
 import torch
+from helpers import TINY_ARCH, distill_args, json_log_records, make_tiny_data, run_balkd_train, run_fairseq_train
 
 import balkd_fairseq  # noqa: F401  (allowlists what fairseq checkpoints contain)
-
-from helpers import (TINY_ARCH, distill_args, json_log_records, make_tiny_data, run_balkd_train, run_fairseq_train)
 
 
 def load_without_data(checkpoint, tmp_path, name="checkpoint_best.pt"):
@@ -79,8 +77,9 @@ def test_hard_label_baseline_needs_no_teachers_and_loads_without_data(tmp_path, 
     assert "teacher for" not in proc.stdout + proc.stderr  # no teacher was loaded
 
     # the checkpoint fairseq saved records the discovered languages and the dictionary's hash
-    from balkd_fairseq.data.dictionary_hash import dict_file_sha256, recorded_dictionary_sha256, recorded_languages
     from fairseq import checkpoint_utils
+
+    from balkd_fairseq.data.dictionary_hash import dict_file_sha256, recorded_dictionary_sha256, recorded_languages
 
     state = checkpoint_utils.load_checkpoint_to_cpu(str(tmp_path / "hl" / "checkpoint_best.pt"))
     assert recorded_languages(state) == ["aa", "bb"]

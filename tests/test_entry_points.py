@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from helpers import USER_DIR, run_fairseq_train
 
 REPO = Path(__file__).resolve().parents[1]

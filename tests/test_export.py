@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from helpers import REPO, TINY_ARCH, run_fairseq_train
 
 from balkd_fairseq.cli.export import main as export_main
@@ -297,7 +296,7 @@ def test_force_replaces_an_earlier_export_and_a_failure_leaves_nothing(project, 
     assert export_main(argv) == 0 and (out / MARKER).is_file()
     assert export_main(argv + ["--force"]) == 0
     state = torch.load(project["new"])
-    setattr(state["cfg"]["model"], "encoder_normalize_before", True)  # pre-LN: transformers' XLM-R cannot hold it
+    state["cfg"]["model"].encoder_normalize_before = True  # pre-LN: transformers' XLM-R cannot hold it
     prenorm = tmp_path / "prenorm.pt"
     torch.save(state, prenorm)
     assert_refused([prenorm, "--data", project["data"], "--out", tmp_path / "y"], capsys, "encoder_normalize_before")

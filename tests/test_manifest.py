@@ -4,13 +4,13 @@ import shutil
 
 import pytest
 import torch
+from helpers import distill_args, json_log_records, run_fairseq_train
 
 import balkd_fairseq  # noqa: F401  (allowlists what fairseq checkpoints contain)
-from balkd_fairseq.errors import BalkdError
 from balkd_fairseq.data.dictionary_hash import dictionary_sha256
-from balkd_fairseq.soft_labels.manifest import check_resumed_manifest, file_sha256, manifest_differences
-
-from helpers import distill_args, json_log_records, run_fairseq_train
+from balkd_fairseq.errors import BalkdError
+from balkd_fairseq.files import file_sha256
+from balkd_fairseq.soft_labels.manifest import check_resumed_manifest, manifest_differences
 
 ERROR_PREFIX = "balkd-fairseq: error: "
 

@@ -5,13 +5,12 @@ import os
 
 import pytest
 import torch
+from _tiny_models import tiny_project
 
 import balkd_fairseq  # noqa: F401  (registers the plugin, checkpoint allowlist)
 from balkd_fairseq.cli import eval_lm
 from balkd_fairseq.eval.masked_lm_eval import scored_positions
 from balkd_fairseq.eval.mrr import MaskedLMScores, gold_ranks
-
-from _tiny_models import tiny_project
 
 LOGITS = [
     [1.0, 3.0, 3.0, 0.0],

@@ -6,7 +6,13 @@ import pytest
 
 from balkd_fairseq.errors import BalkdError
 from balkd_fairseq.outputs import (
-    MARKER, atomic_write, check_replaceable, is_complete_output, staged_output_dir, write_json, write_marker,
+    MARKER,
+    atomic_write,
+    check_replaceable,
+    is_complete_output,
+    staged_output_dir,
+    write_json,
+    write_marker,
 )
 
 
@@ -16,7 +22,7 @@ def test_atomic_write_keeps_the_previous_file_when_the_writer_fails(tmp_path):
     with pytest.raises(ZeroDivisionError):
         with atomic_write(path) as f:
             f.write('{"score": ')
-            1 / 0
+            raise ZeroDivisionError
     assert path.read_text() == '{\n  "score": 1\n}\n' and os.listdir(tmp_path) == ["results.json"]
 
 

@@ -3,15 +3,15 @@ import argparse
 from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf
-
-import balkd_fairseq  # noqa: F401  (registers the plugin's task and criterion)
 from fairseq.criterions import CRITERION_DATACLASS_REGISTRY
 from fairseq.dataclass.configs import FairseqConfig
 from fairseq.models import ARCH_MODEL_REGISTRY, MODEL_DATACLASS_REGISTRY, MODEL_REGISTRY
 from fairseq.optim import OPTIMIZER_DATACLASS_REGISTRY
 from fairseq.optim.lr_scheduler import LR_SCHEDULER_DATACLASS_REGISTRY
 from fairseq.tasks import TASK_DATACLASS_REGISTRY
+from omegaconf import OmegaConf
+
+import balkd_fairseq  # noqa: F401  (registers the plugin's task and criterion)
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "examples" / "paper" / "config").glob("*.yaml"))
 NAMED_GROUPS = {

@@ -1,7 +1,7 @@
 """balkd-prepare: fairseq datasets with one dictionary, streaming with a capped sample, clean errors."""
 import collections
-import os
 import json
+import os
 import random
 import tracemalloc
 from pathlib import Path
@@ -16,11 +16,19 @@ from sacremoses import MosesPunctNormalizer
 
 from balkd_fairseq.cli import prepare as prepare_cli
 from balkd_fairseq.cli import synth as synth_cli
-from balkd_fairseq.outputs import MARKER, is_complete_output, write_marker
 from balkd_fairseq.data.prepare import (
-    LanguageSource, PrepareConfig, build_dictionary, count_lines, encode, piece_binarizer, sp_sample_sizes,
-    split_and_sample, split_sizes, train_sentencepiece,
+    LanguageSource,
+    PrepareConfig,
+    build_dictionary,
+    count_lines,
+    encode,
+    piece_binarizer,
+    sp_sample_sizes,
+    split_and_sample,
+    split_sizes,
+    train_sentencepiece,
 )
+from balkd_fairseq.outputs import MARKER, is_complete_output, write_marker
 
 SPLITS = ("train", "valid", "test")
 
@@ -113,7 +121,7 @@ def test_presplit_input(tmp_path):
     out = tmp_path / "data"
     spec = "xx=" + ":".join(str(files[s]) for s in SPLITS)
     assert prepare_cli.main(["--raw", spec, "--out", str(out), "--vocab-size", "40", "--quiet"]) == 0
-    for split, n in (("train", 40), ("valid", 5), ("test", 7)):
+    for split in ("train", "valid", "test"):
         assert decoded_lines(out, "xx", split) == lines_of(files[split])
 
 
@@ -211,7 +219,7 @@ def test_memory_does_not_grow_with_the_corpus(tmp_path):
     cap = 300
     small = streaming_run(tmp_path / "small", 2000, cap)
     big = streaming_run(tmp_path / "big", 20000, cap)  # 10x the corpus, ~70x the sample
-    for peak_split, peak_encode, sample_sizes, sample_lines in (small, big):
+    for _peak_split, _peak_encode, sample_sizes, sample_lines in (small, big):
         assert sample_lines == sum(sample_sizes.values()) <= cap
     assert big[0] < 1.2 * small[0] + 32 * 1024, (small[0], big[0])
     assert big[1] < 1.2 * small[1] + 32 * 1024, (small[1], big[1])
@@ -390,7 +398,6 @@ def test_over_long_lines_are_split_and_counted(tmp_path, capsys):
     assert stats["languages"]["de"]["long_lines"] == 2
     total = sum(stats["languages"]["de"][s]["lines"] for s in SPLITS)
     assert total == 28 + 100 + 25  # 100 kB in 1000-character pieces; 25 kB cut at spaces before 1000
-    sp = spm.SentencePieceProcessor(model_file=str(out / "spm.model"))
     for split in SPLITS:
         for line in decoded_lines(out, "de", split):
             assert len(line) <= 1000

@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from _tiny_models import tiny_project
 from seqeval.metrics import f1_score
 from seqeval.scheme import IOB2
 
@@ -23,8 +24,6 @@ from balkd_fairseq.eval.item_scores import group_items, read_items
 from balkd_fairseq.eval.probe_training import ProbeTrainingConfig, train_probe
 from balkd_fairseq.eval.probing_data import LabelSet, encode_split, load_sentencepiece, read_tagged
 from balkd_fairseq.eval.tagging_metrics import f1_from_counts, ner_counts, ner_f1, pos_accuracy, pos_counts
-
-from _tiny_models import tiny_project
 
 
 # ---------------------------------------------------------------- metrics

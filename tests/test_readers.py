@@ -171,9 +171,9 @@ FUZZ = settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check
 
 # Arbitrary bytes, and bytes built from the formats' own pieces (so the parsers get past the first line).
 CONLLU_PIECES = [b"\t", b"\n", b"\r\n", b"#", b"_", b"1", b"2", b"-", b".", b"0", b"NOUN", b"Vamos", b"\xef\xbb\xbf",
-                 b"\xff", b" ", b"10", b"1-2", b"8.1", b"root", b"=", b"|", b"\x00", "é".encode("utf-8")]
+                 b"\xff", b" ", b"10", b"1-2", b"8.1", b"root", b"=", b"|", b"\x00", "é".encode()]
 IOB2_PIECES = [b"\t", b"\n", b"\r", b" ", b"O", b"B-", b"I-", b"PER", b"LOC", b"en:", b"x", b"\xef\xbb\xbf", b"\xff",
-               b"-", b"\x00", "é".encode("utf-8"), b"B-PER", b"I-PER"]
+               b"-", b"\x00", "é".encode(), b"B-PER", b"I-PER"]
 
 
 # Per CoNLL-U column, values that parse and values that do not.

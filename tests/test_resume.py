@@ -13,11 +13,10 @@ import sys
 
 import pytest
 import torch
+from helpers import TINY_ARCH, USER_DIR, distill_args, json_log_records, run_fairseq_train
 
 import balkd_fairseq  # noqa: F401  (allowlists what fairseq checkpoints contain)
 from balkd_fairseq import atomic_checkpoints
-
-from helpers import TINY_ARCH, USER_DIR, distill_args, json_log_records, run_fairseq_train
 
 LOSS_KEYS = ("loss", "distill_loss", "hard_loss", "distill_aa", "distill_bb", "gnorm")
 SAVE_EVERY = 5

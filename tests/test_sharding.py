@@ -5,7 +5,14 @@ import numpy as np
 import pytest
 
 from balkd_fairseq.errors import BalkdError
-from balkd_fairseq.sharding import Shard, assign_languages, languages_of_shard, parse_shard, resolve_shard, shard_from_scheduler
+from balkd_fairseq.sharding import (
+    Shard,
+    assign_languages,
+    languages_of_shard,
+    parse_shard,
+    resolve_shard,
+    shard_from_scheduler,
+)
 
 
 def power_law_sizes(count, seed=0):

@@ -15,10 +15,17 @@ import pytest
 import sentencepiece as spm
 from fairseq.data import Dictionary, data_utils
 
-from balkd_fairseq.cli import synth as synth_cli
 from balkd_fairseq.cli import prepare as prepare_cli
-from balkd_fairseq.synth import (GENERATED_SCRIPTS, MAX_LANGUAGES, PRESETS, PROFILES, SCRIPT_RANGES, SynthConfig,
-                                 plan_benchmark)
+from balkd_fairseq.cli import synth as synth_cli
+from balkd_fairseq.synth import (
+    GENERATED_SCRIPTS,
+    MAX_LANGUAGES,
+    PRESETS,
+    PROFILES,
+    SCRIPT_RANGES,
+    SynthConfig,
+    plan_benchmark,
+)
 from balkd_fairseq.synth.scripts import ALL_CODAS, ALL_ONSETS, BASE_VOWELS, SCRIPT_RENDERERS, SCRIPT_VOWELS
 
 UPOS = {"ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON", "PROPN", "PUNCT",

@@ -1,14 +1,13 @@
 import shutil
 from collections import Counter
 
-import numpy as np
 import pytest
 import torch
+from helpers import make_tiny_data
 
 from balkd_fairseq.data.balancing import draw_epoch
 from balkd_fairseq.errors import BalkdError
 from balkd_fairseq.tasks.balanced_distill import BalancedDistillConfig, BalancedDistillTask
-from helpers import make_tiny_data
 
 
 def make_task(data, **overrides):

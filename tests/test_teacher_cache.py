@@ -6,15 +6,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import distill_args, json_log_records, make_tiny_data, run_fairseq_train
 
 from balkd_fairseq.cli.cache_teachers import main as cache_main
 from balkd_fairseq.criterions.multi_teacher_distill import MultiTeacherDistillConfig, MultiTeacherDistillCriterion
-from balkd_fairseq.errors import BalkdError
 from balkd_fairseq.data.mask_origin import SampleAddress
+from balkd_fairseq.errors import BalkdError
 from balkd_fairseq.soft_labels.cache import TeacherCache
 from balkd_fairseq.soft_labels.online import TeacherSet, load_teacher
 from balkd_fairseq.tasks.balanced_distill import BalancedDistillConfig, BalancedDistillTask
-from helpers import distill_args, json_log_records, make_tiny_data, run_fairseq_train
 
 TOPK = 8
 EPOCHS = 2

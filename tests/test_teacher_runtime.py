@@ -1,10 +1,10 @@
 """How teachers run: the masked-positions-only last layer, and --teacher-offload's weight swapping."""
 import pytest
 import torch
+from test_teacher_cache import make_task
 
 from balkd_fairseq.soft_labels.manifest import TeacherRecord
 from balkd_fairseq.soft_labels.online import TeacherSet, load_teacher, masked_lm_logits
-from test_teacher_cache import make_task
 
 
 def padded_batch(task, rows=5, length=20, seed=0):
@@ -62,7 +62,7 @@ def test_offload_moves_one_teacher_at_a_time_and_never_copies_back(tiny_data, ti
         return [p.data_ptr() for p in models[i].parameters()] == host[i]
 
     def on_device(i):
-        return not set(p.data_ptr() for p in models[i].parameters()) & set(host[i])
+        return not {p.data_ptr() for p in models[i].parameters()} & set(host[i])
 
     teachers.on_device(0, cpu)
     assert on_device(0) and on_host(1)

@@ -2,19 +2,18 @@
 import json
 import logging
 import os
-
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
-
-from balkd_fairseq.errors import BalkdError
-from balkd_fairseq.data.dictionary_hash import dict_file_sha256
-from balkd_fairseq.soft_labels.online import TeacherSet, TeacherSpec, check_coverage, parse_teacher_spec
-from balkd_fairseq.tasks.balanced_distill import BalancedDistillConfig, BalancedDistillTask
 from helpers import make_tiny_data
 from test_task import make_task
+
+from balkd_fairseq.data.dictionary_hash import dict_file_sha256
+from balkd_fairseq.errors import BalkdError
+from balkd_fairseq.soft_labels.online import TeacherSet, TeacherSpec, check_coverage, parse_teacher_spec
+from balkd_fairseq.tasks.balanced_distill import BalancedDistillConfig, BalancedDistillTask
 
 
 class Evil:

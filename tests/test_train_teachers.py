@@ -3,10 +3,10 @@ import json
 import shutil
 
 import pytest
+from helpers import TINY_ARCH
 
 from balkd_fairseq.cli.train_teachers import language_subset_args, main
 from balkd_fairseq.data.dictionary_hash import dict_file_sha256
-from helpers import TINY_ARCH
 
 pytestmark = pytest.mark.slow
 

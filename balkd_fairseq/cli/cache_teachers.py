@@ -84,8 +84,9 @@ def parse(argv: List[str]):
 
 
 def _main(argv: Optional[List[str]]) -> int:
-    import balkd_fairseq  # noqa: F401  (registers the task; checkpoint allowlist)
     from fairseq import tasks
+
+    import balkd_fairseq  # noqa: F401  (registers the task; checkpoint allowlist)
 
     from ..soft_labels.cache import build_cache
     from ..soft_labels.online import TeacherSet

@@ -14,14 +14,21 @@ import numpy as np
 import torch
 
 from ..data.dictionary_hash import dictionary_sha256
+from ..data.languages import discover_languages
 from ..errors import BalkdError
-from .common import run_cli
 from ..eval import pppl
 from ..eval.item_scores import LM_ITEMS, write_items
-from ..eval.masked_lm_eval import BREAK_MODES, MaskingConfig, check_positions, masked_dataset, score_dataset, split_prefix
+from ..eval.masked_lm_eval import (
+    BREAK_MODES,
+    MaskingConfig,
+    check_positions,
+    masked_dataset,
+    score_dataset,
+    split_prefix,
+)
 from ..eval.mrr import MLM_PPL, MaskedLMScores
-from ..data.languages import discover_languages
 from ..eval.results_io import LM_RESULTS, parse_languages, parse_named_path, write_json
+from .common import run_cli
 
 logger = logging.getLogger("balkd_fairseq.eval_lm")
 

@@ -19,7 +19,13 @@ import time
 from pathlib import Path
 
 from ..data.prepare import (
-    DEFAULT_MAX_LINE_CHARS, LONG_LINE_MODES, PrepareConfig, format_stats, parse_raw_spec, prepare, sources_from_dir,
+    DEFAULT_MAX_LINE_CHARS,
+    LONG_LINE_MODES,
+    PrepareConfig,
+    format_stats,
+    parse_raw_spec,
+    prepare,
+    sources_from_dir,
 )
 from ..errors import BalkdError
 from ..locks import output_lock

@@ -17,11 +17,11 @@ import sys
 import torch
 
 from ..errors import BalkdError
-from ..files import file_sha256
-from .common import run_cli
 from ..eval.item_scores import PROBE_ITEMS
 from ..eval.probe_training import ProbeTrainingConfig
 from ..eval.results_io import PROBING_RESULTS, parse_languages, parse_named_path
+from ..files import file_sha256
+from .common import run_cli
 
 logger = logging.getLogger("balkd_fairseq.probe")
 
@@ -142,10 +142,10 @@ def _main(argv=None) -> int:
     from tqdm import tqdm
 
     from ..data.dictionary_hash import dictionary_sha256
+    from ..eval import probe_results
     from ..eval.features import FrozenEncoder
     from ..eval.probing_data import load_sentencepiece
     from ..eval.probing_run import data_sha256, encode_task, read_task, run_task
-    from ..eval import probe_results
 
     args = build_parser().parse_args(argv)
     name, checkpoint, spm_model, languages, tasks, out_dir = _validate(args)

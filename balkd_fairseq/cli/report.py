@@ -10,8 +10,6 @@ import os
 import sys
 
 from ..errors import BalkdError
-from ..outputs import atomic_write
-from .common import run_cli
 from ..eval import groups as table_groups
 from ..eval.report import (
     Model,
@@ -26,6 +24,8 @@ from ..eval.report import (
     to_markdown,
 )
 from ..eval.results_io import parse_languages, read_json
+from ..outputs import atomic_write
+from .common import run_cli
 
 logger = logging.getLogger("balkd_fairseq.report")
 

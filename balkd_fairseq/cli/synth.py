@@ -19,10 +19,20 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..outputs import staged_output_dir
-from ..synth import (GENERATED_DEFAULTS, GENERATED_SCRIPTS, MAX_LANGUAGES, PRESET_DEFAULTS, PRESETS, PROFILES,
-                     SynthConfig, plan_benchmark, total_sentences, write_benchmark)
 from ..errors import BalkdError
+from ..outputs import staged_output_dir
+from ..synth import (
+    GENERATED_DEFAULTS,
+    GENERATED_SCRIPTS,
+    MAX_LANGUAGES,
+    PRESET_DEFAULTS,
+    PRESETS,
+    PROFILES,
+    SynthConfig,
+    plan_benchmark,
+    total_sentences,
+    write_benchmark,
+)
 from .common import run_cli
 
 

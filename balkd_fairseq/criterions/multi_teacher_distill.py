@@ -20,9 +20,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from fairseq import utils
-from fairseq.logging import metrics
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
+from fairseq.logging import metrics
 
 from ..errors import BalkdError
 from ..soft_labels import SoftLabelSource, SoftTargets

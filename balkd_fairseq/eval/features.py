@@ -12,9 +12,9 @@ import torch
 from fairseq import checkpoint_utils
 from fairseq.data import data_utils
 
+from ..checkpoints import load_checkpoint_state, model_config
 from ..data.subword_alignment import AlignedSentence
 from ..errors import BalkdError
-from ..checkpoints import load_checkpoint_state, model_config
 from .batching import padded_batches
 from .dictionary_check import check_checkpoint_dictionary
 

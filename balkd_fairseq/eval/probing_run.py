@@ -62,8 +62,8 @@ def data_sha256(task: ProbingTaskData, languages: List[str], dictionary_sha256: 
     total = hashlib.sha256()
     for lang, split, path in task.files(languages):
         with open(path, "rb") as f:
-            total.update(f"{lang}/{split}\t{hashlib.sha256(f.read()).hexdigest()}\n".encode("utf-8"))
-    total.update(f"dictionary\t{dictionary_sha256}\n".encode("utf-8"))
+            total.update(f"{lang}/{split}\t{hashlib.sha256(f.read()).hexdigest()}\n".encode())
+    total.update(f"dictionary\t{dictionary_sha256}\n".encode())
     return total.hexdigest()
 
 

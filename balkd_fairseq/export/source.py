@@ -6,6 +6,7 @@ from typing import Optional
 
 from fairseq.data import Dictionary
 
+from ..checkpoints import EMBED_KEY, load_checkpoint_state, model_config
 from ..data.dictionary_hash import (
     dictionary_sha256,
     load_model_dictionary,
@@ -13,7 +14,6 @@ from ..data.dictionary_hash import (
     recorded_languages,
 )
 from ..errors import BalkdError
-from ..checkpoints import EMBED_KEY, load_checkpoint_state, model_config
 
 logger = logging.getLogger(__name__)
 

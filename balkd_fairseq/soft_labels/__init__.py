@@ -37,7 +37,7 @@ class SoftLabelSource(ABC):
         """Counters since the last call, for the training log (the same keys on every call)."""
         return {}
 
-    def check_topk(self, topk: int) -> None:
+    def check_topk(self, topk: int) -> None:  # noqa: B027  (optional hook: every source but the cache accepts any k)
         """Raise :class:`~balkd_fairseq.errors.BalkdError` if this source cannot give ``topk`` tokens per position."""
 
 

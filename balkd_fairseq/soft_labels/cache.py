@@ -29,10 +29,9 @@ import torch.nn.functional as F
 
 from ..data.fingerprint import plain
 from ..errors import BalkdError
-from ..files import read_json
+from ..files import file_sha256, read_json
 from ..outputs import check_replaceable
 from . import SoftLabelSource
-from ..files import file_sha256
 from .online import check_coverage, parse_teacher_spec
 from .positions import MaskedPositions, ranges
 from .targets import SoftTargets, cached_soft_targets
@@ -75,7 +74,7 @@ class TeacherCache(SoftLabelSource):
         self.epochs: Dict[str, List[int]] = {split: list(map(int, e)) for split, e in manifest["splits"].items()}
         self.sample_address = sample_address  # sample -> SampleAddress (the task's)
         self.max_open_shards = max_open_shards
-        self._shards: "OrderedDict[tuple, tuple]" = OrderedDict()
+        self._shards: OrderedDict[tuple, tuple] = OrderedDict()
 
     # -------------------------------------------------------------- opening and checks
     @classmethod

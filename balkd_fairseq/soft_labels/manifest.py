@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 from ..errors import BalkdError
-from ..files import file_sha256
 
 logger = logging.getLogger(__name__)
 

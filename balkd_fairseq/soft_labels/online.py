@@ -153,7 +153,7 @@ def build_teacher(task, lang: str, state: dict, cfg: DictConfig, path: str) -> R
     try:
         model = task.build_model(cfg.model, from_checkpoint=True)
         model.load_state_dict(state["model"], strict=True, model_cfg=cfg.model)
-    except Exception as err:  # fairseq/torch raise many types for a state that does not fit its config
+    except Exception as err:  # noqa: BLE001  (fairseq/torch raise many types for a state that does not fit its config)
         first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise BalkdError(f"teacher for language {lang!r}: cannot build the model stored in {path}: {first_line}") from None
     model.eval()
@@ -266,7 +266,7 @@ class TeacherSet(SoftLabelSource):
     def __init__(self, models: Dict[int, RobertaModel], records: List[TeacherRecord], vocab_size: int,
                  sample_address: Callable, dtype: str = "fp32", offload: bool = False, offload_on_cpu: bool = False,
                  loader: Optional[Callable[[int], RobertaModel]] = None, max_resident: int = 0):
-        self.models: "OrderedDict[int, RobertaModel]" = OrderedDict(models)  # lang_id -> resident model, LRU first
+        self.models: OrderedDict[int, RobertaModel] = OrderedDict(models)  # lang_id -> resident model, LRU first
         self.records = records
         self.vocab_size = vocab_size
         self.sample_address = sample_address  # sample -> SampleAddress (the task's)

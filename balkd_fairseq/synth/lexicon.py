@@ -9,9 +9,21 @@ import random
 from typing import Dict, List, Sequence, Tuple
 
 from ..errors import BalkdError
-from .grammar import (ADP_CONCEPTS, CCONJ_CONCEPTS, DET_CONCEPTS, FIRST_NAMES_FROM_CITIES, N_CITIES,
-                      N_FIRST_NAMES, N_LAST_NAMES, NUMBER_WORDS, ORG_WORDS, PRON_CONCEPTS, SCONJ_CONCEPTS, TENSES,
-                      Inventory)
+from .grammar import (
+    ADP_CONCEPTS,
+    CCONJ_CONCEPTS,
+    DET_CONCEPTS,
+    FIRST_NAMES_FROM_CITIES,
+    N_CITIES,
+    N_FIRST_NAMES,
+    N_LAST_NAMES,
+    NUMBER_WORDS,
+    ORG_WORDS,
+    PRON_CONCEPTS,
+    SCONJ_CONCEPTS,
+    TENSES,
+    Inventory,
+)
 from .presets import LanguageProfile
 from .sampling import derive_rng
 from .scripts import ALL_ONSETS, CASED_SCRIPTS, SCRIPT_RENDERERS, Syllable, capitalize, render_latin

@@ -27,10 +27,18 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 from fairseq import utils
-from fairseq.data import ConcatDataset, IdDataset, NestedDictionaryDataset, NumelDataset, NumSamplesDataset, RawLabelDataset, RightPadDataset
+from fairseq.criterions import CRITERION_REGISTRY
+from fairseq.data import (
+    ConcatDataset,
+    IdDataset,
+    NestedDictionaryDataset,
+    NumelDataset,
+    NumSamplesDataset,
+    RawLabelDataset,
+    RightPadDataset,
+)
 from fairseq.data.encoders.utils import get_whole_word_mask
 from fairseq.dataclass import ChoiceEnum
-from fairseq.criterions import CRITERION_REGISTRY
 from fairseq.tasks import register_task
 from fairseq.tasks.masked_lm import MaskedLMConfig, MaskedLMTask
 from omegaconf import II, OmegaConf, open_dict
@@ -45,11 +53,17 @@ from ..data.language_batches import LanguageBatchedDataset
 from ..data.language_runs import LanguageRunBatchIterator
 from ..data.languages import resolve_languages, split_and_language
 from ..data.mask_origin import MaskOriginDataset, SampleAddress
-from ..data.resume_settings import RESUME_SETTINGS, check_resume_settings, read_records, resumed_checkpoint, stop_if_finished
+from ..data.resume_settings import (
+    RESUME_SETTINGS,
+    check_resume_settings,
+    read_records,
+    resumed_checkpoint,
+    stop_if_finished,
+)
 from ..data.subset_dataset import EpochSubsetDataset, LanguageDraw
 from ..errors import BalkdError
-from ..task_run import start_task_run
 from ..soft_labels.manifest import MANIFEST_KEY, check_resumed_manifest, record_manifest, recorded_manifest
+from ..task_run import start_task_run
 
 logger = logging.getLogger(__name__)
 
