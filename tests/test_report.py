@@ -299,3 +299,14 @@ def test_compare_without_item_scores_gives_the_difference_only(tmp_path):
     assert report.main(["--no-plot"] + argv + ["--compare", "Ours:HL", "--output-dir", str(tmp_path / "o")]) == 0
     mrr = next(r for r in _read_csv(tmp_path / "o" / "report_compare.csv") if r["metric"] == "MRR")
     assert mrr["difference"] and mrr["ci_low"] == "" and mrr["excludes_zero"] == ""
+
+
+def test_probing_settings_compare_each_tasks_data_hash_as_balkd_probe_writes_it():
+    from balkd_fairseq.eval.report import probing_settings
+
+    payload = {"probe": "linear", "layer": -1, "data_sha256": "top", "tasks": {"pos": {"data_sha256": "p1"},
+                                                                            "ner": {"data_sha256": "n1"}}}
+    other = {**payload, "tasks": {"pos": {"data_sha256": "p2"}, "ner": {"data_sha256": "n1"}}}
+    a, b = probing_settings(payload), probing_settings(other)
+    assert a["data_sha256[pos]"] == "p1" and a["data_sha256[ner]"] == "n1"
+    assert [k for k in a if a[k] != b.get(k)] == ["data_sha256[pos]"]

@@ -195,8 +195,10 @@ def probing_settings(payload: dict) -> Dict[str, object]:
     """Probing settings that must agree across models (the probe's own seed may vary with the run)."""
     settings = {key: payload[key] for key in ("probe", "layer", "dictionary_sha256") if key in payload}
     settings.update({f"training.{k}": v for k, v in (payload.get("training") or {}).items() if k != "seed"})
-    for key, digest in (payload.get("data_sha256") or {}).items():
-        settings[f"data_sha256[{key}]"] = digest
+    # balkd-probe records the probing data's hash per task (the top-level one depends on which tasks ran)
+    for task, block in sorted((payload.get("tasks") or {}).items()):
+        if isinstance(block, dict) and block.get("data_sha256"):
+            settings[f"data_sha256[{task}]"] = block["data_sha256"]
     return settings
 
 
