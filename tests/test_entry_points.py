@@ -59,7 +59,7 @@ def test_hydra_train_gives_the_same_one_line_error_and_exit_2(tiny_data, tmp_pat
                           env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
-    assert proc.stderr.strip().splitlines()[-1].startswith("balkd-fairseq: error: --teachers is empty")
+    assert proc.stderr.strip().splitlines()[-1].startswith("balkd-fairseq: error: soft labels need --teachers")
     assert not (save / "crash.pt").exists() and not (save / ".balkd.lock").exists()
 
 
