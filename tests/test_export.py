@@ -22,7 +22,7 @@ from balkd_fairseq.cli.export import main as export_main
 from balkd_fairseq.data.dictionary_hash import DICTIONARY_HASH_KEY, dict_file_sha256
 from balkd_fairseq.data.prepare import LanguageSource, PrepareConfig, prepare
 from balkd_fairseq.export import parity
-from balkd_fairseq.export.output_dir import MARKER
+from balkd_fairseq.outputs import MARKER
 
 PARITY_TEXT = REPO / "tests" / "data" / "parity.txt"
 PARITY_SCRIPT = REPO / "balkd_fairseq" / "export" / "parity.py"
@@ -286,7 +286,7 @@ def test_refuses_a_non_empty_out_without_force(project, tmp_path, capsys):
 
 def test_force_never_deletes_an_input(project, tmp_path, capsys):
     for out in (project["data"], project["old"].parent, project["data"].parent):
-        assert_refused([project["new"], "--data", project["data"], "--out", out, "--force"], capsys, "overlaps the input")
+        assert_refused([project["new"], "--data", project["data"], "--out", out, "--force"], capsys, "is or contains the input")
     assert (project["data"] / "dict.txt").is_file() and project["old"].is_file()
 
 

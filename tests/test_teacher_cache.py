@@ -243,3 +243,30 @@ def test_fairseq_train_from_cache_until_the_cache_ends(cache_dir, tiny_data, tea
     valid_bb = json_log_records(proc.stdout, "valid_bb")
     assert len(valid_bb) == 2 and float(valid_bb[0]["valid_bb_distill_loss"]) > 0
     assert (tmp_path / "ckpt" / "checkpoint_last.pt").exists()
+
+
+@pytest.mark.slow
+def test_kill_9_while_writing_leaves_no_usable_cache_and_a_rerun_builds_it(tiny_data, teacher_spec, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = tmp_path / "cache"
+    argv = cache_argv(tiny_data, teacher_spec, root)
+    argv[argv.index("--max-epoch") + 1] = "40"  # long enough to be killed mid-way
+    proc = subprocess.Popen([sys.executable, "-m", "balkd_fairseq.cli.cache_teachers", *argv],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    partial = tmp_path / "cache.partial"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not any(partial.glob("train/epoch2/*.npy")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, "the cache build ended before it could be killed"
+    assert not root.exists() and partial.is_dir(), "a half-written cache only ever exists as CACHE.partial"
+    with pytest.raises(BalkdError, match="directory not found"):
+        TeacherCache.open(str(root), make_task(tiny_data))
+    argv[argv.index("--max-epoch") + 1] = str(EPOCHS)
+    assert cache_main(argv) == 0 and (root / "manifest.json").is_file() and not partial.exists()
+    TeacherCache.open(str(root), make_task(tiny_data))

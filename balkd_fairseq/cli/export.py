@@ -67,14 +67,14 @@ def _validate(args):
 def export(args, formats) -> Path:
     from ..export.fairseq_dir import write_fairseq_dir
     from ..export.model_card import model_card
-    from ..export.output_dir import check_out, staged_export_dir
     from ..export.source import load_source
+    from ..outputs import check_output_dir, staged_output_dir
 
     inputs = [args.checkpoint, args.data] + ([args.results] if args.results else [])
-    check_out(Path(args.out), args.force, inputs)  # before the (slow) checkpoint load
+    check_output_dir(Path(args.out), args.force, "--out", inputs)  # before the (slow) checkpoint load
     source = load_source(args.checkpoint, args.data)
     extra = None
-    with staged_export_dir(Path(args.out), args.force, inputs) as staging:
+    with staged_output_dir(Path(args.out), args.force, "--out", inputs, command="balkd-export") as staging:
         if "fairseq" in formats:
             write_fairseq_dir(source, staging / "fairseq")
             logger.info("wrote the fairseq folder")
