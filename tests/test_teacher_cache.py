@@ -270,3 +270,17 @@ def test_kill_9_while_writing_leaves_no_usable_cache_and_a_rerun_builds_it(tiny_
     argv[argv.index("--max-epoch") + 1] = str(EPOCHS)
     assert cache_main(argv) == 0 and (root / "manifest.json").is_file() and not partial.exists()
     TeacherCache.open(str(root), make_task(tiny_data))
+
+
+def test_the_cache_is_built_language_by_language_with_one_teacher_resident(tiny_data, teacher_spec, tmp_path):
+    import torch
+
+    from balkd_fairseq.soft_labels.cache import build_cache
+
+    task = make_task(tiny_data, teachers=teacher_spec, max_resident_teachers=1)
+    teachers = TeacherSet.from_task(task)
+    manifest = build_cache(task, teachers, str(tmp_path / "cache"), {"train": [1, 2], "valid": [1]}, k=TOPK,
+                           batch_size=8, max_tokens=None, device=torch.device("cpu"), progress=False)
+    assert teachers.take_stats()["teacher_loads"] == len(task.languages), "each teacher loaded once, not per epoch"
+    assert len(teachers.models) <= 1
+    assert manifest["splits"] == {"train": [1, 2], "valid": [1]}

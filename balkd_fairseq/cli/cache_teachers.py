@@ -97,6 +97,8 @@ def _main(argv: Optional[List[str]]) -> int:
         return 0
     args, cfg = parse(argv)
     device = torch.device("cuda") if torch.cuda.is_available() and not args.cpu else torch.device("cpu")
+    if not cfg.task.max_resident_teachers:  # the cache is built language by language: one teacher at a time
+        cfg.task.max_resident_teachers = 1
     task = tasks.setup_task(cfg.task)
     teachers = TeacherSet.from_task(task)
     subsets = {args.train_subset: list(range(1, args.max_epoch + 1))}

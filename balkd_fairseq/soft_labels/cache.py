@@ -323,14 +323,18 @@ def build_cache(task, teachers, root: str, subsets: Dict[str, List[int]], k: int
     os.makedirs(partial)
     rows: Dict[str, Dict[str, int]] = {}
     splits: Dict[str, List[int]] = {}
-    for subset, epochs in subsets.items():
-        for epoch in epochs:
-            for split, lang, count in _cache_subset(task, teachers, partial, subset, epoch, k, batch_size, max_tokens,
-                                                    device, progress, rows):
-                rows.setdefault(f"{split}/epoch{epoch}", {})[lang] = count
-                splits.setdefault(split, [])
-                if epoch not in splits[split]:
-                    splits[split].append(epoch)
+    # language by language: with --max-resident-teachers 1 each teacher is loaded once, and host memory
+    # holds one teacher whatever the number of languages
+    for only in task.languages:
+        for subset, epochs in subsets.items():
+            for epoch in epochs:
+                for split, lang, count in _cache_subset(task, teachers, partial, subset, epoch, k, batch_size,
+                                                        max_tokens, device, progress, rows, only):
+                    rows.setdefault(f"{split}/epoch{epoch}", {})[lang] = count
+                    splits.setdefault(split, [])
+                    if epoch not in splits[split]:
+                        splits[split].append(epoch)
+    splits = {split: sorted(epochs) for split, epochs in splits.items()}
     manifest = {
         "format": FORMAT_VERSION,
         "topk": k,
@@ -348,14 +352,17 @@ def build_cache(task, teachers, root: str, subsets: Dict[str, List[int]], k: int
     return manifest
 
 
-def _cache_subset(task, teachers, root, subset, epoch, k, batch_size, max_tokens, device, progress, done) -> Iterable:
-    """Write the shards of one subset and epoch not yet in ``done``; yields (base split, language, rows)."""
+def _cache_subset(task, teachers, root, subset, epoch, k, batch_size, max_tokens, device, progress, done,
+                  only: str) -> Iterable:
+    """Write language ``only``'s shard of one subset and epoch unless in ``done``; yields (base split, language, rows)."""
     from fairseq.data import data_utils
     from tqdm import tqdm
 
     pad = task.source_dictionary.pad()
     for lang_id, part in task.language_datasets(subset, epoch):
         lang = task.languages[lang_id]
+        if lang != only:
+            continue
         split = task.sample_address(part.collater([part[0]])).split
         if lang in done.get(f"{split}/epoch{epoch}", {}):
             continue
