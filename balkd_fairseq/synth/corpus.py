@@ -96,7 +96,7 @@ def write_benchmark(plan: BenchmarkPlan, out: Path, progress: Optional[Callable[
             texts = map(render_chunk, tasks)
         _write_in_order(out, chunks, texts, progress)
     with open(out / "languages.json", "w", encoding="utf-8") as f:
-        json.dump(plan.manifest(), f, indent=2, ensure_ascii=False)
+        json.dump(plan.languages_json(), f, indent=2, ensure_ascii=False)
         f.write("\n")
 
 

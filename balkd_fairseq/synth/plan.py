@@ -54,9 +54,9 @@ class BenchmarkPlan:
     profiles: Dict[str, LanguageProfile]
     size_law: Optional[dict] = None  # generated languages: the power law their sizes follow
 
-    def manifest(self) -> dict:
+    def languages_json(self) -> dict:
         """The content of languages.json."""
-        manifest = {
+        record = {
             "preset": self.preset,
             "seed": self.seed,
             "anchor": self.anchor,
@@ -71,9 +71,9 @@ class BenchmarkPlan:
                           if k in ("lexicon_size", "zipf_exponent", "cognate_rate", "homograph_rate")},
         }
         if self.size_law is not None:
-            manifest["num_languages"] = len(self.languages)
-            manifest["size_law"] = self.size_law
-        return manifest
+            record["num_languages"] = len(self.languages)
+            record["size_law"] = self.size_law
+        return record
 
 
 def _profile_summary(p: LanguageProfile) -> dict:
