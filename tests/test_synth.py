@@ -277,6 +277,16 @@ def test_every_flag_has_help():
         assert action.help, action.dest
 
 
+def assert_one_line_and_nothing_written(tmp_path, capsys, flags, words):
+    out = tmp_path / "out"
+    assert synth_cli.main(["--out", str(out), "--quiet", *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("balkd-fairseq: error:"), err
+    for word in words:
+        assert word in err
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("flags, words", [
     (["--languages", "de,xx"], ["--languages", "xx"]),
     (["--preset", "diverse", "--languages", "de,tr"], ["--languages", "tr", "diverse"]),
@@ -288,13 +298,7 @@ def test_every_flag_has_help():
     (["--homograph-rate", "2"], ["--homograph-rate"]),
 ])
 def test_bad_flags_give_one_line_and_write_nothing(tmp_path, capsys, flags, words):
-    out = tmp_path / "out"
-    assert synth_cli.main(["--out", str(out), "--quiet", *flags]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("balkd-fairseq: error:"), err
-    for word in words:
-        assert word in err
-    assert not out.exists() and list(tmp_path.iterdir()) == []
+    assert_one_line_and_nothing_written(tmp_path, capsys, flags, words)
 
 
 def test_refuses_a_non_empty_out_without_force(tmp_path, capsys):
@@ -516,10 +520,4 @@ def test_generated_languages_go_through_balkd_prepare(generated, tmp_path):
     (["--num-languages", "4", "--anchor", "de"], ["--anchor", "de"]),
 ])
 def test_bad_generated_flags_give_one_line_and_write_nothing(tmp_path, capsys, flags, words):
-    out = tmp_path / "out"
-    assert synth_cli.main(["--out", str(out), "--quiet", *flags]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("balkd-fairseq: error:"), err
-    for word in words:
-        assert word in err
-    assert not out.exists() and list(tmp_path.iterdir()) == []
+    assert_one_line_and_nothing_written(tmp_path, capsys, flags, words)
