@@ -3,14 +3,21 @@
 Teachers, evaluation, probing and export all load checkpoints through :func:`load_checkpoint_state`
 (fairseq's ``load_checkpoint_to_cpu`` under the plugin's ``weights_only`` allowlist), so a corrupt,
 truncated or refused file gets the same one-line error everywhere.
+
+A checkpoint in torch's zip format (every ``torch.save`` since torch 1.6) is memory-mapped, not
+read: its tensors are views of the file's pages, so processes on one node share the page cache,
+checks that read only the config, dictionary size and shapes touch no weights, and building a
+model copies each tensor once into its own parameters. Legacy (non-zip) files are read as before.
 """
 import os
+import zipfile
 from typing import Optional
 
+import torch
 from fairseq import checkpoint_utils
 from fairseq.models import ARCH_MODEL_REGISTRY, MODEL_REGISTRY
 from fairseq.models.roberta import RobertaModel
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from .checkpoint_compat import UNREADABLE_CHECKPOINT_ERRORS, allow_fairseq_checkpoints, describe_load_error
 from .errors import BalkdError
@@ -19,14 +26,30 @@ EMBED_KEY = "encoder.sentence_encoder.embed_tokens.weight"  # rows = the model's
 
 
 def load_checkpoint_state(path: str, what: str, arg_overrides: Optional[dict] = None) -> dict:
-    """``checkpoint_utils.load_checkpoint_to_cpu`` with one-line errors naming ``what`` and ``path``."""
+    """``checkpoint_utils.load_checkpoint_to_cpu`` (memory-mapped) with one-line errors naming ``what`` and ``path``."""
     if not os.path.isfile(path):
         raise BalkdError(f"{what}: checkpoint not found: {path}")
     allow_fairseq_checkpoints()
     try:
-        return checkpoint_utils.load_checkpoint_to_cpu(path, arg_overrides=arg_overrides)
+        return _load_checkpoint_to_cpu(path, arg_overrides)
     except UNREADABLE_CHECKPOINT_ERRORS as err:  # what corrupt, truncated or refused pickles raise
         raise BalkdError(f"{what}: cannot load checkpoint {path}: {describe_load_error(err)}") from None
+
+
+def _load_checkpoint_to_cpu(path: str, arg_overrides: Optional[dict]) -> dict:
+    """fairseq's ``load_checkpoint_to_cpu`` for a local file, with ``torch.load(mmap=True)`` where torch allows it.
+
+    fairseq passes torch.load an open file, which torch cannot map; the steps after the load are fairseq's.
+    """
+    state = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+    if state.get("args") is not None and arg_overrides is not None:
+        for name, value in arg_overrides.items():
+            setattr(state["args"], name, value)
+    if state.get("cfg") is not None:
+        state["cfg"] = OmegaConf.create(state["cfg"], flags={"allow_objects": True})
+        if arg_overrides is not None:
+            checkpoint_utils.overwrite_args_by_name(state["cfg"], arg_overrides)
+    return checkpoint_utils._upgrade_state_dict(state)
 
 
 def model_config(state: dict, what: str, path: str) -> DictConfig:

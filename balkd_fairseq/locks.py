@@ -50,15 +50,16 @@ def _describe(record: Optional[dict]) -> str:
     return f"process {record.get('pid')} on {record.get('host')} ({record.get('command', '?')[:120]})"
 
 
-def acquire(lock_path, what: str) -> None:
-    """Hold ``lock_path`` until :func:`release` or the end of the process; refuse if another process holds it."""
+def acquire(lock_path, what: str, wait: bool = False) -> None:
+    """Hold ``lock_path`` until :func:`release` or the end of the process; refuse if another process holds it
+    (or, with ``wait``, block until it is released: for short critical sections such as merging a sharded output)."""
     lock_path = os.path.abspath(lock_path)
     if lock_path in _held:
         return
     while True:
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             holder = _read_record(fd)
             os.close(fd)

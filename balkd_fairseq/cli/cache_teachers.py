@@ -18,7 +18,20 @@ run on the GPU unless --cpu, in --teacher-dtype. Training with --teacher-cache r
 built for other data (dict.txt and the .idx/.bin files), masking or balancing settings, seed,
 languages or teachers (if --teachers is given), and stops with a clear error at an epoch the cache
 does not hold; it checks the whole cache when it starts (every shard present, shapes, dtypes and
-token ids in range) and names the file at fault. Everything else is fairseq-train's help below.
+token ids in range) and names the file at fault.
+
+Sharded across workers (a SLURM array job, torchrun ranks, or processes started by hand):
+
+    sbatch --array=0-7 --wrap "balkd-cache-teachers DATA ... --cache-dir CACHE"   (or --shard I/8 on each)
+
+Each worker computes only its share of the languages (split by training size, as balkd-train-teachers
+does) and writes them into the shared CACHE.partial, one language at a time (temporary names, then a
+record that the language is complete). A rerun skips finished languages and redoes a killed worker's.
+The last worker to finish verifies every language, split and epoch, writes CACHE/manifest.json and
+moves CACHE.partial to CACHE; until then training with --teacher-cache CACHE is refused, naming the
+languages still missing. --merge-only does that final step alone (e.g. as a job depending on the
+array). Without a shard one process does every language, the same way. Everything else is
+fairseq-train's help below.
 """
 import argparse
 import logging
@@ -55,6 +68,14 @@ def build_parser(argv: List[str]) -> argparse.ArgumentParser:
                             "(fp16); training may use --topk <= K (default: 32)")
     group.add_argument("--overwrite", action="store_true",
                        help="replace an existing --cache-dir (only once the new cache is complete)")
+    group.add_argument("--shard", metavar="I/N",
+                       help="compute only worker I's share of the languages, of N workers (I counts from 0; languages "
+                            "are split by training size so workers finish together). Default: the torchrun rank or "
+                            "SLURM array task when run under one, else every language. The last worker to finish "
+                            "verifies the cache and writes its manifest")
+    group.add_argument("--merge-only", action="store_true",
+                       help="compute nothing: verify that every language of a sharded build is cached in "
+                            "CACHE.partial (naming the missing ones), write the manifest and move it to --cache-dir")
     return parser
 
 
@@ -88,7 +109,8 @@ def _main(argv: Optional[List[str]]) -> int:
 
     import balkd_fairseq  # noqa: F401  (registers the task; checkpoint allowlist)
 
-    from ..soft_labels.cache import build_cache
+    from ..sharding import languages_of_shard, resolve_shard
+    from ..soft_labels.cache import build_cache, merge_cache
     from ..soft_labels.online import TeacherSet
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -104,11 +126,27 @@ def _main(argv: Optional[List[str]]) -> int:
     subsets = {args.train_subset: list(range(1, args.max_epoch + 1))}
     if not args.disable_validation:  # fairseq validates at epoch 1
         subsets.update({s: [1] for s in args.valid_subset.split(",") if s and s != args.train_subset})
-    with output_lock(args.cache_dir, "--cache-dir"):  # a second build into the same directory is refused
+    shard = None if args.merge_only else resolve_shard(args.shard)
+    if args.merge_only:
+        manifest = merge_cache(task, teachers, args.cache_dir, subsets, k=args.cache_topk, overwrite=args.overwrite)
+    elif shard is None:
+        with output_lock(args.cache_dir, "--cache-dir"):  # a second build into the same directory is refused
+            manifest = build_cache(
+                task, teachers, args.cache_dir, subsets, k=args.cache_topk, batch_size=args.batch_size,
+                max_tokens=args.max_tokens, device=device, overwrite=args.overwrite,
+            )
+    else:  # workers share the directory: each language is locked while it is computed, and the merge
+        # the work of a language is its (balanced) number of training samples: every worker computes the same split
+        sizes = {task.languages[i]: len(part) for i, part in task.language_datasets(args.train_subset, 1)}
+        mine = languages_of_shard(task.languages, sizes, shard)
+        logger.info(f"shard {shard}: {len(mine)} of {len(task.languages)} languages: {','.join(mine)}")
         manifest = build_cache(
             task, teachers, args.cache_dir, subsets, k=args.cache_topk, batch_size=args.batch_size,
-            max_tokens=args.max_tokens, device=device, overwrite=args.overwrite,
+            max_tokens=args.max_tokens, device=device, overwrite=args.overwrite, languages=mine,
         )
+    if manifest is None:
+        print(f"shard {shard}: done; the cache waits for other workers' languages (the last to finish merges it)")
+        return 0
     rows = sum(sum(per_lang.values()) for per_lang in manifest["rows"].values())
     logger.info(f"wrote {args.cache_dir}: {', '.join(f'{s} epochs {e[0]}..{e[-1]}' for s, e in manifest['splits'].items())}; "
                 f"{rows} masked positions x top-{args.cache_topk}")

@@ -16,6 +16,9 @@ training process holds only the pages its batches touch, and at most :data:`MAX_
 shards are open at once. Soft labels at temperature T over the top-k follow from the stored
 probabilities: softmax(log p / T), exactly as online ``--topk K``.
 """
+import contextlib
+import glob
+import hashlib
 import json
 import logging
 import os
@@ -27,10 +30,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .. import locks
 from ..data.fingerprint import plain
 from ..errors import BalkdError
-from ..files import file_sha256, read_json
-from ..outputs import check_replaceable
+from ..files import read_json
+from ..hash_memo import memoized_sha256
+from ..outputs import check_replaceable, remove_quietly, write_json
 from . import SoftLabelSource
 from .online import check_coverage, parse_teacher_spec
 from .positions import MaskedPositions, ranges
@@ -40,6 +45,8 @@ logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+PARTIAL_SUFFIX = ".partial"  # ROOT.partial: a cache being built
+LANGUAGES_DIR = ".languages"  # in ROOT.partial: one record per finished language
 SHARD_FILES = {"index": np.int64, "ids": np.int32, "probs": np.float16}
 MAX_OPEN_SHARDS = 32  # (split, epoch, language) shards memory-mapped at once: 3 open files each
 SCAN_ROWS = 1 << 18  # rows read at a time when validating ids
@@ -79,7 +86,7 @@ class TeacherCache(SoftLabelSource):
     # -------------------------------------------------------------- opening and checks
     @classmethod
     def open(cls, root: str, task, check_teachers: bool = True) -> "TeacherCache":
-        cache = cls(root, read_manifest(root), task.sample_address)
+        cache = cls(root, read_manifest(root, list(task.languages)), task.sample_address)
         cache.check_task(task)
         cache.validate_files(len(task.source_dictionary))
         if check_teachers and getattr(task.cfg, "teachers", ""):
@@ -165,7 +172,7 @@ class TeacherCache(SoftLabelSource):
             path = mapping[lang].checkpoint
             if not os.path.isfile(path):
                 raise BalkdError(f"teacher for language {lang!r}: checkpoint not found: {path}")
-            if file_sha256(path) != cached[lang]["sha256"]:
+            if memoized_sha256(path) != cached[lang]["sha256"]:
                 raise BalkdError(
                     f"--teacher-cache {self.root} was built for another teacher of language {lang!r}: "
                     f"{cached[lang]['path']} (sha256 {cached[lang]['sha256'][:12]}…), not {path}; "
@@ -240,16 +247,36 @@ class TeacherCache(SoftLabelSource):
         return cached_soft_targets(ids, probs, position_langs, len(self.languages), temperature, topk)
 
 
-def read_manifest(root: str) -> dict:
+def read_manifest(root: str, languages: Optional[List[str]] = None) -> dict:
+    """The manifest of a finished cache; an unfinished (sharded) build names the ``languages`` it lacks."""
     path = os.path.join(root, MANIFEST)
     if not os.path.isdir(root):
+        if languages is not None and os.path.isdir(os.path.join(staging_directory(root), LANGUAGES_DIR)):
+            refuse_unfinished(root, staging_directory(root), languages)
         raise BalkdError(f"--teacher-cache: directory not found: {root} (build it with balkd-cache-teachers)")
     if not os.path.isfile(path):
+        if languages is not None and os.path.isdir(os.path.join(root, LANGUAGES_DIR)):
+            refuse_unfinished(root, root, languages)
         raise BalkdError(f"--teacher-cache: {path} not found: {root} is not a finished teacher cache")
     manifest = read_json(path, "--teacher-cache")
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_VERSION:
         raise BalkdError(f"--teacher-cache: {path} is not a version-{FORMAT_VERSION} balkd teacher cache manifest")
     return manifest
+
+
+def unfinished_languages(partial: str, languages: List[str]) -> List[str]:
+    """The ``languages`` a build in ``partial`` has not recorded as finished (settings are checked at merge)."""
+    return [lang for lang in languages if not os.path.isfile(os.path.join(partial, LANGUAGES_DIR, f"{lang}.json"))]
+
+
+def refuse_unfinished(root: str, partial: str, languages: List[str]) -> None:
+    missing = unfinished_languages(partial, languages)
+    if not missing:
+        raise BalkdError(f"--teacher-cache {root} is not merged yet: every language is cached in {partial} but its "
+                         "manifest is not written; run balkd-cache-teachers with the same flags and --merge-only")
+    named = ", ".join(missing[:20]) + (f" ... ({len(missing)} in all)" if len(missing) > 20 else "")
+    raise BalkdError(f"--teacher-cache {root} is incomplete: language(s) {named} are not cached yet (unfinished build "
+                     f"in {partial}); run the balkd-cache-teachers workers that own them (the last to finish merges)")
 
 
 # ---------------------------------------------------------------------------------- writing
@@ -285,9 +312,12 @@ class ShardWriter:
         missing = np.nonzero(self.index[:, 0] < 0)[0]
         if missing.size:
             raise RuntimeError(f"{self.prefix}: samples {missing[:5].tolist()} were never written")
-        np.save(self.prefix + ".index.npy", self.index)
+        with open(self.prefix + ".index.npy.tmp", "wb") as f:
+            np.save(f, self.index)
         for name, dtype in (("ids", np.int32), ("probs", np.float16)):
-            _raw_to_npy(f"{self.prefix}.{name}.raw", f"{self.prefix}.{name}.npy", dtype, self.rows, self.k)
+            _raw_to_npy(f"{self.prefix}.{name}.raw", f"{self.prefix}.{name}.npy.tmp", dtype, self.rows, self.k)
+        for name in SHARD_FILES:  # complete files only ever appear under their final names
+            os.replace(f"{self.prefix}.{name}.npy.tmp", f"{self.prefix}.{name}.npy")
 
 
 def _raw_to_npy(raw: str, npy: str, dtype, rows: int, k: int, chunk_rows: int = 1 << 16) -> None:
@@ -303,58 +333,182 @@ def _raw_to_npy(raw: str, npy: str, dtype, rows: int, k: int, chunk_rows: int = 
 
 
 def build_cache(task, teachers, root: str, subsets: Dict[str, List[int]], k: int, batch_size: Optional[int],
-                max_tokens: Optional[int], device: torch.device, overwrite: bool = False, progress: bool = True) -> dict:
+                max_tokens: Optional[int], device: torch.device, overwrite: bool = False, progress: bool = True,
+                languages: Optional[List[str]] = None) -> Optional[dict]:
     """Run ``teachers`` over ``subsets`` ({subset: epochs}, e.g. train 1..E and valid 1); write ``root``.
 
     Subsets of one base split (``valid``, ``valid_de``) share its shards. The cache is written to
     ``root.partial`` and renamed when complete, so an interrupted build never leaves something that
     looks like a finished cache; an existing ``root`` is replaced only with ``overwrite``.
+
+    ``languages`` (default: all) are the ones this worker computes: a worker of a sharded build
+    writes only those into the shared ``root.partial``, each language under temporary names and
+    recorded as complete when all its shards are in place, so a rerun skips finished languages and
+    redoes a killed one. Whichever worker finds every language complete merges: it verifies the
+    shards, writes the manifest and renames the directory. Returns the manifest, or None while
+    other workers' languages are missing.
     """
-    if os.path.exists(root) and not overwrite:
-        raise BalkdError(f"--cache-dir {root} already exists; pass --overwrite to replace it")
-    inputs = [task.cfg.data, *(record.get("path") for record in teachers.manifest())]
-    check_replaceable(root, inputs, "--cache-dir", marker=MANIFEST)  # never delete the data or a teacher
-    root = os.path.realpath(root)  # a symlinked --cache-dir: write the directory it points to
-    vocab = len(task.source_dictionary)
-    if not 0 < k <= vocab:
-        raise BalkdError(f"--cache-topk must be in 1..{vocab} (the vocabulary size), got {k}")
-    partial = root.rstrip(os.sep) + ".partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    os.makedirs(partial)
-    rows: Dict[str, Dict[str, int]] = {}
-    splits: Dict[str, List[int]] = {}
-    # language by language: with --max-resident-teachers 1 each teacher is loaded once, and host memory
-    # holds one teacher whatever the number of languages
-    for only in task.languages:
-        for subset, epochs in subsets.items():
-            for epoch in epochs:
-                for split, lang, count in _cache_subset(task, teachers, partial, subset, epoch, k, batch_size,
-                                                        max_tokens, device, progress, rows, only):
-                    rows.setdefault(f"{split}/epoch{epoch}", {})[lang] = count
-                    splits.setdefault(split, [])
-                    if epoch not in splits[split]:
-                        splits[split].append(epoch)
-    splits = {split: sorted(epochs) for split, epochs in splits.items()}
-    manifest = {
-        "format": FORMAT_VERSION,
-        "topk": k,
-        "fingerprint": task.data_fingerprint(splits),
-        "teachers": teachers.manifest(),
-        "teacher_dtype": plain(task.cfg.teacher_dtype),
-        "splits": splits,
-        "rows": rows,
-    }
-    with open(os.path.join(partial, MANIFEST), "w", encoding="utf-8") as f:
-        json.dump(manifest, f, indent=1)
-    if os.path.exists(root):
-        shutil.rmtree(root)
-    os.rename(partial, root)
+    build = CacheBuild(task, teachers, root, subsets, k, overwrite)
+    for lang in task.languages if languages is None else languages:
+        if build.is_complete(lang):
+            logger.info(f"{lang}: already cached in {build.partial}; skipped")
+            continue
+        with held_lock(build.language_lock(lang), f"--cache-dir {root}: language {lang!r}"):
+            build.cache_language(lang, batch_size, max_tokens, device, progress)
+    return build.merge()
+
+
+def merge_cache(task, teachers, root: str, subsets: Dict[str, List[int]], k: int, overwrite: bool = False) -> dict:
+    """Only the final step of a sharded build: verify every language, write the manifest, move into place."""
+    partial = staging_directory(os.path.realpath(root))
+    if not os.path.isdir(partial) and not (os.path.exists(root) and not overwrite):
+        raise BalkdError(f"--merge-only: nothing to merge: {partial} not found (no unfinished build of --cache-dir {root})")
+    build = CacheBuild(task, teachers, root, subsets, k, overwrite)
+    manifest = build.merge()
+    if manifest is None:
+        missing = build.missing_languages()
+        raise BalkdError(f"--merge-only: --cache-dir {root} is incomplete: language(s) {', '.join(missing)} are not "
+                         f"cached yet in {partial}; run the workers that own them")
     return manifest
+
+
+def plan_splits(task, subsets: Dict[str, List[int]]) -> Dict[str, List[int]]:
+    """{base split: epochs} the cache holds for ``subsets`` (``valid_de`` is a part of ``valid``)."""
+    plan: Dict[str, set] = {}
+    for subset, epochs in subsets.items():
+        plan.setdefault(task.base_split(subset), set()).update(int(e) for e in epochs)
+    return {split: sorted(epochs) for split, epochs in sorted(plan.items())}
+
+
+@contextlib.contextmanager
+def held_lock(path: str, what: str, wait: bool = False):
+    locks.acquire(path, what, wait=wait)
+    try:
+        yield
+    finally:
+        locks.release(path)
+
+
+class CacheBuild:
+    """A cache being built in ``ROOT.partial``, by one worker or many (each its own languages).
+
+    ``ROOT.partial/.languages/<lang>.json`` records a finished language: its rows per shard and a
+    signature of everything that decides them (data, masks, balancing, seed, top-k, the teacher's
+    content), so a record left by a build with other settings or another teacher does not count.
+    """
+
+    def __init__(self, task, teachers, root: str, subsets: Dict[str, List[int]], k: int, overwrite: bool = False):
+        if os.path.exists(root) and not overwrite:
+            raise BalkdError(f"--cache-dir {root} already exists; pass --overwrite to replace it")
+        inputs = [task.cfg.data, *(record.get("path") for record in teachers.manifest())]
+        check_replaceable(root, inputs, "--cache-dir", marker=MANIFEST)  # never delete the data or a teacher
+        self.task, self.teachers, self.subsets, self.k, self.overwrite = task, teachers, subsets, k, overwrite
+        self.given_root = root
+        self.root = os.path.realpath(root)  # a symlinked --cache-dir: write the directory it points to
+        vocab = len(task.source_dictionary)
+        if not 0 < k <= vocab:
+            raise BalkdError(f"--cache-topk must be in 1..{vocab} (the vocabulary size), got {k}")
+        self.partial = staging_directory(self.root)
+        os.makedirs(os.path.join(self.partial, LANGUAGES_DIR), exist_ok=True)
+        self.plan = plan_splits(task, subsets)
+        self.settings = {"format": FORMAT_VERSION, "topk": k, "fingerprint": task.data_fingerprint(self.plan),
+                         "teacher_dtype": plain(task.cfg.teacher_dtype), "splits": self.plan}
+        self.records = {record["language"]: record for record in teachers.manifest()}
+
+    # -------------------------------------------------------------- per language
+    def signature(self, lang: str) -> str:
+        teacher = {name: self.records[lang][name] for name in ("sha256", "dictionary_sha256")}
+        text = json.dumps({**self.settings, "language": lang, "teacher": teacher}, sort_keys=True)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+    def record_path(self, lang: str) -> str:
+        return os.path.join(self.partial, LANGUAGES_DIR, f"{lang}.json")
+
+    def language_lock(self, lang: str) -> str:
+        parent, name = os.path.split(self.root.rstrip(os.sep))
+        return os.path.join(parent, f".{name}.{lang}{locks.LOCK_NAME}")
+
+    def language_record(self, lang: str) -> Optional[dict]:
+        """The record of a finished ``lang`` built with this build's settings, or None."""
+        path = self.record_path(lang)
+        if not os.path.isfile(path):
+            return None
+        try:
+            record = read_json(path, "--cache-dir")
+        except BalkdError:  # a damaged record: the language is redone
+            return None
+        return record if isinstance(record, dict) and record.get("signature") == self.signature(lang) else None
+
+    def is_complete(self, lang: str) -> bool:
+        return self.language_record(lang) is not None
+
+    def cache_language(self, lang: str, batch_size, max_tokens, device, progress: bool) -> None:
+        remove_quietly(self.record_path(lang))
+        for leftover in glob.glob(os.path.join(glob.escape(self.partial), "*", "epoch*", f"{glob.escape(lang)}.*")):
+            os.remove(leftover)  # what a killed worker left of this language
+        rows: Dict[str, int] = {}
+        for subset, epochs in self.subsets.items():
+            for epoch in epochs:
+                for split, _, count in _cache_subset(self.task, self.teachers, self.partial, subset, epoch, self.k,
+                                                     batch_size, max_tokens, device, progress, rows, lang):
+                    rows[f"{split}/epoch{epoch}"] = count
+        write_json(self.record_path(lang), {"language": lang, "signature": self.signature(lang), "rows": rows}, indent=1)
+
+    # -------------------------------------------------------------- the final step
+    def missing_languages(self) -> List[str]:
+        return [lang for lang in self.task.languages if not self.is_complete(lang)]
+
+    def merge(self) -> Optional[dict]:
+        """Verify every language, write the manifest and move the cache into place; None if languages are missing."""
+        parent, name = os.path.split(self.root.rstrip(os.sep))
+        with held_lock(os.path.join(parent, f".{name}.merge{locks.LOCK_NAME}"), f"--cache-dir {self.given_root}", wait=True):
+            if not os.path.isdir(self.partial):  # another worker merged it while this one waited
+                return read_manifest(self.root)
+            records = {}
+            for lang in self.task.languages:
+                records[lang] = self.language_record(lang)
+                if records[lang] is None:
+                    return None
+            manifest = self._manifest(records)
+            TeacherCache(self.partial, manifest, self.task.sample_address).validate_files(len(self.task.source_dictionary))
+            with open(os.path.join(self.partial, MANIFEST), "w", encoding="utf-8") as f:
+                json.dump(manifest, f, indent=1)
+            shutil.rmtree(os.path.join(self.partial, LANGUAGES_DIR))
+            if os.path.exists(self.root):
+                shutil.rmtree(self.root)
+            os.rename(self.partial, self.root)
+            return manifest
+
+    def _manifest(self, records: Dict[str, dict]) -> dict:
+        rows: Dict[str, Dict[str, int]] = {}
+        for split, epochs in self.plan.items():
+            for epoch in epochs:
+                key = f"{split}/epoch{epoch}"
+                for lang in self.task.languages:
+                    if key in records[lang]["rows"]:
+                        rows.setdefault(key, {})[lang] = int(records[lang]["rows"][key])
+        splits = {split: epochs for split, epochs in self.plan.items()
+                  if any(f"{split}/epoch{e}" in rows for e in epochs)}
+        return {
+            "format": FORMAT_VERSION,
+            "topk": self.k,
+            "fingerprint": self.task.data_fingerprint(splits),
+            "teachers": self.teachers.manifest(),
+            "teacher_dtype": plain(self.task.cfg.teacher_dtype),
+            "splits": splits,
+            "rows": rows,
+        }
+
+
+def staging_directory(root: str) -> str:
+    """Where a cache is built until it is complete: ``ROOT.partial`` beside it."""
+    return root.rstrip(os.sep) + PARTIAL_SUFFIX
 
 
 def _cache_subset(task, teachers, root, subset, epoch, k, batch_size, max_tokens, device, progress, done,
                   only: str) -> Iterable:
-    """Write language ``only``'s shard of one subset and epoch unless in ``done``; yields (base split, language, rows)."""
+    """Write language ``only``'s shard of one subset and epoch unless in ``done`` ({"split/epochE": rows});
+    yields (base split, language, rows)."""
     from fairseq.data import data_utils
     from tqdm import tqdm
 
@@ -364,7 +518,7 @@ def _cache_subset(task, teachers, root, subset, epoch, k, batch_size, max_tokens
         if lang != only:
             continue
         split = task.sample_address(part.collater([part[0]])).split
-        if lang in done.get(f"{split}/epoch{epoch}", {}):
+        if f"{split}/epoch{epoch}" in done:
             continue
         directory = shard_directory(root, split, epoch)
         os.makedirs(directory, exist_ok=True)

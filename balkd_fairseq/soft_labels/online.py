@@ -24,7 +24,8 @@ from omegaconf import DictConfig
 from ..checkpoints import EMBED_KEY, load_checkpoint_state, model_config
 from ..data.dictionary_hash import dictionary_sha256, first_symbol_difference, load_model_dictionary
 from ..errors import BalkdError
-from ..files import file_sha256, read_json
+from ..files import read_json
+from ..hash_memo import memoized_sha256
 from . import SoftLabelSource
 from .manifest import TeacherRecord
 from .positions import MaskedPositions
@@ -144,7 +145,8 @@ def inspect_teacher(task, lang: str, spec: TeacherSpec):
     cfg = model_config(state, what, spec.checkpoint)
     teacher_dict = check_dictionary(state, spec, task.source_dictionary, what)
     check_serves_task(cfg, task, what, spec.checkpoint)
-    record = TeacherRecord(lang, os.path.abspath(spec.checkpoint), file_sha256(spec.checkpoint), dictionary_sha256(teacher_dict))
+    record = TeacherRecord(lang, os.path.abspath(spec.checkpoint), memoized_sha256(spec.checkpoint),
+                           dictionary_sha256(teacher_dict))
     return state, cfg, record
 
 
