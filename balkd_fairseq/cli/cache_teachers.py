@@ -118,6 +118,7 @@ def _main(argv: Optional[List[str]]) -> int:
         print_help(argv)
         return 0
     args, cfg = parse(argv)
+    shard = None if args.merge_only else resolve_shard(args.shard)  # a bad --shard fails before any loading
     device = torch.device("cuda") if torch.cuda.is_available() and not args.cpu else torch.device("cpu")
     if not cfg.task.max_resident_teachers:  # the cache is built language by language: one teacher at a time
         cfg.task.max_resident_teachers = 1
@@ -126,7 +127,6 @@ def _main(argv: Optional[List[str]]) -> int:
     subsets = {args.train_subset: list(range(1, args.max_epoch + 1))}
     if not args.disable_validation:  # fairseq validates at epoch 1
         subsets.update({s: [1] for s in args.valid_subset.split(",") if s and s != args.train_subset})
-    shard = None if args.merge_only else resolve_shard(args.shard)
     if args.merge_only:
         manifest = merge_cache(task, teachers, args.cache_dir, subsets, k=args.cache_topk, overwrite=args.overwrite)
     elif shard is None:
