@@ -58,7 +58,7 @@ def choose_teachers(task, mapping: Dict[str, object], languages: List[str]) -> D
     """
     from .online import TeacherSpec
 
-    rule, subset = task.cfg.teacher_fallback_rule, task.cfg.teacher_fallback_subset
+    rule, subset = str(task.cfg.teacher_fallback_rule), str(task.cfg.teacher_fallback_subset)  # (plain str for JSON)
     if rule not in FALLBACK_RULES:
         raise BalkdError(f"--teacher-fallback-rule must be one of {', '.join(FALLBACK_RULES)}, got {rule!r}")
     fallback_spec = TeacherSpec(task.cfg.teacher_fallback)
@@ -93,6 +93,7 @@ def own_teacher_sha256(record: dict) -> str:
 
 def check_cache_choice(root: str, records: List[dict], fallback_path: str, rule: str) -> None:
     """A cache serves the student's fallback choice: built with the same ``--teacher-fallback`` (or both without)."""
+    rule = str(rule)
     chosen = [r for r in records if r.get("fallback")]
     if not fallback_path:
         if chosen:
