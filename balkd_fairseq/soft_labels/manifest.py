@@ -11,7 +11,7 @@ to another path is the same teacher, but a language served by the ``--teacher-fa
 its own teacher is a different one); ``--reset-teachers`` accepts a different teacher set.
 """
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Dict, List, Optional
 
 from ..errors import BalkdError
@@ -37,6 +37,15 @@ class TeacherRecord:
 
 
 
+def record_dict(record: TeacherRecord) -> dict:
+    """A record as manifests store it: the optional lever fields only when a lever was used (so manifests
+    of plain teachers are the same as before the levers existed)."""
+    values = asdict(record)
+    if record.fallback is None:
+        values.pop("served_by")
+    return {key: value for key, value in values.items() if value is not None}
+
+
 def record_manifest(task_state, manifest: List[dict]) -> None:
     """Store ``manifest`` in a task's state (``task.state``), which every checkpoint saves."""
     task_state.merge_state_dict({MANIFEST_KEY: manifest})
@@ -55,8 +64,8 @@ def served_by(record: dict) -> str:
 
 
 def _short(record: dict) -> str:
-    return (f"{record['path']} (sha256 {record['sha256'][:12]}, dictionary {record['dictionary_sha256'][:12]}, "
-            f"served by the {served_by(record)})")
+    fallback = ", served by the fallback" if served_by(record) == "fallback" else ""
+    return f"{record['path']} (sha256 {record['sha256'][:12]}, dictionary {record['dictionary_sha256'][:12]}{fallback})"
 
 
 def manifest_differences(recorded: List[dict], current: List[dict]) -> List[str]:

@@ -12,7 +12,7 @@ import logging
 import os
 import time
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Callable, Dict, List, Optional
 
 import torch
@@ -27,7 +27,7 @@ from ..errors import BalkdError
 from ..files import file_sha256, read_json
 from . import SoftLabelSource
 from .fallback import choose_teachers
-from .manifest import TeacherRecord
+from .manifest import TeacherRecord, record_dict
 from .positions import MaskedPositions
 from .targets import SoftTargets, teacher_soft_targets
 
@@ -320,7 +320,7 @@ class TeacherSet(SoftLabelSource):
                    max_resident=task.cfg.max_resident_teachers if lazy else 0)
 
     def manifest(self) -> List[dict]:
-        return [asdict(r) for r in self.records]
+        return [record_dict(r) for r in self.records]
 
     def language_name(self, lang_id: int) -> str:
         return self.records[lang_id].language
