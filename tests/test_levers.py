@@ -151,3 +151,25 @@ def test_the_cache_records_which_model_served_each_language(tiny_data, tiny_teac
         TeacherCache.open(str(out), cache_task(tiny_data, teachers=spec))
     with pytest.raises(BalkdError, match="another fallback"):
         TeacherCache.open(str(out), cache_task(tiny_data, teacher_fallback=str(bad_teacher)))
+
+
+# ---------------------------------------------------------------------------------- the sweep's named configurations
+def test_sweep_configurations_of_the_levers(monkeypatch, tmp_path):
+    import importlib.util
+
+    from helpers import REPO
+
+    spec = importlib.util.spec_from_file_location("toy_pipeline", REPO / "examples" / "toy" / "pipeline.py")
+    pipeline = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pipeline)
+    layout = pipeline.Layout(str(tmp_path), "shared", 1)
+    calls = []
+    monkeypatch.setattr(pipeline, "train_student", lambda layout, s, name: calls.append(name) or {"updates": 5, "tokens": 50, "wall_seconds": 1.0})
+    monkeypatch.setattr(pipeline, "train_teachers", lambda layout, s, init_from="": calls.append(f"teachers<{init_from}") or
+                        {"updates": 10, "tokens": 100, "wall_seconds": 2.0})
+    hl_balanced = pipeline.hl_balanced_checkpoint(layout)
+    assert pipeline.student_flags(layout, "Ours+fallback")[-2:] == ["--teacher-fallback", hl_balanced]
+    assert pipeline.student_flags(layout, "Ours+init")[-1] == f"{layout.teachers_init}/teachers.json"
+    assert pipeline.teachers_of(layout, None, "Ours+init") == {"updates": 15, "tokens": 150, "wall_seconds": 3.0}
+    assert calls == ["HL-balanced", f"teachers<{hl_balanced}"], "teachers start from the HL-balanced student, trained first"
+    assert pipeline.teachers_of(layout, None, "HL") is None
