@@ -11,6 +11,11 @@ can check it without the data, and its hash goes into TEACHERS/<lang>/teacher_do
 It is resumable: an interrupted language resumes from its checkpoint_last.pt, and a language whose
 teacher is already complete (same flags) is skipped. At the end it writes TEACHERS/teachers.json,
 the ``--teachers`` mapping the student needs.
+
+``--init-from CHECKPOINT`` starts every teacher from one checkpoint (typically the HL-balanced
+multilingual student) instead of random weights, so small languages' teachers inherit cross-lingual
+knowledge; see :mod:`balkd_fairseq.teacher_init`. The init (path and sha256) is part of the teachers'
+completion records and of teachers.json.
 """
 import argparse
 import hashlib
@@ -30,6 +35,7 @@ from ..locks import hold_directory_lock
 from ..outputs import write_json
 from ..processes import run_child
 from ..sharding import languages_of_shard, resolve_shard
+from ..teacher_init import check_init_checkpoint, init_flags, record_init
 from .common import run_cli
 
 # a teacher is one process: the rank of a torchrun/SLURM worker chose its shard of languages (--shard),
@@ -50,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--use-checkpoint", choices=["last", "best"], default="last",
                         help="which checkpoint teachers.json points to: the final one (last) or the best validation one (best)")
     parser.add_argument("--force", action="store_true", help="retrain languages whose teacher is already complete")
+    parser.add_argument("--init-from", metavar="CHECKPOINT",
+                        help="start every teacher from this checkpoint's weights (e.g. the HL-balanced multilingual "
+                        "student; fairseq's --finetune-from-model: optimizer, scheduler and meters start fresh) and "
+                        "continue on its own language. It must embed DATA/dict.txt and have the architecture given "
+                        "after '--'. Recorded (path, sha256) in every teacher's teacher_done.json and in teachers.json; "
+                        "a save dir holding teachers trained from another init is refused")
     parser.add_argument("--shard", metavar="I/N",
                         help="train only worker I's share of the languages, of N workers (I counts from 0; languages are "
                         "split by training size so workers finish together). Default: the torchrun rank or SLURM array "
@@ -103,8 +115,9 @@ def language_subset_args(fairseq_args: List[str], lang: str) -> List[str]:
     return ["--train-subset", f"{lang}/{subsets['train']}", "--valid-subset", valid, *subsets["rest"]]
 
 
-def run_signature(fairseq_args: List[str]) -> str:
-    return hashlib.sha256("\0".join(fairseq_args).encode("utf-8")).hexdigest()
+def run_signature(fairseq_args: List[str], init: Optional[dict] = None) -> str:
+    """What makes a teacher complete: its flags and, with --init-from, the content of its init checkpoint."""
+    return hashlib.sha256("\0".join(fairseq_args + ([f"init:{init['sha256']}"] if init else [])).encode("utf-8")).hexdigest()
 
 
 def is_complete(lang_dir: str, signature: str) -> bool:
@@ -135,15 +148,16 @@ def single_process_env() -> Dict[str, str]:
     return {name: value for name, value in os.environ.items() if name not in LAUNCHER_VARIABLES}
 
 
-def train_one(data: str, lang: str, lang_dir: str, fairseq_args: List[str]) -> str:
+def train_one(data: str, lang: str, lang_dir: str, fairseq_args: List[str], init: Optional[dict] = None) -> str:
     """Train (or resume) one teacher; returns the hash of the dictionary it was trained with."""
     os.makedirs(lang_dir, exist_ok=True)
     hold_directory_lock(lang_dir, f"teacher directory of {lang!r}")  # another worker training it is refused
     digest = record_dictionary(data, lang_dir)
+    record_init(lang_dir, lang, init)
     # balkd-train: fairseq-train with the plugin, and an exit that never aborts in the prefetch thread
     cmd = [sys.executable, "-m", "balkd_fairseq.cli.train", data,
            "--task", "masked_lm", "--criterion", "masked_lm", "--save-dir", lang_dir,
-           *language_subset_args(fairseq_args, lang)]
+           *init_flags(init), *language_subset_args(fairseq_args, lang)]
     log_path = os.path.join(lang_dir, "train.log")
     with open(log_path, "a", encoding="utf-8") as log:
         returncode = run_child(cmd, stdout=log, stderr=subprocess.STDOUT, env=single_process_env())
@@ -159,13 +173,19 @@ def teacher_checkpoint(lang_dir: str, which: str) -> str:
     return os.path.abspath(path)
 
 
+def teacher_entry(checkpoint: str, init: Optional[dict]):
+    """A teachers.json value: the checkpoint path, or with --init-from ``{"checkpoint": PATH, "init_from": {...}}``."""
+    return {"checkpoint": checkpoint, "init_from": init} if init else checkpoint
+
+
 def _main(argv: Optional[List[str]]) -> int:
     own, fairseq_args = split_passthrough(list(sys.argv[1:] if argv is None else argv))
     args = build_parser().parse_args(own)
     if any(a in ("--save-dir", "--task", "--criterion") for a in fairseq_args):
         raise BalkdError("do not pass --save-dir, --task or --criterion after '--': balkd-train-teachers sets them")
     langs = languages_of(args.data, args.languages, subset_flags(fairseq_args)["train"])
-    signature = run_signature(fairseq_args)
+    init = check_init_checkpoint(args.init_from, os.path.join(args.data, "dict.txt"), fairseq_args) if args.init_from else None
+    signature = run_signature(fairseq_args, init)
     shard = resolve_shard(args.shard)
     train_subset = subset_flags(fairseq_args)["train"]
     sizes = {lang: _size(os.path.join(args.data, lang, f"{train_subset}.bin")) for lang in langs}
@@ -174,9 +194,9 @@ def _main(argv: Optional[List[str]]) -> int:
         lang_dir = os.path.join(args.save_dir, lang)
         if args.force or not is_complete(lang_dir, signature):
             tqdm.write(f"training teacher for {lang} (log: {os.path.join(lang_dir, 'train.log')})")
-            digest = train_one(args.data, lang, lang_dir, fairseq_args)
-            write_json(os.path.join(lang_dir, DONE_FILE),
-                       {"signature": signature, "fairseq_args": fairseq_args, "dictionary_sha256": digest})
+            digest = train_one(args.data, lang, lang_dir, fairseq_args, init)
+            write_json(os.path.join(lang_dir, DONE_FILE), {"signature": signature, "fairseq_args": fairseq_args,
+                                                           "dictionary_sha256": digest, "init_from": init})
         else:
             tqdm.write(f"teacher for {lang} is complete; skipped")
     waiting = [lang for lang in langs if not is_complete(os.path.join(args.save_dir, lang), signature)]
@@ -184,8 +204,8 @@ def _main(argv: Optional[List[str]]) -> int:
         print(f"shard {shard}: done; teachers.json waits for {len(waiting)} language(s) of other workers: "
               f"{','.join(waiting[:10])}{' ...' if len(waiting) > 10 else ''}")
         return 0
-    mapping: Dict[str, str] = {lang: teacher_checkpoint(os.path.join(args.save_dir, lang), args.use_checkpoint)
-                               for lang in langs}
+    mapping: Dict[str, object] = {lang: teacher_entry(teacher_checkpoint(os.path.join(args.save_dir, lang), args.use_checkpoint), init)
+                                  for lang in langs}
     out = os.path.join(args.save_dir, "teachers.json")
     write_json(out, mapping, indent=1)
     print(f"teachers: {out}")

@@ -37,6 +37,7 @@ from ..files import read_json
 from ..hash_memo import memoized_sha256
 from ..outputs import check_replaceable, remove_quietly, write_json
 from . import SoftLabelSource
+from .fallback import check_cache_choice, own_teacher_sha256
 from .online import check_coverage, parse_teacher_spec
 from .positions import MaskedPositions, ranges
 from .targets import SoftTargets, cached_soft_targets
@@ -91,6 +92,8 @@ class TeacherCache(SoftLabelSource):
         cache.validate_files(len(task.source_dictionary))
         if check_teachers and getattr(task.cfg, "teachers", ""):
             cache.check_teachers(task.cfg.teachers)
+        if check_teachers and (getattr(task.cfg, "teachers", "") or getattr(task.cfg, "teacher_fallback", "")):
+            check_cache_choice(root, cache.manifest(), task.cfg.teacher_fallback, task.cfg.teacher_fallback_rule)
         return cache
 
     def check_task(self, task) -> None:
@@ -172,7 +175,7 @@ class TeacherCache(SoftLabelSource):
             path = mapping[lang].checkpoint
             if not os.path.isfile(path):
                 raise BalkdError(f"teacher for language {lang!r}: checkpoint not found: {path}")
-            if memoized_sha256(path) != cached[lang]["sha256"]:
+            if memoized_sha256(path) != own_teacher_sha256(cached[lang]):
                 raise BalkdError(
                     f"--teacher-cache {self.root} was built for another teacher of language {lang!r}: "
                     f"{cached[lang]['path']} (sha256 {cached[lang]['sha256'][:12]}…), not {path}; "

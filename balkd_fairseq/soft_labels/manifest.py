@@ -7,10 +7,11 @@ built from). The ``balanced_distill`` task stores the manifest of its source in 
 (:func:`record_manifest`, the one place it is written); fairseq saves that state in every checkpoint
 (``task_state``, and through the task's resume hook in ``extra_state``). On resume the recorded
 manifest must match the current one, language by language, by content (a teacher that only moved
-to another path is the same teacher); ``--reset-teachers`` accepts a different teacher set.
+to another path is the same teacher, but a language served by the ``--teacher-fallback`` model instead of
+its own teacher is a different one); ``--reset-teachers`` accepts a different teacher set.
 """
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Dict, List, Optional
 
 from ..errors import BalkdError
@@ -28,8 +29,21 @@ class TeacherRecord:
     path: str
     sha256: str
     dictionary_sha256: str
+    served_by: str = "teacher"  # or "fallback": the --teacher-fallback model (see fallback.py)
+    # with --teacher-fallback: the rule and both candidates ({"path", "sha256", "valid_loss"} each)
+    fallback: Optional[dict] = None
+    init_from: Optional[dict] = None  # {"path", "sha256"} of the teacher's --init-from, as teachers.json records it
 
 
+
+
+def record_dict(record: TeacherRecord) -> dict:
+    """A record as manifests store it: the optional lever fields only when a lever was used (so manifests
+    of plain teachers are the same as before the levers existed)."""
+    values = asdict(record)
+    if record.fallback is None:
+        values.pop("served_by")
+    return {key: value for key, value in values.items() if value is not None}
 
 
 def record_manifest(task_state, manifest: List[dict]) -> None:
@@ -45,8 +59,13 @@ def _by_language(manifest: List[dict]) -> Dict[str, dict]:
     return {record["language"]: record for record in manifest}
 
 
+def served_by(record: dict) -> str:
+    return record.get("served_by", "teacher")  # manifests written before --teacher-fallback: own teachers
+
+
 def _short(record: dict) -> str:
-    return f"{record['path']} (sha256 {record['sha256'][:12]}, dictionary {record['dictionary_sha256'][:12]})"
+    fallback = ", served by the fallback" if served_by(record) == "fallback" else ""
+    return f"{record['path']} (sha256 {record['sha256'][:12]}, dictionary {record['dictionary_sha256'][:12]}{fallback})"
 
 
 def manifest_differences(recorded: List[dict], current: List[dict]) -> List[str]:
@@ -56,7 +75,8 @@ def manifest_differences(recorded: List[dict], current: List[dict]) -> List[str]
     if set(old) != set(new):
         differences.append(f"languages {','.join(sorted(old))} in the checkpoint, {','.join(sorted(new))} now")
     for lang in sorted(set(old) & set(new)):
-        same_content = (old[lang]["sha256"], old[lang]["dictionary_sha256"]) == (new[lang]["sha256"], new[lang]["dictionary_sha256"])
+        same_content = ((old[lang]["sha256"], old[lang]["dictionary_sha256"], served_by(old[lang]))
+                        == (new[lang]["sha256"], new[lang]["dictionary_sha256"], served_by(new[lang])))
         if not same_content:
             differences.append(f"{lang!r}: {_short(old[lang])} in the checkpoint, now {_short(new[lang])}")
     return differences

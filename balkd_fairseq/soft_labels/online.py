@@ -12,7 +12,7 @@ import logging
 import os
 import time
 from collections import OrderedDict
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Dict, List, Optional
 
 import torch
@@ -27,7 +27,8 @@ from ..errors import BalkdError
 from ..files import read_json
 from ..hash_memo import memoized_sha256
 from . import SoftLabelSource
-from .manifest import TeacherRecord
+from .fallback import choose_teachers
+from .manifest import TeacherRecord, record_dict
 from .positions import MaskedPositions
 from .targets import SoftTargets, teacher_soft_targets
 
@@ -43,6 +44,7 @@ class TeacherSpec:
 
     checkpoint: str
     dict: Optional[str] = None
+    init_from: Optional[dict] = None  # {"path", "sha256"}: what balkd-train-teachers --init-from started it from
 
     @property
     def dictionary_file(self) -> str:
@@ -81,9 +83,10 @@ def _read_teacher_json(path: str) -> Dict[str, TeacherSpec]:
     for lang, value in mapping.items():
         if isinstance(value, str):
             teachers[lang] = TeacherSpec(resolve(value))
-        elif isinstance(value, dict) and isinstance(value.get("checkpoint"), str) and set(value) <= {"checkpoint", "dict"} \
-                and isinstance(value.get("dict", ""), str):
-            teachers[lang] = TeacherSpec(resolve(value["checkpoint"]), resolve(value["dict"]) if value.get("dict") else None)
+        elif isinstance(value, dict) and isinstance(value.get("checkpoint"), str) \
+                and set(value) <= {"checkpoint", "dict", "init_from"} and isinstance(value.get("dict", ""), str):
+            teachers[lang] = TeacherSpec(resolve(value["checkpoint"]), resolve(value["dict"]) if value.get("dict") else None,
+                                         value.get("init_from") if isinstance(value.get("init_from"), dict) else None)
         else:
             raise BalkdError(f"--teachers: {path}: the value for {lang!r} must be a checkpoint path or "
                              '{"checkpoint": PATH, "dict": PATH}')
@@ -286,23 +289,29 @@ class TeacherSet(SoftLabelSource):
     def from_task(cls, task) -> "TeacherSet":
         mapping = parse_teacher_spec(task.cfg.teachers)
         check_coverage(task.languages, mapping)
+        choices = choose_teachers(task, mapping, task.languages) if task.cfg.teacher_fallback else {}
+        # a language served by the fallback simply maps to the fallback model (one more loadable model)
+        serving = {lang: TeacherSpec(task.cfg.teacher_fallback) if choices.get(lang, {}).get("served_by") == "fallback"
+                   else mapping[lang] for lang in task.languages}
         dtype = DTYPES[task.cfg.teacher_dtype]
         if task.cfg.max_resident_teachers < 0:
             raise BalkdError(f"--max-resident-teachers must be >= 0 (0 = all teachers), got {task.cfg.max_resident_teachers}")
         lazy = 0 < task.cfg.max_resident_teachers < len(task.languages)
 
         def load(lang_id: int) -> RobertaModel:
-            lang, path = task.languages[lang_id], mapping[task.languages[lang_id]].checkpoint
+            lang, path = task.languages[lang_id], serving[task.languages[lang_id]].checkpoint
             state = load_checkpoint_state(path, f"teacher for language {lang!r}")
             return build_teacher(task, lang, state, state["cfg"], path).to(dtype)
 
-        models, records = {}, []
+        models, records, built = {}, [], {}
         for lang_id, lang in enumerate(task.languages):
-            spec = mapping[lang]
+            spec = serving[lang]
             state, cfg, record = inspect_teacher(task, lang, spec)
-            records.append(record)
-            if not lazy:
-                models[lang_id] = build_teacher(task, lang, state, cfg, spec.checkpoint).to(dtype)
+            records.append(replace(record, init_from=spec.init_from, **choices.get(lang, {})))
+            if not lazy:  # languages served by one checkpoint (the fallback) share its model
+                if record.sha256 not in built:
+                    built[record.sha256] = build_teacher(task, lang, state, cfg, spec.checkpoint).to(dtype)
+                models[lang_id] = built[record.sha256]
                 logger.info(f"teacher for {lang}: {spec.checkpoint} ({sum(p.numel() for p in models[lang_id].parameters())} parameters)")
             del state
         if lazy:
@@ -313,7 +322,7 @@ class TeacherSet(SoftLabelSource):
                    max_resident=task.cfg.max_resident_teachers if lazy else 0)
 
     def manifest(self) -> List[dict]:
-        return [asdict(r) for r in self.records]
+        return [record_dict(r) for r in self.records]
 
     def language_name(self, lang_id: int) -> str:
         return self.records[lang_id].language

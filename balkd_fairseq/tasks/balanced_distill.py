@@ -62,6 +62,7 @@ from ..data.resume_settings import (
 )
 from ..data.subset_dataset import EpochSubsetDataset, LanguageDraw
 from ..errors import BalkdError
+from ..soft_labels.fallback import FALLBACK_RULES
 from ..soft_labels.manifest import MANIFEST_KEY, check_resumed_manifest, record_manifest, recorded_manifest
 from ..task_run import start_task_run
 
@@ -107,6 +108,21 @@ class BalancedDistillConfig(MaskedLMConfig):
             "language to a checkpoint path or to {\"checkpoint\": PATH, \"dict\": PATH} (default dictionary: "
             "dict.txt beside the checkpoint); loaded only by criteria that need soft labels"
         },
+    )
+    teacher_fallback: str = field(
+        default="",
+        metadata={"help": "a fallback model checkpoint (typically the HL-balanced student; same dictionary) that serves "
+                          "the languages whose own teacher is worse on validation data (--teacher-fallback-rule); "
+                          "chosen once at start-up, logged per language and recorded in the teacher manifest and "
+                          "the teacher cache"},
+    )
+    teacher_fallback_rule: ChoiceEnum(FALLBACK_RULES) = field(
+        default="valid-loss",
+        metadata={"help": "with --teacher-fallback: valid-loss = a language uses the fallback's soft labels when its "
+                          "own teacher's masked-LM loss on --teacher-fallback-subset is higher (same masks for both)"},
+    )
+    teacher_fallback_subset: str = field(
+        default="valid", metadata={"help": "with --teacher-fallback: the split of DATA/<lang>/ the models are compared on"},
     )
     teacher_cache: str = field(
         default="",

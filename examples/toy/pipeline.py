@@ -31,7 +31,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 MODEL = ["--arch", "roberta_base", "--encoder-layers", "2", "--encoder-embed-dim", "96", "--encoder-ffn-embed-dim", "192",
          "--encoder-attention-heads", "4", "--max-positions", "64", "--dropout", "0.1"]
 
-# Named student configurations. "{teachers}" is replaced by the run's teachers.json.
+# Named student configurations. "{teachers}" is replaced by the run's teachers.json, "{teachers_init}" by the
+# teachers.json of teachers started from the HL-balanced student (--init-from), "{hl_balanced}" by that student.
 CONFIGS: Dict[str, List[str]] = {
     "HL": ["--balance", "none", "--criterion", "masked_lm"],
     "HL-balanced": ["--balance", "subsample", "--criterion", "masked_lm"],
@@ -44,6 +45,9 @@ CONFIGS: Dict[str, List[str]] = {
     "Ours+per-epoch": ["--balance", "subsample", "--balance-draw", "per_epoch", "--criterion", "multi_teacher_distill",
                        "--teachers", "{teachers}"],
     "Ours+temperature": ["--balance", "temperature", "--criterion", "multi_teacher_distill", "--teachers", "{teachers}"],
+    "Ours+init": ["--balance", "subsample", "--criterion", "multi_teacher_distill", "--teachers", "{teachers_init}"],
+    "Ours+fallback": ["--balance", "subsample", "--criterion", "multi_teacher_distill", "--teachers", "{teachers}",
+                      "--teacher-fallback", "{hl_balanced}"],
 }
 PAPER_CONFIGS = ["HL", "HL-balanced", "Ours"]
 PRESET_GROUPS = {  # --low / --high / --single of the report, per preset
@@ -176,6 +180,7 @@ class Layout:
     synth = property(lambda self: os.path.join(self.bench, "synth"))
     data = property(lambda self: os.path.join(self.bench, "data"))
     teachers = property(lambda self: os.path.join(self.run, "teachers"))
+    teachers_init = property(lambda self: os.path.join(self.run, "teachers_init"))  # --init-from the HL-balanced student
     checkpoints = property(lambda self: os.path.join(self.run, "checkpoints"))
     results = property(lambda self: os.path.join(self.run, "results"))
 
@@ -196,29 +201,58 @@ def make_benchmark(layout: Layout, s: Settings) -> None:
     mark_done(layout.data)
 
 
-def train_teachers(layout: Layout, s: Settings) -> dict:
-    """balkd-train-teachers (itself resumable and skipping complete teachers); its cost."""
-    if done(layout.teachers):
-        return read_done(layout.teachers)
-    step(f"monolingual teachers on all of each language's data -> {layout.teachers}")
+def train_teachers(layout: Layout, s: Settings, init_from: str = "") -> dict:
+    """balkd-train-teachers (itself resumable and skipping complete teachers); its cost.
+
+    With ``init_from`` the teachers start from that checkpoint and go to ``layout.teachers_init``."""
+    save_dir = layout.teachers_init if init_from else layout.teachers
+    if done(save_dir):
+        return read_done(save_dir)
+    step(f"monolingual teachers on all of each language's data{' from ' + init_from if init_from else ''} -> {save_dir}")
     validation = ["--validate-interval-updates", str(s.teacher_valid_every), "--save-interval-updates",
                   str(s.teacher_valid_every), "--keep-interval-updates", "1", "--validate-interval", "1000000",
                   "--save-interval", "1000000"]
-    seconds = run(["balkd-train-teachers", layout.data, "--save-dir", layout.teachers, "--use-checkpoint", "best", "--",
+    init = ["--init-from", init_from] if init_from else []
+    seconds = run(["balkd-train-teachers", layout.data, "--save-dir", save_dir, "--use-checkpoint", "best", *init, "--",
                    *MODEL, *common_flags(layout.seed), *schedule(s.teacher_updates), *validation])
-    logs = [os.path.join(layout.teachers, d, "train.log") for d in sorted(os.listdir(layout.teachers))
-            if os.path.isfile(os.path.join(layout.teachers, d, "train.log"))]
+    logs = [os.path.join(save_dir, d, "train.log") for d in sorted(os.listdir(save_dir))
+            if os.path.isfile(os.path.join(save_dir, d, "train.log"))]
     cost = {"updates": s.teacher_updates * len(logs), "tokens": sum(tokens_trained(log) for log in logs),
             "wall_seconds": round(seconds, 1), "teachers": len(logs)}
-    mark_done(layout.teachers, cost)
+    mark_done(save_dir, cost)
     return cost
+
+
+def hl_balanced_checkpoint(layout: Layout) -> str:
+    return os.path.join(layout.checkpoints, "HL-balanced", "checkpoint_last.pt")
+
+
+def student_flags(layout: Layout, name: str) -> List[str]:
+    places = {"{teachers}": os.path.join(layout.teachers, "teachers.json"),
+              "{teachers_init}": os.path.join(layout.teachers_init, "teachers.json"),
+              "{hl_balanced}": hl_balanced_checkpoint(layout)}
+    return [places.get(flag, flag) for flag in CONFIGS[name]]
+
+
+def teachers_of(layout: Layout, s: Settings, name: str) -> Optional[dict]:
+    """What a configuration's soft labels cost before its student trains (teachers, and the HL-balanced
+    student a lever starts from or falls back to), training what is not there yet; None for hard labels."""
+    flags = CONFIGS[name]
+    if not any(p in flags for p in ("{teachers}", "{teachers_init}")):
+        return None
+    parts = []
+    if "{hl_balanced}" in flags or "{teachers_init}" in flags:
+        parts.append(train_student(layout, s, "HL-balanced"))
+    parts.append(train_teachers(layout, s, init_from=hl_balanced_checkpoint(layout)) if "{teachers_init}" in flags
+                 else train_teachers(layout, s))
+    return {key: round(sum(p.get(key, 0) for p in parts), 1) for key in ("updates", "tokens", "wall_seconds")}
 
 
 def train_student(layout: Layout, s: Settings, name: str) -> dict:
     save_dir = os.path.join(layout.checkpoints, name)
     if done(save_dir):
         return read_done(save_dir)
-    flags = [f.replace("{teachers}", os.path.join(layout.teachers, "teachers.json")) for f in CONFIGS[name]]
+    flags = student_flags(layout, name)
     log = os.path.join(layout.checkpoints, f"{name}.log")
     step(f"student {name} -> {save_dir} (log: {log})")
     shutil.rmtree(save_dir, ignore_errors=True)  # an unfinished run of the pipeline's own: start it again
@@ -255,7 +289,7 @@ def report(root: str, preset: str, layouts: List[Layout], configs: List[str], ou
     step(f"report ({preset}: {len(layouts)} seed(s) x {len(configs)} configuration(s)) -> {out}")
     groups = PRESET_GROUPS[preset]
     models = [f"--model={name}={os.path.join(layout.results, name)}" for name in configs for layout in layouts]
-    students = [name for name in configs if "{teachers}" in CONFIGS[name]]
+    students = [name for name in configs if {"{teachers}", "{teachers_init}"} & set(CONFIGS[name])]
     baselines = [name for name in configs if name not in students]
     compare = [f"--compare={name}:{','.join(baselines)}" for name in students] if baselines else []
     run(["balkd-report", *models, *compare, "--low", *groups["low"].split(), "--high", *groups["high"].split(),
@@ -308,11 +342,10 @@ def run_preset(s: Settings, preset: str, seeds: List[int], configs: List[str], s
     make_benchmark(layouts[0], s)
     costs: Dict[str, List[dict]] = {name: [] for name in configs}
     for layout in layouts:
-        needs_teachers = any("{teachers}" in CONFIGS[name] for name in configs)
-        teacher_cost = train_teachers(layout, s) if needs_teachers else None
         for name in configs:
+            teacher_cost = teachers_of(layout, s, name)
             student = train_student(layout, s, name)
-            costs[name].append(model_cost(student, teacher_cost if "{teachers}" in CONFIGS[name] else None))
+            costs[name].append(model_cost(student, teacher_cost))
         for name in configs:
             evaluate(layout, s, name)
     report_dir = os.path.join(s.out, "report") if single_run else os.path.join(s.out, preset, "report")

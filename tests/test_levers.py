@@ -1,0 +1,175 @@
+"""Levers beyond the paper: teachers that start from a checkpoint (--init-from), a fallback teacher per language
+chosen on validation data (--teacher-fallback)."""
+import json
+import logging
+import math
+import shutil
+
+import pytest
+import torch
+from helpers import TINY_ARCH
+from test_teacher_cache import cache_argv
+from test_teacher_cache import make_task as cache_task
+
+from balkd_fairseq.checkpoints import EMBED_KEY, load_checkpoint_state
+from balkd_fairseq.cli.cache_teachers import main as cache_main
+from balkd_fairseq.cli.train_teachers import main as train_teachers
+from balkd_fairseq.errors import BalkdError
+from balkd_fairseq.soft_labels.cache import TeacherCache
+from balkd_fairseq.soft_labels.manifest import check_resumed_manifest
+from balkd_fairseq.soft_labels.online import TeacherSet
+
+# one update at a learning rate too small to move the weights measurably: the teacher is its init
+FLAGS = ["--", *TINY_ARCH, "--tokens-per-sample", "32", "--batch-size", "8", "--optimizer", "adam", "--lr", "1e-9",
+         "--max-update", "1", "--cpu", "--required-batch-size-multiple", "1", "--disable-validation", "--num-workers", "0",
+         "--seed", "7"]
+
+
+def weights(path):
+    return load_checkpoint_state(str(path), "test")["model"]
+
+
+def max_difference(a, b):
+    return max(float((a[k].float() - b[k].float()).abs().max()) for k in a if k in b and a[k].is_floating_point())
+
+
+def write_checkpoint(source, target, change):
+    """A copy of checkpoint ``source`` whose weights ``change(state)`` edited, with the dictionary beside it."""
+    state = load_checkpoint_state(str(source), "test")
+    change(state)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, str(target))
+    shutil.copyfile(source.parent / "dict.txt", target.parent / "dict.txt")
+    return target
+
+
+def scrambled(state):
+    """Large random weights: confidently wrong predictions, a teacher far worse than uniform."""
+    generator = torch.Generator().manual_seed(0)
+    for key, value in state["model"].items():
+        if value.is_floating_point():
+            state["model"][key] = torch.randn(value.shape, generator=generator) * 2.0
+
+
+# ---------------------------------------------------------------------------------- --init-from
+@pytest.mark.slow
+def test_init_from_starts_each_teacher_from_the_checkpoint(tiny_data, tiny_teachers, tmp_path, capsys):
+    init = tiny_teachers["aa"]
+    save = tmp_path / "from_init"
+    assert train_teachers([str(tiny_data), "--save-dir", str(save), "--languages", "bb", "--init-from", str(init), *FLAGS]) == 0
+    assert max_difference(weights(save / "bb" / "checkpoint_last.pt"), weights(init)) < 1e-4
+    scratch = tmp_path / "scratch"
+    assert train_teachers([str(tiny_data), "--save-dir", str(scratch), "--languages", "bb", *FLAGS]) == 0
+    assert max_difference(weights(scratch / "bb" / "checkpoint_last.pt"), weights(init)) > 1e-2
+
+    entry = json.loads((save / "teachers.json").read_text())["bb"]
+    done = json.loads((save / "bb" / "teacher_done.json").read_text())
+    assert entry["init_from"] == done["init_from"] == {"path": str(init), "sha256": done["init_from"]["sha256"]}
+    assert len(done["init_from"]["sha256"]) == 64
+    assert isinstance(json.loads((scratch / "teachers.json").read_text())["bb"], str)  # unchanged without --init-from
+    # the student's manifest records it (teachers.json read as --teachers)
+    task = cache_task(tiny_data, languages="bb", teachers=str(save / "teachers.json"))
+    assert TeacherSet.from_task(task).manifest()[0]["init_from"] == done["init_from"]
+
+    capsys.readouterr()  # another init for the same save dir: refused, not continued
+    assert train_teachers([str(tiny_data), "--save-dir", str(save), "--languages", "bb",
+                           "--init-from", str(tiny_teachers["bb"]), *FLAGS]) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error" in line]  # (stderr also holds the progress bar)
+    assert len(errors) == 1 and "balkd-fairseq: error:" in errors[0] and "trained from" in errors[0]
+    assert "Traceback" not in err
+
+
+def test_mismatched_init_checkpoint_is_refused_in_one_line(tiny_data, tiny_teachers, tmp_path, capsys):
+    def smaller_vocabulary(state):
+        state["model"][EMBED_KEY] = state["model"][EMBED_KEY][:-3]
+
+    other_vocab = write_checkpoint(tiny_teachers["aa"], tmp_path / "v" / "checkpoint.pt", smaller_vocabulary)
+    base = [str(tiny_data), "--save-dir", str(tmp_path / "t"), "--languages", "bb"]
+    assert train_teachers([*base, "--init-from", str(other_vocab), *FLAGS]) == 2
+    err = capsys.readouterr().err
+    assert "--init-from" in err and "symbols" in err and len(err.strip().splitlines()) == 1
+    deeper = [a if a != "2" or FLAGS[i - 1] != "--encoder-layers" else "3" for i, a in enumerate(FLAGS)]
+    assert train_teachers([*base, "--init-from", str(tiny_teachers["aa"]), *deeper]) == 2
+    err = capsys.readouterr().err
+    assert "--encoder-layers 2" in err and len(err.strip().splitlines()) == 1
+    assert train_teachers([*base, "--init-from", str(tiny_teachers["aa"]), *FLAGS, "--reset-optimizer"]) == 2
+    assert "--reset-optimizer" in capsys.readouterr().err
+    assert not (tmp_path / "t" / "bb" / "checkpoint_last.pt").exists()
+
+
+# ---------------------------------------------------------------------------------- --teacher-fallback
+@pytest.fixture(scope="module")
+def bad_teacher(tiny_teachers, tmp_path_factory):
+    return write_checkpoint(tiny_teachers["bb"], tmp_path_factory.mktemp("bad") / "bb" / "checkpoint.pt", scrambled)
+
+
+def served(manifest):
+    return {record["language"]: record["served_by"] for record in manifest}
+
+
+def test_a_bad_teacher_is_replaced_by_the_fallback(tiny_data, tiny_teachers, bad_teacher, caplog):
+    spec = f"aa:{tiny_teachers['aa']},bb:{bad_teacher}"
+    task = cache_task(tiny_data, teachers=spec, teacher_fallback=str(tiny_teachers["aa"]))
+    with caplog.at_level(logging.INFO):
+        teachers = TeacherSet.from_task(task)
+    manifest = teachers.manifest()
+    assert served(manifest) == {"aa": "teacher", "bb": "fallback"}
+    bb = manifest[1]
+    losses = bb["fallback"]["teacher"]["valid_loss"], bb["fallback"]["fallback"]["valid_loss"]
+    assert losses[0] > math.log(len(task.source_dictionary)), "the scrambled teacher is worse than a uniform guess"
+    assert losses[0] > losses[1]
+    assert bb["path"] == str(tiny_teachers["aa"]) and bb["fallback"]["teacher"]["path"] == str(bad_teacher)
+    assert teachers.models[1] is teachers.models[0], "languages served by one checkpoint share its model"
+    assert "1 of 2 language(s) served by the fallback" in caplog.text
+    # same masks, same models: the same choice on every start
+    assert TeacherSet.from_task(cache_task(tiny_data, teachers=spec, teacher_fallback=str(tiny_teachers["aa"]))).manifest() == manifest
+    # a run resumed with its own teachers again is a different teacher set
+    own = TeacherSet.from_task(cache_task(tiny_data, teachers=spec)).manifest()
+    with pytest.raises(BalkdError, match="served by the fallback"):
+        check_resumed_manifest(manifest, own, reset_teachers=False)
+
+
+def test_good_teachers_keep_their_languages_and_k_resident_holds(tiny_data, teacher_spec, bad_teacher):
+    task = cache_task(tiny_data, teachers=teacher_spec, teacher_fallback=str(bad_teacher), max_resident_teachers=1)
+    teachers = TeacherSet.from_task(task)
+    assert served(teachers.manifest()) == {"aa": "teacher", "bb": "teacher"}
+    assert all(r["fallback"]["fallback"]["valid_loss"] > r["fallback"]["teacher"]["valid_loss"] for r in teachers.manifest())
+    assert len(teachers.models) == 0 and teachers.max_resident == 1
+
+
+@pytest.mark.slow
+def test_the_cache_records_which_model_served_each_language(tiny_data, tiny_teachers, bad_teacher, tmp_path):
+    spec = f"aa:{tiny_teachers['aa']},bb:{bad_teacher}"
+    out = tmp_path / "cache"
+    assert cache_main(cache_argv(tiny_data, spec, out, "--teacher-fallback", str(tiny_teachers["aa"]))) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert served(manifest["teachers"]) == {"aa": "teacher", "bb": "fallback"}
+    with_fallback = cache_task(tiny_data, teachers=spec, teacher_fallback=str(tiny_teachers["aa"]))
+    assert served(TeacherCache.open(str(out), with_fallback).manifest()) == {"aa": "teacher", "bb": "fallback"}
+    with pytest.raises(BalkdError, match="built with --teacher-fallback"):
+        TeacherCache.open(str(out), cache_task(tiny_data, teachers=spec))
+    with pytest.raises(BalkdError, match="another fallback"):
+        TeacherCache.open(str(out), cache_task(tiny_data, teacher_fallback=str(bad_teacher)))
+
+
+# ---------------------------------------------------------------------------------- the sweep's named configurations
+def test_sweep_configurations_of_the_levers(monkeypatch, tmp_path):
+    import importlib.util
+
+    from helpers import REPO
+
+    spec = importlib.util.spec_from_file_location("toy_pipeline", REPO / "examples" / "toy" / "pipeline.py")
+    pipeline = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pipeline)
+    layout = pipeline.Layout(str(tmp_path), "shared", 1)
+    calls = []
+    monkeypatch.setattr(pipeline, "train_student", lambda layout, s, name: calls.append(name) or {"updates": 5, "tokens": 50, "wall_seconds": 1.0})
+    monkeypatch.setattr(pipeline, "train_teachers", lambda layout, s, init_from="": calls.append(f"teachers<{init_from}") or
+                        {"updates": 10, "tokens": 100, "wall_seconds": 2.0})
+    hl_balanced = pipeline.hl_balanced_checkpoint(layout)
+    assert pipeline.student_flags(layout, "Ours+fallback")[-2:] == ["--teacher-fallback", hl_balanced]
+    assert pipeline.student_flags(layout, "Ours+init")[-1] == f"{layout.teachers_init}/teachers.json"
+    assert pipeline.teachers_of(layout, None, "Ours+init") == {"updates": 15, "tokens": 150, "wall_seconds": 3.0}
+    assert calls == ["HL-balanced", f"teachers<{hl_balanced}"], "teachers start from the HL-balanced student, trained first"
+    assert pipeline.teachers_of(layout, None, "HL") is None
