@@ -429,7 +429,7 @@ class CacheBuild:
 
     def language_lock(self, lang: str) -> str:
         parent, name = os.path.split(self.root.rstrip(os.sep))
-        return os.path.join(parent, f".{name}.{lang}{locks.LOCK_NAME}")
+        return os.path.join(parent, f".{name}.language-{lang}{locks.LOCK_NAME}")  # never the merge lock
 
     def language_record(self, lang: str) -> Optional[dict]:
         """The record of a finished ``lang`` built with this build's settings, or None."""
