@@ -48,19 +48,37 @@ raise BalkdError("--teachers: file not found: x.json")
     assert "the last record before the error" in log.read_text()
 
 
+def hydra_train(data, save, tmp_path) -> subprocess.CompletedProcess:
+    """fairseq-hydra-train with the paper's student config on tiny data (no teachers given)."""
+    cmd = [sys.executable, "-m", "fairseq_cli.hydra_train", "--config-dir", str(REPO / "examples/paper/config"),
+           "--config-name", "student_ours", f"common.user_dir={USER_DIR}", f"task.data={data}",
+           f"checkpoint.save_dir={save}", "common.fp16=false", "common.cpu=true", "task.teacher_dtype=fp32",
+           "common.tensorboard_logdir=null", f"hydra.run.dir={tmp_path / 'hydra'}"]
+    return subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+
+
 @pytest.mark.slow
 def test_hydra_train_gives_the_same_one_line_error_and_exit_2(tiny_data, tmp_path):
     save = tmp_path / "save"
-    cmd = [sys.executable, "-m", "fairseq_cli.hydra_train", "--config-dir", str(REPO / "examples/paper/config"),
-           "--config-name", "student_ours", f"common.user_dir={USER_DIR}", f"task.data={tiny_data}",
-           f"checkpoint.save_dir={save}", "common.fp16=false", "common.cpu=true", "task.teacher_dtype=fp32",
-           "common.tensorboard_logdir=null", f"hydra.run.dir={tmp_path / 'hydra'}"]
-    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600,
-                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    proc = hydra_train(tiny_data, save, tmp_path)
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("balkd-fairseq: error: soft labels need --teachers")
     assert not (save / "crash.pt").exists() and not (save / ".balkd.lock").exists()
+
+
+@pytest.mark.slow
+def test_hydra_train_refuses_a_save_dir_it_cannot_create_in_one_line(tiny_data, tmp_path):
+    """fairseq checks --save-dir before it sets up the task: the plugin's check runs when fairseq imports it."""
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    proc = hydra_train(tiny_data, blocker / "save", tmp_path)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("balkd-fairseq: error: --save-dir: cannot create") and str(blocker / "save") in last
+    assert blocker.read_text() == "not a directory"
 
 
 # ----------------------------------------------------------------------------- saving checkpoints
