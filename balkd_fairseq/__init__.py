@@ -13,8 +13,5 @@ from .version import __version__
 allow_fairseq_checkpoints()
 
 from . import criterions, tasks  # noqa: E402,F401  (registration side effects)
-from .task_run import start_if_a_run_of  # noqa: E402
-
-start_if_a_run_of({"balanced_distill"})  # fairseq-hydra-train's import of the plugin: see task_run
 
 __all__ = ["BalkdError", "allow_fairseq_checkpoints", "__version__"]

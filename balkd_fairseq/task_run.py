@@ -47,19 +47,6 @@ def start_task_run() -> None:
         hold_directory_lock(save_dir, "--save-dir")
 
 
-def start_if_a_run_of(task_names) -> None:
-    """Start the run now if the plugin is being imported by ``fairseq_cli.train.main`` for one of its tasks.
-
-    ``fairseq-hydra-train`` has no ``add_args`` step: fairseq imports the plugin (``common.user_dir``) in
-    ``main`` just before it checks ``--save-dir``, so that check would otherwise fail with hydra's traceback.
-    A plain import (a notebook, another program, a run of another task) changes nothing.
-    """
-    cfg = fairseq_run_config()
-    task = getattr(cfg, "task", None) if cfg is not None else None
-    if task is not None and task.get("_name") in task_names:
-        start_task_run()
-
-
 def fairseq_run_config():
     """The FairseqConfig of the ``fairseq_cli.train.main`` that is setting up the task, if any.
 

@@ -70,7 +70,7 @@ def test_hydra_train_gives_the_same_one_line_error_and_exit_2(tiny_data, tmp_pat
 
 @pytest.mark.slow
 def test_hydra_train_refuses_a_save_dir_it_cannot_create_in_one_line(tiny_data, tmp_path):
-    """fairseq checks --save-dir before it sets up the task: the plugin's check runs when fairseq imports it."""
+    """The plugin refuses the save directory before fairseq's own check would end in hydra's traceback."""
     blocker = tmp_path / "a_file"
     blocker.write_text("not a directory")
     proc = hydra_train(tiny_data, blocker / "save", tmp_path)
