@@ -8,11 +8,15 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 install:
 	@bash scripts/install.sh
 
+# Tests run in parallel on every core (pytest-xdist); one file stays on one worker, so a file's module
+# fixtures (a trained tiny model, a prepared corpus) are built once.
+PYTEST_PARALLEL ?= -n auto --dist loadfile
+
 test: install
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q $(PYTEST_PARALLEL) tests
 
 test-fast: install
-	$(PY) -m pytest -q -m "not slow" tests
+	$(PY) -m pytest -q $(PYTEST_PARALLEL) -m "not slow" tests
 
 demo: install
 	bash examples/toy/run.sh

@@ -1,5 +1,6 @@
 """Tiny multilingual data and models that tests build for themselves (no downloads)."""
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -99,12 +100,20 @@ def distill_args(data_dir: Path, save_dir: Path, teachers: str, updates: int = 4
     ]
 
 
-def run_balkd_train(args: List[str], nproc: int = 1, timeout=600, port: int = 29611) -> subprocess.CompletedProcess:
-    """balkd-train, under torchrun when ``nproc > 1``."""
+def free_port() -> int:
+    """A TCP port nobody listens on now (parallel test workers must not share a fixed rendezvous port)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_balkd_train(args: List[str], nproc: int = 1, timeout=600,
+                    port: Optional[int] = None) -> subprocess.CompletedProcess:
+    """balkd-train, under torchrun when ``nproc > 1`` (on a free port unless ``port`` is given)."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
     if nproc > 1:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
-               "--master_port", str(port), "-m", "balkd_fairseq.cli.train", *args]
+               "--master_port", str(port or free_port()), "-m", "balkd_fairseq.cli.train", *args]
     else:
         cmd = [sys.executable, "-m", "balkd_fairseq.cli.train", *args]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)

@@ -138,7 +138,7 @@ def test_two_process_gloo_run_completes_saves_and_resumes(tiny_data, teacher_spe
     assert (save / "checkpoint_last.pt").is_file()
     assert json_log_records(proc.stdout + proc.stderr, "valid_aa"), "balkd-train adds per-language validation subsets"
     args = distill_args(tiny_data, save, teacher_spec, updates=5)
-    resumed = run_balkd_train(args, nproc=2, port=29612)
+    resumed = run_balkd_train(args, nproc=2)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "Loaded checkpoint" in resumed.stdout + resumed.stderr
 

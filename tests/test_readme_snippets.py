@@ -126,3 +126,49 @@ def test_documented_python_compiles(text):
 
 def test_the_docs_document_commands():
     assert len(list(documented_commands())) >= 8, "the README's commands were not found: is the fence syntax changed?"
+
+
+# ----------------------------------------------------------------------------- running the quick start
+# The README's sizes are for real corpora; a test runs its commands as written except for this table of
+# tiny values (a documented flag's value replaced, or a flag added for what the README leaves at the default).
+TINY_VALUES = {"balkd-prepare": {"--vocab-size": "100", "--valid-lines": "10", "--test-lines": "10",
+                                 "--character-coverage": "1.0"}}
+
+
+def with_tiny_values(name: str, args: List[str]) -> List[str]:
+    table, out, i = TINY_VALUES[name], [], 0
+    while i < len(args):
+        if args[i] in table:
+            out += [args[i], table[args[i]]]
+            i += 2
+        else:
+            out.append(args[i])
+            i += 1
+    return out + [word for flag, value in table.items() if flag not in args for word in (flag, value)]
+
+
+def readme_command(name: str) -> List[str]:
+    """The arguments of the README's first ``name`` command (its quick start)."""
+    for param in documented_commands():
+        command, args = param.values
+        if param.id.startswith("README.md:") and command == name:
+            return args
+    raise AssertionError(f"the README shows no {name} command")
+
+
+def test_readme_quick_start_prepare_runs_as_written(tmp_path, monkeypatch):
+    """Step 1 of the README, run in a directory holding the raw files it names (tiny synthetic text)."""
+    from helpers import language_sentences
+
+    prepare = command_module("balkd-prepare")
+    args = readme_command("balkd-prepare")
+    raw = dict(pair.split("=", 1) for pair in args[args.index("--raw") + 1].split(","))
+    monkeypatch.chdir(tmp_path)
+    for seed, (lang, path) in enumerate(sorted(raw.items())):
+        Path(path).write_text("\n".join(" ".join(words) for words in language_sentences(lang, 200, seed)) + "\n")
+    assert prepare.main(with_tiny_values("balkd-prepare", args)) == 0
+    data = tmp_path / args[args.index("--out") + 1]
+    assert (data / "dict.txt").stat().st_size > 0 and (data / "spm.model").is_file()
+    for lang in raw:
+        for split in ("train", "valid", "test"):
+            assert (data / lang / f"{split}.bin").stat().st_size > 0, (lang, split)
