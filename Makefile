@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install test test-fast demo bench clean
+.PHONY: install test test-fast demo bench bench-scale clean
 
 install:
 	@bash scripts/install.sh
@@ -23,6 +23,9 @@ demo: install
 
 bench: install
 	$(PY) benchmarks/bench_distill.py
+
+bench-scale: install
+	$(PY) benchmarks/bench_scale.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
