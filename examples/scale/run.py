@@ -21,6 +21,7 @@ import argparse
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -195,13 +196,13 @@ def teacher_run(log_path: str) -> Tuple[int, Optional[int]]:
     ran, best, best_loss = 0, None, math.inf
     with open(log_path, encoding="utf-8") as f:
         for line in f:
-            fields = dict(part.strip().split(" ", 1) for part in line.split("|")[-1].split(" | ") if " " in part.strip())
-            if "num_updates" in fields and "| valid |" in line and "loss" in fields:
-                loss = float(fields["loss"])
-                if loss < best_loss:
-                    best, best_loss = int(fields["num_updates"]), loss
-            if "num_updates" in fields:
-                ran = max(ran, int(float(fields["num_updates"])))
+            updates = re.search(r"\| num_updates (\d+)", line)
+            if not updates:
+                continue
+            ran = max(ran, int(updates.group(1)))
+            loss = re.search(r"\| loss ([0-9.]+)", line)
+            if " valid on " in line and loss and float(loss.group(1)) < best_loss:
+                best, best_loss = int(updates.group(1)), float(loss.group(1))
     return ran, best
 
 
@@ -257,7 +258,7 @@ def train_students(p: Paths, a) -> Dict[str, dict]:
               [(name, student_job(p, a, name), os.path.join(p.checkpoints, name)) for name in ("HL-balanced", "Ours")]]
     for jobs in rounds:
         todo = [(job, marker) for name, job, marker in jobs if not toy.done(marker)]
-        for job, marker in todo:
+        for _, marker in todo:
             shutil.rmtree(marker, ignore_errors=True)  # an unfinished run of this script's own: start it again
         if todo:
             toy.step(f"{' and '.join(job[0] for job, _ in todo)}, {a.jobs} at a time")
@@ -272,12 +273,15 @@ def train_students(p: Paths, a) -> Dict[str, dict]:
 
 
 def evaluate(p: Paths, a) -> None:
+    """balkd-eval-lm on the test split, the models split over --jobs processes (a process start costs seconds)."""
     todo = [name for name in STUDENTS if not toy.done(os.path.join(p.results, name))]
-    jobs = [(f"eval {name}", ["balkd-eval-lm", "--checkpoint",
-                              f"{name}={os.path.join(p.checkpoints, name, 'checkpoint_last.pt')}", "--data", p.data,
-                              "--split", "test", "--tokens-per-sample", str(a.tokens_per_sample), "--seed", str(a.seed),
-                              "--output-dir", p.results, "--cpu"], os.path.join(p.logs, f"eval_{name}.log"))
-            for name in todo]
+    groups = [todo[i::a.jobs] for i in range(a.jobs) if todo[i::a.jobs]]
+    jobs = [(f"eval {','.join(group)}",
+             ["balkd-eval-lm", *[f"--checkpoint={name}={os.path.join(p.checkpoints, name, 'checkpoint_last.pt')}"
+                                 for name in group],
+              "--data", p.data, "--split", "test", "--tokens-per-sample", str(a.tokens_per_sample), "--seed",
+              str(a.seed), "--output-dir", p.results, "--cpu"], os.path.join(p.logs, f"eval_{'_'.join(group)}.log"))
+            for group in groups]
     if jobs:
         toy.step(f"masked-LM scores per language of {', '.join(todo)} -> {p.results}")
         run_parallel(jobs, a.jobs)
@@ -298,6 +302,7 @@ def plot_per_language(p: Paths, out_png: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
     lines = p.train_lines()
     fig, ax = plt.subplots(figsize=(8, 5))
@@ -305,13 +310,17 @@ def plot_per_language(p: Paths, out_png: str) -> None:
         with open(os.path.join(p.results, name, "lm.json"), encoding="utf-8") as f:
             scores = json.load(f)["languages"]
         langs = sorted(scores, key=lambda lang: lines[lang])
-        ax.scatter([lines[lang] for lang in langs], [scores[lang]["mlm_ppl"] for lang in langs], marker=marker,
-                   s=18, alpha=0.75, label=name)
+        sizes, ppl = np.array([lines[lang] for lang in langs]), np.array([scores[lang]["mlm_ppl"] for lang in langs])
+        dots = ax.scatter(sizes, ppl, marker=marker, s=16, alpha=0.5, label=name)
+        # the trend: geometric mean over a sliding window of neighbours in size
+        half = max(1, len(langs) // 20)
+        trend = [math.exp(np.log(ppl[max(0, i - half):i + half + 1]).mean()) for i in range(len(langs))]
+        ax.plot(sizes, trend, color=dots.get_facecolor()[0][:3], linewidth=2)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("training lines of the language (log)")
     ax.set_ylabel("masked-LM perplexity on its test split (mlm_ppl, log; lower is better)")
-    ax.set_title(f"{len(lines)} generated languages: per-language MLM-PPL by training size")
+    ax.set_title(f"{len(lines)} generated languages: MLM-PPL per language (line: running geometric mean)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
