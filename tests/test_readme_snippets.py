@@ -213,6 +213,7 @@ QUICK_START_TINY = [
     ("--fp16", "--cpu"),
     ("--user-dir balkd_fairseq", f"--user-dir {REPO / 'balkd_fairseq'}"),  # the README runs in the checkout
     ("--valid-subset valid,valid_de,valid_eu,valid_tr", "--valid-subset valid,valid_de,valid_eu"),
+    # balkd-eval-lm: its default --tokens-per-sample 512 is roberta_base's, beyond the tiny model's 64 positions
     ("--languages de,eu,tr --output-dir results", "--languages de,eu --output-dir results --tokens-per-sample 64"),
     ("--languages de,eu,tr", "--languages de,eu"),
     ("--pos-dir UD --ner-dir WIKIANN", "--pos-dir synth/pos --ner-dir synth/ner --epochs 2"),
@@ -221,7 +222,7 @@ QUICK_START_TINY = [
     ("--low eu tr --high es en --single de", "--low eu --high de --single de"),
 ]
 PYTHON_TINY = [('"ours/', '"exported/ours/'),  # the quick start's balkd-export --out
-               ('"... <mask> ..."', "QUERY")]  # a line of the generated de text, its last word masked
+               ('"... <mask> ..."', "QUERY")]  # six words of the generated de text, then <mask>
 
 
 def substituted(text: str, table: List[Tuple[str, str]], where: str) -> str:
