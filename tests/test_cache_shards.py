@@ -12,7 +12,7 @@ from balkd_fairseq.errors import BalkdError
 from balkd_fairseq.files import file_sha256
 from balkd_fairseq.hash_memo import memo_path, memoized_sha256
 from balkd_fairseq.soft_labels.cache import LANGUAGES_DIR, TeacherCache
-from balkd_fairseq.soft_labels.online import TeacherSpec, inspect_teacher, load_teacher
+from balkd_fairseq.soft_labels.online import TeacherSpec, check_teacher, load_teacher
 from balkd_fairseq.tasks.balanced_distill import BalancedDistillConfig, BalancedDistillTask
 
 
@@ -159,7 +159,7 @@ def test_hash_memo_is_used_only_while_the_file_is_unchanged(tiny_data, tiny_teac
     assert memoized_sha256(str(path)) == file_sha256(str(path)) != true
 
     shutil.copy(tiny_teachers["aa"], path)
-    _, _, record = inspect_teacher(make_task(tiny_data), "aa", TeacherSpec(str(path)))
+    record = check_teacher(make_task(tiny_data), "aa", TeacherSpec(str(path)))
     assert record.sha256 == true
 
 

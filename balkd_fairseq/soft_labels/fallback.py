@@ -45,10 +45,9 @@ def validation_loss(model, task, lang: str, subset: str) -> float:
 
 
 def _build(task, lang: str, spec):
-    from .online import build_teacher, inspect_teacher  # online.py imports this module
+    from .online import check_and_build_teacher  # online.py imports this module
 
-    state, cfg, record = inspect_teacher(task, lang, spec)
-    return build_teacher(task, lang, state, cfg, spec.checkpoint), record
+    return check_and_build_teacher(task, lang, spec)
 
 
 def choose_teachers(task, mapping: Dict[str, object], languages: List[str]) -> Dict[str, dict]:
@@ -62,8 +61,8 @@ def choose_teachers(task, mapping: Dict[str, object], languages: List[str]) -> D
     if rule not in FALLBACK_RULES:
         raise BalkdError(f"--teacher-fallback-rule must be one of {', '.join(FALLBACK_RULES)}, got {rule!r}")
     fallback_spec = TeacherSpec(task.cfg.teacher_fallback)
-    fallback_model, _ = _build(task, f"{languages[0]} (fallback)", fallback_spec)
-    fallback_sha = file_sha256(fallback_spec.checkpoint)
+    fallback_model, fallback_record = _build(task, f"{languages[0]} (fallback)", fallback_spec)
+    fallback_sha = fallback_record.sha256
     fallback_losses = {lang: validation_loss(fallback_model, task, lang, subset) for lang in languages}
     del fallback_model
     choices = {}

@@ -4,10 +4,14 @@
 whose values are a checkpoint path or ``{"checkpoint": PATH, "dict": PATH}``. A teacher's dictionary
 is the ``dict.txt`` beside its checkpoint (``balkd-train-teachers`` writes it there) unless the JSON
 names one; it must be the student's, symbol for symbol, and match the checkpoint's embedding.
+What these checks read from a checkpoint and a dictionary is remembered beside them while the files
+are unchanged (:mod:`balkd_fairseq.hash_memo`): a start-up with unchanged teachers unpickles a
+checkpoint only to build a resident model, and with ``--max-resident-teachers`` none.
 
 Teachers are plain attributes, never registered submodules of the criterion: fairseq would
 otherwise optimise, DDP-wrap and checkpoint them with the student.
 """
+import functools
 import logging
 import os
 import time
@@ -19,13 +23,18 @@ import torch
 import torch.nn.functional as F
 from fairseq.data import Dictionary
 from fairseq.models.roberta import RobertaModel
-from omegaconf import DictConfig
 
-from ..checkpoints import EMBED_KEY, load_checkpoint_state, model_config
-from ..data.dictionary_hash import dictionary_sha256, first_symbol_difference, load_model_dictionary
+from ..checkpoints import checkpoint_facts, load_checkpoint_state, model_config
+from ..data.dictionary_hash import (
+    dict_file_sha256,
+    dictionary_sha256,
+    first_symbol_difference,
+    load_model_dictionary,
+    symbols_sha256,
+)
 from ..errors import BalkdError
 from ..files import read_json
-from ..hash_memo import memoized_sha256
+from ..hash_memo import memoized_hash, memoized_sha256
 from . import SoftLabelSource
 from .fallback import choose_teachers
 from .manifest import TeacherRecord, record_dict
@@ -36,6 +45,7 @@ logger = logging.getLogger(__name__)
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 DICT_FILE = "dict.txt"
+DICTIONARY_FACT = "dictionary_sha256"  # what a dict.txt's memo remembers: dictionary_sha256 of its symbols
 
 
 @dataclass(frozen=True)
@@ -104,35 +114,42 @@ def check_coverage(languages: List[str], mapping: Dict[str, object]) -> None:
         logger.warning(f"teacher for language {lang!r} ({mapping[lang]}) is not used: {lang!r} is not in the data")
 
 
-def check_dictionary(state: dict, spec: TeacherSpec, student: Dictionary, what: str) -> Dictionary:
-    """The teacher's own dictionary, which must be the student's and match the checkpoint's embedding."""
+def check_dictionary(spec: TeacherSpec, student: Dictionary, student_sha256: str, embed_rows: Optional[int],
+                     what: str) -> str:
+    """The sha256 of the teacher's own dictionary, which must be the student's and match the checkpoint's embedding.
+
+    The dictionary's hash is remembered beside it; only a dictionary whose hash is not the student's
+    is read, to name the first symbol that differs.
+    """
     dict_file = spec.dictionary_file
     if not os.path.isfile(dict_file):
         raise BalkdError(
             f"{what}: no dictionary for {spec.checkpoint}: {dict_file} not found (put the dict.txt the teacher was "
             'trained with beside its checkpoint, or name it in the --teachers JSON as {"checkpoint": ..., "dict": ...})'
         )
-    teacher = load_model_dictionary(dict_file, what)
-    difference = first_symbol_difference(teacher.symbols, student.symbols)
-    if difference:
-        index, t_sym, s_sym = difference
+    teacher_sha256 = memoized_hash(dict_file, DICTIONARY_FACT, lambda: dict_file_sha256(dict_file, what))
+    symbols = len(student)
+    if teacher_sha256 != student_sha256:
+        teacher = load_model_dictionary(dict_file, what)
+        difference = first_symbol_difference(teacher.symbols, student.symbols)
+        if difference:
+            index, t_sym, s_sym = difference
+            raise BalkdError(
+                f"{what}: dictionary of {spec.checkpoint} ({dict_file}) differs from the student's dict.txt: teacher has "
+                f"{len(teacher)} symbols, student has {len(student)}; first difference at index {index}: teacher {t_sym!r} "
+                f"vs student {s_sym!r}"
+            )
+        teacher_sha256 = dictionary_sha256(teacher)  # (a memo that lied about an equal dictionary)
+    if embed_rows is not None and embed_rows != symbols:
         raise BalkdError(
-            f"{what}: dictionary of {spec.checkpoint} ({dict_file}) differs from the student's dict.txt: teacher has "
-            f"{len(teacher)} symbols, student has {len(student)}; first difference at index {index}: teacher {t_sym!r} "
-            f"vs student {s_sym!r}"
-        )
-    rows = state["model"].get(EMBED_KEY)
-    if rows is not None and rows.shape[0] != len(teacher):
-        raise BalkdError(
-            f"{what}: {spec.checkpoint} embeds {rows.shape[0]} symbols but its dictionary {dict_file} has {len(teacher)}: "
+            f"{what}: {spec.checkpoint} embeds {embed_rows} symbols but its dictionary {dict_file} has {symbols}: "
             "this is not the dictionary the teacher was trained with"
         )
-    return teacher
+    return teacher_sha256
 
 
-def check_serves_task(cfg: DictConfig, task, what: str, path: str) -> None:
-    """A teacher must take every block the student's batches hold."""
-    positions = getattr(cfg.model, "max_positions", None) or getattr(getattr(cfg, "task", None), "tokens_per_sample", None)
+def check_serves_task(positions: Optional[int], task, what: str, path: str) -> None:
+    """A teacher must take every block the student's batches hold (``positions``: :class:`CheckpointFacts`')."""
     needed = task.cfg.tokens_per_sample
     if positions is not None and int(positions) < needed:
         raise BalkdError(
@@ -141,20 +158,37 @@ def check_serves_task(cfg: DictConfig, task, what: str, path: str) -> None:
         )
 
 
-def inspect_teacher(task, lang: str, spec: TeacherSpec):
-    """(checked state, model cfg, manifest record) of ``lang``'s teacher: every check that needs no model."""
-    what = f"teacher for language {lang!r}"
-    state = load_checkpoint_state(spec.checkpoint, what)
-    cfg = model_config(state, what, spec.checkpoint)
-    teacher_dict = check_dictionary(state, spec, task.source_dictionary, what)
-    check_serves_task(cfg, task, what, spec.checkpoint)
-    record = TeacherRecord(lang, os.path.abspath(spec.checkpoint), memoized_sha256(spec.checkpoint),
-                           dictionary_sha256(teacher_dict))
-    return state, cfg, record
+def _what(lang: str) -> str:
+    return f"teacher for language {lang!r}"
 
 
-def build_teacher(task, lang: str, state: dict, cfg: DictConfig, path: str) -> RobertaModel:
+def state_loader(path: str, what: str) -> Callable[[], dict]:
+    """Loads the checkpoint's state on first call and returns that same state after: the checks and the
+    model built after them share one load."""
+    return functools.cache(functools.partial(load_checkpoint_state, path, what))
+
+
+def check_teacher(task, lang: str, spec: TeacherSpec, student_sha256: Optional[str] = None,
+                  load_state: Optional[Callable[[], dict]] = None) -> TeacherRecord:
+    """The manifest record of ``lang``'s teacher after every check that needs no model.
+
+    The checks read remembered facts of the checkpoint and its dictionary (:mod:`balkd_fairseq.hash_memo`);
+    the checkpoint is unpickled (``load_state()``) only when its facts are not remembered.
+    ``student_sha256`` is ``symbols_sha256`` of the student's dictionary (computed if not given).
+    """
+    what = _what(lang)
+    facts = checkpoint_facts(spec.checkpoint, what, load_state)
+    facts.require_masked_lm(what, spec.checkpoint)
+    student = task.source_dictionary
+    dict_sha256 = check_dictionary(spec, student, student_sha256 or symbols_sha256(student.symbols), facts.embed_rows,
+                                   what)
+    check_serves_task(facts.max_positions, task, what, spec.checkpoint)
+    return TeacherRecord(lang, os.path.abspath(spec.checkpoint), memoized_sha256(spec.checkpoint), dict_sha256)
+
+
+def build_teacher(task, lang: str, state: dict, path: str) -> RobertaModel:
     """The model of a checked checkpoint state, frozen, in eval mode."""
+    cfg = model_config(state, _what(lang), path)  # (a file replaced since its check)
     try:
         model = task.build_model(cfg.model, from_checkpoint=True)
         model.load_state_dict(state["model"], strict=True, model_cfg=cfg.model)
@@ -166,11 +200,17 @@ def build_teacher(task, lang: str, state: dict, cfg: DictConfig, path: str) -> R
     return model
 
 
+def check_and_build_teacher(task, lang: str, spec: TeacherSpec, student_sha256: Optional[str] = None):
+    """(model, manifest record) of ``lang``'s teacher: checked, then built from one load of its checkpoint."""
+    load_state = state_loader(spec.checkpoint, _what(lang))
+    record = check_teacher(task, lang, spec, student_sha256, load_state)
+    return build_teacher(task, lang, load_state(), spec.checkpoint), record
+
+
 def load_teacher(task, lang: str, spec) -> RobertaModel:
     """Load one teacher checkpoint for ``lang``, checked against the task, frozen, eval mode."""
     spec = spec if isinstance(spec, TeacherSpec) else TeacherSpec(str(spec))
-    state, cfg, _ = inspect_teacher(task, lang, spec)
-    return build_teacher(task, lang, state, cfg, spec.checkpoint)
+    return check_and_build_teacher(task, lang, spec)[0]
 
 
 # ------------------------------------------------------------------------------ running teachers
@@ -300,20 +340,23 @@ class TeacherSet(SoftLabelSource):
 
         def load(lang_id: int) -> RobertaModel:
             lang, path = task.languages[lang_id], serving[task.languages[lang_id]].checkpoint
-            state = load_checkpoint_state(path, f"teacher for language {lang!r}")
-            return build_teacher(task, lang, state, state["cfg"], path).to(dtype)
+            return build_teacher(task, lang, load_checkpoint_state(path, _what(lang)), path).to(dtype)
 
+        # every teacher is checked from remembered facts; a checkpoint is unpickled here only to build its
+        # model (all resident) or when its facts are not remembered yet
+        student_sha256 = symbols_sha256(task.source_dictionary.symbols)
         models, records, built = {}, [], {}
         for lang_id, lang in enumerate(task.languages):
             spec = serving[lang]
-            state, cfg, record = inspect_teacher(task, lang, spec)
+            load_state = state_loader(spec.checkpoint, _what(lang))
+            record = check_teacher(task, lang, spec, student_sha256, load_state)
             records.append(replace(record, init_from=spec.init_from, **choices.get(lang, {})))
             if not lazy:  # languages served by one checkpoint (the fallback) share its model
                 if record.sha256 not in built:
-                    built[record.sha256] = build_teacher(task, lang, state, cfg, spec.checkpoint).to(dtype)
+                    built[record.sha256] = build_teacher(task, lang, load_state(), spec.checkpoint).to(dtype)
                 models[lang_id] = built[record.sha256]
                 logger.info(f"teacher for {lang}: {spec.checkpoint} ({sum(p.numel() for p in models[lang_id].parameters())} parameters)")
-            del state
+            del load_state
         if lazy:
             logger.info(f"{len(records)} teachers checked; at most {task.cfg.max_resident_teachers} held at once "
                         "(--max-resident-teachers), each loaded on first use")
