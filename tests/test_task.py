@@ -323,3 +323,34 @@ def test_teachers_given_to_a_hard_label_criterion_are_reported(tiny_data, caplog
     with caplog.at_level("WARNING"):
         task.build_criterion(MaskedLmConfig(_name="masked_lm"))
     assert "--teachers/--teacher-cache are ignored: --criterion masked_lm" in caplog.text
+
+
+def mask_views(task, split):
+    """Every language's (input, target) MaskTokensDataset views of a loaded split."""
+    return [(part.defn["net_input.src_tokens"].dataset, part.defn["target"].dataset)
+            for _, part in task.language_datasets(split, 1)]
+
+
+@pytest.mark.parametrize("freq_weighted", [False, True])
+def test_mask_views_share_one_replacement_distribution_and_mask_as_stock_fairseq(tiny_data, freq_weighted):
+    from fairseq.data import MaskTokensDataset
+
+    task = make_task(tiny_data, freq_weighted_replacement=freq_weighted, random_token_prob=0.5, leave_unmasked_prob=0.2)
+    for split in ("train", "valid"):  # one array per split, not one per view
+        views = [view for pair in mask_views(task, split) for view in pair]
+        assert len(views) == 2 * len(task.languages)
+        assert all(view.weights is views[0].weights for view in views)
+    if not freq_weighted:  # (fairseq counts <mask> again each time a split's blocks load: the weights differ)
+        assert mask_views(task, "train")[0][0].weights is mask_views(task, "valid")[0][0].weights
+    for lang_id, (src, tgt) in enumerate(mask_views(task, "valid")):
+        # stock fairseq views over the same blocks compute their own weights: the masks must be the same
+        settings = dict(vocab=task.source_dictionary, pad_idx=task.source_dictionary.pad(), mask_idx=task.mask_idx,
+                        seed=task.cfg.seed + lang_id, mask_prob=task.cfg.mask_prob,
+                        leave_unmasked_prob=0.2, random_token_prob=0.5, freq_weighted_replacement=freq_weighted)
+        stock_src = MaskTokensDataset(src.dataset, return_masked_tokens=False, **settings)
+        stock_tgt = MaskTokensDataset(src.dataset, return_masked_tokens=True, **settings)
+        assert stock_src.weights is not src.weights
+        for view in (src, tgt, stock_src, stock_tgt):
+            view.set_epoch(2)
+        for i in range(len(src)):
+            assert torch.equal(src[i], stock_src[i]) and torch.equal(tgt[i], stock_tgt[i])

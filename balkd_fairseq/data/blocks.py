@@ -7,7 +7,9 @@ on the language's directory: the same indexed-dataset loading, ``--combine``, sh
 """
 import os
 import struct
+from typing import Optional
 
+import numpy as np
 from fairseq.data import MaskTokensDataset
 from fairseq.tasks.masked_lm import MaskedLMConfig, MaskedLMTask
 
@@ -64,11 +66,14 @@ def check_block_lengths(blocks, cfg, lang: str, split: str, prefix: str) -> None
         )
 
 
-def masked_pair(blocks, dictionary, mask_idx: int, cfg, seed: int, mask_whole_words=None):
+def masked_pair(blocks, dictionary, mask_idx: int, cfg, seed: int, mask_whole_words=None,
+                shared_weights: Optional["SharedReplacementWeights"] = None):
     """(input, target) ``MaskTokensDataset`` views of ``blocks``: masks a pure function of (seed, epoch, index).
 
     Unlike ``MaskTokensDataset.apply_mask`` no index-keyed LRU cache sits in between, so the views stay
     right when the samples below them change with the epoch (a per-epoch balanced draw).
+    ``shared_weights`` lets every view built over one dictionary hold one copy of the random-replacement
+    distribution (see :class:`SharedReplacementWeights`); without it the pair still shares one.
     """
     settings = dict(
         vocab=dictionary, pad_idx=dictionary.pad(), mask_idx=mask_idx, seed=seed,
@@ -77,5 +82,31 @@ def masked_pair(blocks, dictionary, mask_idx: int, cfg, seed: int, mask_whole_wo
         mask_multiple_length=getattr(cfg, "mask_multiple_length", 1), mask_stdev=getattr(cfg, "mask_stdev", 0.0),
         skip_masking=getattr(cfg, "skip_masking", False),
     )
-    return (MaskTokensDataset(blocks, return_masked_tokens=False, **settings),
-            MaskTokensDataset(blocks, return_masked_tokens=True, **settings))
+    shared_weights = shared_weights if shared_weights is not None else SharedReplacementWeights()
+    return (shared_weights.adopt(MaskTokensDataset(blocks, return_masked_tokens=False, **settings)),
+            shared_weights.adopt(MaskTokensDataset(blocks, return_masked_tokens=True, **settings)))
+
+
+class SharedReplacementWeights:
+    """One copy of ``MaskTokensDataset.weights`` (the random-replacement distribution) for many views.
+
+    fairseq computes it in every ``MaskTokensDataset``: a float64 per dictionary symbol (64 KB for 8k
+    symbols, 2 MB for XLM-R's 250k), and a multilingual task holds four views per language (input and
+    target of train and valid), so the copies made the task's memory grow with the number of languages.
+    The distribution depends only on the dictionary, so a view whose weights equal the kept ones gets
+    the kept array (same values: the masks drawn are unchanged).
+    """
+
+    def __init__(self):
+        self.weights: Optional[np.ndarray] = None
+
+    def adopt(self, view: MaskTokensDataset) -> MaskTokensDataset:
+        weights = getattr(view, "weights", None)  # absent with --random-token-prob 0
+        if weights is None:
+            return view
+        if self.weights is not None and np.array_equal(self.weights, weights):
+            view.weights = self.weights
+        else:
+            weights.flags.writeable = False  # shared from now on
+            self.weights = weights
+        return view

@@ -45,7 +45,7 @@ from omegaconf import II, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from ..data.balancing import BALANCE_DRAWS, BALANCE_MODES, target_sizes
-from ..data.blocks import language_blocks, masked_pair
+from ..data.blocks import SharedReplacementWeights, language_blocks, masked_pair
 from ..data.dictionary_hash import DICTIONARY_HASH_KEY, dictionary_sha256, load_model_dictionary
 from ..data.epoch_order import EpochShuffledDataset
 from ..data.fingerprint import masking_fingerprint
@@ -240,6 +240,8 @@ class BalancedDistillTask(MaskedLMTask):
         self.state.merge_state_dict({DICTIONARY_HASH_KEY: dictionary_sha256(self.dictionary)})
         self._blocks = {}  # (split, lang, combine) -> token blocks, built once per process
         self._parts = {}  # loaded split -> [(lang_id, masked dataset of that language)]
+        self._replacement_weights = SharedReplacementWeights()  # one copy for every language's mask views
+        self._word_starts = None  # --mask-whole-words: built on first use
         if for_inference:
             # only the dictionary is needed; the languages are the ones the checkpoint recorded (if any)
             # (unchecked: a checkpoint written before the codes were checked must still load)
@@ -392,13 +394,20 @@ class BalancedDistillTask(MaskedLMTask):
         ]
         return [EpochSubsetDataset(ds, draw, epoch) for ds, draw in zip(blocks, draws)]
 
+    def _whole_word_mask(self):
+        """fairseq's word-start mask over the dictionary (or None), built once: it depends only on the
+        dictionary and the BPE, and a copy per language would grow with the number of languages."""
+        if not self.cfg.mask_whole_words:
+            return None
+        if self._word_starts is None:
+            self._word_starts = get_whole_word_mask(self.args, self.source_dictionary)
+        return self._word_starts
+
     def _with_masks_and_lang(self, dataset, lang_id: int, base_split: str = ""):
-        mask_whole_words = (
-            get_whole_word_mask(self.args, self.source_dictionary) if self.cfg.mask_whole_words else None
-        )
+        mask_whole_words = self._whole_word_mask()
         # distinct masks for index i of different languages
         src, tgt = masked_pair(dataset, self.source_dictionary, self.mask_idx, self.cfg, self.cfg.seed + lang_id,
-                               mask_whole_words)
+                               mask_whole_words, self._replacement_weights)
         pad = self.source_dictionary.pad()
         target = RightPadDataset(tgt, pad_idx=pad)
         net_input = {"src_tokens": RightPadDataset(src, pad_idx=pad), "src_lengths": NumelDataset(src, reduce=False)}
