@@ -36,7 +36,13 @@ def _loader(cfg, data_dir: str, dictionary) -> MaskedLMTask:
         shorten_data_split_list=getattr(cfg, "shorten_data_split_list", "") or "",
         seed=int(cfg.seed),
     )
-    return MaskedLMTask(block_cfg, dictionary)
+    # MaskedLMTask.__init__ adds <mask> again, which bumps its count in the shared dictionary on every
+    # call; --freq-weighted-replacement reads those counts, so masks would depend on how many splits a
+    # process had loaded before (the cache builder and training load different numbers)
+    counts = list(dictionary.count)
+    loader = MaskedLMTask(block_cfg, dictionary)
+    dictionary.count[:] = counts
+    return loader
 
 
 def language_blocks(root: str, lang: str, split: str, dictionary, cfg, combine: bool = False):
