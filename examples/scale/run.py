@@ -51,18 +51,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", type=int, default=2, help="encoder layers of teachers and students (default: 2)")
     p.add_argument("--tokens-per-sample", type=int, default=64, help="block length incl. <s> (default: 64)")
     p.add_argument("--batch-size", type=int, default=32, help="sentences (blocks) per batch (default: 32)")
-    p.add_argument("--teacher-epochs", type=int, default=30,
-                   help="E: a teacher trains at most E epochs of its language (default: 30)")
-    p.add_argument("--teacher-max-updates", type=int, default=400,
-                   help="CAP: and at most this many updates; budget = min(CAP, E x batches per epoch) (default: 400)")
-    p.add_argument("--teacher-valid-every", type=int, default=20, help="teacher validation interval in updates (default: 20)")
-    p.add_argument("--teacher-patience", type=int, default=3,
-                   help="stop a teacher after this many validations without improvement (default: 3)")
-    p.add_argument("--teacher-shards", type=int, default=16,
-                   help="balkd-train-teachers --shard I/N workers, --jobs of them at a time (default: 16). --shard splits "
+    p.add_argument("--teacher-epochs", type=int, default=10,
+                   help="E: a teacher trains at most E epochs of its language (default: 10)")
+    p.add_argument("--teacher-max-updates", type=int, default=150,
+                   help="CAP: and at most this many updates; budget = min(CAP, E x batches per epoch) (default: 150)")
+    p.add_argument("--teacher-valid-every", type=int, default=25, help="teacher validation interval in updates (default: 25)")
+    p.add_argument("--teacher-patience", type=int, default=2,
+                   help="stop a teacher after this many validations without improvement (default: 2)")
+    p.add_argument("--teacher-shards", type=int, default=8,
+                   help="balkd-train-teachers --shard I/N workers, --jobs of them at a time (default: 8). --shard splits "
                         "languages by training size, which balances N workers only when a teacher's cost grows with its "
                         "size; with capped budgets more shards than cores, queued, finish together (0 = --jobs)")
-    p.add_argument("--student-updates", type=int, default=2000, help="updates of every student (default: 2000)")
+    p.add_argument("--student-updates", type=int, default=600, help="updates of every student (default: 600)")
     p.add_argument("--cache-topk", type=int, default=16, help="teacher tokens cached per masked position (default: 16)")
     p.add_argument("--jobs", type=int, default=2, help="processes at a time (teacher workers, students) (default: 2)")
     p.add_argument("--seed", type=int, default=1, help="seed of data, training and evaluation masks (default: 1)")
@@ -110,7 +110,8 @@ def train_flags(a) -> List[str]:
     flags = toy.common_flags(a.seed)
     flags[flags.index("--tokens-per-sample") + 1] = str(a.tokens_per_sample)
     flags[flags.index("--batch-size") + 1] = str(a.batch_size)
-    return flags
+    # no prefetch thread: a run stopping mid-epoch otherwise waits up to 30 s at exit for it to stop, 100 times
+    return flags + ["--data-buffer-size", "0"]
 
 
 # ------------------------------------------------------------------------------------------- paths
