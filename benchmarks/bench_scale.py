@@ -74,8 +74,8 @@ def parse_args(argv=None):
     p.add_argument("--dim", type=int, default=64, help="embedding dimension (FFN 4x, one head)")
     p.add_argument("--tokens-per-sample", type=int, default=32, help="block size (--tokens-per-sample)")
     p.add_argument("--batch-size", type=int, default=8, help="sequences per batch")
-    p.add_argument("--updates", type=int, default=40, help="updates per training run")
-    p.add_argument("--warmup", type=int, default=8, help="first updates left out of the step time")
+    p.add_argument("--updates", type=int, default=120, help="updates per training run (enough that the mean step is stable to a few %%)")
+    p.add_argument("--warmup", type=int, default=20, help="first updates left out of the step time")
     p.add_argument("--run-batches", type=int, default=8, help="--language-run-batches R of every training mode")
     p.add_argument("--resident", type=int, default=8, help="--max-resident-teachers K of the capped mode")
     p.add_argument("--cache-topk", type=int, default=32, help="--cache-topk of the cache")
@@ -161,11 +161,26 @@ def make_teacher(work: Path, args, dictionary) -> Path:
 
 
 def write_teachers(root: Path, languages, checkpoint: Path) -> Path:
-    """L separate checkpoint files (copies), each with its dict.txt, and the teachers.json naming them."""
+    """L separate, distinct checkpoint files, each with its dict.txt, and the teachers.json naming them.
+
+    Each copy gets its own value in one weight: identical files would be one model to the teacher
+    set (it shares a model between languages served by the same checkpoint contents).
+    """
+    import torch
+
+    sys.path.insert(0, str(REPO))
+    from balkd_fairseq.checkpoint_compat import allow_fairseq_checkpoints
+
+    allow_fairseq_checkpoints()
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    weights = state["model"]
+    marked = next(name for name, tensor in weights.items() if tensor.is_floating_point())
+    original = weights[marked].flatten()[0].item()
     mapping = {}
-    for lang in languages:
+    for number, lang in enumerate(languages):
         (root / lang).mkdir(parents=True, exist_ok=True)
-        shutil.copy(checkpoint, root / lang / "checkpoint.pt")
+        weights[marked].view(-1)[0] = original + 1e-3 * (number + 1)
+        torch.save(state, root / lang / "checkpoint.pt")
         shutil.copy(checkpoint.parent / "dict.txt", root / lang / "dict.txt")
         mapping[lang] = f"{lang}/checkpoint.pt"
     (root / "teachers.json").write_text(json.dumps(mapping, indent=1))
