@@ -30,19 +30,22 @@ class Interrupted(SystemExit):
         self.signum = signum
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):  # not Linux: forwarding still covers SIGTERM/SIGINT/SIGHUP
-        pass
+def _prepare_child() -> None:  # runs in the child between fork and exec
+    # a command started with SIGINT ignored (`nohup cmd &`, a test runner's worker) would pass that on,
+    # and the child would never see the signal this process forwards to it
+    for sig in FORWARDED_SIGNALS:
+        signal.signal(sig, signal.SIG_DFL)
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        except (OSError, AttributeError):  # forwarding still covers SIGTERM/SIGINT/SIGHUP
+            pass
 
 
 def run_child(cmd: List[str], grace_seconds: float = GRACE_SECONDS, **popen_kwargs) -> int:
     """``subprocess.run(cmd, **popen_kwargs).returncode`` that stops the child when this process is stopped."""
     received: List[int] = []
-    proc = subprocess.Popen(cmd, start_new_session=True,
-                            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
-                            **popen_kwargs)
+    proc = subprocess.Popen(cmd, start_new_session=True, preexec_fn=_prepare_child, **popen_kwargs)
 
     def forward(signum, frame):
         if not received:

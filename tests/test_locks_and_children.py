@@ -73,8 +73,11 @@ run_child([sys.executable, "-c", "import os, time; open(os.environ['PIDFILE'], '
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_stopped_command_ends_its_child(tmp_path, sig):
     pidfile = tmp_path / "child.pid"
+    # started as `nohup cmd &` starts it (SIGINT ignored, which a child would inherit): the forwarded
+    # signal must still end the child
     parent = subprocess.Popen([sys.executable, "-c", CHILD_OF_A_COMMAND], env=dict(os.environ, PIDFILE=str(pidfile)),
-                              stderr=subprocess.PIPE, text=True)
+                              stderr=subprocess.PIPE, text=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     deadline = time.time() + 60
     while not (pidfile.exists() and pidfile.read_text()) and time.time() < deadline:
         time.sleep(0.05)
