@@ -3,9 +3,16 @@ import json
 import shutil
 
 import pytest
+import torch
 from helpers import TINY_ARCH
 
-from balkd_fairseq.cli.train_teachers import language_subset_args, main
+from balkd_fairseq.cli.train_teachers import (
+    language_subset_args,
+    main,
+    restore_previous_run,
+    set_aside_previous_run,
+    train_one,
+)
 from balkd_fairseq.data.dictionary_hash import dict_file_sha256
 
 pytestmark = pytest.mark.slow
@@ -45,6 +52,42 @@ def test_trains_each_language_then_skips_complete_ones(tiny_data, tmp_path, caps
     more = FLAGS[:at] + ["3"] + FLAGS[at + 1:]
     assert main([str(data), "--save-dir", str(save), "--languages", "aa", *more]) == 0
     assert "Loaded checkpoint" in (save / "aa" / "train.log").read_text()
+
+    # balkd-train itself (any task) does not train a finished run past its --max-update
+    last = save / "aa" / "checkpoint_last.pt"
+    before = last.read_bytes()
+    train_one(str(data), "aa", str(save / "aa"), more[1:])
+    assert last.read_bytes() == before, "a finished teacher was trained one more update"
+    assert "the run is finished, nothing to do" in (save / "aa" / "train.log").read_text()
+
+    # --force retrains from scratch (not a resume past --max-update), and leaves no old files behind
+    assert main([str(data), "--save-dir", str(save), "--languages", "aa", "--force", *FLAGS]) == 0
+    assert torch.load(last, weights_only=True)["optimizer_history"][-1]["num_updates"] == 2
+    assert "Loaded checkpoint" not in (save / "aa" / "train.log").read_text()
+    assert not (save / "aa" / ".previous").exists()
+
+
+def test_force_sets_the_old_teacher_aside_until_the_new_one_is_done(tmp_path):
+    lang_dir = tmp_path / "aa"
+    lang_dir.mkdir()
+    (lang_dir / "checkpoint_last.pt").write_bytes(b"old")
+    (lang_dir / "teacher_done.json").write_text("{}")
+    (lang_dir / ".balkd.lock").write_text("lock")
+    previous = set_aside_previous_run(str(lang_dir))
+    assert sorted(p.name for p in lang_dir.iterdir()) == [".balkd.lock", ".previous"]
+    (lang_dir / "checkpoint_last.pt").write_bytes(b"partial new")  # a retraining that then fails
+    restore_previous_run(str(lang_dir), previous)
+    assert (lang_dir / "checkpoint_last.pt").read_bytes() == b"old" and (lang_dir / "teacher_done.json").exists()
+    assert not (lang_dir / ".previous").exists()
+
+    set_aside_previous_run(str(lang_dir))
+    (lang_dir / "checkpoint_last.pt").write_bytes(b"partial new")  # interrupted: --force again
+    set_aside_previous_run(str(lang_dir))
+    assert not (lang_dir / "checkpoint_last.pt").exists(), "the interrupted retraining's files are dropped"
+    assert (lang_dir / ".previous" / "checkpoint_last.pt").read_bytes() == b"old", "the complete teacher is kept"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert set_aside_previous_run(str(empty)) is None, "nothing to set aside"
 
 
 def test_errors_name_the_problem(tiny_data, tmp_path, capsys):

@@ -22,6 +22,7 @@ import sys
 from typing import Dict, List, Optional
 
 from ..data.languages import SUBSET_LANGUAGE_SEPARATOR, parse_languages, resolve_languages
+from ..data.resume_settings import read_records, resumed_checkpoint, stop_if_finished
 from ..errors import BalkdError
 from ..task_run import stop_prefetch_threads
 from .common import run_cli
@@ -142,11 +143,28 @@ def _main(argv: Optional[List[str]]) -> int:
         level=os.environ.get("LOGLEVEL", "INFO").upper(), stream=sys.stdout, force=True,
     )
     sys.argv = ["fairseq-train"] + full
+    stop_if_run_finished()
     # any task, the stock masked_lm of balkd-train-teachers included: a run that stops at --max-update
     # mid-epoch must not abort at exit in fairseq's prefetch thread
     atexit.register(stop_prefetch_threads)
     fairseq_train.cli_main()
     return 0
+
+
+def stop_if_run_finished() -> None:
+    """Exit 0 with a message when the run in ``--save-dir`` already reached ``--max-update`` (any task).
+
+    fairseq-train would resume it, take one update past the limit and overwrite its checkpoints;
+    ``balanced_distill`` checks this itself, the stock tasks (e.g. the teachers' masked_lm) do not.
+    """
+    from fairseq import options
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+
+    cfg = convert_namespace_to_omegaconf(options.parse_args_and_arch(options.get_training_parser()))
+    path = resumed_checkpoint(cfg.checkpoint)
+    records = read_records(path) if path is not None else None
+    if records is not None and not cfg.checkpoint.reset_optimizer:
+        stop_if_finished(path, records, cfg.optimization.max_update)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

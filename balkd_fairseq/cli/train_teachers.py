@@ -31,7 +31,7 @@ from ..data.dictionary_hash import dict_file_sha256
 from ..data.languages import resolve_languages
 from ..errors import BalkdError
 from ..files import read_json
-from ..locks import hold_directory_lock
+from ..locks import LOCK_NAME, hold_directory_lock
 from ..outputs import write_json
 from ..processes import run_child
 from ..sharding import languages_of_shard, resolve_shard
@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="comma-separated languages (default: every subdirectory of DATA not starting with '.', sorted)")
     parser.add_argument("--use-checkpoint", choices=["last", "best"], default="last",
                         help="which checkpoint teachers.json points to: the final one (last) or the best validation one (best)")
-    parser.add_argument("--force", action="store_true", help="retrain languages whose teacher is already complete")
+    parser.add_argument("--force", action="store_true", help="retrain every language from scratch, also those whose teacher is already complete (the "
+                             "old teacher is kept in LANG/.previous until the new one has finished)")
     parser.add_argument("--init-from", metavar="CHECKPOINT",
                         help="start every teacher from this checkpoint's weights (e.g. the HL-balanced multilingual "
                         "student; fairseq's --finetune-from-model: optimizer, scheduler and meters start fresh) and "
@@ -148,10 +149,64 @@ def single_process_env() -> Dict[str, str]:
     return {name: value for name, value in os.environ.items() if name not in LAUNCHER_VARIABLES}
 
 
-def train_one(data: str, lang: str, lang_dir: str, fairseq_args: List[str], init: Optional[dict] = None) -> str:
-    """Train (or resume) one teacher; returns the hash of the dictionary it was trained with."""
+PREVIOUS_RUN = ".previous"  # --force: the teacher being replaced, until its retraining has finished
+
+
+def _own_entries(lang_dir: str) -> List[str]:
+    return [name for name in os.listdir(lang_dir) if name not in (LOCK_NAME, PREVIOUS_RUN)]
+
+
+def set_aside_previous_run(lang_dir: str) -> Optional[str]:
+    """--force: move the teacher's files into ``lang_dir/.previous`` so it retrains from scratch.
+
+    Kept until the new teacher is complete (a failed retraining puts them back). A ``.previous`` left by an
+    interrupted retraining already holds the last complete teacher: the partial files beside it go.
+    """
+    previous = os.path.join(lang_dir, PREVIOUS_RUN)
+    if os.path.isdir(previous):
+        for name in _own_entries(lang_dir):
+            path = os.path.join(lang_dir, name)
+            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+        return previous
+    entries = _own_entries(lang_dir)
+    if not entries:
+        return None
+    os.makedirs(previous)
+    for name in entries:
+        os.replace(os.path.join(lang_dir, name), os.path.join(previous, name))
+    return previous
+
+
+def restore_previous_run(lang_dir: str, previous: str) -> None:
+    for name in _own_entries(lang_dir):
+        path = os.path.join(lang_dir, name)
+        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+    for name in os.listdir(previous):
+        os.replace(os.path.join(previous, name), os.path.join(lang_dir, name))
+    os.rmdir(previous)
+
+
+def train_one(data: str, lang: str, lang_dir: str, fairseq_args: List[str], init: Optional[dict] = None,
+              fresh: bool = False) -> str:
+    """Train (or resume) one teacher; returns the hash of the dictionary it was trained with.
+
+    ``fresh`` (--force) trains from scratch even over a complete teacher, which is replaced only once the
+    new one has finished."""
     os.makedirs(lang_dir, exist_ok=True)
     hold_directory_lock(lang_dir, f"teacher directory of {lang!r}")  # another worker training it is refused
+    previous = set_aside_previous_run(lang_dir) if fresh else None
+    try:
+        digest = _train(data, lang, lang_dir, fairseq_args, init)
+    except BalkdError:
+        if previous is not None:
+            restore_previous_run(lang_dir, previous)
+        raise
+    if previous is not None:
+        shutil.rmtree(previous)
+    return digest
+
+
+def _train(data: str, lang: str, lang_dir: str, fairseq_args: List[str], init: Optional[dict]) -> str:
     digest = record_dictionary(data, lang_dir)
     record_init(lang_dir, lang, init)
     # balkd-train: fairseq-train with the plugin, and an exit that never aborts in the prefetch thread
@@ -194,7 +249,7 @@ def _main(argv: Optional[List[str]]) -> int:
         lang_dir = os.path.join(args.save_dir, lang)
         if args.force or not is_complete(lang_dir, signature):
             tqdm.write(f"training teacher for {lang} (log: {os.path.join(lang_dir, 'train.log')})")
-            digest = train_one(args.data, lang, lang_dir, fairseq_args, init)
+            digest = train_one(args.data, lang, lang_dir, fairseq_args, init, fresh=args.force)
             write_json(os.path.join(lang_dir, DONE_FILE), {"signature": signature, "fairseq_args": fairseq_args,
                                                            "dictionary_sha256": digest, "init_from": init})
         else:
