@@ -17,7 +17,8 @@ EXIT_CODE = 2
 
 # OSErrors that the user's environment causes (a full disk, a read-only or foreign directory), not bugs
 USER_OS_ERRNOS = frozenset(
-    {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENAMETOOLONG}
+    {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENAMETOOLONG, errno.ENOTDIR,
+     errno.EISDIR}
 )
 
 

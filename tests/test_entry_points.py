@@ -48,6 +48,19 @@ raise BalkdError("--teachers: file not found: x.json")
     assert "the last record before the error" in log.read_text()
 
 
+def test_a_path_under_a_file_is_a_user_error_in_one_line(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    probe = f"""
+import os
+from balkd_fairseq.errors import install_error_handling
+install_error_handling()
+os.makedirs({str(tmp_path / "afile" / "sub")!r})  # e.g. --save-dir FILE/sub, which fairseq creates itself
+"""
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines() == [f"balkd-fairseq: error: {tmp_path / 'afile' / 'sub'}: Not a directory"]
+
+
 def hydra_train(data, save, tmp_path) -> subprocess.CompletedProcess:
     """fairseq-hydra-train with the paper's student config on tiny data (no teachers given)."""
     cmd = [sys.executable, "-m", "fairseq_cli.hydra_train", "--config-dir", str(REPO / "examples/paper/config"),
