@@ -74,6 +74,15 @@ def test_two_shards_merged_by_the_last_equal_the_unsharded_cache(unsharded, tiny
     TeacherCache.open(str(out), task)
     assert not list(tmp_path.glob(".*lock")), "no lock file is left behind"
 
+    # a dependent --merge-only job after the array: the last worker merged already, nothing left to do
+    monkeypatch.delenv("SLURM_ARRAY_TASK_ID")
+    assert cache_main(argv(tiny_data, teacher_spec, out, "--merge-only")) == 0
+    assert tree(out) == tree(unsharded)
+    other_k = argv(tiny_data, teacher_spec, out, "--merge-only")
+    other_k[other_k.index("--cache-topk") + 1] = "3"
+    assert cache_main(other_k) == 2
+    assert "a finished cache of other settings (top-4" in capsys.readouterr().err
+
 
 def test_a_rerun_skips_finished_languages_and_redoes_a_killed_one(tiny_data, teacher_spec, tmp_path):
     out, partial = tmp_path / "cache", tmp_path / "cache.partial"

@@ -364,6 +364,8 @@ def build_cache(task, teachers, root: str, subsets: Dict[str, List[int]], k: int
 def merge_cache(task, teachers, root: str, subsets: Dict[str, List[int]], k: int, overwrite: bool = False) -> dict:
     """Only the final step of a sharded build: verify every language, write the manifest, move into place."""
     partial = staging_directory(os.path.realpath(root))
+    if not os.path.isdir(partial) and os.path.isdir(root) and not overwrite:
+        return already_merged(task, root, subsets, k)
     if not os.path.isdir(partial) and not (os.path.exists(root) and not overwrite):
         raise BalkdError(f"--merge-only: nothing to merge: {partial} not found (no unfinished build of --cache-dir {root})")
     build = CacheBuild(task, teachers, root, subsets, k, overwrite)
@@ -372,6 +374,21 @@ def merge_cache(task, teachers, root: str, subsets: Dict[str, List[int]], k: int
         missing = build.missing_languages()
         raise BalkdError(f"--merge-only: --cache-dir {root} is incomplete: language(s) {', '.join(missing)} are not "
                          f"cached yet in {partial}; run the workers that own them")
+    return manifest
+
+
+def already_merged(task, root: str, subsets: Dict[str, List[int]], k: int) -> dict:
+    """The manifest of ``root`` when a worker of the build already merged it for these settings.
+
+    A dependent ``--merge-only`` job then has nothing left to do (it succeeds); a cache of other settings
+    is refused as training would refuse it, naming what differs."""
+    cache = TeacherCache.open(root, task)
+    manifest = cache.manifest_data
+    if manifest.get("topk") != k or manifest.get("splits") != plan_splits(task, subsets):
+        raise BalkdError(f"--merge-only: --cache-dir {root} is a finished cache of other settings (top-{manifest.get('topk')}, "
+                         f"splits {manifest.get('splits')}; now top-{k}, {plan_splits(task, subsets)}): pass --overwrite "
+                         "to rebuild it")
+    logger.info(f"--merge-only: {root} is already merged (the last worker of the build did it); nothing to do")
     return manifest
 
 
