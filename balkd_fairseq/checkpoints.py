@@ -13,17 +13,21 @@ What the start-up checks of a teacher need (architecture, positions, embedding r
 :class:`CheckpointFacts`, remembered beside the checkpoint (:mod:`balkd_fairseq.hash_memo`), so a
 start with unchanged teachers unpickles none of them.
 """
+import argparse
 import functools
+import hashlib
 import os
 import zipfile
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, fields
-from typing import Callable, Optional
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
 from fairseq import checkpoint_utils
 from fairseq.models import ARCH_MODEL_REGISTRY, MODEL_REGISTRY
 from fairseq.models.roberta import RobertaModel
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from .checkpoint_compat import UNREADABLE_CHECKPOINT_ERRORS, allow_fairseq_checkpoints, describe_load_error
 from .errors import BalkdError
@@ -34,21 +38,27 @@ EMBED_KEY = "encoder.sentence_encoder.embed_tokens.weight"  # rows = the model's
 
 def load_checkpoint_state(path: str, what: str, arg_overrides: Optional[dict] = None) -> dict:
     """``checkpoint_utils.load_checkpoint_to_cpu`` (memory-mapped) with one-line errors naming ``what`` and ``path``."""
+    return _readable(path, what, lambda: _upgraded(_read(path), arg_overrides))
+
+
+def _readable(path: str, what: str, read: Callable[[], dict]) -> dict:
     if not os.path.isfile(path):
         raise BalkdError(f"{what}: checkpoint not found: {path}")
     allow_fairseq_checkpoints()
     try:
-        return _load_checkpoint_to_cpu(path, arg_overrides)
+        return read()
     except UNREADABLE_CHECKPOINT_ERRORS as err:  # what corrupt, truncated or refused pickles raise
         raise BalkdError(f"{what}: cannot load checkpoint {path}: {describe_load_error(err)}") from None
 
 
-def _load_checkpoint_to_cpu(path: str, arg_overrides: Optional[dict]) -> dict:
-    """fairseq's ``load_checkpoint_to_cpu`` for a local file, with ``torch.load(mmap=True)`` where torch allows it.
+def _read(path: str) -> dict:
+    """The unpickled checkpoint, ``torch.load(mmap=True)`` where torch allows it (fairseq passes torch.load an
+    open file, which torch cannot map)."""
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
 
-    fairseq passes torch.load an open file, which torch cannot map; the steps after the load are fairseq's.
-    """
-    state = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+
+def _upgraded(state: dict, arg_overrides: Optional[dict]) -> dict:
+    """The steps of fairseq's ``load_checkpoint_to_cpu`` after its torch.load."""
     if state.get("args") is not None and arg_overrides is not None:
         for name, value in arg_overrides.items():
             setattr(state["args"], name, value)
@@ -85,6 +95,68 @@ def model_config(state: dict, what: str, path: str) -> DictConfig:
     if not _is_roberta(arch) or "model" not in state:
         raise _not_masked_lm(what, path, arch)
     return cfg
+
+
+class ModelConfigs:
+    """Checkpoints read again and again (teachers loaded lazily), each configuration parsed once.
+
+    Parsing a fairseq configuration (``OmegaConf.create`` of a few hundred entries and fairseq's
+    upgrades) costs about as much as unpickling the checkpoint. :meth:`load` parses only a raw
+    configuration it has not seen (compared by a digest of the pickled ``cfg`` and ``args``, so a
+    file replaced by another configuration is parsed anew). Parsed configurations are kept per
+    distinct model configuration, at most ``capacity`` of them, so memory does not grow with the
+    number of checkpoints sharing an architecture; per checkpoint two digests are remembered.
+    """
+
+    def __init__(self, capacity: int = 8):
+        self.capacity = capacity
+        self._model_key_of: Dict[str, str] = {}  # digest of a raw (args, cfg) -> model key
+        self._parsed: OrderedDict[str, DictConfig] = OrderedDict()  # model key -> parsed cfg, least recent first
+
+    def load(self, path: str, what: str) -> Tuple[dict, Optional[str]]:
+        """(state, model key) of a masked-LM checkpoint: what building its model needs, ``state["cfg"]``
+        parsed and ``state["model"]`` memory-mapped, with :func:`load_checkpoint_state`'s errors and
+        :func:`model_config`'s checks. Equal model keys: equal resolved model configurations (None:
+        a configuration that does not resolve). fairseq's upgrades of the optimizer history and
+        training state are skipped for a configuration seen before: a model does not read them.
+        """
+        state = _readable(path, what, lambda: _read(path))
+        raw_key = _digest((state.get("args"), state.get("cfg")))
+        model_key = self._model_key_of.get(raw_key)
+        cfg = self._parsed.get(model_key) if model_key is not None else None
+        if cfg is not None:
+            self._parsed.move_to_end(model_key)
+            state["cfg"] = cfg
+            model_config(state, what, path)
+            return state, model_key
+        state = _readable(path, what, lambda: _upgraded(state, None))
+        cfg = model_config(state, what, path)
+        model_key = _model_key(cfg.model)
+        if model_key is None:
+            return state, None
+        self._model_key_of[raw_key] = model_key
+        self._parsed[model_key] = cfg
+        self._parsed.move_to_end(model_key)
+        while len(self._parsed) > self.capacity:
+            self._parsed.popitem(last=False)
+        return state, model_key
+
+
+def _model_key(model_cfg) -> Optional[str]:
+    """Digest of a model configuration with its values resolved (None if they do not resolve: building the model
+    will say why). fairseq keeps the configuration of a model registered by its arguments (RoBERTa) as a Namespace."""
+    if isinstance(model_cfg, argparse.Namespace):
+        values = vars(model_cfg)
+        return None if any(OmegaConf.is_config(v) for v in values.values()) else _digest(sorted(values.items()))
+    try:
+        return _digest(OmegaConf.to_container(model_cfg, resolve=True))
+    except (OmegaConfBaseException, ValueError):  # an interpolation that does not resolve; not a config at all
+        return None
+
+
+def _digest(value) -> str:
+    """sha256 of ``repr(value)``: plain containers of config values, repr'd the same whenever they are equal."""
+    return hashlib.sha256(repr(value).encode("utf-8", "backslashreplace")).hexdigest()
 
 
 @dataclass(frozen=True)
