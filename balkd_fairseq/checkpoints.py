@@ -20,11 +20,11 @@ import os
 import zipfile
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, fields
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import torch
 from fairseq import checkpoint_utils
-from fairseq.models import ARCH_MODEL_REGISTRY, MODEL_REGISTRY
+from fairseq.models import ARCH_CONFIG_REGISTRY, ARCH_MODEL_REGISTRY, MODEL_REGISTRY
 from fairseq.models.roberta import RobertaModel
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -102,56 +102,77 @@ class ModelConfigs:
 
     Parsing a fairseq configuration (``OmegaConf.create`` of a few hundred entries and fairseq's
     upgrades) costs about as much as unpickling the checkpoint. :meth:`load` parses only a raw
-    configuration it has not seen (compared by a digest of the pickled ``cfg`` and ``args``, so a
-    file replaced by another configuration is parsed anew). Parsed configurations are kept per
-    distinct model configuration, at most ``capacity`` of them, so memory does not grow with the
-    number of checkpoints sharing an architecture; per checkpoint two digests are remembered.
+    configuration it has not seen, compared by a digest of the pickled ``cfg`` and ``args`` (a file
+    replaced by one of another configuration is parsed anew). Of a parsed configuration it keeps the
+    model's part alone (a few kB, not the whole configuration's ~200 kB), for at most ``capacity``
+    checkpoints, least recently used dropped first.
     """
 
-    def __init__(self, capacity: int = 8):
+    def __init__(self, capacity: int = 1024):
         self.capacity = capacity
-        self._model_key_of: Dict[str, str] = {}  # digest of a raw (args, cfg) -> model key
-        self._parsed: OrderedDict[str, DictConfig] = OrderedDict()  # model key -> parsed cfg, least recent first
+        self._seen: OrderedDict[str, Tuple[DictConfig, Optional[str]]] = OrderedDict()  # raw digest -> (cfg, model key)
 
     def load(self, path: str, what: str) -> Tuple[dict, Optional[str]]:
-        """(state, model key) of a masked-LM checkpoint: what building its model needs, ``state["cfg"]``
+        """(state, model key) of a masked-LM checkpoint: what building its model needs, ``state["cfg"].model``
         parsed and ``state["model"]`` memory-mapped, with :func:`load_checkpoint_state`'s errors and
-        :func:`model_config`'s checks. Equal model keys: equal resolved model configurations (None:
-        a configuration that does not resolve). fairseq's upgrades of the optimizer history and
-        training state are skipped for a configuration seen before: a model does not read them.
+        :func:`model_config`'s checks. fairseq's upgrades of the optimizer history and training state
+        are skipped for a configuration seen before (``state["cfg"]`` then holds only ``model``).
+
+        Equal model keys: the same architecture with equal values of every hyperparameter the model
+        declares (:func:`model_key`).
         """
         state = _readable(path, what, lambda: _read(path))
         raw_key = _digest((state.get("args"), state.get("cfg")))
-        model_key = self._model_key_of.get(raw_key)
-        cfg = self._parsed.get(model_key) if model_key is not None else None
-        if cfg is not None:
-            self._parsed.move_to_end(model_key)
-            state["cfg"] = cfg
-            model_config(state, what, path)
-            return state, model_key
+        if raw_key in self._seen:
+            self._seen.move_to_end(raw_key)
+            state["cfg"], key = self._seen[raw_key]
+            model_config(state, what, path)  # (a file without weights)
+            return state, key
         state = _readable(path, what, lambda: _upgraded(state, None))
         cfg = model_config(state, what, path)
-        model_key = _model_key(cfg.model)
-        if model_key is None:
-            return state, None
-        self._model_key_of[raw_key] = model_key
-        self._parsed[model_key] = cfg
-        self._parsed.move_to_end(model_key)
-        while len(self._parsed) > self.capacity:
-            self._parsed.popitem(last=False)
-        return state, model_key
+        key = model_key(cfg.model)
+        model_part = cfg.model if isinstance(cfg.model, argparse.Namespace) else OmegaConf.to_container(cfg.model)
+        self._seen[raw_key] = OmegaConf.create({"model": model_part}, flags={"allow_objects": True}), key
+        while len(self._seen) > self.capacity:
+            self._seen.popitem(last=False)
+        return state, key
 
 
-def _model_key(model_cfg) -> Optional[str]:
-    """Digest of a model configuration with its values resolved (None if they do not resolve: building the model
-    will say why). fairseq keeps the configuration of a model registered by its arguments (RoBERTa) as a Namespace."""
+def model_key(model_cfg) -> Optional[str]:
+    """A digest of a model configuration: its architecture and the values of the hyperparameters the model declares.
+
+    Models that fairseq registers with arguments (RoBERTa) keep every training argument (seed, data,
+    save directory, ...) in their configuration; only the ones their ``add_args`` or architecture
+    function name describe the model. None for a configuration whose values do not resolve or an
+    unknown architecture (building the model will say why).
+    """
     if isinstance(model_cfg, argparse.Namespace):
-        values = vars(model_cfg)
-        return None if any(OmegaConf.is_config(v) for v in values.values()) else _digest(sorted(values.items()))
+        arch = getattr(model_cfg, "arch", None) or getattr(model_cfg, "_name", None)
+        names = _declared_hyperparameters(arch)
+        if names is None:
+            return None
+        values = {name: getattr(model_cfg, name, "<unset>") for name in sorted(names)}
+        if any(OmegaConf.is_config(v) for v in values.values()):
+            return None
+        return _digest((arch, values))
     try:
-        return _digest(OmegaConf.to_container(model_cfg, resolve=True))
+        return _digest(OmegaConf.to_container(model_cfg, resolve=True))  # a model's own dataclass
     except (OmegaConfBaseException, ValueError):  # an interpolation that does not resolve; not a config at all
         return None
+
+
+@functools.cache
+def _declared_hyperparameters(arch) -> Optional[frozenset]:
+    """What ``add_args`` of ``arch``'s model defines and what its architecture function sets."""
+    model_cls = ARCH_MODEL_REGISTRY.get(arch) or MODEL_REGISTRY.get(arch)
+    if model_cls is None:
+        return None
+    parser = argparse.ArgumentParser(add_help=False)
+    model_cls.add_args(parser)
+    defaults = argparse.Namespace()
+    if arch in ARCH_CONFIG_REGISTRY:
+        ARCH_CONFIG_REGISTRY[arch](defaults)
+    return frozenset(action.dest for action in parser._actions) | set(vars(defaults))
 
 
 def _digest(value) -> str:

@@ -213,6 +213,11 @@ def refill_teacher(model: RobertaModel, lang: str, state: dict, path: str) -> Ro
     return model
 
 
+def _same_shapes(model_state: dict, state: dict) -> bool:
+    """The same tensor names and shapes: a state that does not fit goes to a fresh build, which says why."""
+    return model_state.keys() == state.keys() and all(model_state[k].shape == state[k].shape for k in state)
+
+
 @contextlib.contextmanager
 def _fitting(lang: str, path: str):
     try:
@@ -227,8 +232,9 @@ class TeacherLoader:
 
     Each checkpoint's configuration is parsed once (:class:`~balkd_fairseq.checkpoints.ModelConfigs`).
     The model the set has just dropped (``spare``) is refilled in place (:func:`refill_teacher`) when
-    it was built from an equal model configuration and has exactly the checkpoint's tensors, so after
-    the first K loads teachers of one architecture cost a read of their weights. Otherwise a model is
+    it was built for the same architecture and hyperparameters (:func:`~balkd_fairseq.checkpoints.model_key`)
+    and has the checkpoint's tensor names and shapes, so after the first K loads teachers of one
+    architecture cost a read of their weights. Otherwise a model is
     built as before, its random initialisation drawn from a forked RNG: loading a teacher mid-training
     does not move the random stream of the student's dropout.
     """
@@ -244,7 +250,7 @@ class TeacherLoader:
         lang, path = self.task.languages[lang_id], self.checkpoints[lang_id]
         state, model_key = self.configs.load(path, _what(lang))
         if spare is not None and model_key is not None and self._built_from.get(spare) == model_key \
-                and set(spare.state_dict()) == set(state["model"]):
+                and _same_shapes(spare.state_dict(), state["model"]):
             return refill_teacher(spare, lang, state, path)
         with torch.random.fork_rng(devices=[]):
             model = build_teacher(self.task, lang, state, path).to(self.dtype)
