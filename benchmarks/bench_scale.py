@@ -46,7 +46,6 @@ smallest L, log-x).
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -55,6 +54,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from machine_info import describe
 
 REPO = Path(__file__).resolve().parents[1]
 PLUGIN = str(REPO / "balkd_fairseq")
@@ -352,16 +352,9 @@ def fmt(value, spec):
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    import torch
-
-    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} (OMP_NUM_THREADS=1 per process), "
-            f"python {platform.python_version()}; 1-minute load average {os.getloadavg()[0]:.2f} at the end")
+    info = describe()
+    return (f"{info['cpu']}, {info['cores']} cores, torch {info['torch']} (OMP_NUM_THREADS=1 per process), "
+            f"python {info['python']}; 1-minute load average {os.getloadavg()[0]:.2f} at the end")
 
 
 def markdown(rows, targets, args, command: str) -> str:
