@@ -162,7 +162,7 @@ def test_lazy_loads_refill_the_dropped_model_with_bit_identical_logits(tiny_data
         assert not model.training and not any(p.requires_grad for p in model.parameters())
         assert {p.dtype for p in model.parameters()} == {DTYPES[dtype]}
     assert all(m is models[0] for m in models)  # one model, refilled: the seeds and data of aa and bb differ
-    assert capped.take_stats()["teacher_loads"] == 4
+    assert capped.take_stats()["teacher_loads"] == 5  # every switch of language
     assert torch.equal(torch.get_rng_state(), rng)  # the one build drew its random init from a forked RNG
 
 
@@ -195,7 +195,7 @@ def test_a_checkpoint_that_does_not_fit_fails_as_it_did(tiny_data, tiny_teachers
         one_language_logits(capped, tokens, masked, 1)
     with pytest.raises(BalkdError) as built:
         build_teacher(task, "bb", load_checkpoint_state(str(bad), "test"), str(bad))
-    assert str(lazily.value) == str(built.value) and "size mismatch" in str(lazily.value)
+    assert str(lazily.value) == str(built.value) and "cannot build the model stored in" in str(lazily.value)
 
 
 def test_model_configs_parse_each_configuration_once_and_key_the_architecture(tiny_teachers, tmp_path):
@@ -207,6 +207,7 @@ def test_model_configs_parse_each_configuration_once_and_key_the_architecture(ti
     assert vars(again["cfg"].model) == vars(first["cfg"].model)
     other, other_key = configs.load(str(tiny_teachers["bb"]), "test")
     assert other["cfg"].model.seed != first["cfg"].model.seed and other_key == key  # training arguments are no part
+    del first, again, other  # their weights map the file rewritten below
 
     def more_dropout(state):
         state["cfg"]["model"].dropout = 0.3
