@@ -11,7 +11,8 @@ model copies each tensor once into its own parameters. Legacy (non-zip) files ar
 
 What the start-up checks of a teacher need (architecture, positions, embedding rows) is
 :class:`CheckpointFacts`, remembered beside the checkpoint (:mod:`balkd_fairseq.hash_memo`), so a
-start with unchanged teachers unpickles none of them.
+start with unchanged teachers unpickles none of them. :class:`ModelConfigs` reads checkpoints that
+are loaded again and again (lazily loaded teachers), parsing each one's configuration once.
 """
 import argparse
 import functools

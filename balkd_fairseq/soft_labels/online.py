@@ -8,6 +8,9 @@ What these checks read from a checkpoint and a dictionary is remembered beside t
 are unchanged (:mod:`balkd_fairseq.hash_memo`): a start-up with unchanged teachers unpickles a
 checkpoint only to build a resident model, and with ``--max-resident-teachers`` none.
 
+With ``--max-resident-teachers`` a teacher dropped to make room is refilled with the next one's
+weights when both have one architecture (:class:`TeacherLoader`): no model is built per load.
+
 Teachers are plain attributes, never registered submodules of the criterion: fairseq would
 otherwise optimise, DDP-wrap and checkpoint them with the student.
 """
@@ -234,9 +237,9 @@ class TeacherLoader:
     The model the set has just dropped (``spare``) is refilled in place (:func:`refill_teacher`) when
     it was built for the same architecture and hyperparameters (:func:`~balkd_fairseq.checkpoints.model_key`)
     and has the checkpoint's tensor names and shapes, so after the first K loads teachers of one
-    architecture cost a read of their weights. Otherwise a model is
-    built as before, its random initialisation drawn from a forked RNG: loading a teacher mid-training
-    does not move the random stream of the student's dropout.
+    architecture cost an unpickling and a copy of their weights. Otherwise a model is built as
+    before, its random initialisation drawn from a forked RNG: loading a teacher mid-training does not
+    move the random stream of the student's dropout.
     """
 
     def __init__(self, task, checkpoints: List[str], dtype: torch.dtype):
@@ -461,7 +464,9 @@ class TeacherSet(SoftLabelSource):
         language still uses it."""
         dropped, model = self.models.popitem(last=False)
         host = self._host.pop(dropped, None)
-        resident, self._resident = self._resident == dropped, None if self._resident == dropped else self._resident
+        resident = self._resident == dropped
+        if resident:
+            self._resident = None
         if any(other is model for other in self.models.values()):
             return None
         if resident:  # point it back at its host buffers, the ones a refill writes
