@@ -11,19 +11,24 @@ model copies each tensor once into its own parameters. Legacy (non-zip) files ar
 
 What the start-up checks of a teacher need (architecture, positions, embedding rows) is
 :class:`CheckpointFacts`, remembered beside the checkpoint (:mod:`balkd_fairseq.hash_memo`), so a
-start with unchanged teachers unpickles none of them.
+start with unchanged teachers unpickles none of them. :class:`ModelConfigs` reads checkpoints that
+are loaded again and again (lazily loaded teachers), parsing each one's configuration once.
 """
+import argparse
 import functools
+import hashlib
 import os
 import zipfile
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, fields
-from typing import Callable, Optional
+from typing import Callable, Optional, Tuple
 
 import torch
 from fairseq import checkpoint_utils
-from fairseq.models import ARCH_MODEL_REGISTRY, MODEL_REGISTRY
+from fairseq.models import ARCH_CONFIG_REGISTRY, ARCH_MODEL_REGISTRY, MODEL_REGISTRY
 from fairseq.models.roberta import RobertaModel
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from .checkpoint_compat import UNREADABLE_CHECKPOINT_ERRORS, allow_fairseq_checkpoints, describe_load_error
 from .errors import BalkdError
@@ -34,21 +39,27 @@ EMBED_KEY = "encoder.sentence_encoder.embed_tokens.weight"  # rows = the model's
 
 def load_checkpoint_state(path: str, what: str, arg_overrides: Optional[dict] = None) -> dict:
     """``checkpoint_utils.load_checkpoint_to_cpu`` (memory-mapped) with one-line errors naming ``what`` and ``path``."""
+    return _readable(path, what, lambda: _upgraded(_read(path), arg_overrides))
+
+
+def _readable(path: str, what: str, read: Callable[[], dict]) -> dict:
     if not os.path.isfile(path):
         raise BalkdError(f"{what}: checkpoint not found: {path}")
     allow_fairseq_checkpoints()
     try:
-        return _load_checkpoint_to_cpu(path, arg_overrides)
+        return read()
     except UNREADABLE_CHECKPOINT_ERRORS as err:  # what corrupt, truncated or refused pickles raise
         raise BalkdError(f"{what}: cannot load checkpoint {path}: {describe_load_error(err)}") from None
 
 
-def _load_checkpoint_to_cpu(path: str, arg_overrides: Optional[dict]) -> dict:
-    """fairseq's ``load_checkpoint_to_cpu`` for a local file, with ``torch.load(mmap=True)`` where torch allows it.
+def _read(path: str) -> dict:
+    """The unpickled checkpoint, ``torch.load(mmap=True)`` where torch allows it (fairseq passes torch.load an
+    open file, which torch cannot map)."""
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
 
-    fairseq passes torch.load an open file, which torch cannot map; the steps after the load are fairseq's.
-    """
-    state = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+
+def _upgraded(state: dict, arg_overrides: Optional[dict]) -> dict:
+    """The steps of fairseq's ``load_checkpoint_to_cpu`` after its torch.load."""
     if state.get("args") is not None and arg_overrides is not None:
         for name, value in arg_overrides.items():
             setattr(state["args"], name, value)
@@ -85,6 +96,89 @@ def model_config(state: dict, what: str, path: str) -> DictConfig:
     if not _is_roberta(arch) or "model" not in state:
         raise _not_masked_lm(what, path, arch)
     return cfg
+
+
+class ModelConfigs:
+    """Checkpoints read again and again (teachers loaded lazily), each configuration parsed once.
+
+    Parsing a fairseq configuration (``OmegaConf.create`` of a few hundred entries and fairseq's
+    upgrades) costs about as much as unpickling the checkpoint. :meth:`load` parses only a raw
+    configuration it has not seen, compared by a digest of the pickled ``cfg`` and ``args`` (a file
+    replaced by one of another configuration is parsed anew). Of a parsed configuration it keeps the
+    model's part alone (a few kB, not the whole configuration's ~200 kB), for at most ``capacity``
+    checkpoints, least recently used dropped first.
+    """
+
+    def __init__(self, capacity: int = 1024):
+        self.capacity = capacity
+        self._seen: OrderedDict[str, Tuple[DictConfig, Optional[str]]] = OrderedDict()  # raw digest -> (cfg, model key)
+
+    def load(self, path: str, what: str) -> Tuple[dict, Optional[str]]:
+        """(state, model key) of a masked-LM checkpoint: what building its model needs, ``state["cfg"].model``
+        parsed and ``state["model"]`` memory-mapped, with :func:`load_checkpoint_state`'s errors and
+        :func:`model_config`'s checks. fairseq's upgrades of the optimizer history and training state
+        are skipped for a configuration seen before (``state["cfg"]`` then holds only ``model``).
+
+        Equal model keys: the same architecture with equal values of every hyperparameter the model
+        declares (:func:`model_key`).
+        """
+        state = _readable(path, what, lambda: _read(path))
+        raw_key = _digest((state.get("args"), state.get("cfg")))
+        if raw_key in self._seen:
+            self._seen.move_to_end(raw_key)
+            state["cfg"], key = self._seen[raw_key]
+            model_config(state, what, path)  # (a file without weights)
+            return state, key
+        state = _readable(path, what, lambda: _upgraded(state, None))
+        cfg = model_config(state, what, path)
+        key = model_key(cfg.model)
+        model_part = cfg.model if isinstance(cfg.model, argparse.Namespace) else OmegaConf.to_container(cfg.model)
+        self._seen[raw_key] = OmegaConf.create({"model": model_part}, flags={"allow_objects": True}), key
+        while len(self._seen) > self.capacity:
+            self._seen.popitem(last=False)
+        return state, key
+
+
+def model_key(model_cfg) -> Optional[str]:
+    """A digest of a model configuration: its architecture and the values of the hyperparameters the model declares.
+
+    Models that fairseq registers with arguments (RoBERTa) keep every training argument (seed, data,
+    save directory, ...) in their configuration; only the ones their ``add_args`` or architecture
+    function name describe the model. None for a configuration whose values do not resolve or an
+    unknown architecture (building the model will say why).
+    """
+    if isinstance(model_cfg, argparse.Namespace):
+        arch = getattr(model_cfg, "arch", None) or getattr(model_cfg, "_name", None)
+        names = _declared_hyperparameters(arch)
+        if names is None:
+            return None
+        values = {name: getattr(model_cfg, name, "<unset>") for name in sorted(names)}
+        if any(OmegaConf.is_config(v) for v in values.values()):
+            return None
+        return _digest((arch, values))
+    try:
+        return _digest(OmegaConf.to_container(model_cfg, resolve=True))  # a model's own dataclass
+    except (OmegaConfBaseException, ValueError):  # an interpolation that does not resolve; not a config at all
+        return None
+
+
+@functools.cache
+def _declared_hyperparameters(arch) -> Optional[frozenset]:
+    """What ``add_args`` of ``arch``'s model defines and what its architecture function sets."""
+    model_cls = ARCH_MODEL_REGISTRY.get(arch) or MODEL_REGISTRY.get(arch)
+    if model_cls is None:
+        return None
+    parser = argparse.ArgumentParser(add_help=False)
+    model_cls.add_args(parser)
+    defaults = argparse.Namespace()
+    if arch in ARCH_CONFIG_REGISTRY:
+        ARCH_CONFIG_REGISTRY[arch](defaults)
+    return frozenset(action.dest for action in parser._actions) | set(vars(defaults))
+
+
+def _digest(value) -> str:
+    """sha256 of ``repr(value)``: plain containers of config values, repr'd the same whenever they are equal."""
+    return hashlib.sha256(repr(value).encode("utf-8", "backslashreplace")).hexdigest()
 
 
 @dataclass(frozen=True)

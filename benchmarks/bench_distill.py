@@ -35,7 +35,6 @@ state, activations).
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -47,6 +46,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine_info import describe
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -103,14 +103,7 @@ def parse_args(argv=None):
 
 # ------------------------------------------------------------------------------ machine
 def machine(device: torch.device) -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    info = {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-            "python": platform.python_version(), "device": "cpu"}
+    info = dict(describe(), torch_threads=torch.get_num_threads(), device="cpu")
     if device.type == "cuda":
         info["device"] = torch.cuda.get_device_name(device)
     return info

@@ -19,7 +19,8 @@ own ``ru_maxrss`` from ``os.wait4``):
                   remembered beside each file (balkd_fairseq/hash_memo.py)
     resident      fairseq-train --task balanced_distill --criterion multi_teacher_distill --teachers T.json
                   --batch-by-language --language-run-batches R, all teachers resident (no cap)
-    capped        the same with --max-resident-teachers K (K = --resident, default 8)
+    capped        the same with --max-resident-teachers K (K = --resident, default 8); with --run-batches R,R2,...
+                  once more per further R2 with --language-run-batches R2 (longer runs: fewer teacher loads per step)
     cache_build   balkd-cache-teachers for the same data, seed and --max-epoch 1
     cached        the same training from the cache (--teacher-cache)
 
@@ -36,7 +37,7 @@ Targets (ratios to L = 7 unless stated), printed met / missed at the end:
     cached step at L=500 / at L=7                     <= 1.10
     cache build peak RSS at L=500 / at L=7            <= 1.20
     set-up seconds at L=500                           <= 30 s
-    capped step / resident step at the same L         <= 1.25 (every L)
+    capped step / resident step at the same L         <= 1.25 (every L; reported for every R of --run-batches)
     teacher checks seconds at L=500 (later start)     <= 60 s
 
 The largest L in --languages stands in for 500 when 500 is not measured. Writes --out/scale.json,
@@ -46,7 +47,6 @@ smallest L, log-x).
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -55,6 +55,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from machine_info import describe
 
 REPO = Path(__file__).resolve().parents[1]
 PLUGIN = str(REPO / "balkd_fairseq")
@@ -76,7 +77,9 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=8, help="sequences per batch")
     p.add_argument("--updates", type=int, default=120, help="updates per training run (enough that the mean step is stable to a few %%)")
     p.add_argument("--warmup", type=int, default=20, help="first updates left out of the step time")
-    p.add_argument("--run-batches", type=int, default=8, help="--language-run-batches R of every training mode")
+    p.add_argument("--run-batches", default="8", metavar="R[,R2,...]",
+                   help="--language-run-batches R of every training mode; each further R2 adds one capped run with "
+                        "--language-run-batches R2 (columns 'step capped R=R2', how longer runs amortise teacher loads)")
     p.add_argument("--resident", type=int, default=8, help="--max-resident-teachers K of the capped mode")
     p.add_argument("--cache-topk", type=int, default=32, help="--cache-topk of the cache")
     p.add_argument("--from-json", metavar="FILE",
@@ -93,6 +96,13 @@ def parse_args(argv=None):
         p.error("--languages: give at least one L >= 1")
     if args.warmup >= args.updates:
         p.error("--warmup must be below --updates")
+    try:
+        args.run_batch_counts = list(dict.fromkeys(int(x) for x in str(args.run_batches).split(",") if x.strip()))
+    except ValueError:
+        p.error(f"--run-batches: expected comma-separated integers, got {args.run_batches!r}")
+    if not args.run_batch_counts or min(args.run_batch_counts) < 1:
+        p.error("--run-batches: give at least one R >= 1")
+    args.run_batches = args.run_batch_counts[0]
     return args
 
 
@@ -188,15 +198,15 @@ def write_teachers(root: Path, languages, checkpoint: Path) -> Path:
 
 
 # ------------------------------------------------------------------------------ measured processes
-def task_flags(args, data: Path):
+def task_flags(args, data: Path, run_batches=None):
     return [str(data), "--task", "balanced_distill", "--tokens-per-sample", str(args.tokens_per_sample),
             "--batch-size", str(args.batch_size), "--seed", "1", "--max-epoch", "1", "--cpu", "--num-workers", "0",
-            "--batch-by-language", "--language-run-batches", str(args.run_batches),
+            "--batch-by-language", "--language-run-batches", str(run_batches or args.run_batches),
             "--required-batch-size-multiple", "1"]
 
 
-def train_command(args, data: Path, mode_flags):
-    return [*task_flags(args, data), "--user-dir", PLUGIN, "--criterion", "multi_teacher_distill", *arch_flags(args),
+def train_command(args, data: Path, mode_flags, run_batches=None):
+    return [*task_flags(args, data, run_batches), "--user-dir", PLUGIN, "--criterion", "multi_teacher_distill", *arch_flags(args),
             "--optimizer", "adam", "--lr", "1e-4", "--max-update", str(args.updates), "--no-save",
             "--disable-validation", "--log-format", "json", "--log-interval", "1", "--data-buffer-size", "0",
             *mode_flags]
@@ -257,12 +267,14 @@ def measure_one(args, work: Path, count: int, teacher_ckpt: Path, dictionary) ->
     flags = {"resident": ["--teachers", str(teachers)],
              "capped": ["--teachers", str(teachers), "--max-resident-teachers", str(args.resident)],
              "cached": ["--teacher-cache", str(cache)]}
-    for mode in MODES:
-        cmd = [sys.executable, "-m", "fairseq_cli.train", *train_command(args, data, flags[mode])]
-        wall, rss, text = run_measured(cmd, logs / f"{mode}.log")
+    runs = [(mode, mode, args.run_batches) for mode in MODES]
+    runs += [(f"capped_r{r}", "capped", r) for r in args.run_batch_counts[1:]]  # longer runs: fewer loads per step
+    for name, mode, run_batches in runs:
+        cmd = [sys.executable, "-m", "fairseq_cli.train", *train_command(args, data, flags[mode], run_batches)]
+        wall, rss, text = run_measured(cmd, logs / f"{name}.log")
         mean, median, loads, timed = step_seconds(text, args.warmup)
-        row.update({f"{mode}_wall_s": wall, f"{mode}_rss_mb": rss, f"{mode}_step_s": mean,
-                    f"{mode}_step_median_s": median, f"{mode}_teacher_loads": loads, f"{mode}_timed_updates": timed})
+        row.update({f"{name}_wall_s": wall, f"{name}_rss_mb": rss, f"{name}_step_s": mean,
+                    f"{name}_step_median_s": median, f"{name}_teacher_loads": loads, f"{name}_timed_updates": timed})
     shutil.rmtree(root / "teachers")  # the copies are the bulk of the disk use at large L
     shutil.rmtree(cache)
     return row
@@ -313,6 +325,13 @@ TARGETS = [  # (name, description, limit)
 ]
 
 
+def extra_run_batches(rows):
+    """The further R of --run-batches that rows hold a capped run for (none in a scale.json of one R)."""
+    found = {int(key[len("capped_r"):-len("_step_s")]) for row in rows for key in row
+             if key.startswith("capped_r") and key.endswith("_step_s") and key[len("capped_r"):-len("_step_s")].isdigit()}
+    return sorted(found)
+
+
 def evaluate_targets(rows):
     first, last = rows[0], rows[-1]
     worst = max(rows, key=lambda r: r["capped_step_s"] / r["resident_step_s"])
@@ -325,9 +344,16 @@ def evaluate_targets(rows):
         "checks_seconds": last["checks_s"],
     }
     notes = {"capped_vs_resident_step": f"at L={worst['L']}"}
-    return [{"target": name, "what": what.replace("L_max", f"L={last['L']}").replace("L_min", f"L={first['L']}"),
-             "value": values[name], "limit": limit, "met": values[name] <= limit, "note": notes.get(name, "")}
-            for name, what, limit in TARGETS]
+    targets = [{"target": name, "what": what.replace("L_max", f"L={last['L']}").replace("L_min", f"L={first['L']}"),
+                "value": values[name], "limit": limit, "met": values[name] <= limit, "note": notes.get(name, "")}
+               for name, what, limit in TARGETS]
+    for r in extra_run_batches(rows):
+        measured = [row for row in rows if f"capped_r{r}_step_s" in row]
+        worst = max(measured, key=lambda row: row[f"capped_r{r}_step_s"] / row["resident_step_s"])
+        value = worst[f"capped_r{r}_step_s"] / worst["resident_step_s"]
+        targets.append({"target": f"capped_vs_resident_step_r{r}", "value": value, "limit": 1.25, "met": value <= 1.25,
+                        "what": f"capped step with runs of R={r} / all-resident step, worst L", "note": f"at L={worst['L']}"})
+    return targets
 
 
 COLUMNS = [  # (key, header, format)
@@ -352,26 +378,30 @@ def fmt(value, spec):
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    import torch
+    info = describe()
+    return (f"{info['cpu']}, {info['cores']} cores, torch {info['torch']} (OMP_NUM_THREADS=1 per process), "
+            f"python {info['python']}; 1-minute load average {os.getloadavg()[0]:.2f} at the end")
 
-    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} (OMP_NUM_THREADS=1 per process), "
-            f"python {platform.python_version()}; 1-minute load average {os.getloadavg()[0]:.2f} at the end")
+
+def columns(rows):
+    """COLUMNS, with the capped step and loads of every further R the rows hold after the capped ones."""
+    extra = [col for r in extra_run_batches(rows) for col in (
+        (f"capped_r{r}_step_s", f"step capped R={r} ms", "ms"), (f"capped_r{r}_teacher_loads", f"capped R={r} loads (timed)", "{:.0f}"))]
+    at = next(i for i, (key, _, _) in enumerate(COLUMNS) if key == "capped_teacher_loads") + 1
+    return COLUMNS[:at] + extra + COLUMNS[at:]
 
 
 def markdown(rows, targets, args, command: str) -> str:
+    table = columns(rows)
+    extra = extra_run_batches(rows)
+    also = f" (capped also with runs of R = {', '.join(map(str, extra))})" if extra else ""
     lines = [f"`{command}`", "", f"machine: {machine()}", "",
              f"models: {args.layers} layers, {args.dim} dims, {args.vocab}-symbol vocabulary; {args.lines} training lines per "
              f"language, --tokens-per-sample {args.tokens_per_sample}, --batch-size {args.batch_size}, --batch-by-language "
-             f"--language-run-batches {args.run_batches}, capped = --max-resident-teachers {args.resident}; step = mean of "
+             f"--language-run-batches {args.run_batches}{also}, capped = --max-resident-teachers {args.resident}; step = mean of "
              f"1/ups over updates {args.warmup + 1}..{args.updates}", "",
-             "| " + " | ".join(h for _, h, _ in COLUMNS) + " |", "|" + "---:|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(fmt(r[k], spec) for k, _, spec in COLUMNS) + " |" for r in rows]
+             "| " + " | ".join(h for _, h, _ in table) + " |", "|" + "---:|" * len(table)]
+    lines += ["| " + " | ".join(fmt(r[k], spec) if k in r else "" for k, _, spec in table) + " |" for r in rows]
     lines += ["", "| target | value | limit | met |", "|---|---:|---:|---|"]
     lines += [f"| {t['what']}{' (' + t['note'] + ')' if t['note'] else ''} | {t['value']:.2f} | {t['limit']:.2f} | "
               f"{'yes' if t['met'] else '**no**'} |" for t in targets]
@@ -392,8 +422,10 @@ def plot(rows, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     counts = [r["L"] for r in rows]
+    plotted = PLOTTED + [(f"capped_r{r}_step_s", f"step capped R={r}") for r in extra_run_batches(rows)
+                         if all(f"capped_r{r}_step_s" in row for row in rows)]
     fig, (mem, time_ax) = plt.subplots(1, 2, figsize=(12, 4.5), sharex=True)
-    for key, label in PLOTTED:
+    for key, label in plotted:
         ax = mem if ("rss" in key or "bytes" in key) else time_ax
         ax.plot(counts, [r[key] / rows[0][key] for r in rows], marker="o", label=label)
     for ax, title in ((mem, "memory and disk"), (time_ax, "time")):

@@ -1,10 +1,15 @@
-"""How teachers run: the masked-positions-only last layer, and --teacher-offload's weight swapping."""
+"""How teachers run: the masked-positions-only last layer, --teacher-offload's weight swapping, and lazy loads."""
+import shutil
+
 import pytest
 import torch
 from test_teacher_cache import make_task
 
+from balkd_fairseq.checkpoint_compat import allow_fairseq_checkpoints
+from balkd_fairseq.checkpoints import ModelConfigs, load_checkpoint_state, model_key
+from balkd_fairseq.errors import BalkdError
 from balkd_fairseq.soft_labels.manifest import TeacherRecord
-from balkd_fairseq.soft_labels.online import TeacherSet, load_teacher, masked_lm_logits
+from balkd_fairseq.soft_labels.online import DTYPES, TeacherSet, build_teacher, load_teacher, masked_lm_logits
 
 
 def padded_batch(task, rows=5, length=20, seed=0):
@@ -114,3 +119,100 @@ def test_max_resident_teachers_with_offload_swaps_loaded_teachers(tiny_data, tea
     for _ in range(2):
         torch.testing.assert_close(capped.masked_logits(tokens, masked, lang_ids)[0], expected)
     assert list(capped.models) == [1] and set(capped._host) == {1} and capped._resident == 1
+
+
+# ------------------------------------------------------------------------------ lazy loads: refill, parse once
+def rewritten_checkpoint(source, target, change):
+    """A copy of checkpoint ``source`` at ``target`` (with its dict.txt) after ``change(state)``."""
+    allow_fairseq_checkpoints()
+    state = torch.load(source, map_location="cpu", weights_only=True)
+    change(state)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, target)
+    shutil.copy(source.parent / "dict.txt", target.parent / "dict.txt")
+    return target
+
+
+def built_the_old_way(task, lang, path):
+    return build_teacher(task, lang, load_checkpoint_state(str(path), "test"), str(path))
+
+
+def one_language_logits(teachers, tokens, masked, lang_id):
+    return teachers.masked_logits(tokens, masked, torch.full((len(tokens),), lang_id))[0]
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_lazy_loads_refill_the_dropped_model_with_bit_identical_logits(tiny_data, tiny_teachers, teacher_spec, dtype):
+    task = make_task(tiny_data, teachers=teacher_spec, max_resident_teachers=1, teacher_dtype=dtype)
+    capped = TeacherSet.from_task(task)
+    tokens, masked = padded_batch(task)
+    with torch.inference_mode():
+        expected = [masked_lm_logits(built_the_old_way(task, lang, tiny_teachers[lang]).to(DTYPES[dtype]), tokens,
+                                     masked).float() for lang in ["aa", "bb"]]
+    assert not torch.equal(expected[0], expected[1])  # two teachers of one architecture, different weights
+    rng = torch.get_rng_state()
+    models = []
+    for lang_id in [0, 1, 0, 1, 1, 0]:
+        assert torch.equal(one_language_logits(capped, tokens, masked, lang_id), expected[lang_id])
+        model = capped.models[lang_id]
+        models.append(model)
+        checkpoint = load_checkpoint_state(str(tiny_teachers[["aa", "bb"][lang_id]]), "test")["model"]
+        held = model.state_dict()
+        assert all(torch.equal(held[k], v.to(held[k].dtype)) for k, v in checkpoint.items())  # nothing of the other
+        assert not model.training and not any(p.requires_grad for p in model.parameters())
+        assert {p.dtype for p in model.parameters()} == {DTYPES[dtype]}
+    assert all(m is models[0] for m in models)  # one model, refilled: the seeds and data of aa and bb differ
+    assert capped.take_stats()["teacher_loads"] == 5  # every switch of language
+    assert torch.equal(torch.get_rng_state(), rng)  # the one build drew its random init from a forked RNG
+
+
+def test_a_teacher_of_other_hyperparameters_gets_a_model_of_its_own(tiny_data, tiny_teachers, tmp_path):
+    def more_dropout(state):
+        state["cfg"]["model"].dropout = 0.3  # a hyperparameter RoBERTa declares; no effect in eval mode
+
+    other = rewritten_checkpoint(tiny_teachers["bb"], tmp_path / "bb" / "checkpoint.pt", more_dropout)
+    task = make_task(tiny_data, teachers=f"aa:{tiny_teachers['aa']},bb:{other}", max_resident_teachers=1)
+    capped = TeacherSet.from_task(task)
+    tokens, masked = padded_batch(task)
+    with torch.inference_mode():
+        expected = masked_lm_logits(built_the_old_way(task, "bb", other), tokens, masked)
+    one_language_logits(capped, tokens, masked, 0)
+    first = capped.models[0]
+    assert torch.equal(one_language_logits(capped, tokens, masked, 1), expected)
+    assert capped.models[1] is not first and capped.models[1].encoder.sentence_encoder.dropout_module.p == 0.3
+
+
+def test_a_checkpoint_that_does_not_fit_fails_as_it_did(tiny_data, tiny_teachers, tmp_path):
+    def shorter_output_bias(state):
+        state["model"]["encoder.lm_head.bias"] = state["model"]["encoder.lm_head.bias"][:-1].clone()
+
+    bad = rewritten_checkpoint(tiny_teachers["bb"], tmp_path / "bb" / "checkpoint.pt", shorter_output_bias)
+    task = make_task(tiny_data, teachers=f"aa:{tiny_teachers['aa']},bb:{bad}", max_resident_teachers=1)
+    capped = TeacherSet.from_task(task)  # the start-up checks read no weights
+    tokens, masked = padded_batch(task)
+    one_language_logits(capped, tokens, masked, 0)
+    with pytest.raises(BalkdError) as lazily:
+        one_language_logits(capped, tokens, masked, 1)
+    with pytest.raises(BalkdError) as built:
+        build_teacher(task, "bb", load_checkpoint_state(str(bad), "test"), str(bad))
+    assert str(lazily.value) == str(built.value) and "cannot build the model stored in" in str(lazily.value)
+
+
+def test_model_configs_parse_each_configuration_once_and_key_the_architecture(tiny_teachers, tmp_path):
+    configs = ModelConfigs()
+    path = rewritten_checkpoint(tiny_teachers["aa"], tmp_path / "aa" / "checkpoint.pt", lambda state: None)
+    first, key = configs.load(str(path), "test")
+    again, again_key = configs.load(str(path), "test")
+    assert configs.load(str(path), "test")[0]["cfg"] is again["cfg"] and again_key == key  # parsed once
+    assert vars(again["cfg"].model) == vars(first["cfg"].model)
+    other, other_key = configs.load(str(tiny_teachers["bb"]), "test")
+    assert other["cfg"].model.seed != first["cfg"].model.seed and other_key == key  # training arguments are no part
+    del first, again, other  # their weights map the file rewritten below
+
+    def more_dropout(state):
+        state["cfg"]["model"].dropout = 0.3
+
+    rewritten_checkpoint(tiny_teachers["aa"], path, more_dropout)  # the same file, another configuration
+    changed, changed_key = configs.load(str(path), "test")
+    assert changed["cfg"].model.dropout == 0.3 and changed_key != key
+    assert model_key(changed["cfg"].model) == changed_key

@@ -8,13 +8,18 @@ What these checks read from a checkpoint and a dictionary is remembered beside t
 are unchanged (:mod:`balkd_fairseq.hash_memo`): a start-up with unchanged teachers unpickles a
 checkpoint only to build a resident model, and with ``--max-resident-teachers`` none.
 
+With ``--max-resident-teachers`` a teacher dropped to make room is refilled with the next one's
+weights when both have one architecture (:class:`TeacherLoader`): no model is built per load.
+
 Teachers are plain attributes, never registered submodules of the criterion: fairseq would
 otherwise optimise, DDP-wrap and checkpoint them with the student.
 """
+import contextlib
 import functools
 import logging
 import os
 import time
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import Callable, Dict, List, Optional
@@ -24,7 +29,7 @@ import torch.nn.functional as F
 from fairseq.data import Dictionary
 from fairseq.models.roberta import RobertaModel
 
-from ..checkpoints import checkpoint_facts, load_checkpoint_state, model_config
+from ..checkpoints import ModelConfigs, checkpoint_facts, load_checkpoint_state, model_config
 from ..data.dictionary_hash import (
     dict_file_sha256,
     dictionary_sha256,
@@ -189,15 +194,72 @@ def check_teacher(task, lang: str, spec: TeacherSpec, student_sha256: Optional[s
 def build_teacher(task, lang: str, state: dict, path: str) -> RobertaModel:
     """The model of a checked checkpoint state, frozen, in eval mode."""
     cfg = model_config(state, _what(lang), path)  # (a file replaced since its check)
-    try:
+    with _fitting(lang, path):
         model = task.build_model(cfg.model, from_checkpoint=True)
         model.load_state_dict(state["model"], strict=True, model_cfg=cfg.model)
-    except Exception as err:  # noqa: BLE001  (fairseq/torch raise many types for a state that does not fit its config)
-        first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise BalkdError(f"teacher for language {lang!r}: cannot build the model stored in {path}: {first_line}") from None
     model.eval()
     model.requires_grad_(False)
     return model
+
+
+def refill_teacher(model: RobertaModel, lang: str, state: dict, path: str) -> RobertaModel:
+    """``model`` (a teacher built from the same model configuration) holding the weights of ``state`` instead.
+
+    Strict loading copies every parameter and buffer of the state into the model's own tensors (cast
+    to their dtype, on their device) and fails as :func:`build_teacher` would for a state that does
+    not fit: no model is built, nothing is randomly initialised. Teachers are built and refilled
+    under inference mode, where their tensors may be inference tensors.
+    """
+    cfg = model_config(state, _what(lang), path)
+    with _fitting(lang, path), torch.inference_mode():
+        model.load_state_dict(state["model"], strict=True, model_cfg=cfg.model)
+    return model
+
+
+def _same_shapes(model_state: dict, state: dict) -> bool:
+    """The same tensor names and shapes: a state that does not fit goes to a fresh build, which says why."""
+    return model_state.keys() == state.keys() and all(model_state[k].shape == state[k].shape for k in state)
+
+
+@contextlib.contextmanager
+def _fitting(lang: str, path: str):
+    try:
+        yield
+    except Exception as err:  # noqa: BLE001  (fairseq/torch raise many types for a state that does not fit its config)
+        first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise BalkdError(f"teacher for language {lang!r}: cannot build the model stored in {path}: {first_line}") from None
+
+
+class TeacherLoader:
+    """Loads the teachers of a set that holds at most K at once (``--max-resident-teachers``), as cheaply as it can.
+
+    Each checkpoint's configuration is parsed once (:class:`~balkd_fairseq.checkpoints.ModelConfigs`).
+    The model the set has just dropped (``spare``) is refilled in place (:func:`refill_teacher`) when
+    it was built for the same architecture and hyperparameters (:func:`~balkd_fairseq.checkpoints.model_key`)
+    and has the checkpoint's tensor names and shapes, so after the first K loads teachers of one
+    architecture cost an unpickling and a copy of their weights. Otherwise a model is built as
+    before, its random initialisation drawn from a forked RNG: loading a teacher mid-training does not
+    move the random stream of the student's dropout.
+    """
+
+    def __init__(self, task, checkpoints: List[str], dtype: torch.dtype):
+        self.task = task
+        self.checkpoints = checkpoints  # lang_id -> checkpoint of the teacher serving it
+        self.dtype = dtype
+        self.configs = ModelConfigs()
+        self._built_from = weakref.WeakKeyDictionary()  # model -> model key of the configuration it was built from
+
+    def __call__(self, lang_id: int, spare: Optional[RobertaModel] = None) -> RobertaModel:
+        lang, path = self.task.languages[lang_id], self.checkpoints[lang_id]
+        state, model_key = self.configs.load(path, _what(lang))
+        if spare is not None and model_key is not None and self._built_from.get(spare) == model_key \
+                and _same_shapes(spare.state_dict(), state["model"]):
+            return refill_teacher(spare, lang, state, path)
+        with torch.random.fork_rng(devices=[]):
+            model = build_teacher(self.task, lang, state, path).to(self.dtype)
+        if model_key is not None:
+            self._built_from[model] = model_key
+        return model
 
 
 def check_and_build_teacher(task, lang: str, spec: TeacherSpec, student_sha256: Optional[str] = None):
@@ -295,10 +357,11 @@ class TeacherSet(SoftLabelSource):
     """One frozen teacher per language, run once per language present in a batch.
 
     With ``max_resident`` K > 0 at most K teachers are held at once: a teacher is built by
-    ``loader(lang_id)`` on first use and the least recently used one is dropped when a K+1-th is
-    needed (every teacher was checked at start-up; only its weights wait). Loads and their seconds
-    are counted for the training log (``teacher_loads``, ``teacher_load_seconds``), so thrashing
-    shows: order batches by language (``--batch-by-language``) to avoid it.
+    ``loader(lang_id, spare)`` on first use and the least recently used one is dropped when a K+1-th is
+    needed (every teacher was checked at start-up; only its weights wait). The dropped model is the
+    ``spare`` the loader may refill instead of building a new one (:class:`TeacherLoader`). Loads and
+    their seconds are counted for the training log (``teacher_loads``, ``teacher_load_seconds``), so
+    thrashing shows: order batches by language (``--batch-by-language``) to avoid it.
 
     With ``offload`` teachers live in host memory (pinned for CUDA) and a teacher's weights are
     copied to the device only when a batch has its language; the last one used stays there, so
@@ -338,10 +401,6 @@ class TeacherSet(SoftLabelSource):
             raise BalkdError(f"--max-resident-teachers must be >= 0 (0 = all teachers), got {task.cfg.max_resident_teachers}")
         lazy = 0 < task.cfg.max_resident_teachers < len(task.languages)
 
-        def load(lang_id: int) -> RobertaModel:
-            lang, path = task.languages[lang_id], serving[task.languages[lang_id]].checkpoint
-            return build_teacher(task, lang, load_checkpoint_state(path, _what(lang)), path).to(dtype)
-
         # every teacher is checked from remembered facts; a checkpoint is unpickled here only to build its
         # model (all resident) or when its facts are not remembered yet
         student_sha256 = symbols_sha256(task.source_dictionary.symbols)
@@ -357,11 +416,12 @@ class TeacherSet(SoftLabelSource):
                 models[lang_id] = built[record.sha256]
                 logger.info(f"teacher for {lang}: {spec.checkpoint} ({sum(p.numel() for p in models[lang_id].parameters())} parameters)")
             del load_state
+        loader = TeacherLoader(task, [serving[lang].checkpoint for lang in task.languages], dtype) if lazy else None
         if lazy:
             logger.info(f"{len(records)} teachers checked; at most {task.cfg.max_resident_teachers} held at once "
                         "(--max-resident-teachers), each loaded on first use")
         return cls(models, records, vocab_size=len(task.source_dictionary), sample_address=task.sample_address,
-                   dtype=task.cfg.teacher_dtype, offload=task.cfg.teacher_offload, loader=load if lazy else None,
+                   dtype=task.cfg.teacher_dtype, offload=task.cfg.teacher_offload, loader=loader,
                    max_resident=task.cfg.max_resident_teachers if lazy else 0)
 
     def manifest(self) -> List[dict]:
@@ -387,18 +447,33 @@ class TeacherSet(SoftLabelSource):
             return self.models[lang_id]
         if self.loader is None:
             raise KeyError(f"no teacher for language id {lang_id}")
+        spare = None
         while self.max_resident and len(self.models) >= self.max_resident:
-            dropped, _ = self.models.popitem(last=False)
-            if self._resident == dropped:
-                self._resident = None
-            self._host.pop(dropped, None)
+            spare = self._drop_least_recent()
         start = time.perf_counter()
-        model = self.loader(lang_id)
+        model = self.loader(lang_id, spare)
         self._loads += 1
         self._load_seconds += time.perf_counter() - start
         self.models[lang_id] = model
         if self._placed_on is not None:
             self._adopt(lang_id, model, self._placed_on)
+        return model
+
+    def _drop_least_recent(self) -> Optional[RobertaModel]:
+        """Drops the least recently used teacher; returns its model for the loader to refill, unless another
+        language still uses it."""
+        dropped, model = self.models.popitem(last=False)
+        host = self._host.pop(dropped, None)
+        resident = self._resident == dropped
+        if resident:
+            self._resident = None
+        if any(other is model for other in self.models.values()):
+            return None
+        if resident:  # point it back at its host buffers, the ones a refill writes
+            for t, buffer in zip(_tensors(model), host):
+                t.data = buffer
+        if host is not None and self._placed_on is not None and self._placed_on.type == "cuda":
+            torch.cuda.synchronize(self._placed_on)  # copies from its pinned buffers to the device may still run
         return model
 
     def _swaps(self, device: torch.device) -> bool:
