@@ -350,6 +350,13 @@ def case_eval_checkpoint_pickles_object_outside_allowlist(env):
 
 
 # probe cases (branch probe)
+# issue 14 review (verify14): found beyond the issue's list
+def case_train_teachers_save_dir_is_the_data(env):  # wrote checkpoints, logs and dict.txt into DATA/<lang>/
+    data = copy_data(env)
+    return Invocation("train_teachers", [str(data), "--save-dir", str(data)],
+                      ["--save-dir", str(data), "data directory"], [data])
+
+
 def probe_run(env, expected, extra=(), earlier='{"earlier": "result"}', dict_text=None, checkpoint=None):
     """balkd-probe on valid probing files; OUT/m/probe.json already holds ``earlier``."""
     probe_dir = env.tmp / "PROBE"

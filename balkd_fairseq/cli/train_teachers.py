@@ -128,6 +128,19 @@ def is_complete(lang_dir: str, signature: str) -> bool:
     return isinstance(record, dict) and record.get("signature") == signature
 
 
+def check_save_dir_outside_data(save_dir: str, data: str, langs: List[str]) -> None:
+    """Teachers are written into SAVE/<lang>/: never into DATA (its <lang>/ holds the user's binarized text)."""
+    data_real = os.path.realpath(data)
+    inside_data = os.path.commonpath([os.path.realpath(save_dir), data_real]) == data_real
+    holding_data = [lang for lang in langs
+                    if os.path.commonpath([os.path.realpath(os.path.join(save_dir, lang)), data_real])
+                    == os.path.realpath(os.path.join(save_dir, lang))]
+    if inside_data or holding_data:
+        where = save_dir if inside_data else os.path.join(save_dir, holding_data[0])
+        raise BalkdError(f"--save-dir: {where} is or lies inside the data directory {data} (or holds it); "
+                         "teachers are never written into DATA: choose another directory")
+
+
 def record_dictionary(data: str, lang_dir: str) -> str:
     """Copy DATA/dict.txt beside the teacher's checkpoints (atomically); refuse one trained with another."""
     source, target = os.path.join(data, "dict.txt"), os.path.join(lang_dir, "dict.txt")
@@ -184,6 +197,7 @@ def _main(argv: Optional[List[str]]) -> int:
     if any(a in ("--save-dir", "--task", "--criterion") for a in fairseq_args):
         raise BalkdError("do not pass --save-dir, --task or --criterion after '--': balkd-train-teachers sets them")
     langs = languages_of(args.data, args.languages, subset_flags(fairseq_args)["train"])
+    check_save_dir_outside_data(args.save_dir, args.data, langs)
     init = check_init_checkpoint(args.init_from, os.path.join(args.data, "dict.txt"), fairseq_args) if args.init_from else None
     signature = run_signature(fairseq_args, init)
     shard = resolve_shard(args.shard)
