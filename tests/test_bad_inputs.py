@@ -371,6 +371,13 @@ def case_eval_max_samples_negative(env):  # was read as "all blocks" without a w
     return invocation
 
 
+def case_prepare_flag_not_a_number(env):  # argparse's usage block and '<prog>: error:' line, not the project's one line
+    raw = good_raw_dir(env)
+    out = env.tmp / "DATA_OUT"
+    return Invocation("prepare", ["--raw-dir", str(raw), "--out", str(out), "--vocab-size", "many"],
+                      ["--vocab-size", "'many'"], [raw], never_created=[out])
+
+
 def probe_run(env, expected, extra=(), earlier='{"earlier": "result"}', dict_text=None, checkpoint=None):
     """balkd-probe on valid probing files; OUT/m/probe.json already holds ``earlier``."""
     probe_dir = env.tmp / "PROBE"

@@ -28,13 +28,13 @@ from ..eval.masked_lm_eval import (
 )
 from ..eval.mrr import MLM_PPL, MaskedLMScores
 from ..eval.results_io import LM_RESULTS, parse_languages, parse_named_path, write_json
-from .common import run_cli
+from .common import ArgumentParser, run_cli
 
 logger = logging.getLogger("balkd_fairseq.eval_lm")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="balkd-eval-lm",
         description="Score masked LMs per language: MRR over masked positions (rank = 1 + number of vocabulary "
         "entries with a strictly higher logit than the gold token), accuracy@1 and MLM-PPL (exp of the mean "

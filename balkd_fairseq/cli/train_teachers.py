@@ -36,7 +36,7 @@ from ..outputs import write_json
 from ..processes import run_child
 from ..sharding import languages_of_shard, resolve_shard
 from ..teacher_init import check_init_checkpoint, init_flags, record_init
-from .common import run_cli
+from .common import ArgumentParser, run_cli
 
 # a teacher is one process: the rank of a torchrun/SLURM worker chose its shard of languages (--shard),
 # it must not make the teacher's fairseq-train join a distributed job
@@ -46,7 +46,7 @@ DONE_FILE = "teacher_done.json"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="balkd-train-teachers", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("data", help="data directory in the balanced_distill layout (DATA/dict.txt, DATA/<lang>/train.bin ...)")
