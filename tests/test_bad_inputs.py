@@ -350,6 +350,34 @@ def case_eval_checkpoint_pickles_object_outside_allowlist(env):
 
 
 # probe cases (branch probe)
+# issue 14 review (verify14): found beyond the issue's list
+def case_train_teachers_save_dir_is_the_data(env):  # wrote checkpoints, logs and dict.txt into DATA/<lang>/
+    data = copy_data(env)
+    return Invocation("train_teachers", [str(data), "--save-dir", str(data)],
+                      ["--save-dir", str(data), "data directory"], [data])
+
+
+def case_synth_zipf_exponent_nan(env):  # an IndexError traceback; inf generated a one-word corpus with exit 0
+    out, kept = env.tmp / "SYNTH", env.tmp / "kept"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("the user's file beside the output\n", encoding="utf-8")
+    return Invocation("synth", ["--out", str(out), "--zipf-exponent", "nan", "--quiet"], ["--zipf-exponent", "nan"],
+                      [kept], never_created=[out])
+
+
+def case_eval_max_samples_negative(env):  # was read as "all blocks" without a word
+    invocation = eval_lm(env, env.previous / "checkpoint_last.pt", ["--max-samples", "-1"])
+    invocation.args += ["--max-samples", "-1"]
+    return invocation
+
+
+def case_prepare_flag_not_a_number(env):  # argparse's usage block and '<prog>: error:' line, not the project's one line
+    raw = good_raw_dir(env)
+    out = env.tmp / "DATA_OUT"
+    return Invocation("prepare", ["--raw-dir", str(raw), "--out", str(out), "--vocab-size", "many"],
+                      ["--vocab-size", "'many'"], [raw], never_created=[out])
+
+
 def probe_run(env, expected, extra=(), earlier='{"earlier": "result"}', dict_text=None, checkpoint=None):
     """balkd-probe on valid probing files; OUT/m/probe.json already holds ``earlier``."""
     probe_dir = env.tmp / "PROBE"

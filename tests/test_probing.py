@@ -183,6 +183,20 @@ def test_dictionary_check_with_recorded_hash(tmp_path):
         check_dictionary(_state(ROWS, dict_file_sha256(data)), checkpoint, other)
 
 
+def test_dictionary_check_names_the_symbol_from_the_data_directory_the_checkpoint_records(tmp_path):
+    """A student's save dir holds no dict.txt; the data directory it was trained on (cfg.task.data) may."""
+    data = _dict_file(tmp_path / "DATA" / "dict.txt", SYMBOLS)
+    other = _dict_file(tmp_path / "OTHER" / "dict.txt", ["alpha", "beta", "zeta", "delta"])
+    checkpoint = str(tmp_path / "ckpt" / "checkpoint.pt")
+    state = {**_state(ROWS, dict_file_sha256(data)), "cfg": {"task": {"data": str(tmp_path / "DATA")}}}
+    check_dictionary(state, checkpoint, data)
+    with pytest.raises(BalkdError, match=r"OTHER/dict.txt is not the dictionary of the checkpoint .*ckpt/checkpoint.pt: first difference at symbol 6: 'gamma' in .*DATA/dict.txt, 'zeta' in .*OTHER/dict.txt"):
+        check_dictionary(state, checkpoint, other)
+    _dict_file(tmp_path / "DATA" / "dict.txt", ["alpha", "beta", "gamma", "eta"])  # since changed: hashes only
+    with pytest.raises(BalkdError, match="recorded dictionary sha256"):
+        check_dictionary(state, checkpoint, other)
+
+
 def test_dictionary_check_without_record_uses_size_and_the_dict_beside_the_checkpoint(tmp_path):
     data = _dict_file(tmp_path / "DATA" / "dict.txt", SYMBOLS)
     longer = _dict_file(tmp_path / "LONG" / "dict.txt", SYMBOLS + ["epsilon"])

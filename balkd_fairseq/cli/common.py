@@ -4,6 +4,7 @@ A :class:`~balkd_fairseq.errors.BalkdError`, or an OSError the environment cause
 read-only directory), ends the command with ``balkd-fairseq: error: ...`` and exit code 2; Ctrl-C
 ends it with exit code 130 and one line; every other exception is a bug and keeps its traceback.
 """
+import argparse
 import logging
 import os
 import sys
@@ -12,6 +13,14 @@ from ..errors import EXIT_CODE, BalkdError, flush_outputs, is_user_os_error, use
 
 LOG_FORMAT = "%(asctime)s | %(levelname)s | %(name)s | %(message)s"
 INTERRUPTED_EXIT_CODE = 130
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """Flag mistakes become one ``balkd-fairseq: error:`` line (exit 2) like every other user mistake,
+    not argparse's usage block followed by its own ``<prog>: error:`` line."""
+
+    def error(self, message):
+        raise BalkdError(message)
 
 
 def setup_logging() -> None:

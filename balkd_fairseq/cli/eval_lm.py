@@ -28,13 +28,13 @@ from ..eval.masked_lm_eval import (
 )
 from ..eval.mrr import MLM_PPL, MaskedLMScores
 from ..eval.results_io import LM_RESULTS, parse_languages, parse_named_path, write_json
-from .common import run_cli
+from .common import ArgumentParser, run_cli
 
 logger = logging.getLogger("balkd_fairseq.eval_lm")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="balkd-eval-lm",
         description="Score masked LMs per language: MRR over masked positions (rank = 1 + number of vocabulary "
         "entries with a strictly higher logit than the gold token), accuracy@1 and MLM-PPL (exp of the mean "
@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--split", default="test", help="split to score, e.g. valid or test (default: test)")
     parser.add_argument("--output-dir", required=True, metavar="OUT",
                         help="writes OUT/<name>/lm.json and OUT/<name>/lm_items.npz (per-item scores) per model")
-    parser.add_argument("--seed", type=int, default=1, help="seed of the masks (default: 1)")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the masks, >= 0 (default: 1)")
     parser.add_argument("--mask-prob", type=float, default=0.15,
                         help="fraction of tokens masked, all replaced by <mask> (default: 0.15)")
     parser.add_argument("--tokens-per-sample", type=int, default=512,
@@ -78,6 +78,10 @@ def _validate(args):
         raise BalkdError(f"--mask-prob must be between 0 and 1, got {args.mask_prob}")
     if args.tokens_per_sample < 2:
         raise BalkdError(f"--tokens-per-sample must be at least 2, got {args.tokens_per_sample}")
+    if args.max_samples < 0:
+        raise BalkdError(f"--max-samples must be 0 (all) or more, got {args.max_samples}")
+    if args.seed < 0:  # as balkd-probe: a mask seed is a non-negative integer
+        raise BalkdError(f"--seed must be 0 or more, got {args.seed}")
     if args.pppl_max_sentences < 0:
         raise BalkdError(f"--pppl-max-sentences must be 0 (all) or more, got {args.pppl_max_sentences}")
     if args.max_tokens < args.tokens_per_sample:

@@ -12,13 +12,14 @@ import sys
 from pathlib import Path
 
 from ..errors import BalkdError, run_cli
+from .common import ArgumentParser
 
 logger = logging.getLogger("balkd_fairseq.export")
 FORMATS = ("fairseq", "hf")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="balkd-export",
         description="Export a RoBERTa masked-LM checkpoint (student, teacher or baseline) into folders that stock "
         "tools open without this plugin or the training data: DIR/fairseq for fairseq's RobertaModel.from_pretrained, "

@@ -30,11 +30,11 @@ from ..data.prepare import (
 from ..errors import BalkdError
 from ..locks import output_lock
 from ..outputs import staged_output_dir
-from .common import run_cli
+from .common import ArgumentParser, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="balkd-prepare",
         description="Prepare multilingual masked-LM data: check the UTF-8 text of every language, split it into "
         "train/valid/test, train ONE SentencePiece unigram model on an alpha-smoothed sample of all languages, "

@@ -21,22 +21,15 @@ from ..eval.item_scores import PROBE_ITEMS
 from ..eval.probe_training import ProbeTrainingConfig
 from ..eval.results_io import PROBING_RESULTS, parse_languages, parse_named_path
 from ..files import file_sha256
-from .common import run_cli
+from .common import ArgumentParser, run_cli
 
 logger = logging.getLogger("balkd_fairseq.probe")
 
 TASKS = ("pos", "ner")
 
 
-class _Parser(argparse.ArgumentParser):
-    """Flag mistakes become one ``balkd-fairseq: error:`` line like every other user mistake."""
-
-    def error(self, message):
-        raise BalkdError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = ArgumentParser(
         prog="balkd-probe",
         description="Train POS and NER probes on a frozen masked LM for each language and test each probe on "
         "every language: in-language (I-L) and zero-shot (Z-S) scores. POS: accuracy; NER: entity-level "

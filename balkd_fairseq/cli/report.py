@@ -25,13 +25,13 @@ from ..eval.report import (
 )
 from ..eval.results_io import parse_languages, read_json
 from ..outputs import atomic_write
-from .common import run_cli
+from .common import ArgumentParser, run_cli
 
 logger = logging.getLogger("balkd_fairseq.report")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="balkd-report",
         description="Build the results table (rows Low-Res / High-Res / size groups / {lang} / All; columns model x "
         "(MRR, MLM-PPL, PPPL when evaluated with --pppl, POS I-L, POS Z-S, NER I-L, NER Z-S)) as Markdown and CSV, "

@@ -33,7 +33,7 @@ from ..synth import (
     total_sentences,
     write_benchmark,
 )
-from .common import run_cli
+from .common import ArgumentParser, run_cli
 
 
 def _preset_help() -> str:
@@ -45,7 +45,7 @@ def _preset_help() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="balkd-synth",
         description="Generate a synthetic multilingual benchmark: languages that share one latent grammar (POS "
         "sequences, PER/LOC/ORG entities, Zipfian concept frequencies, shared names) but differ in lexicon, word "

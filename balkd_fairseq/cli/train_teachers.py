@@ -36,7 +36,7 @@ from ..outputs import write_json
 from ..processes import run_child
 from ..sharding import languages_of_shard, resolve_shard
 from ..teacher_init import check_init_checkpoint, init_flags, record_init
-from .common import run_cli
+from .common import ArgumentParser, run_cli
 
 # a teacher is one process: the rank of a torchrun/SLURM worker chose its shard of languages (--shard),
 # it must not make the teacher's fairseq-train join a distributed job
@@ -46,7 +46,7 @@ DONE_FILE = "teacher_done.json"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="balkd-train-teachers", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("data", help="data directory in the balanced_distill layout (DATA/dict.txt, DATA/<lang>/train.bin ...)")
@@ -127,6 +127,19 @@ def is_complete(lang_dir: str, signature: str) -> bool:
         return False
     record = read_json(path, "balkd-train-teachers")
     return isinstance(record, dict) and record.get("signature") == signature
+
+
+def check_save_dir_outside_data(save_dir: str, data: str, langs: List[str]) -> None:
+    """Teachers are written into SAVE/<lang>/: never into DATA (its <lang>/ holds the user's binarized text)."""
+    data_real = os.path.realpath(data)
+    inside_data = os.path.commonpath([os.path.realpath(save_dir), data_real]) == data_real
+    holding_data = [lang for lang in langs
+                    if os.path.commonpath([os.path.realpath(os.path.join(save_dir, lang)), data_real])
+                    == os.path.realpath(os.path.join(save_dir, lang))]
+    if inside_data or holding_data:
+        where = save_dir if inside_data else os.path.join(save_dir, holding_data[0])
+        raise BalkdError(f"--save-dir: {where} is or lies inside the data directory {data} (or holds it); "
+                         "teachers are never written into DATA: choose another directory")
 
 
 def record_dictionary(data: str, lang_dir: str) -> str:
@@ -239,6 +252,7 @@ def _main(argv: Optional[List[str]]) -> int:
     if any(a in ("--save-dir", "--task", "--criterion") for a in fairseq_args):
         raise BalkdError("do not pass --save-dir, --task or --criterion after '--': balkd-train-teachers sets them")
     langs = languages_of(args.data, args.languages, subset_flags(fairseq_args)["train"])
+    check_save_dir_outside_data(args.save_dir, args.data, langs)
     init = check_init_checkpoint(args.init_from, os.path.join(args.data, "dict.txt"), fairseq_args) if args.init_from else None
     signature = run_signature(fairseq_args, init)
     shard = resolve_shard(args.shard)

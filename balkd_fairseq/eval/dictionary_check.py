@@ -4,7 +4,8 @@ Scores computed with another dictionary of the same size are meaningless and loo
 evaluation refuses a mismatch. What is compared, best evidence first:
 
 1. the dictionary hash the checkpoint recorded (``balanced_distill`` checkpoints); when a ``dict.txt``
-   beside the checkpoint has that hash, the error names the first differing symbol;
+   beside the checkpoint, or in the data directory it records it was trained on, has that hash, the
+   error names the first differing symbol;
 2. for checkpoints without the record: the number of embedding rows against the dictionary's size, and
    symbol by symbol against a ``dict.txt`` beside the checkpoint, if there is one.
 """
@@ -30,6 +31,17 @@ def _beside(checkpoint: str) -> Optional[str]:
     return path if os.path.isfile(path) else None
 
 
+def _trained_on(state: dict) -> Optional[str]:
+    """``dict.txt`` of the data directory the checkpoint records (``cfg.task.data``), if it still exists."""
+    cfg = state.get("cfg")
+    task = cfg.get("task") if hasattr(cfg, "get") else None
+    data = task.get("data") if task is not None and hasattr(task, "get") else None
+    if not isinstance(data, str) or not data:
+        return None
+    path = os.path.join(data, "dict.txt")
+    return path if os.path.isfile(path) else None
+
+
 def _symbol_mismatch(checkpoint: str, checkpoint_dict: str, data_dict: str, checkpoint_symbols,
                      data_symbols) -> BalkdError:
     index, ours, theirs = first_symbol_difference(checkpoint_symbols, data_symbols)
@@ -50,6 +62,11 @@ def check_checkpoint_dictionary(state: dict, checkpoint: str, data_dict: str) ->
             return
         if own is not None and dictionary_sha256(own) == recorded:
             raise _symbol_mismatch(checkpoint, beside, data_dict, own.symbols, data.symbols)
+        trained_on = _trained_on(state)
+        if trained_on is not None and os.path.realpath(trained_on) != os.path.realpath(data_dict):
+            original = load_model_dictionary(trained_on, f"dictionary {checkpoint} was trained with")
+            if dictionary_sha256(original) == recorded:
+                raise _symbol_mismatch(checkpoint, trained_on, data_dict, original.symbols, data.symbols)
         raise BalkdError(
             f"--data dictionary {data_dict} is not the dictionary of the checkpoint {checkpoint}: "
             f"the checkpoint recorded dictionary sha256 {recorded[:12]}…, {data_dict} has "

@@ -1,4 +1,5 @@
 """What ``balkd-synth`` generates: the configuration (its flags), validated into a plan of languages and sizes."""
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -114,8 +115,8 @@ def _check_numbers(config: SynthConfig) -> None:
             raise BalkdError(f"--sizes: {lang}={size} must be at least 1")
     if config.lexicon_size < 50:
         raise BalkdError(f"--lexicon-size: must be at least 50 (got {config.lexicon_size})")
-    if config.zipf_exponent <= 0:
-        raise BalkdError(f"--zipf-exponent: must be positive (got {config.zipf_exponent})")
+    if not (math.isfinite(config.zipf_exponent) and config.zipf_exponent > 0):  # nan crashed, inf gave one word
+        raise BalkdError(f"--zipf-exponent: must be a finite positive number (got {config.zipf_exponent})")
     for flag, rate in (("--cognate-rate", config.cognate_rate), ("--homograph-rate", config.homograph_rate)):
         if not 0 <= rate <= 1:
             raise BalkdError(f"{flag}: must be between 0 and 1 (got {rate})")
