@@ -2,7 +2,8 @@
 
 fairseq's ``batch_by_size`` drops the last ``len % --required-batch-size-multiple`` samples of a split
 (default multiple 8), so a split (or one language's ``valid_<lang>`` subset) with fewer blocks than that
-gives zero batches, as does one where ``--max-tokens`` filters every block. fairseq then ends with
+gives zero batches, as does one whose every block is skipped as longer than ``--max-tokens``
+(``--skip-invalid-size-inputs-valid-test``). fairseq then ends with
 "The dataset is empty" (a traceback) at its first batch; this names the split, its size and the flag.
 """
 from typing import List, Optional
@@ -23,4 +24,4 @@ def check_split_has_batches(batches, split: str, languages: List[str], blocks: i
                          f"(e.g. 1) or add data")
     raise BalkdError(f"{where} has {blocks} block(s) but gives no batch under --max-tokens {max_tokens}, "
                      f"--batch-size {max_sentences}, --required-batch-size-multiple {required_multiple}: "
-                     f"raise --max-tokens or lower --tokens-per-sample")
+                     f"raise --max-tokens or lower --tokens-per-sample (longer blocks are skipped)")
