@@ -447,6 +447,12 @@ def case_probe_output_holds_another_file(env):
     return probe_run(env, ["probe.json exists and is not a balkd-probe result"], extra=["--tasks", "pos"])
 
 
+# entry (issue 14): fairseq's batching drops the last len % --required-batch-size-multiple blocks of a split
+def case_valid_subset_smaller_than_the_batch_size_multiple(env):  # was fairseq's "The dataset is empty" traceback
+    return train(env, ["'valid_bb' split of language 'bb'", "fewer than --required-batch-size-multiple 8"],
+                 extra=["--valid-subset", "valid_bb", "--required-batch-size-multiple", "8"])
+
+
 CASES = {name[len("case_"):]: fn for name, fn in sorted(globals().items()) if name.startswith("case_")}
 
 

@@ -60,6 +60,7 @@ from ..data.resume_settings import (
     resumed_checkpoint,
     stop_if_finished,
 )
+from ..data.split_batches import check_split_has_batches
 from ..data.subset_dataset import EpochSubsetDataset, LanguageDraw
 from ..errors import BalkdError
 from ..soft_labels.fallback import FALLBACK_RULES
@@ -430,6 +431,11 @@ class BalancedDistillTask(MaskedLMTask):
 
     def get_batch_iterator(self, dataset, **kwargs):
         iterator = super().get_batch_iterator(dataset, **kwargs)
+        split = next((name for name, loaded in self.datasets.items() if loaded is dataset), None)
+        if split is not None and hasattr(iterator, "frozen_batches"):  # (fairseq batches it next anyway)
+            check_split_has_batches(iterator.frozen_batches, split, self._split_languages(split)[1], len(dataset),
+                                    kwargs.get("required_batch_size_multiple", 1), kwargs.get("max_tokens"),
+                                    kwargs.get("max_sentences"))
         if self.cfg.language_run_batches > 1 and isinstance(dataset, LanguageBatchedDataset):
             return LanguageRunBatchIterator.from_iterator(iterator, dataset.sample_langs, self.cfg.language_run_batches)
         return iterator
