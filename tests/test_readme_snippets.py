@@ -488,11 +488,11 @@ def test_scripts_the_docs_call_exist_and_are_run_by_their_tests():
             if test != script:
                 assert Path(script).name in (REPO / test).read_text(encoding="utf-8"), f"{test} does not run {script}"
     for script in ("examples/toy/pipeline.py", "examples/scale/run.py"):  # the documented flags parse
-        for doc, _, _, text in command_blocks():
-            for words in shell_commands(text):
-                if len(words) > 1 and words[0] == "python" and words[1] == script:
-                    module = load_script(script)
-                    module.build_parser().parse_args(words[2:]) if hasattr(module, "build_parser") else None
+        calls = [words for *_, text in command_blocks() for words in shell_commands(text)
+                 if len(words) > 1 and words[0] == "python" and words[1] == script]
+        assert calls, f"the docs no longer call {script}"
+        for words in calls:
+            load_script(script).build_parser().parse_args(words[2:])
 
 
 def load_script(script: str):
