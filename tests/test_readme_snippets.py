@@ -681,8 +681,7 @@ def test_readme_quick_start_runs_as_written(session):
 # Groups written but not yet seen passing end to end (they were written on a saturated machine): they run
 # only with BALKD_README_UNVERIFIED=1 until someone has run them once and emptied this set.
 UNVERIFIED = {"balkd-train, torchrun on one node", "balkd-train, torchrun on CPU", "balkd-train, torchrun on several nodes",
-              "balkd-train under SLURM", "offline cache as a SLURM array", "balkd-train, one process", "many languages",
-              "paper", "teachers as a SLURM array", "several seeds"}
+              "balkd-train under SLURM", "offline cache as a SLURM array", "many languages", "paper"}
 EXECUTED: set = set()  # (how, script) of the blocks run: the same command line runs once
 PREPARE = {"several seeds": prepare_several_seeds, "paper: data": prepare_paper}
 RUN_GROUPS = list(dict.fromkeys(run.group or run.name for run in RUNS if run.how != "elsewhere"))
