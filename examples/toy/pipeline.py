@@ -379,7 +379,8 @@ def model_cost(student: dict, teachers: Optional[dict]) -> dict:
             "wall_seconds": student["wall_seconds"] + teachers.get("wall_seconds", 0)}
 
 
-def run_preset(s: Settings, preset: str, seeds: List[int], configs: List[str], single_run: bool = False) -> None:
+def run_preset(s: Settings, preset: str, seeds: List[int], configs: List[str], single_run: bool = False,
+               report_name: str = "report") -> None:
     layouts = [Layout(s.out, preset, seed, single_run) for seed in seeds]
     make_benchmark(layouts[0], s)
     costs: Dict[str, List[dict]] = {name: [] for name in configs}
@@ -390,7 +391,7 @@ def run_preset(s: Settings, preset: str, seeds: List[int], configs: List[str], s
             costs[name].append(model_cost(student, teacher_cost))
         for name in configs:
             evaluate(layout, s, name)
-    report_dir = os.path.join(s.out, "report") if single_run else os.path.join(s.out, preset, "report")
+    report_dir = os.path.join(s.out, "report") if single_run else os.path.join(s.out, preset, report_name)
     report(s.out, preset, layouts, configs, report_dir)
     write_cost(costs, os.path.join(report_dir, "cost.md"))
 
@@ -408,6 +409,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--presets", default="shared,diverse", help="comma-separated presets (default: shared,diverse)")
     sweep.add_argument("--configs", default=",".join(PAPER_CONFIGS),
                        help=f"comma-separated configurations out of {', '.join(CONFIGS)} (default: the paper's three)")
+    sweep.add_argument("--report-name", default="report",
+                       help="the report's directory under OUT/<preset>/ (default: report); e.g. 'screen' for a one-seed "
+                            "screening of every configuration beside the 3-seed report of the finalists")
     for p in (demo, sweep):
         p.add_argument("--out", default=None, help="output root (default: outputs/toy for demo, outputs/sweep for sweep)")
     return parser
@@ -438,7 +442,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     for preset in [p.strip() for p in args.presets.split(",") if p.strip()]:
         if preset not in PRESET_GROUPS:
             raise SystemExit(f"unknown preset {preset!r}; known: {', '.join(PRESET_GROUPS)}")
-        run_preset(s, preset, [int(x) for x in args.seeds.split(",") if x.strip()], configs)
+        run_preset(s, preset, [int(x) for x in args.seeds.split(",") if x.strip()], configs, report_name=args.report_name)
     print(f"\nSweep done in {(time.monotonic() - start) / 60:.1f} min: reports in {s.out}/<preset>/report/")
     return 0
 

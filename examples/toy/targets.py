@@ -86,13 +86,13 @@ def check(preset: str, model: str, means, comparisons) -> Tuple[List[str], bool]
     return cells, met
 
 
-def table(out: str, presets: List[str]) -> str:
+def table(out: str, presets: List[str], report_name: str = "report") -> str:
     header = ["preset", "configuration", "seeds", "Low MLM-PPL − HL-bal", "Low POS I-L − HL-bal",
               "Low NER I-L − HL-bal", "High MLM-PPL / HL", "All POS Z-S vs worse baseline",
               "All NER Z-S vs worse baseline", "Low PPPL − HL-bal", "all targets"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for preset in presets:
-        report = os.path.join(out, preset, "report")
+        report = os.path.join(out, preset, report_name)
         means = run_means(read_csv(os.path.join(report, "report.csv")))
         comparisons = compared(read_csv(os.path.join(report, "report_compare.csv")))
         students = sorted({key[1] for key in comparisons}, key=lambda m: (m != "Ours", m))
@@ -107,8 +107,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="outputs/sweep", help="the sweep's output root (pipeline.py sweep --out)")
     parser.add_argument("--presets", default="shared,diverse", help="comma-separated presets to read")
+    parser.add_argument("--report-name", default="report", help="the sweep's --report-name to read (default: report)")
     args = parser.parse_args(argv)
-    sys.stdout.write(table(args.out, [p.strip() for p in args.presets.split(",") if p.strip()]))
+    sys.stdout.write(table(args.out, [p.strip() for p in args.presets.split(",") if p.strip()], args.report_name))
     return 0
 
 
