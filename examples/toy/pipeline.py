@@ -48,7 +48,12 @@ CONFIGS: Dict[str, List[str]] = {
     "Ours+init": ["--balance", "subsample", "--criterion", "multi_teacher_distill", "--teachers", "{teachers_init}"],
     "Ours+fallback": ["--balance", "subsample", "--criterion", "multi_teacher_distill", "--teachers", "{teachers}",
                       "--teacher-fallback", "{hl_balanced}"],
+    # the paper's recipe from an offline teacher cache (balkd-cache-teachers, top-32 soft labels): what the
+    # cache changes in cost, and that it changes nothing else beyond the top-k truncation
+    "Ours+cache": ["--balance", "subsample", "--criterion", "multi_teacher_distill", "--teachers", "{teachers}",
+                   "--teacher-cache", "{cache}", "--topk", "32"],
 }
+CACHE_TOPK = "32"
 PAPER_CONFIGS = ["HL", "HL-balanced", "Ours"]
 PRESET_GROUPS = {  # --low / --high / --single of the report, per preset
     "shared": {"low": "tr eu", "high": "es", "single": "de"},
@@ -71,6 +76,9 @@ class Settings:
     eval_lines: int = 100
     threads: int = 2
     quiet_progress: bool = False
+    # validating the student every epoch (and saving a checkpoint each time) only costs time: training is
+    # seeded per update, so the trained student is the same without it (0 in sweeps, STUDENT_VALIDATION=0)
+    student_validation: bool = True
 
 
 def settings_from_env(defaults: Settings) -> Settings:
@@ -95,6 +103,9 @@ def schedule(updates: int) -> List[str]:
 
 
 # ------------------------------------------------------------------------------------------- running
+NO_VALIDATION = ["--disable-validation", "--save-interval", "1000000"]  # the last checkpoint is still saved at the end
+
+
 def step(message: str) -> None:
     print(f"\n==> {message}", flush=True)
 
@@ -181,6 +192,7 @@ class Layout:
     data = property(lambda self: os.path.join(self.bench, "data"))
     teachers = property(lambda self: os.path.join(self.run, "teachers"))
     teachers_init = property(lambda self: os.path.join(self.run, "teachers_init"))  # --init-from the HL-balanced student
+    cache = property(lambda self: os.path.join(self.run, "teacher_cache"))  # balkd-cache-teachers of the teachers
     checkpoints = property(lambda self: os.path.join(self.run, "checkpoints"))
     results = property(lambda self: os.path.join(self.run, "results"))
 
@@ -230,8 +242,18 @@ def hl_balanced_checkpoint(layout: Layout) -> str:
 def student_flags(layout: Layout, name: str) -> List[str]:
     places = {"{teachers}": os.path.join(layout.teachers, "teachers.json"),
               "{teachers_init}": os.path.join(layout.teachers_init, "teachers.json"),
-              "{hl_balanced}": hl_balanced_checkpoint(layout)}
-    return [places.get(flag, flag) for flag in CONFIGS[name]]
+              "{hl_balanced}": hl_balanced_checkpoint(layout), "{cache}": os.path.join(layout.cache, "cache")}
+    flags = [places.get(flag, flag) for flag in CONFIGS[name]]
+    if "{cache}" in CONFIGS[name]:  # the cache holds a fixed number of epochs: the student's must match
+        flags += ["--max-epoch", str(cache_epochs(layout))]
+    return flags
+
+
+def cache_epochs(layout: Layout) -> int:
+    """Epochs the student's updates span, from the HL-balanced student's log (same balancing, same batches)."""
+    with open(os.path.join(layout.checkpoints, "HL-balanced.log"), encoding="utf-8") as f:
+        epochs = [int(m.group(1)) for m in re.finditer(r"begin training epoch (\d+)", f.read())]
+    return max(epochs)
 
 
 def teachers_of(layout: Layout, s: Settings, name: str) -> Optional[dict]:
@@ -241,11 +263,30 @@ def teachers_of(layout: Layout, s: Settings, name: str) -> Optional[dict]:
     if not any(p in flags for p in ("{teachers}", "{teachers_init}")):
         return None
     parts = []
-    if "{hl_balanced}" in flags or "{teachers_init}" in flags:
+    if {"{hl_balanced}", "{teachers_init}", "{cache}"} & set(flags):
         parts.append(train_student(layout, s, "HL-balanced"))
     parts.append(train_teachers(layout, s, init_from=hl_balanced_checkpoint(layout)) if "{teachers_init}" in flags
                  else train_teachers(layout, s))
+    if "{cache}" in flags:
+        parts.append(build_cache(layout, s, name))
     return {key: round(sum(p.get(key, 0) for p in parts), 1) for key in ("updates", "tokens", "wall_seconds")}
+
+
+def build_cache(layout: Layout, s: Settings, name: str) -> dict:
+    """balkd-cache-teachers with the student's own command line (minus the criterion's options); its cost."""
+    if done(layout.cache):
+        return read_done(layout.cache)
+    flags = student_flags(layout, name)
+    flags = [f for i, f in enumerate(flags) if f not in ("--teacher-cache", "--topk")
+             and flags[i - 1] not in ("--teacher-cache", "--topk", "--criterion") and f != "--criterion"]
+    step(f"teacher cache (top-{CACHE_TOPK}) of {layout.teachers} -> {layout.cache}")
+    shutil.rmtree(layout.cache, ignore_errors=True)
+    seconds = run(["balkd-cache-teachers", layout.data, "--task", "balanced_distill", *flags, *MODEL, *common_flags(layout.seed),
+                   *schedule(s.student_updates), "--cache-dir", os.path.join(layout.cache, "cache"), "--cache-topk",
+                   CACHE_TOPK], log=os.path.join(layout.cache, "cache.log"))
+    cost = {"updates": 0, "tokens": 0, "wall_seconds": round(seconds, 1)}
+    mark_done(layout.cache, cost)
+    return cost
 
 
 def train_student(layout: Layout, s: Settings, name: str) -> dict:
@@ -258,7 +299,8 @@ def train_student(layout: Layout, s: Settings, name: str) -> dict:
     shutil.rmtree(save_dir, ignore_errors=True)  # an unfinished run of the pipeline's own: start it again
     tensorboard = os.path.join(layout.run, "tensorboard", name)
     seconds = run(["balkd-train", layout.data, "--task", "balanced_distill", *flags, *MODEL, *common_flags(layout.seed),
-                   *schedule(s.student_updates), "--save-dir", save_dir, "--tensorboard-logdir", tensorboard],
+                   *schedule(s.student_updates), *([] if s.student_validation else NO_VALIDATION), "--save-dir", save_dir,
+                   "--tensorboard-logdir", tensorboard],
                   log=log, progress_total=s.student_updates)
     cost = {"updates": s.student_updates, "tokens": tokens_trained(log), "wall_seconds": round(seconds, 1)}
     mark_done(save_dir, cost)
@@ -337,7 +379,8 @@ def model_cost(student: dict, teachers: Optional[dict]) -> dict:
             "wall_seconds": student["wall_seconds"] + teachers.get("wall_seconds", 0)}
 
 
-def run_preset(s: Settings, preset: str, seeds: List[int], configs: List[str], single_run: bool = False) -> None:
+def run_preset(s: Settings, preset: str, seeds: List[int], configs: List[str], single_run: bool = False,
+               report_name: str = "report") -> None:
     layouts = [Layout(s.out, preset, seed, single_run) for seed in seeds]
     make_benchmark(layouts[0], s)
     costs: Dict[str, List[dict]] = {name: [] for name in configs}
@@ -348,7 +391,7 @@ def run_preset(s: Settings, preset: str, seeds: List[int], configs: List[str], s
             costs[name].append(model_cost(student, teacher_cost))
         for name in configs:
             evaluate(layout, s, name)
-    report_dir = os.path.join(s.out, "report") if single_run else os.path.join(s.out, preset, "report")
+    report_dir = os.path.join(s.out, "report") if single_run else os.path.join(s.out, preset, report_name)
     report(s.out, preset, layouts, configs, report_dir)
     write_cost(costs, os.path.join(report_dir, "cost.md"))
 
@@ -366,6 +409,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--presets", default="shared,diverse", help="comma-separated presets (default: shared,diverse)")
     sweep.add_argument("--configs", default=",".join(PAPER_CONFIGS),
                        help=f"comma-separated configurations out of {', '.join(CONFIGS)} (default: the paper's three)")
+    sweep.add_argument("--report-name", default="report",
+                       help="the report's directory under OUT/<preset>/ (default: report); e.g. 'screen' for a one-seed "
+                            "screening of every configuration beside the 3-seed report of the finalists")
     for p in (demo, sweep):
         p.add_argument("--out", default=None, help="output root (default: outputs/toy for demo, outputs/sweep for sweep)")
     return parser
@@ -396,7 +442,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     for preset in [p.strip() for p in args.presets.split(",") if p.strip()]:
         if preset not in PRESET_GROUPS:
             raise SystemExit(f"unknown preset {preset!r}; known: {', '.join(PRESET_GROUPS)}")
-        run_preset(s, preset, [int(x) for x in args.seeds.split(",") if x.strip()], configs)
+        run_preset(s, preset, [int(x) for x in args.seeds.split(",") if x.strip()], configs, report_name=args.report_name)
     print(f"\nSweep done in {(time.monotonic() - start) / 60:.1f} min: reports in {s.out}/<preset>/report/")
     return 0
 
