@@ -680,10 +680,7 @@ def test_readme_quick_start_runs_as_written(session):
 
 # Groups written but not yet seen passing end to end (they were written on a saturated machine): they run
 # only with BALKD_README_UNVERIFIED=1 until someone has run them once and emptied this set.
-UNVERIFIED = {"balkd-train, torchrun on several nodes", "paper",
-              # fails today: after the array's last task has merged, the README's `--merge-only` step exits 2
-              # ("--cache-dir cache_array/ already exists; pass --overwrite"): a bug of balkd-cache-teachers
-              "offline cache as a SLURM array"}
+UNVERIFIED = {"balkd-train, torchrun on several nodes", "paper"}
 EXECUTED: set = set()  # (how, script) of the blocks run: the same command line runs once
 PREPARE = {"several seeds": prepare_several_seeds, "paper: data": prepare_paper}
 RUN_GROUPS = list(dict.fromkeys(run.group or run.name for run in RUNS if run.how != "elsewhere"))
