@@ -3,6 +3,7 @@ chosen on validation data (--teacher-fallback)."""
 import json
 import logging
 import math
+import os
 import shutil
 
 import pytest
@@ -173,3 +174,10 @@ def test_sweep_configurations_of_the_levers(monkeypatch, tmp_path):
     assert pipeline.teachers_of(layout, None, "Ours+init") == {"updates": 15, "tokens": 150, "wall_seconds": 3.0}
     assert calls == ["HL-balanced", f"teachers<{hl_balanced}"], "teachers start from the HL-balanced student, trained first"
     assert pipeline.teachers_of(layout, None, "HL") is None
+    # the student from the teacher cache trains for the epochs the HL-balanced student's updates spanned
+    os.makedirs(layout.checkpoints)
+    with open(os.path.join(layout.checkpoints, "HL-balanced.log"), "w") as f:
+        f.write("| INFO | fairseq.trainer | begin training epoch 1\n| INFO | fairseq.trainer | begin training epoch 12\n")
+    flags = pipeline.student_flags(layout, "Ours+cache")
+    assert flags[flags.index("--teacher-cache") + 1] == os.path.join(layout.cache, "cache")
+    assert flags[-2:] == ["--max-epoch", "12"]

@@ -265,7 +265,7 @@ def teachers_of(layout: Layout, s: Settings, name: str) -> Optional[dict]:
     parts = []
     if {"{hl_balanced}", "{teachers_init}", "{cache}"} & set(flags):
         parts.append(train_student(layout, s, "HL-balanced"))
-        # a checkpoint serving as a teacher carries the dict.txt it was trained with beside it
+    if "{hl_balanced}" in flags:  # a checkpoint serving as a teacher carries the dict.txt it was trained with beside it
         shutil.copyfile(os.path.join(layout.data, "dict.txt"), os.path.join(layout.checkpoints, "HL-balanced", "dict.txt"))
     parts.append(train_teachers(layout, s, init_from=hl_balanced_checkpoint(layout)) if "{teachers_init}" in flags
                  else train_teachers(layout, s))
