@@ -169,6 +169,12 @@ def _own_entries(lang_dir: str) -> List[str]:
     return [name for name in os.listdir(lang_dir) if name not in (LOCK_NAME, PREVIOUS_RUN)]
 
 
+def _remove_own_entries(lang_dir: str) -> None:
+    for name in _own_entries(lang_dir):
+        path = os.path.join(lang_dir, name)
+        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+
+
 def set_aside_previous_run(lang_dir: str) -> Optional[str]:
     """--force: move the teacher's files into ``lang_dir/.previous`` so it retrains from scratch.
 
@@ -177,9 +183,7 @@ def set_aside_previous_run(lang_dir: str) -> Optional[str]:
     """
     previous = os.path.join(lang_dir, PREVIOUS_RUN)
     if os.path.isdir(previous):
-        for name in _own_entries(lang_dir):
-            path = os.path.join(lang_dir, name)
-            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+        _remove_own_entries(lang_dir)
         return previous
     entries = _own_entries(lang_dir)
     if not entries:
@@ -191,9 +195,7 @@ def set_aside_previous_run(lang_dir: str) -> Optional[str]:
 
 
 def restore_previous_run(lang_dir: str, previous: str) -> None:
-    for name in _own_entries(lang_dir):
-        path = os.path.join(lang_dir, name)
-        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+    _remove_own_entries(lang_dir)
     for name in os.listdir(previous):
         os.replace(os.path.join(previous, name), os.path.join(lang_dir, name))
     os.rmdir(previous)
