@@ -9,6 +9,7 @@ from typing import Dict, List, Optional
 import numpy as np
 from fairseq.data import Dictionary
 from fairseq.data.indexed_dataset import make_builder
+from warm import python_command, warm_env
 
 REPO = Path(__file__).resolve().parents[1]
 USER_DIR = str(REPO / "balkd_fairseq")
@@ -63,10 +64,14 @@ def make_tiny_data(root, sizes: Dict[str, int], seed: int = 0, eval_size: int = 
     return root
 
 
-def run_fairseq_train(args: List[str], cwd=None, env=None, check=True, timeout=600) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "fairseq_cli.train", "--user-dir", USER_DIR] + args
+def run_fairseq_train(args: List[str], cwd=None, env=None, check=True, timeout=600, warm=False) -> subprocess.CompletedProcess:
+    """``fairseq-train --user-dir balkd_fairseq ARGS``; ``warm``: forked from a pre-imported interpreter (tests/warm.py)."""
     full_env = dict(os.environ, **(env or {}))
     full_env.setdefault("OMP_NUM_THREADS", "1")
+    python = [sys.executable]
+    if warm:
+        full_env, python = warm_env(full_env), python_command()
+    cmd = [*python, "-m", "fairseq_cli.train", "--user-dir", USER_DIR] + args
     proc = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"fairseq-train failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")

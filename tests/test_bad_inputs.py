@@ -27,6 +27,7 @@ import torch
 from _tiny_models import tiny_project, write_probing_data
 from fairseq.data import Dictionary
 from helpers import distill_args, json_log_records, run_fairseq_train, write_split
+from warm import python_command, warm_env
 
 import balkd_fairseq  # noqa: F401  (allowlists what fairseq checkpoints contain)
 from balkd_fairseq.locks import hold_directory_lock
@@ -460,13 +461,14 @@ CASES = {name[len("case_"):]: fn for name, fn in sorted(globals().items()) if na
 # A balkd-* command's checks run in this process through its console entry point ``main(argv)`` (what the
 # console script calls): the same code and exit code, without ~4 s of torch/fairseq start-up per row. A bug's
 # exception then fails the test where a subprocess would have printed a traceback. BALKD_BAD_INPUTS_SUBPROCESS=1
-# runs every row as a separate process instead; fairseq-train rows always do (its process exit is under test).
+# runs every row as a separate process instead. fairseq-train rows always run as a process of their own (its
+# exit is under test), forked from a warm interpreter (tests/warm.py; BALKD_TESTS_COLD=1 starts each cold).
 IN_PROCESS = os.environ.get("BALKD_BAD_INPUTS_SUBPROCESS", "") in ("", "0")
 
 
 def run(invocation: Invocation) -> subprocess.CompletedProcess:
     if invocation.command == "fairseq-train":
-        return run_fairseq_train(invocation.args, check=False)
+        return run_fairseq_train(invocation.args, check=False, warm=True)
     if IN_PROCESS:
         return run_in_process(invocation)
     cmd = [sys.executable, "-m", f"balkd_fairseq.cli.{invocation.command}", *invocation.args]
@@ -513,7 +515,8 @@ def test_bad_input_gives_one_error_line_exit_2_and_overwrites_nothing(case, env)
 
 # ----------------------------------------------------------------------------- not errors
 def test_teacher_for_a_language_not_in_the_data_is_a_warning(tiny_data, teacher_spec, tmp_path):
-    proc = run_fairseq_train(distill_args(tiny_data, tmp_path / "s", teacher_spec, updates=1, extra=["--languages", "aa"]))
+    proc = run_fairseq_train(distill_args(tiny_data, tmp_path / "s", teacher_spec, updates=1, extra=["--languages", "aa"]),
+                             warm=True)
     log = proc.stdout + proc.stderr
     warnings = [line for line in log.splitlines() if "WARNING" in line and "'bb'" in line]
     assert len(warnings) == 1 and "is not used: 'bb' is not in the data" in warnings[0], warnings
@@ -527,7 +530,7 @@ def test_teacher_with_non_finite_outputs_is_skipped_warned_and_counted(tiny_data
     torch.save(state, nan_teacher)
     shutil.copy(tiny_teachers["bb"].parent / "dict.txt", tmp_path / "dict.txt")  # its dictionary, beside it
     spec = f"aa:{tiny_teachers['aa']},bb:{nan_teacher}"
-    proc = run_fairseq_train(distill_args(tiny_data, tmp_path / "s", spec, updates=4))
+    proc = run_fairseq_train(distill_args(tiny_data, tmp_path / "s", spec, updates=4), warm=True)
     log = proc.stdout + proc.stderr
     records = json_log_records(proc.stdout, "train_inner")
     assert len(records) == 4
@@ -560,10 +563,11 @@ def test_test_labels_unseen_in_training_are_scored_as_errors(tmp_path_factory, t
     assert 0 < unseen < words
 
     out = tmp_path / "OUT"
-    cmd = [sys.executable, "-m", "balkd_fairseq.cli.probe", "--checkpoint", f"tiny={project.checkpoint}", "--data",
+    cmd = [*python_command(), "-m", "balkd_fairseq.cli.probe", "--checkpoint", f"tiny={project.checkpoint}", "--data",
            project.data, "--languages", "aa,bb", "--probe-dir", str(probe_dir), "--tasks", "pos", "--output-dir",
            str(out), "--epochs", "30", "--lr", "1e-2", "--cpu"]
-    proc = subprocess.run(cmd, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd, env=warm_env(dict(os.environ, OMP_NUM_THREADS="1")), capture_output=True, text=True,
+                          timeout=600)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     result = json.loads((out / "tiny" / "probe.json").read_text(encoding="utf-8"))
     matrix = result["tasks"]["pos"]["matrix"]

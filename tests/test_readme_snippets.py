@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import List, Tuple
 
 import pytest
+from warm import warm_env
 
 from balkd_fairseq.errors import BalkdError
 
@@ -573,7 +574,8 @@ def block_env(session: Path, **extra: str) -> dict:
             (stubs / name).write_text(f"#!{sys.executable}\n{body}", encoding="utf-8")
             (stubs / name).chmod(0o755)
     path = os.pathsep.join([str(stubs), str(Path(sys.executable).parent), env["PATH"]])
-    return dict(env, PATH=path, OMP_NUM_THREADS="1", **extra)
+    # the blocks' balkd-*/fairseq-*/torchrun/python commands fork from a pre-imported interpreter (tests/warm.py)
+    return warm_env(dict(env, PATH=path, OMP_NUM_THREADS="1", **extra))
 
 
 def run_bash(script: str, cwd: Path, env: dict, what: str) -> None:

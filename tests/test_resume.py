@@ -123,6 +123,7 @@ def test_a_copy_killed_midway_leaves_the_previous_checkpoint_intact(tmp_path, mo
 
 
 # ----------------------------------------------------------------------------- resuming with other data settings
+# These runs check what fairseq-train says and writes, not how its process ends: forked warm (tests/warm.py).
 def hard_label_args(data, save, updates, extra=()):
     return [str(data), "--task", "balanced_distill", "--criterion", "masked_lm", *TINY_ARCH, "--tokens-per-sample", "32",
             "--batch-size", "2", "--optimizer", "adam", "--lr", "0.001", "--max-update", str(updates),
@@ -133,7 +134,7 @@ def hard_label_args(data, save, updates, extra=()):
 @pytest.mark.slow
 def test_resume_with_changed_data_settings_is_refused_unless_reset(tiny_data, tmp_path):
     save = tmp_path / "s"
-    run_fairseq_train(hard_label_args(tiny_data, save, 2))
+    run_fairseq_train(hard_label_args(tiny_data, save, 2), warm=True)
     last = save / "checkpoint_last.pt"
     before = last.read_bytes()
     for extra, flag, old, new in [
@@ -142,14 +143,15 @@ def test_resume_with_changed_data_settings_is_refused_unless_reset(tiny_data, tm
         (["--sampling-alpha", "0.5"], "--sampling-alpha", 0.3, 0.5),
         (["--batch-by-language"], "--batch-by-language", False, True),
     ]:
-        proc = run_fairseq_train(hard_label_args(tiny_data, save, 4, extra), check=False)
+        proc = run_fairseq_train(hard_label_args(tiny_data, save, 4, extra), check=False, warm=True)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
         assert proc.stderr.strip().splitlines()[-1] == (
             f"balkd-fairseq: error: cannot resume {last} with {flag} {new!r}: the run was started with {old!r} "
             "(pass --reset-data-settings to continue with the new value on purpose)"
         )
         assert last.read_bytes() == before
-    resumed = run_fairseq_train(hard_label_args(tiny_data, save, 4, ["--balance", "upsample", "--reset-data-settings"]))
+    resumed = run_fairseq_train(hard_label_args(tiny_data, save, 4, ["--balance", "upsample", "--reset-data-settings"]),
+                                warm=True)
     assert f"Loaded checkpoint {last} (epoch 1 @ 2 updates)" in resumed.stdout
     assert torch.load(last, weights_only=True)["cfg"]["task"]["balance"] == "upsample"
 
@@ -157,12 +159,12 @@ def test_resume_with_changed_data_settings_is_refused_unless_reset(tiny_data, tm
 @pytest.mark.slow
 def test_resume_of_a_checkpoint_without_recorded_settings_is_refused(tiny_data, tmp_path):
     save = tmp_path / "s"
-    run_fairseq_train(hard_label_args(tiny_data, save, 1))
+    run_fairseq_train(hard_label_args(tiny_data, save, 1), warm=True)
     state = torch.load(save / "checkpoint_last.pt", weights_only=True)
     state["cfg"]["task"]["languages"] = ""
     state["task_state"] = {}
     torch.save(state, save / "checkpoint_last.pt")
-    proc = run_fairseq_train(hard_label_args(tiny_data, save, 2), check=False)
+    proc = run_fairseq_train(hard_label_args(tiny_data, save, 2), check=False, warm=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "does not record its data settings" in proc.stderr.strip().splitlines()[-1]
 
@@ -170,13 +172,13 @@ def test_resume_of_a_checkpoint_without_recorded_settings_is_refused(tiny_data, 
 @pytest.mark.slow
 def test_a_finished_run_is_not_trained_past_its_max_update(tiny_data, tmp_path):
     save = tmp_path / "finished"
-    run_fairseq_train(hard_label_args(tiny_data, save, 2))
+    run_fairseq_train(hard_label_args(tiny_data, save, 2), warm=True)
     last = save / "checkpoint_last.pt"
     before = last.read_bytes()
-    again = run_fairseq_train(hard_label_args(tiny_data, save, 2))
+    again = run_fairseq_train(hard_label_args(tiny_data, save, 2), warm=True)
     assert "the run is finished, nothing to do" in again.stderr and again.returncode == 0
     assert last.read_bytes() == before, "a finished run must not train one more update and save again"
-    raised = run_fairseq_train(hard_label_args(tiny_data, save, 3))
+    raised = run_fairseq_train(hard_label_args(tiny_data, save, 3), warm=True)
     assert "--max-update raised from 2 to 3" in raised.stdout + raised.stderr
     from balkd_fairseq.checkpoints import load_checkpoint_state
 
