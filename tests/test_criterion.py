@@ -67,7 +67,7 @@ def tables(seed, n):
     return [torch.randn(VOCAB, VOCAB, generator=gen) * 2 for _ in range(n)]
 
 
-def hand_loss(student, teachers, sample, masked, T=1.0, kind="kl", a=0.0, topk=0):
+def hand_loss(student, teachers, sample, masked, T=1.0, kind="kl", a=0.0, topk=0, tail=False):
     soft = hard = 0.0
     src, target, langs = sample["net_input"]["src_tokens"], sample["target"], sample["lang_id"]
     for b, l in masked.nonzero().tolist():
@@ -75,9 +75,15 @@ def hand_loss(student, teachers, sample, masked, T=1.0, kind="kl", a=0.0, topk=0
         t_logits = teachers[langs[b]].table[tok].detach().double()
         s_logits = student.table[tok].detach().double()
         support = list(range(VOCAB))
-        if topk:
+        if topk and tail:  # the tempered teacher's top-k probabilities, the rest spread evenly over the others
+            full = torch.softmax(t_logits / T, -1)
+            kept = full.topk(topk).indices
+            p = torch.full((VOCAB,), (1 - full[kept].sum().item()) / (VOCAB - topk), dtype=torch.float64)
+            p[kept] = full[kept]
+        elif topk:
             support = t_logits.topk(topk).indices.tolist()
-        p = torch.softmax(t_logits[support] / T, -1)
+        if not (topk and tail):
+            p = torch.softmax(t_logits[support] / T, -1)
         log_q = torch.log_softmax(s_logits / T, -1)[support]
         cross = -(p * log_q).sum().item()
         entropy = -(p * p.log()).sum().item()
@@ -86,22 +92,43 @@ def hand_loss(student, teachers, sample, masked, T=1.0, kind="kl", a=0.0, topk=0
     return (1 - a) * soft + a * hard if a else soft, soft, hard
 
 
-@pytest.mark.parametrize("kind,T,a,topk", [("kl", 1.0, 0.0, 0), ("ce", 1.0, 0.0, 0), ("kl", 2.5, 0.0, 0),
-                                          ("ce", 0.5, 0.3, 0), ("kl", 2.0, 0.25, 0), ("kl", 1.0, 0.0, 3)])
-def test_loss_matches_hand_computation(kind, T, a, topk):
+@pytest.mark.parametrize("kind,T,a,topk,tail", [
+    ("kl", 1.0, 0.0, 0, False), ("ce", 1.0, 0.0, 0, False), ("kl", 2.5, 0.0, 0, False), ("ce", 0.5, 0.3, 0, False),
+    ("kl", 2.0, 0.25, 0, False), ("kl", 1.0, 0.0, 3, False),
+    ("kl", 1.0, 0.0, 3, True), ("ce", 1.0, 0.0, 2, True), ("kl", 2.0, 0.25, 3, True)])
+def test_loss_matches_hand_computation(kind, T, a, topk, tail):
     teacher_tables = tables(1, 2)
     teachers = [TableLM(t) for t in teacher_tables]
     student = TableLM(tables(2, 1)[0])
-    crit = make_criterion(teachers, distill_loss=kind, temperature=T, hard_label_weight=a, topk=topk)
+    crit = make_criterion(teachers, distill_loss=kind, temperature=T, hard_label_weight=a, topk=topk,
+                          topk_tail="uniform" if tail else "renormalise")
     sample, masked = make_sample([0, 1, 0, 1, 1])
     loss, sample_size, log = crit(student, sample)
-    expected, soft, hard = hand_loss(student, teachers, sample, masked, T, kind, a, topk)
+    expected, soft, hard = hand_loss(student, teachers, sample, masked, T, kind, a, topk, tail)
     assert sample_size == int(masked.sum())
     assert loss.item() == pytest.approx(expected, rel=1e-5)
     assert log["distill_loss"].item() == pytest.approx(soft, rel=1e-5)
     assert log["hard_loss"].item() == pytest.approx(hard, rel=1e-5)
     loss.backward()
     assert student.table.grad is not None and all(t.table.grad is None for t in teachers)
+
+
+@pytest.mark.parametrize("T", [1.0, 2.0])
+def test_uniform_tail_of_a_flat_tailed_teacher_is_the_full_teacher(T):
+    """A teacher whose tokens outside its top-3 are equally likely: top-3 plus the flat tail is exact, while the
+    renormalised top-3 is not (the case the tail is for: a student learning that the other tokens never occur)."""
+    flat = torch.zeros(VOCAB, VOCAB)
+    gen = torch.Generator().manual_seed(7)
+    for row in flat:
+        row[torch.randperm(VOCAB, generator=gen)[:3]] = torch.tensor([3.0, 2.0, 1.0])
+    teachers = [TableLM(flat), TableLM(flat.flip(0))]
+    student = TableLM(tables(8, 1)[0])
+    sample, _ = make_sample([0, 1, 1, 0], seed=3)
+    full = make_criterion(teachers, temperature=T)(student, sample)[0].item()
+    with_tail = make_criterion(teachers, temperature=T, topk=3, topk_tail="uniform")(student, sample)[0].item()
+    renormalised = make_criterion(teachers, temperature=T, topk=3)(student, sample)[0].item()
+    assert with_tail == pytest.approx(full, rel=1e-5)
+    assert abs(renormalised - full) > 0.05 * full
 
 
 def test_teacher_identical_to_student_gives_zero_distill_loss():

@@ -181,3 +181,7 @@ def test_sweep_configurations_of_the_levers(monkeypatch, tmp_path):
     flags = pipeline.student_flags(layout, "Ours+cache")
     assert flags[flags.index("--teacher-cache") + 1] == os.path.join(layout.cache, "cache")
     assert flags[-2:] == ["--max-epoch", "12"]
+    assert pipeline.student_flags(layout, "Ours+cache+tail")[-4:-2] == ["--topk-tail", "uniform"]
+    monkeypatch.setattr(pipeline, "build_cache", lambda layout, s, name: {"updates": 0, "tokens": 0, "wall_seconds": 4.0})
+    assert pipeline.teachers_of(layout, None, "Ours+cache") == {"updates": 10, "tokens": 100, "wall_seconds": 6.0}, \
+        "the HL-balanced student only tells the cache how many epochs to hold: it is not part of the cache's cost"

@@ -91,6 +91,22 @@ def test_cached_loss_equals_online_topk(cache_dir, tiny_data, teacher_spec, tiny
     assert abs(full.item() - loss_online.item()) > 0.01 * abs(loss_online.item())
 
 
+def test_cached_uniform_tail_equals_online_and_comes_closer_to_the_full_teacher(cache_dir, tiny_data, teacher_spec,
+                                                                                 tiny_teachers):
+    """--topk-tail uniform from the cache (no rebuild) gives the online top-k with the same tail; both are nearer
+    the full-vocabulary loss than the renormalised top-k."""
+    task = make_task(tiny_data, teachers=teacher_spec)
+    student = load_teacher(task, "bb", str(tiny_teachers["bb"]))
+    sample = first_batch(task, "train", 1)
+    cache_task = make_task(tiny_data, teachers=teacher_spec, teacher_cache=str(cache_dir))
+    online = criterion(task, topk=TOPK, topk_tail="uniform")(student, sample)[0].item()
+    cached = criterion(cache_task, topk_tail="uniform")(student, sample)[0].item()
+    assert cached == pytest.approx(online, rel=2e-3)
+    full = criterion(task)(student, sample)[0].item()
+    renormalised = criterion(cache_task)(student, sample)[0].item()
+    assert abs(cached - full) < abs(renormalised - full)
+
+
 def test_smaller_topk_reads_a_prefix_of_the_cache(cache_dir, tiny_data, teacher_spec, tiny_teachers):
     task = make_task(tiny_data, teachers=teacher_spec)
     student = load_teacher(task, "aa", str(tiny_teachers["aa"]))

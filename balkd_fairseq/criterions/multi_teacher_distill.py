@@ -47,8 +47,15 @@ class MultiTeacherDistillConfig(FairseqDataclass):
     )
     topk: int = field(
         default=0,
-        metadata={"help": "keep only the teacher's top-k tokens per position, renormalised (0 = full vocabulary, "
-                          "or with --teacher-cache every token the cache holds)"},
+        metadata={"help": "keep only the teacher's top-k tokens per position (0 = full vocabulary, or with "
+                          "--teacher-cache every token the cache holds); see --topk-tail"},
+    )
+    topk_tail: ChoiceEnum(["renormalise", "uniform"]) = field(
+        default="renormalise",
+        metadata={"help": "what a top-k target does with the teacher's other tokens: renormalise = the k tokens are "
+                          "the whole target (the other V-k get 0); uniform = the k keep their probabilities and the "
+                          "rest of the mass is spread evenly over the other tokens (a cache's top-k comes close to "
+                          "the full teacher; needs no rebuild of the cache)"},
     )
 
 
@@ -82,7 +89,8 @@ class MultiTeacherDistillCriterion(FairseqCriterion):
         # a batch without masked positions gives [0, V] logits: a zero loss that still reaches every
         # parameter, so DDP's gradient buckets fill as usual
         student_logits = model(**sample["net_input"], masked_tokens=masked)[0]
-        soft = self.soft_labels.soft_targets(sample, masked, self.cfg.temperature, self.cfg.topk)
+        soft = self.soft_labels.soft_targets(sample, masked, self.cfg.temperature, self.cfg.topk,
+                                             tail=self.cfg.topk_tail == "uniform")
 
         T = self.cfg.temperature
         student_logp_T = F.log_softmax(student_logits.float() / T if T != 1.0 else student_logits.float(), dim=-1)
@@ -118,6 +126,8 @@ class MultiTeacherDistillCriterion(FairseqCriterion):
         """Per masked position: KL(p || q) or -sum p log q, over the teacher's support."""
         student_logp = student_logp_T if soft.ids is None else student_logp_T.gather(-1, soft.ids)
         cross = -row_dot(soft.probs, student_logp)
+        if soft.tail is not None:  # every token outside ids has probability tail: -tail * sum of their log q
+            cross = cross - soft.tail * (student_logp_T.sum(-1) - student_logp.sum(-1))
         if self.cfg.distill_loss == "ce":
             return cross
         return cross - soft.entropy

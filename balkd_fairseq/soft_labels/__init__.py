@@ -22,11 +22,13 @@ class SoftLabelSource(ABC):
     """The teachers' distributions at a batch's masked positions."""
 
     @abstractmethod
-    def soft_targets(self, sample: dict, masked: torch.Tensor, temperature: float = 1.0, topk: int = 0) -> SoftTargets:
+    def soft_targets(self, sample: dict, masked: torch.Tensor, temperature: float = 1.0, topk: int = 0,
+                     tail: bool = False) -> SoftTargets:
         """Soft labels at ``masked`` positions of ``sample``, row-major like the student's masked logits.
 
-        ``topk`` > 0 keeps each position's ``topk`` most likely tokens, renormalised (0: everything
-        the source has).
+        ``topk`` > 0 keeps each position's ``topk`` most likely tokens (0: everything the source has).
+        The kept tokens are renormalised, or with ``tail`` keep their probabilities, and the rest of the
+        probability mass is spread evenly over the tokens not kept (:attr:`SoftTargets.tail`).
         """
 
     @abstractmethod

@@ -74,8 +74,10 @@ def shard_directory(root: str, split: str, epoch: int) -> str:
 class TeacherCache(SoftLabelSource):
     """An opened cache directory, checked against the task it is used with."""
 
-    def __init__(self, root: str, manifest: dict, sample_address, max_open_shards: int = MAX_OPEN_SHARDS):
+    def __init__(self, root: str, manifest: dict, sample_address, max_open_shards: int = MAX_OPEN_SHARDS,
+                 vocab_size: int = 0):
         self.root = root
+        self.vocab_size = vocab_size  # the student's: what a flat tail (--topk-tail uniform) spreads over
         self.manifest_data = manifest
         self.k = int(manifest["topk"])
         self.languages: List[str] = list(manifest["fingerprint"]["languages"])
@@ -87,7 +89,8 @@ class TeacherCache(SoftLabelSource):
     # -------------------------------------------------------------- opening and checks
     @classmethod
     def open(cls, root: str, task, check_teachers: bool = True) -> "TeacherCache":
-        cache = cls(root, read_manifest(root, list(task.languages)), task.sample_address)
+        cache = cls(root, read_manifest(root, list(task.languages)), task.sample_address,
+                    vocab_size=len(task.source_dictionary))
         cache.check_task(task)
         cache.validate_files(len(task.source_dictionary))
         if check_teachers and getattr(task.cfg, "teachers", ""):
@@ -245,9 +248,13 @@ class TeacherCache(SoftLabelSource):
         return (torch.from_numpy(ids).to(device=device, dtype=torch.long, non_blocking=True),
                 torch.from_numpy(probs).to(device=device, dtype=torch.float32, non_blocking=True), positions.position_langs)
 
-    def soft_targets(self, sample: dict, masked: torch.Tensor, temperature: float = 1.0, topk: int = 0) -> SoftTargets:
+    def soft_targets(self, sample: dict, masked: torch.Tensor, temperature: float = 1.0, topk: int = 0,
+                     tail: bool = False) -> SoftTargets:
         ids, probs, position_langs = self.lookup(self.sample_address(sample), masked)
-        return cached_soft_targets(ids, probs, position_langs, len(self.languages), temperature, topk)
+        if tail and not self.vocab_size:
+            raise BalkdError(f"--teacher-cache {self.root}: the vocabulary size is needed for --topk-tail uniform")
+        return cached_soft_targets(ids, probs, position_langs, len(self.languages), temperature, topk,
+                                   self.vocab_size if tail else 0)
 
 
 def read_manifest(root: str, languages: Optional[List[str]] = None) -> dict:

@@ -543,10 +543,11 @@ class TeacherSet(SoftLabelSource):
             logits.index_copy_(0, torch.from_numpy(rows).to(device, non_blocking=True), group_logits)
         return logits, positions.position_langs
 
-    def soft_targets(self, sample: dict, masked: torch.Tensor, temperature: float = 1.0, topk: int = 0) -> SoftTargets:
+    def soft_targets(self, sample: dict, masked: torch.Tensor, temperature: float = 1.0, topk: int = 0,
+                     tail: bool = False) -> SoftTargets:
         lang_ids = self.sample_address(sample).lang_ids
         logits, position_langs = self.masked_logits(sample["net_input"]["src_tokens"], masked, lang_ids)
-        return teacher_soft_targets(logits, position_langs, len(self.records), temperature, topk)
+        return teacher_soft_targets(logits, position_langs, len(self.records), temperature, topk, tail)
 
 
 def _tensors(model) -> List[torch.Tensor]:

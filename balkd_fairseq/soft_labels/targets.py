@@ -4,9 +4,17 @@ Online, they come from the teacher's logits (:func:`teacher_soft_targets`); from
 from the stored top-k probabilities (:func:`cached_soft_targets`). Both give the same soft labels
 for the same top-k: softmax over the kept tokens of logit / T, i.e. of log p / T.
 
+A top-k renormalised over k tokens is a much sharper target than the teacher when the teacher is
+unsure: a student that matches it learns to give the other V - k tokens no probability at all, and
+its perplexity on gold tokens outside the teacher's top-k explodes (measured: examples/toy/RESULTS.md,
+``Ours+cache``). With ``tail`` the kept tokens keep their probabilities and the rest of the teacher's
+mass is spread evenly over the other tokens (:attr:`SoftTargets.tail`, each such token's probability):
+exact when the teacher's own tail is flat, and never a zero target.
+
 Nothing here reads a value back to the host: which languages gave non-finite outputs is kept as
 tensors, so the criterion's forward does not wait for the device.
 """
+import math
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
@@ -25,6 +33,7 @@ class SoftTargets:
     position_langs: torch.Tensor  # [M]: language id of each position
     valid: torch.Tensor  # [M] bool: False where the position's teacher gave non-finite outputs
     nonfinite_langs: torch.Tensor  # [L] bool: languages whose teacher gave non-finite outputs in this batch
+    tail: Optional[torch.Tensor] = None  # [M]: probability of each token not in ``ids`` (None: renormalised top-k)
 
 
 def row_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -46,8 +55,11 @@ def _sanitised(probs: torch.Tensor, entropy: torch.Tensor, valid: torch.Tensor):
 
 
 def teacher_soft_targets(logits: torch.Tensor, position_langs: torch.Tensor, num_languages: int, temperature: float,
-                         topk: int = 0) -> SoftTargets:
+                         topk: int = 0, tail: bool = False) -> SoftTargets:
     ids = None
+    if 0 < topk < logits.size(-1) and tail:
+        logp, ids = F.log_softmax(logits / temperature if temperature != 1.0 else logits, dim=-1).topk(topk, dim=-1)
+        return _with_flat_tail(logp, ids, logits.size(-1), position_langs, num_languages)
     if 0 < topk < logits.size(-1):
         logits, ids = logits.topk(topk, dim=-1)
         top1 = ids[:, 0]
@@ -63,13 +75,39 @@ def teacher_soft_targets(logits: torch.Tensor, position_langs: torch.Tensor, num
 
 
 def cached_soft_targets(ids: torch.Tensor, probs: torch.Tensor, position_langs: torch.Tensor, num_languages: int,
-                        temperature: float, topk: int = 0) -> SoftTargets:
-    """From a teacher cache: ``ids``/``probs`` [M, K] are the teacher's top-k, most likely first."""
+                        temperature: float, topk: int = 0, vocab_size: int = 0) -> SoftTargets:
+    """From a teacher cache: ``ids``/``probs`` [M, K] are the teacher's top-k, most likely first.
+
+    ``vocab_size`` > K: the flat tail (module docstring). The teacher at T = 1 is taken to be the stored
+    top-k plus an even spread of the rest over the other tokens; that distribution is then tempered.
+    """
     if 0 < topk < ids.size(-1):
         ids, probs = ids[:, :topk], probs[:, :topk]
+    if vocab_size > ids.size(-1):
+        outside = vocab_size - ids.size(-1)
+        rest = (1.0 - probs.sum(-1, keepdim=True)).clamp(min=0.0) / outside  # fp16 top-k may sum past 1
+        logp = torch.cat([probs.log(), rest.log()], dim=-1) / temperature
+        logp = logp - torch.logsumexp(torch.cat([logp[:, :-1], logp[:, -1:] + math.log(outside)], dim=-1), -1, keepdim=True)
+        return _with_flat_tail(logp, ids, vocab_size, position_langs, num_languages)
     valid, nonfinite = finite_languages(torch.isfinite(probs).all(-1), position_langs, num_languages)
     logp = F.log_softmax(probs.log() / temperature, dim=-1)  # renormalised over the kept tokens
     probs = logp.exp()
     entropy = torch.special.entr(probs).sum(-1)  # 0 * log 0 = 0 for probabilities that underflowed fp16
     probs, entropy = _sanitised(probs, entropy, valid)
     return SoftTargets(probs, ids, entropy, ids[:, 0], position_langs, valid, nonfinite)
+
+
+def _with_flat_tail(logp: torch.Tensor, ids: torch.Tensor, vocab_size: int, position_langs: torch.Tensor,
+                    num_languages: int) -> SoftTargets:
+    """``logp`` [M, k] of the kept tokens (full-distribution log-probabilities), or [M, k + 1] with the
+    log-probability of each token outside them last; the rest of the mass goes evenly to the V - k others."""
+    k = ids.size(-1)
+    if logp.size(-1) == k:
+        probs = logp.exp()
+        tail = (1.0 - probs.sum(-1)).clamp(min=0.0) / (vocab_size - k)
+    else:
+        probs, tail = logp[:, :k].exp(), logp[:, k].exp()
+    entropy = torch.special.entr(probs).sum(-1) + (vocab_size - k) * torch.special.entr(tail)
+    valid, nonfinite = finite_languages(torch.isfinite(entropy) & torch.isfinite(probs).all(-1), position_langs, num_languages)
+    probs, entropy = _sanitised(probs, entropy, valid)
+    return SoftTargets(probs, ids, entropy, ids[:, 0], position_langs, valid, nonfinite, tail.masked_fill(~valid, 0.0))

@@ -48,10 +48,17 @@ CONFIGS: Dict[str, List[str]] = {
     "Ours+init": ["--balance", "subsample", "--criterion", "multi_teacher_distill", "--teachers", "{teachers_init}"],
     "Ours+fallback": ["--balance", "subsample", "--criterion", "multi_teacher_distill", "--teachers", "{teachers}",
                       "--teacher-fallback", "{hl_balanced}"],
+    # the two levers that helped where the other did not (screening, examples/toy/RESULTS.md): the fallback
+    # teacher on the diverse preset's low-resource languages, hard labels on the shared preset's zero-shot
+    "Ours+fallback+hard0.3": ["--balance", "subsample", "--criterion", "multi_teacher_distill", "--teachers",
+                              "{teachers}", "--teacher-fallback", "{hl_balanced}", "--hard-label-weight", "0.3"],
     # the paper's recipe from an offline teacher cache (balkd-cache-teachers, top-32 soft labels): what the
     # cache changes in cost, and that it changes nothing else beyond the top-k truncation
     "Ours+cache": ["--balance", "subsample", "--criterion", "multi_teacher_distill", "--teachers", "{teachers}",
                    "--teacher-cache", "{cache}", "--topk", "32"],
+    # the same cache, its top-32 keeping their probabilities and the rest spread evenly (--topk-tail uniform)
+    "Ours+cache+tail": ["--balance", "subsample", "--criterion", "multi_teacher_distill", "--teachers", "{teachers}",
+                        "--teacher-cache", "{cache}", "--topk", "32", "--topk-tail", "uniform"],
 }
 CACHE_TOPK = "32"
 PAPER_CONFIGS = ["HL", "HL-balanced", "Ours"]
@@ -264,7 +271,9 @@ def teachers_of(layout: Layout, s: Settings, name: str) -> Optional[dict]:
         return None
     parts = []
     if {"{hl_balanced}", "{teachers_init}", "{cache}"} & set(flags):
-        parts.append(train_student(layout, s, "HL-balanced"))
+        hl_balanced = train_student(layout, s, "HL-balanced")
+        if "{cache}" not in flags:  # the cache only reads how many epochs the balanced student spans: no cost of it
+            parts.append(hl_balanced)
     if "{hl_balanced}" in flags:  # a checkpoint serving as a teacher carries the dict.txt it was trained with beside it
         shutil.copyfile(os.path.join(layout.data, "dict.txt"), os.path.join(layout.checkpoints, "HL-balanced", "dict.txt"))
     parts.append(train_teachers(layout, s, init_from=hl_balanced_checkpoint(layout)) if "{teachers_init}" in flags
