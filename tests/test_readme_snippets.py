@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import List, Tuple
 
 import pytest
-from warm import warm_env
+from warm import python_command, warm_env
 
 from balkd_fairseq.errors import BalkdError
 
@@ -267,8 +267,9 @@ def run_python_block(text: str, cwd: Path, query: str):
         "\nimport json, sys\nassert 'balkd_fairseq' not in sys.modules, 'the block needed the plugin'\n"
         "print('SHOWN ' + json.dumps(_shown, default=str))\n")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    proc = subprocess.run([sys.executable, "-c", script], cwd=cwd, capture_output=True, text=True, timeout=1200,
-                          env=dict(env, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1"))
+    # warm (tests/warm.py): the server has torch and fairseq imported, never the plugin, which the block must not need
+    proc = subprocess.run([*python_command(), "-c", script], cwd=cwd, capture_output=True, text=True, timeout=1200,
+                          env=warm_env(dict(env, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1")))
     assert proc.returncode == 0, f"{script}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
     shown = [line for line in proc.stdout.splitlines() if line.startswith("SHOWN ")]
     return json.loads(shown[-1][len("SHOWN "):])
@@ -601,7 +602,7 @@ def run_block(session: Path, run: Run, executed: set) -> None:
         return
     executed.add((run.how, text))
     if run.how == "python":  # with the plugin on the path, as a user of this checkout has it
-        proc = subprocess.run([sys.executable, "-c", text], cwd=session, env=block_env(session), capture_output=True,
+        proc = subprocess.run([*python_command(), "-c", text], cwd=session, env=block_env(session), capture_output=True,
                               text=True, timeout=600)
         assert proc.returncode == 0, f"{run.name}\n{text}\n{proc.stderr[-3000:]}"
     elif run.how == "sbatch":  # submitted as written: a batch script, or sbatch --wrap lines of the block

@@ -49,13 +49,13 @@ def run_here():
     os.execv(REAL_PYTHON, [REAL_PYTHON, TARGET["path"], *sys.argv[1:]])
 
 def forwardable(argv):
-    """python -m MODULE / python [-u] SCRIPT ...: what the server runs; anything else runs here."""
+    """python [-u] -m MODULE / -c CODE / SCRIPT ...: what the server runs; anything else runs here."""
     if TARGET["kind"] != "python":
         return True
     args = argv[1:]
     while args and args[0] == "-u":
         args = args[1:]
-    return bool(args) and (args[0] == "-m" and len(args) > 1 or not args[0].startswith("-"))
+    return bool(args) and (args[0] in ("-m", "-c") and len(args) > 1 or not args[0].startswith("-"))
 
 def main():
     path = os.environ.get("BALKD_WARM_SOCKET")
@@ -182,6 +182,8 @@ def resolve(target: dict, argv: List[str]):
         args = args[1:]
     if args[0] == "-m":
         return "module", args[1], [args[1], *args[2:]]
+    if args[0] == "-c":
+        return "code", args[1], ["-c", *args[2:]]
     inner = shim_target(args[0])
     if inner and inner["kind"] == "script":  # torchrun's `python -u $(which balkd-train)`: the shim's command
         return "path", inner["path"], args
@@ -206,13 +208,15 @@ def run_request(request: dict, fds: List[int], base_path: List[str]) -> None:
     threads = os.environ.get("OMP_NUM_THREADS", "")
     if threads.isdigit() and int(threads) > 0:
         torch.set_num_threads(int(threads))
-    first = "" if kind == "module" else os.path.dirname(os.path.abspath(name))
+    first = "" if kind in ("module", "code") else os.path.dirname(os.path.abspath(name))
     extra = [os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     sys.path[:] = [first, *extra, *base_path]
     sys.argv = list(argv)
     sys.executable = str(Path(os.environ["BALKD_WARM_BIN"]) / "python") if "BALKD_WARM_BIN" in os.environ else sys.executable
     if kind == "module":
         code = exit_code_of(lambda: runpy.run_module(name, run_name="__main__", alter_sys=True))
+    elif kind == "code":
+        code = exit_code_of(lambda: exec(compile(name, "<string>", "exec"), {"__name__": "__main__"}))  # noqa: S102
     else:
         code = exit_code_of(lambda: runpy.run_path(name, run_name="__main__"))
     finish(code)
