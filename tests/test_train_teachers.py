@@ -121,3 +121,17 @@ def test_shards_train_disjoint_languages_and_the_last_writes_teachers_json(tiny_
     # an impossible shard is one line, exit 2
     assert main([str(tiny_data), "--save-dir", str(save), "--shard", "2/2", *FLAGS]) == 2
     assert "--shard 2/2: need 0 <= I < N" in capsys.readouterr().err
+
+
+def test_teachers_bounded_by_max_update_are_shared_out_by_count_not_by_size():
+    """Every teacher of a --max-update run trains as long whatever its data: by size, one worker got de alone."""
+    from balkd_fairseq.cli.train_teachers import shard_weights
+    from balkd_fairseq.sharding import Shard, languages_of_shard
+
+    sizes = {"de": 5000, "es": 4000, "eu": 80, "tr": 70}
+    by_count = shard_weights(sizes, ["--arch", "roberta_base", "--max-update", "500"])
+    assert by_count == dict.fromkeys(sizes, 1) and shard_weights(sizes, ["--max-update=500"]) == by_count
+    assert shard_weights(sizes, ["--max-epoch", "3", "--max-update", "500"]) == sizes  # epochs: work grows with size
+    assert shard_weights(sizes, []) == sizes
+    assert [languages_of_shard(list(sizes), by_count, Shard(i, 2)) for i in (0, 1)] == [["de", "eu"], ["es", "tr"]]
+    assert [languages_of_shard(list(sizes), sizes, Shard(i, 2)) for i in (0, 1)] == [["de"], ["es", "eu", "tr"]]

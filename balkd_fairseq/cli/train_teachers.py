@@ -259,7 +259,8 @@ def _main(argv: Optional[List[str]]) -> int:
     signature = run_signature(fairseq_args, init)
     shard = resolve_shard(args.shard)
     train_subset = subset_flags(fairseq_args)["train"]
-    sizes = {lang: _size(os.path.join(args.data, lang, f"{train_subset}.bin")) for lang in langs}
+    sizes = shard_weights({lang: _size(os.path.join(args.data, lang, f"{train_subset}.bin")) for lang in langs},
+                          fairseq_args)
     for lang in tqdm(languages_of_shard(langs, sizes, shard), desc=f"teachers{f' (shard {shard})' if shard else ''}",
                      unit="lang"):
         lang_dir = os.path.join(args.save_dir, lang)
@@ -281,6 +282,19 @@ def _main(argv: Optional[List[str]]) -> int:
     write_json(out, mapping, indent=1)
     print(f"teachers: {out}")
     return 0
+
+
+def shard_weights(sizes: Dict[str, int], fairseq_args: List[str]) -> Dict[str, int]:
+    """What each teacher costs, for splitting languages across workers: its training data's size, except
+    under --max-update without --max-epoch, where every teacher trains exactly that many updates whatever
+    its size (by size, one worker would get the largest language and another all the small ones)."""
+    lengths = argparse.ArgumentParser(add_help=False)
+    lengths.add_argument("--max-update", type=int, default=0)
+    lengths.add_argument("--max-epoch", type=int, default=0)
+    parsed, _ = lengths.parse_known_args(fairseq_args)
+    if parsed.max_update > 0 and parsed.max_epoch <= 0:
+        return dict.fromkeys(sizes, 1)
+    return sizes
 
 
 def _size(path: str) -> int:

@@ -22,8 +22,9 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field, fields
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -83,9 +84,14 @@ class Settings:
     eval_lines: int = 100
     threads: int = 2
     quiet_progress: bool = False
-    # validating the student every epoch (and saving a checkpoint each time) only costs time: training is
-    # seeded per update, so the trained student is the same without it (0 in sweeps, STUDENT_VALIDATION=0)
+    # the students validate (for the logs and TensorBoard) every this many epochs; training is seeded per
+    # update, so the trained student is the same however often (or, STUDENT_VALIDATION=0 in sweeps, never)
     student_validation: bool = True
+    student_valid_every: int = 10
+    # independent steps (teacher shards, students, evaluations) run side by side in this many lanes of
+    # THREADS // LANES threads each: two one-thread processes get more out of 2 cores than one with two
+    # threads (measured: 1.5x) at this model size. 2 for the demo, 1 (one step at a time) for sweeps.
+    lanes: int = 1
 
 
 def settings_from_env(defaults: Settings) -> Settings:
@@ -117,8 +123,8 @@ def step(message: str) -> None:
     print(f"\n==> {message}", flush=True)
 
 
-def run(cmd: List[str], log: Optional[str] = None, progress_total: int = 0) -> float:
-    """Run a command (output to ``log`` if given, with a line every 100 updates); its wall seconds."""
+def run(cmd: List[str], log: Optional[str] = None, progress_total: int = 0, label: str = "") -> float:
+    """Run a command (output to ``log`` if given, with a line every 100 updates, ``label`` first); its wall seconds."""
     start = time.monotonic()
     if log is None:
         subprocess.run(cmd, check=True)
@@ -130,7 +136,7 @@ def run(cmd: List[str], log: Optional[str] = None, progress_total: int = 0) -> f
             out.write(line)
             shown = _progress_line(line, progress_total)
             if shown:
-                print(shown, flush=True)
+                print(f"  {label}{shown}" if label else f"  {shown}", flush=True)
         code = proc.wait()
     if code != 0:
         with open(log, encoding="utf-8") as f:
@@ -145,7 +151,7 @@ def _progress_line(line: str, total: int) -> Optional[str]:
     updates = re.search(r"num_updates[= ](\d+)", line)
     loss = re.search(r"\bloss[= ]([0-9.]+)", line)
     if updates and int(updates.group(1)) % 100 == 0 and loss:
-        return f"  update {updates.group(1)}/{total}  loss {loss.group(1)}"
+        return f"update {updates.group(1)}/{total}  loss {loss.group(1)}"
     return None
 
 
@@ -162,6 +168,35 @@ def mark_done(directory: str, info: Optional[dict] = None) -> None:
 def read_done(directory: str) -> dict:
     with open(os.path.join(directory, ".done"), encoding="utf-8") as f:
         return json.load(f)
+
+
+@dataclass
+class Job:
+    """One step of a run; it starts once the jobs named in ``after`` have finished."""
+
+    name: str
+    work: Callable[[], object]
+    after: Tuple[str, ...] = ()
+
+
+def run_jobs(jobs: List[Job], lanes: int) -> Dict[str, object]:
+    """Run ``jobs`` in ``lanes`` parallel lanes: whenever a lane is free, the first job (in list order, so
+    list the longest chain first) whose dependencies are done starts. A failed job stops the run once the
+    jobs already running have ended."""
+    results: Dict[str, object] = {}
+    pending, running = list(jobs), {}
+    with ThreadPoolExecutor(max_workers=lanes) as pool:
+        while pending or running:
+            ready = [job for job in pending if all(name in results for name in job.after)]
+            for job in ready[: lanes - len(running)]:
+                pending.remove(job)
+                running[pool.submit(job.work)] = job
+            if not running:
+                raise SystemExit(f"jobs {[job.name for job in pending]} wait for jobs that never run")
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                results[running.pop(future).name] = future.result()  # re-raises the job's failure
+    return results
 
 
 def tokens_trained(log_path: str) -> int:
@@ -220,26 +255,48 @@ def make_benchmark(layout: Layout, s: Settings) -> None:
     mark_done(layout.data)
 
 
-def train_teachers(layout: Layout, s: Settings, init_from: str = "") -> dict:
+def train_teachers(layout: Layout, s: Settings, init_from: str = "", shard: str = "") -> dict:
     """balkd-train-teachers (itself resumable and skipping complete teachers); its cost.
 
-    With ``init_from`` the teachers start from that checkpoint and go to ``layout.teachers_init``."""
+    With ``init_from`` the teachers start from that checkpoint and go to ``layout.teachers_init``. With
+    ``shard`` (``I/N``) only that worker's languages train (``--shard``, its output in ``shard-I.log``): the
+    shards of the demo's lanes run side by side, and a call without ``shard`` then finds every teacher
+    complete, writes teachers.json and counts the shards' time."""
     save_dir = layout.teachers_init if init_from else layout.teachers
     if done(save_dir):
         return read_done(save_dir)
-    step(f"monolingual teachers on all of each language's data{' from ' + init_from if init_from else ''} -> {save_dir}")
     validation = ["--validate-interval-updates", str(s.teacher_valid_every), "--save-interval-updates",
                   str(s.teacher_valid_every), "--keep-interval-updates", "1", "--validate-interval", "1000000",
                   "--save-interval", "1000000"]
     init = ["--init-from", init_from] if init_from else []
-    seconds = run(["balkd-train-teachers", layout.data, "--save-dir", save_dir, "--use-checkpoint", "best", *init, "--",
-                   *MODEL, *common_flags(layout.seed), *schedule(s.teacher_updates), *validation])
+    command = ["balkd-train-teachers", layout.data, "--save-dir", save_dir, "--use-checkpoint", "best", *init,
+               *(["--shard", shard] if shard else []), "--",
+               *MODEL, *common_flags(layout.seed), *schedule(s.teacher_updates), *validation]
+    if shard:
+        step(f"teachers of shard {shard} -> {save_dir} (log: {save_dir}/shard-{shard.split('/')[0]}.log)")
+        index = shard.split("/")[0]
+        seconds = run(command, log=os.path.join(save_dir, f"shard-{index}.log"))
+        with open(os.path.join(save_dir, f"shard-{index}.json"), "w", encoding="utf-8") as f:
+            json.dump({"wall_seconds": round(seconds, 1)}, f)
+        return {"wall_seconds": round(seconds, 1)}
+    step(f"monolingual teachers on all of each language's data{' from ' + init_from if init_from else ''} -> {save_dir}")
+    seconds = run(command)
     logs = [os.path.join(save_dir, d, "train.log") for d in sorted(os.listdir(save_dir))
             if os.path.isfile(os.path.join(save_dir, d, "train.log"))]
     cost = {"updates": s.teacher_updates * len(logs), "tokens": sum(tokens_trained(log) for log in logs),
-            "wall_seconds": round(seconds, 1), "teachers": len(logs)}
+            "wall_seconds": round(seconds + shard_seconds(save_dir), 1), "teachers": len(logs)}
     mark_done(save_dir, cost)
     return cost
+
+
+def shard_seconds(save_dir: str) -> float:
+    """Elapsed time of the teacher shards that ran side by side before this call: the longest of them."""
+    spans = []
+    for name in sorted(os.listdir(save_dir)) if os.path.isdir(save_dir) else []:
+        if re.fullmatch(r"shard-\d+\.json", name):
+            with open(os.path.join(save_dir, name), encoding="utf-8") as f:
+                spans.append(float(json.load(f)["wall_seconds"]))
+    return max(spans, default=0.0)
 
 
 def hl_balanced_checkpoint(layout: Layout) -> str:
@@ -309,10 +366,11 @@ def train_student(layout: Layout, s: Settings, name: str) -> dict:
     step(f"student {name} -> {save_dir} (log: {log})")
     shutil.rmtree(save_dir, ignore_errors=True)  # an unfinished run of the pipeline's own: start it again
     tensorboard = os.path.join(layout.run, "tensorboard", name)
+    validation = (["--validate-interval", str(s.student_valid_every), "--save-interval", str(s.student_valid_every)]
+                  if s.student_validation else NO_VALIDATION)
     seconds = run(["balkd-train", layout.data, "--task", "balanced_distill", *flags, *MODEL, *common_flags(layout.seed),
-                   *schedule(s.student_updates), *([] if s.student_validation else NO_VALIDATION), "--save-dir", save_dir,
-                   "--tensorboard-logdir", tensorboard],
-                  log=log, progress_total=s.student_updates)
+                   *schedule(s.student_updates), *validation, "--save-dir", save_dir, "--tensorboard-logdir", tensorboard],
+                  log=log, progress_total=s.student_updates, label=f"{name}: " if s.lanes > 1 else "")
     cost = {"updates": s.student_updates, "tokens": tokens_trained(log), "wall_seconds": round(seconds, 1)}
     mark_done(save_dir, cost)
     return cost
@@ -390,10 +448,39 @@ def model_cost(student: dict, teachers: Optional[dict]) -> dict:
             "wall_seconds": student["wall_seconds"] + teachers.get("wall_seconds", 0)}
 
 
+def run_in_lanes(layout: Layout, s: Settings, configs: List[str]) -> None:
+    """Train (and evaluate) what ``configs`` need side by side in ``s.lanes`` lanes, one thread per lane;
+    run_preset then finds it all done and only reports. The longest chain first: teacher shards, the
+    distilled students, their evaluations; the hard-label students and theirs fill the other lane."""
+    if any(name not in PAPER_CONFIGS for name in configs):  # the levers need more than this schedule knows
+        return
+    distilled = [name for name in configs if "{teachers}" in CONFIGS[name]]
+    shards = [f"{i}/{s.lanes}" for i in range(s.lanes)]
+    jobs = [Job(f"teachers {shard}", lambda shard=shard: train_teachers(layout, s, shard=shard)) for shard in shards]
+    jobs.append(Job("teachers", lambda: train_teachers(layout, s), after=tuple(f"teachers {shard}" for shard in shards)))
+    for name in distilled:
+        jobs.append(Job(name, lambda name=name: train_student(layout, s, name), after=("teachers",)))
+    hard = [name for name in configs if name not in distilled]
+    jobs += [Job(name, lambda name=name: train_student(layout, s, name)) for name in hard]
+    jobs += [Job(f"evaluate {name}", lambda name=name: evaluate(layout, s, name), after=(name,)) for name in distilled + hard]
+    threads = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = str(max(1, s.threads // s.lanes))
+    try:
+        run_jobs(jobs, s.lanes)
+    finally:
+        if threads is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = threads
+
+
 def run_preset(s: Settings, preset: str, seeds: List[int], configs: List[str], single_run: bool = False,
                report_name: str = "report") -> None:
     layouts = [Layout(s.out, preset, seed, single_run) for seed in seeds]
     make_benchmark(layouts[0], s)
+    if s.lanes > 1:
+        for layout in layouts:
+            run_in_lanes(layout, s, configs)
     costs: Dict[str, List[dict]] = {name: [] for name in configs}
     for layout in layouts:
         for name in configs:
@@ -434,7 +521,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     start = time.monotonic()
     if args.command == "demo":
         s = settings_from_env(Settings(out=args.out or os.environ.get("OUT", os.path.join(REPO, "outputs", "toy")),
-                                       data_seed=args.seed))
+                                       data_seed=args.seed, lanes=2))
         shutil.rmtree(s.out, ignore_errors=True)
         os.makedirs(s.out)
         run_preset(s, args.preset, [args.seed], PAPER_CONFIGS, single_run=True)
