@@ -185,3 +185,43 @@ def test_sweep_configurations_of_the_levers(monkeypatch, tmp_path):
     monkeypatch.setattr(pipeline, "build_cache", lambda layout, s, name: {"updates": 0, "tokens": 0, "wall_seconds": 4.0})
     assert pipeline.teachers_of(layout, None, "Ours+cache") == {"updates": 10, "tokens": 100, "wall_seconds": 6.0}, \
         "the HL-balanced student only tells the cache how many epochs to hold: it is not part of the cache's cost"
+
+
+def test_the_demo_lanes_run_a_job_only_after_its_dependencies_and_stop_on_a_failure():
+    import importlib.util
+    import threading
+    import time
+
+    from helpers import REPO
+
+    spec = importlib.util.spec_from_file_location("toy_pipeline_lanes", REPO / "examples" / "toy" / "pipeline.py")
+    pipeline = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pipeline)
+    log, lock = [], threading.Lock()
+
+    def work(name, seconds=0.05):
+        def run():
+            with lock:
+                log.append(("start", name))
+            time.sleep(seconds)
+            with lock:
+                log.append(("end", name))
+            return name.upper()
+        return run
+
+    jobs = [pipeline.Job("t0", work("t0")), pipeline.Job("t1", work("t1", 0.15)),
+            pipeline.Job("t", work("t"), after=("t0", "t1")), pipeline.Job("ours", work("ours"), after=("t",)),
+            pipeline.Job("hl", work("hl"))]
+    assert pipeline.run_jobs(jobs, lanes=2) == {name: name.upper() for name in ("t0", "t1", "t", "ours", "hl")}
+    for job in jobs:
+        for dependency in job.after:
+            assert log.index(("end", dependency)) < log.index(("start", job.name)), log
+    assert log[:2] == [("start", "t0"), ("start", "t1")]  # two lanes: the first two ready jobs at once
+    assert log.index(("start", "hl")) < log.index(("end", "t1")), "a free lane takes the next ready job"
+
+    def fail():
+        raise SystemExit("failed (exit 2): balkd-train ...")
+    with pytest.raises(SystemExit, match="failed"):
+        pipeline.run_jobs([pipeline.Job("a", fail), pipeline.Job("b", work("b"), after=("a",))], lanes=2)
+    with pytest.raises(SystemExit, match="wait for jobs that never run"):
+        pipeline.run_jobs([pipeline.Job("b", work("b"), after=("missing",))], lanes=2)

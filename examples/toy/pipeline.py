@@ -453,6 +453,7 @@ def run_in_lanes(layout: Layout, s: Settings, configs: List[str]) -> None:
     run_preset then finds it all done and only reports. The longest chain first: teacher shards, the
     distilled students, their evaluations; the hard-label students and theirs fill the other lane."""
     if any(name not in PAPER_CONFIGS for name in configs):  # the levers need more than this schedule knows
+        print(f"LANES={s.lanes} schedules the paper's three configurations only: these run one step at a time", flush=True)
         return
     distilled = [name for name in configs if "{teachers}" in CONFIGS[name]]
     shards = [f"{i}/{s.lanes}" for i in range(s.lanes)]
