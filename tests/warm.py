@@ -220,7 +220,8 @@ def run_request(request: dict, fds: List[int], base_path: List[str]) -> None:
     extra = [os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     sys.path[:] = [first, *extra, *base_path]
     sys.argv = list(argv)
-    sys.executable = str(Path(os.environ["BALKD_WARM_BIN"]) / "python") if "BALKD_WARM_BIN" in os.environ else sys.executable
+    if "BALKD_WARM_BIN" in os.environ:  # what the command starts with sys.executable forks from the server too
+        sys.executable = str(Path(os.environ["BALKD_WARM_BIN"]) / "python")
     if kind == "module":
         code = exit_code_of(lambda: runpy.run_module(name, run_name="__main__", alter_sys=True))
     elif kind == "code":
