@@ -53,6 +53,14 @@ CONFIGS: Dict[str, List[str]] = {
     # teacher on the diverse preset's low-resource languages, hard labels on the shared preset's zero-shot
     "Ours+fallback+hard0.3": ["--balance", "subsample", "--criterion", "multi_teacher_distill", "--teachers",
                               "{teachers}", "--teacher-fallback", "{hl_balanced}", "--hard-label-weight", "0.3"],
+    # session 7: the lever with the best zero-shot transfer in screening (teachers continued from the balanced
+    # student) with the two finalists' flags; the fallback rule then compares each continued teacher with
+    # the balanced student it started from
+    "Ours+init+fallback": ["--balance", "subsample", "--criterion", "multi_teacher_distill", "--teachers",
+                           "{teachers_init}", "--teacher-fallback", "{hl_balanced}"],
+    "Ours+init+fallback+hard0.3": ["--balance", "subsample", "--criterion", "multi_teacher_distill", "--teachers",
+                                   "{teachers_init}", "--teacher-fallback", "{hl_balanced}",
+                                   "--hard-label-weight", "0.3"],
     # the paper's recipe from an offline teacher cache (balkd-cache-teachers, top-32 soft labels): what the
     # cache changes in cost, and that it changes nothing else beyond the top-k truncation
     "Ours+cache": ["--balance", "subsample", "--criterion", "multi_teacher_distill", "--teachers", "{teachers}",
