@@ -25,6 +25,10 @@ def test_toy_pipeline_produces_the_report(tmp_path):
     for name in ("HL", "HL-balanced", "Ours"):
         (everything,) = [r for r in rows if r["group"] == "All" and r["model"] == name]
         assert float(everything["MLM-PPL"]) > 1 and float(everything["PPPL"]) > 1 and 0 < float(everything["MRR"]) <= 1
+    # the probes' control: the untrained architecture, probed only, shown and never compared
+    (control,) = [r for r in rows if r["group"] == "All" and r["model"] == "Random-init"]
+    assert control["MLM-PPL"] == "" and 0 <= float(control["POS I-L"]) <= 100
+    assert json.loads((tmp_path / "toy" / "results" / "Random-init" / "probe.json").read_text())["random_init"] == 1
     compared = list(csv.DictReader(open(report / "report_compare.csv")))
     assert {(r["model"], r["baseline"]) for r in compared} == {("Ours", "HL"), ("Ours", "HL-balanced")}
     assert (report / "report.png").stat().st_size > 0

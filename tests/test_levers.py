@@ -174,6 +174,18 @@ def test_sweep_configurations_of_the_levers(monkeypatch, tmp_path):
     assert pipeline.teachers_of(layout, None, "Ours+init") == {"updates": 15, "tokens": 150, "wall_seconds": 3.0}
     assert calls == ["HL-balanced", f"teachers<{hl_balanced}"], "teachers start from the HL-balanced student, trained first"
     assert pipeline.teachers_of(layout, None, "HL") is None
+    flags = pipeline.student_flags(layout, "Ours+init+fallback")
+    assert flags[flags.index("--teachers") + 1] == f"{layout.teachers_init}/teachers.json"
+    assert flags[-2:] == ["--teacher-fallback", hl_balanced]
+    # the probes' control (untrained architecture) comes with HL-balanced, whose checkpoint gives the architecture
+    assert pipeline.with_control(["HL", "HL-balanced", "Ours"]) == ["HL", "HL-balanced", "Ours", pipeline.CONTROL]
+    assert pipeline.with_control(["HL", "Ours"]) == ["HL", "Ours"]
+    ran = []
+    monkeypatch.setattr(pipeline, "run", lambda cmd, **kw: ran.append(cmd) or 0.0)
+    pipeline.report(str(tmp_path), "shared", [layout], ["HL-balanced", "Ours"], str(tmp_path / "report"))
+    models = [a for a in ran[-1] if a.startswith("--model=")]
+    assert models == [f"--model={n}={layout.results}/{n}" for n in ("HL-balanced", "Ours", pipeline.CONTROL)]
+    assert [a for a in ran[-1] if a.startswith("--compare=")] == ["--compare=Ours:HL-balanced"], "the control is never compared"
     # the student from the teacher cache trains for the epochs the HL-balanced student's updates spanned
     os.makedirs(layout.checkpoints)
     with open(os.path.join(layout.checkpoints, "HL-balanced.log"), "w") as f:

@@ -263,6 +263,24 @@ def test_layer_out_of_range_names_the_layer_flag_and_range(project):
     with pytest.raises(BalkdError, match=r"--layer 7 is out of range: .* 0 \(embeddings\) \.\. 2; .*\(-3 \.\. -1\)"):
         FrozenEncoder.from_checkpoint(project.checkpoint, project.data, layer=7)
 
+@pytest.mark.slow
+def test_random_init_control_is_the_architecture_with_fresh_seeded_weights(project):
+    trained = FrozenEncoder.from_checkpoint(project.checkpoint, project.data).model.state_dict()
+    fresh = FrozenEncoder.from_checkpoint(project.checkpoint, project.data, random_init=5)
+    params = dict(fresh.model.named_parameters())
+    assert {k: v.shape for k, v in fresh.model.state_dict().items()} == {k: v.shape for k, v in trained.items()}
+    # nothing trained survives: embeddings, attention, feed-forward and layer norms all start fresh
+    assert not [k for k, v in params.items() if torch.equal(v, trained[k])]
+    layer_norms = [v for k, v in params.items() if "layer_norm" in k and k.endswith(".weight")]
+    assert layer_norms and all(torch.equal(v, torch.ones_like(v)) for v in layer_norms)
+    again = FrozenEncoder.from_checkpoint(project.checkpoint, project.data, random_init=5).model.state_dict()
+    other = FrozenEncoder.from_checkpoint(project.checkpoint, project.data, random_init=6).model.state_dict()
+    state = fresh.model.state_dict()
+    assert all(torch.equal(state[k], again[k]) for k in state)
+    assert not torch.equal(state["encoder.sentence_encoder.embed_tokens.weight"],
+                           other["encoder.sentence_encoder.embed_tokens.weight"])
+
+
 # ---------------------------------------------------------------- balkd-probe
 def _probe_argv(project, out, *extra):
     return [
@@ -337,6 +355,11 @@ def test_balkd_probe_adds_a_task_to_earlier_results_and_refuses_other_settings(p
     assert err[-1].startswith("balkd-fairseq: error: ") and "holds ner results of other settings" in err[-1]
     assert "training.lr: 0.005 there, 0.01 now" in err[-1]
     assert {p.name: p.read_bytes() for p in (tmp_path / "tiny").iterdir()} == before
+    # the random-init control is another model: its results never merge with the trained weights' ones
+    assert probe_cli.main(_probe_argv(project, tmp_path, "--tasks", "pos", "--random-init", "3", *fast)) == 2
+    assert "random_init: None there, 3 now" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert {p.name: p.read_bytes() for p in (tmp_path / "tiny").iterdir()} == before
+    assert _read(tmp_path)["random_init"] is None
 
 
 @pytest.mark.slow

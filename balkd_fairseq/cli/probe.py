@@ -60,6 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=64, help="words per update, >= 1 (default: 64)")
     parser.add_argument("--seed", type=int, default=1,
                         help="seed of probe initialisation and shuffling, >= 0 (default: 1)")
+    parser.add_argument("--random-init", type=int, default=None, metavar="SEED",
+                        help="probe the checkpoint's architecture with fresh weights (fairseq's initialisation, seeded "
+                             "by SEED) instead of its trained ones: the control that says how much of a score the "
+                             "pretraining explains rather than the probe and the word identities (give it its own "
+                             "NAME, e.g. --checkpoint random-init=CKPT). Recorded in probe.json (default: off)")
     parser.add_argument("--cpu", action="store_true", help="run the encoder on CPU even when a GPU is available")
     return parser
 
@@ -144,7 +149,7 @@ def _main(argv=None) -> int:
     name, checkpoint, spm_model, languages, tasks, out_dir = _validate(args)
     data = {task.name: read_task(task, languages) for task in tasks}
     device = "cuda" if torch.cuda.is_available() and not args.cpu else "cpu"
-    encoder = FrozenEncoder.from_checkpoint(checkpoint, args.data, args.layer, device)
+    encoder = FrozenEncoder.from_checkpoint(checkpoint, args.data, args.layer, device, random_init=args.random_init)
     dictionary_hash = dictionary_sha256(encoder.dictionary)
     cfg = ProbeTrainingConfig(
         hidden_dim=args.hidden_dim if args.probe == "mlp" else 0, epochs=args.epochs, lr=args.lr,
@@ -160,6 +165,7 @@ def _main(argv=None) -> int:
         "num_layers": encoder.num_layers,
         "probe": args.probe,
         "training": vars(cfg),
+        "random_init": args.random_init,  # None: the checkpoint's trained weights
     }
     earlier = probe_results.load_mergeable(out_dir, header, [task.name for task in tasks])
     sp = load_sentencepiece(spm_model)

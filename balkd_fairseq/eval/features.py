@@ -20,8 +20,11 @@ from .dictionary_check import check_checkpoint_dictionary
 
 logger = logging.getLogger(__name__)
 
-def load_checkpoint(path: str, data: Optional[str] = None):
-    """(model, task) of a fairseq checkpoint; ``data`` overrides the data directory it was trained on."""
+def load_checkpoint(path: str, data: Optional[str] = None, random_init: Optional[int] = None):
+    """(model, task) of a fairseq checkpoint; ``data`` overrides the data directory it was trained on.
+
+    With ``random_init`` (a seed) the model is the checkpoint's architecture with fresh weights instead of
+    the trained ones: see :func:`freshly_initialised`."""
     if not os.path.isfile(path):
         raise BalkdError(f"checkpoint not found: {path}")
     if data is not None and not os.path.isfile(os.path.join(data, "dict.txt")):
@@ -32,11 +35,22 @@ def load_checkpoint(path: str, data: Optional[str] = None):
     if data is not None:
         check_checkpoint_dictionary(state, path, os.path.join(data, "dict.txt"))
     try:
-        models, _cfg, task = checkpoint_utils.load_model_ensemble_and_task([path], arg_overrides=overrides, state=state)
+        models, cfg, task = checkpoint_utils.load_model_ensemble_and_task([path], arg_overrides=overrides, state=state)
     except (KeyError, RuntimeError, FileNotFoundError) as err:
         reason = " ".join(line.strip() for line in str(err).strip().splitlines()[:2]) or type(err).__name__
         raise BalkdError(f"cannot build the model stored in {path}: {reason}") from None
+    if random_init is not None:
+        return freshly_initialised(task, cfg, random_init), task
     return models[0], task
+
+
+def freshly_initialised(task, cfg, seed: int):
+    """The architecture of ``cfg`` as fairseq builds it before training (RoBERTa: ``init_bert_params``), from
+    ``seed``: the random-init control of probing. Embeddings, attention and layer norms all start fresh,
+    so whatever a probe reads from it comes from the architecture and the probe, not from pretraining."""
+    with torch.random.fork_rng(devices=[]):  # the caller's random state stays as it was
+        torch.manual_seed(seed)
+        return task.build_model(cfg.model, from_checkpoint=True)
 
 
 class FrozenEncoder:
@@ -61,8 +75,9 @@ class FrozenEncoder:
         self.max_positions = int(model.max_positions() or 512)
 
     @classmethod
-    def from_checkpoint(cls, path: str, data: Optional[str] = None, layer: int = -1, device: str = "cpu"):
-        model, task = load_checkpoint(path, data)
+    def from_checkpoint(cls, path: str, data: Optional[str] = None, layer: int = -1, device: str = "cpu",
+                        random_init: Optional[int] = None):
+        model, task = load_checkpoint(path, data, random_init)
         return cls(model, task.source_dictionary, layer, device)
 
     @torch.no_grad()

@@ -21,7 +21,8 @@ logger = logging.getLogger(__name__)
 
 TASK_ORDER = ("pos", "ner")
 # What must agree between a run and the results it is added to.
-SETTINGS = ("checkpoint_sha256", "dictionary_sha256", "layer", "probe", "training")
+SETTINGS = ("checkpoint_sha256", "dictionary_sha256", "layer", "probe", "training", "random_init")
+RECORDED_LATER = {"random_init": None}  # settings older results do not hold, with the value they had then
 
 
 class EarlierResults(NamedTuple):
@@ -62,16 +63,17 @@ def _differences(earlier: dict, header: dict) -> List[str]:
     keys = list(SETTINGS) if "checkpoint_sha256" in earlier else ["checkpoint", *SETTINGS]
     found = []
     for key in keys:
-        if key not in earlier or earlier[key] == header[key]:
+        there = earlier.get(key, RECORDED_LATER.get(key, header[key]))
+        if there == header[key]:
             continue
-        if isinstance(header[key], dict) and isinstance(earlier[key], dict):
+        if isinstance(header[key], dict) and isinstance(there, dict):
             found += [
-                f"{key}.{sub}: {_show(earlier[key].get(sub))} there, {_show(header[key].get(sub))} now"
-                for sub in sorted(set(earlier[key]) | set(header[key]))
-                if earlier[key].get(sub) != header[key].get(sub)
+                f"{key}.{sub}: {_show(there.get(sub))} there, {_show(header[key].get(sub))} now"
+                for sub in sorted(set(there) | set(header[key]))
+                if there.get(sub) != header[key].get(sub)
             ]
         else:
-            found.append(f"{key}: {_show(earlier[key])} there, {_show(header[key])} now")
+            found.append(f"{key}: {_show(there)} there, {_show(header[key])} now")
     return found
 
 

@@ -70,6 +70,9 @@ CONFIGS: Dict[str, List[str]] = {
                         "--teacher-cache", "{cache}", "--topk", "32", "--topk-tail", "uniform"],
 }
 CACHE_TOPK = "32"
+# the probes' control: the students' architecture untrained (balkd-probe --random-init), evaluated beside the models
+# whenever HL-balanced (whose checkpoint gives the architecture) is; a probe score it matches is not pretraining's
+CONTROL = "Random-init"
 PAPER_CONFIGS = ["HL", "HL-balanced", "Ours"]
 PRESET_GROUPS = {  # --low / --high / --single of the report, per preset
     "shared": {"low": "tr eu", "high": "es", "single": "de"},
@@ -404,12 +407,28 @@ def evaluate(layout: Layout, s: Settings, name: str) -> None:
     mark_done(out)
 
 
+def evaluate_control(layout: Layout, s: Settings) -> None:
+    """The POS/NER probes on the HL-balanced student's architecture with fresh weights, seeded by the run's seed."""
+    out = os.path.join(layout.results, CONTROL)
+    if done(out):
+        return
+    step(f"evaluate {CONTROL}: POS/NER probes on the untrained architecture (the probes' control)")
+    run(["balkd-probe", "--checkpoint", f"{CONTROL}={hl_balanced_checkpoint(layout)}", "--random-init", str(layout.seed),
+         "--data", layout.data, "--languages", languages(layout), "--probe-dir", layout.synth, "--seed", str(s.data_seed),
+         "--output-dir", layout.results, "--cpu"])
+    mark_done(out)
+
+
+def with_control(configs: List[str]) -> List[str]:
+    return [*configs, CONTROL] if "HL-balanced" in configs else list(configs)
+
+
 def report(root: str, preset: str, layouts: List[Layout], configs: List[str], out: str) -> None:
     step(f"report ({preset}: {len(layouts)} seed(s) x {len(configs)} configuration(s)) -> {out}")
     groups = PRESET_GROUPS[preset]
-    models = [f"--model={name}={os.path.join(layout.results, name)}" for name in configs for layout in layouts]
+    models = [f"--model={name}={os.path.join(layout.results, name)}" for name in with_control(configs) for layout in layouts]
     students = [name for name in configs if {"{teachers}", "{teachers_init}"} & set(CONFIGS[name])]
-    baselines = [name for name in configs if name not in students]
+    baselines = [name for name in configs if name not in students]  # the control is shown, never compared
     compare = [f"--compare={name}:{','.join(baselines)}" for name in students] if baselines else []
     run(["balkd-report", *models, *compare, "--low", *groups["low"].split(), "--high", *groups["high"].split(),
          "--single", groups["single"], "--output-dir", out])
@@ -472,6 +491,8 @@ def run_in_lanes(layout: Layout, s: Settings, configs: List[str]) -> None:
     hard = [name for name in configs if name not in distilled]
     jobs += [Job(name, lambda name=name: train_student(layout, s, name)) for name in hard]
     jobs += [Job(f"evaluate {name}", lambda name=name: evaluate(layout, s, name), after=(name,)) for name in distilled + hard]
+    if CONTROL in with_control(configs):
+        jobs.append(Job(f"evaluate {CONTROL}", lambda: evaluate_control(layout, s), after=("HL-balanced",)))
     threads = os.environ.get("OMP_NUM_THREADS")
     os.environ["OMP_NUM_THREADS"] = str(max(1, s.threads // s.lanes))
     try:
@@ -498,6 +519,8 @@ def run_preset(s: Settings, preset: str, seeds: List[int], configs: List[str], s
             costs[name].append(model_cost(student, teacher_cost))
         for name in configs:
             evaluate(layout, s, name)
+        if CONTROL in with_control(configs):
+            evaluate_control(layout, s)
     report_dir = os.path.join(s.out, "report") if single_run else os.path.join(s.out, preset, report_name)
     report(s.out, preset, layouts, configs, report_dir)
     write_cost(costs, os.path.join(report_dir, "cost.md"))
