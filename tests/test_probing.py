@@ -389,3 +389,11 @@ def test_balkd_probe_missing_file_is_one_clear_error(project, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "nowhere" in err and "train.iob2" in err and "Traceback" not in err
     assert not os.path.exists(tmp_path / "tiny")
+
+
+@pytest.mark.slow
+def test_balkd_probe_random_init_seed_out_of_range_is_one_clear_error(project, tmp_path, capsys):
+    assert probe_cli.main(_probe_argv(project, tmp_path, "--random-init", "-1")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["balkd-fairseq: error: --random-init must be a seed in [0, 2^63), got -1"]
+    assert not os.path.exists(tmp_path / "tiny")

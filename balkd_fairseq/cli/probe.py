@@ -77,6 +77,8 @@ def _check_numbers(args) -> None:
         raise BalkdError(f"--lr must be a finite number > 0, got {args.lr}")
     if not 0 <= args.seed < 2**63:
         raise BalkdError(f"--seed must be in [0, 2^63), got {args.seed}")
+    if args.random_init is not None and not 0 <= args.random_init < 2**63:
+        raise BalkdError(f"--random-init must be a seed in [0, 2^63), got {args.random_init}")
 
 
 def parse_tasks(value: str):
