@@ -310,3 +310,36 @@ def test_probing_settings_compare_each_tasks_data_hash_as_balkd_probe_writes_it(
     a, b = probing_settings(payload), probing_settings(other)
     assert a["data_sha256[pos]"] == "p1" and a["data_sha256[ner]"] == "n1"
     assert [k for k in a if a[k] != b.get(k)] == ["data_sha256[pos]"]
+
+
+def test_plot_legend_has_every_model_in_the_colour_of_its_bars(tmp_path):
+    """A model with probing results only (the random-init control) has no bar in the first panel (MRR): it
+    still gets a legend entry, in the colour its bars have in the probing panels."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.colors import to_hex
+
+    from balkd_fairseq.eval.report import METRICS, Model, load_run, plot_figure
+
+    models = []
+    for name in ("HL", "Ours", "Random-init"):
+        write_run(tmp_path / name, seed=len(models) + 1)
+        if name == "Random-init":
+            os.remove(tmp_path / name / "lm.json")
+            os.remove(tmp_path / name / "lm_items.npz")
+        model = Model(name)
+        model.runs.append(load_run(name, str(tmp_path / name)))
+        models.append(model)
+    fig = plot_figure(models, list(METRICS), LANGS)
+    axes = fig.axes
+    legend = axes[0].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["HL", "Ours", "Random-init"]
+    legend_colors = [to_hex(h.get_facecolor()) for h in legend.legend_handles]
+    assert len(set(legend_colors)) == 3
+    pos = next(ax for ax in axes if ax.get_title().startswith("POS I-L"))
+    # bars are drawn model by model, len(LANGS) each: the k-th model's bars carry its legend colour
+    bar_colors = [to_hex(patch.get_facecolor()) for patch in pos.patches]
+    assert bar_colors == [c for c in legend_colors for _ in LANGS]
+    mrr = axes[0]
+    assert len(mrr.patches) == 2 * len(LANGS), "the control has no MRR bars"
