@@ -263,6 +263,7 @@ def test_layer_out_of_range_names_the_layer_flag_and_range(project):
     with pytest.raises(BalkdError, match=r"--layer 7 is out of range: .* 0 \(embeddings\) \.\. 2; .*\(-3 \.\. -1\)"):
         FrozenEncoder.from_checkpoint(project.checkpoint, project.data, layer=7)
 
+
 @pytest.mark.slow
 def test_random_init_control_is_the_architecture_with_fresh_seeded_weights(project):
     trained = FrozenEncoder.from_checkpoint(project.checkpoint, project.data).model.state_dict()
