@@ -65,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
                              "by SEED) instead of its trained ones: the control that says how much of a score the "
                              "pretraining explains rather than the probe and the word identities (give it its own "
                              "NAME, e.g. --checkpoint random-init=CKPT). Recorded in probe.json (default: off)")
+    parser.add_argument("--train-sentences", type=int, default=None, metavar="N",
+                        help="train each probe on the first N sentences of its language's train split only (dev and "
+                             "test stay whole): few-shot probing, where a score depends more on what the encoder "
+                             "learnt and less on memorising word forms seen in probe training. A language with fewer "
+                             "sentences uses them all, with a warning. Recorded in probe.json; results of different N "
+                             "never merge, and balkd-report refuses to compare them (default: the whole split)")
     parser.add_argument("--cpu", action="store_true", help="run the encoder on CPU even when a GPU is available")
     return parser
 
@@ -77,6 +83,8 @@ def _check_numbers(args) -> None:
         raise BalkdError(f"--lr must be a finite number > 0, got {args.lr}")
     if not 0 <= args.seed < 2**63:
         raise BalkdError(f"--seed must be in [0, 2^63), got {args.seed}")
+    if args.train_sentences is not None and args.train_sentences < 1:
+        raise BalkdError(f"--train-sentences must be at least 1, got {args.train_sentences}")
     if args.random_init is not None and not 0 <= args.random_init < 2**63:
         raise BalkdError(f"--random-init must be a seed in [0, 2^63), got {args.random_init}")
 
@@ -149,7 +157,7 @@ def _main(argv=None) -> int:
 
     args = build_parser().parse_args(argv)
     name, checkpoint, spm_model, languages, tasks, out_dir = _validate(args)
-    data = {task.name: read_task(task, languages) for task in tasks}
+    data = {task.name: read_task(task, languages, args.train_sentences) for task in tasks}
     device = "cuda" if torch.cuda.is_available() and not args.cpu else "cpu"
     encoder = FrozenEncoder.from_checkpoint(checkpoint, args.data, args.layer, device, random_init=args.random_init)
     dictionary_hash = dictionary_sha256(encoder.dictionary)
@@ -168,6 +176,7 @@ def _main(argv=None) -> int:
         "probe": args.probe,
         "training": vars(cfg),
         "random_init": args.random_init,  # None: the checkpoint's trained weights
+        "train_sentences": args.train_sentences,  # None: every sentence of the train splits
     }
     earlier = probe_results.load_mergeable(out_dir, header, [task.name for task in tasks])
     sp = load_sentencepiece(spm_model)

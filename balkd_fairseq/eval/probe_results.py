@@ -21,8 +21,8 @@ logger = logging.getLogger(__name__)
 
 TASK_ORDER = ("pos", "ner")
 # What must agree between a run and the results it is added to.
-SETTINGS = ("checkpoint_sha256", "dictionary_sha256", "layer", "probe", "training", "random_init")
-RECORDED_LATER = {"random_init": None}  # settings older results do not hold, with the value they had then
+SETTINGS = ("checkpoint_sha256", "dictionary_sha256", "layer", "probe", "training", "random_init", "train_sentences")
+RECORDED_LATER = {"random_init": None, "train_sentences": None}  # settings older results do not hold, with the value they had then
 
 
 class EarlierResults(NamedTuple):

@@ -74,12 +74,24 @@ class LanguageData:
     splits: Dict[str, list] = field(default_factory=dict)
 
 
-def read_task(task: ProbingTaskData, languages: List[str]) -> Dict[str, LanguageData]:
-    """Parse every file first, so a malformed line fails before any model is loaded."""
+def read_task(task: ProbingTaskData, languages: List[str], train_sentences: Optional[int] = None) -> Dict[str, LanguageData]:
+    """Parse every file first, so a malformed line fails before any model is loaded.
+
+    ``train_sentences``: keep only the first N sentences of each train split (few-shot probing).
+    """
     data = {lang: LanguageData() for lang in languages}
     for lang, split, path in task.files(languages):
         data[lang].splits[split] = read_tagged(path, task.extension)
+    if train_sentences is not None:
+        for lang, lang_data in data.items():
+            lang_data.splits["train"] = _first_sentences(lang_data.splits["train"], train_sentences, task.path(lang, "train"))
     return data
+
+
+def _first_sentences(sentences: list, count: int, path: str) -> list:
+    if len(sentences) < count:
+        logger.warning(f"{path}: {len(sentences)} sentences, fewer than --train-sentences {count}; the probe uses them all")
+    return sentences[:count]
 
 
 def encode_task(data: Dict[str, LanguageData], encoder, sp, progress=None) -> Dict[str, Dict[str, EncodedSplit]]:

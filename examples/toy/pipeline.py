@@ -103,6 +103,9 @@ class Settings:
     # THREADS // LANES threads each: two one-thread processes get more out of 2 cores than one with two
     # threads (measured: 1.5x) at this model size. 2 for the demo, 1 (one step at a time) for sweeps.
     lanes: int = 1
+    # > 0: the sweep also probes every run with balkd-probe --train-sentences N (few-shot probing) into
+    # <run>/results-probeN/, beside the whole-split results it keeps, and reports those
+    probe_train_sentences: int = 0
 
 
 def settings_from_env(defaults: Settings) -> Settings:
@@ -249,6 +252,10 @@ class Layout:
     checkpoints = property(lambda self: os.path.join(self.run, "checkpoints"))
     results = property(lambda self: os.path.join(self.run, "results"))
 
+    def results_for(self, s: "Settings") -> str:
+        """Where the report reads this run's results: the few-shot probes' directory when the sweep makes them."""
+        return f"{self.results}-probe{s.probe_train_sentences}" if s.probe_train_sentences else self.results
+
 
 def make_benchmark(layout: Layout, s: Settings) -> None:
     if done(layout.synth) and done(layout.data):
@@ -393,10 +400,16 @@ def languages(layout: Layout) -> str:
 
 
 def evaluate(layout: Layout, s: Settings, name: str) -> None:
+    checkpoint = os.path.join(layout.checkpoints, name, "checkpoint_last.pt")
+    evaluate_whole(layout, s, name, checkpoint)
+    if s.probe_train_sentences:
+        probe_few_shot(layout, s, name, checkpoint)
+
+
+def evaluate_whole(layout: Layout, s: Settings, name: str, checkpoint: str) -> None:
     out = os.path.join(layout.results, name)
     if done(out):
         return
-    checkpoint = os.path.join(layout.checkpoints, name, "checkpoint_last.pt")
     step(f"evaluate {name}: masked LM per language and POS/NER probes")
     # evaluation masks and probe data come from the data seed: identical for every run of the preset
     run(["balkd-eval-lm", "--checkpoint", f"{name}={checkpoint}", "--data", layout.data, "--languages",
@@ -409,13 +422,33 @@ def evaluate(layout: Layout, s: Settings, name: str) -> None:
 
 def evaluate_control(layout: Layout, s: Settings) -> None:
     """The POS/NER probes on the HL-balanced student's architecture with fresh weights, seeded by the run's seed."""
+    control = ["--random-init", str(layout.seed)]
     out = os.path.join(layout.results, CONTROL)
+    if not done(out):
+        step(f"evaluate {CONTROL}: POS/NER probes on the untrained architecture (the probes' control)")
+        run(["balkd-probe", "--checkpoint", f"{CONTROL}={hl_balanced_checkpoint(layout)}", *control, "--data", layout.data,
+             "--languages", languages(layout), "--probe-dir", layout.synth, "--seed", str(s.data_seed),
+             "--output-dir", layout.results, "--cpu"])
+        mark_done(out)
+    if s.probe_train_sentences:
+        probe_few_shot(layout, s, CONTROL, hl_balanced_checkpoint(layout), control)
+
+
+def probe_few_shot(layout: Layout, s: Settings, name: str, checkpoint: str, extra: Tuple[str, ...] = ()) -> None:
+    """balkd-probe --train-sentences N into the few-shot results, beside links to the model's whole-split LM scores
+    (the report reads a model's LM and probing results from one directory)."""
+    root = layout.results_for(s)
+    out = os.path.join(root, name)
     if done(out):
         return
-    step(f"evaluate {CONTROL}: POS/NER probes on the untrained architecture (the probes' control)")
-    run(["balkd-probe", "--checkpoint", f"{CONTROL}={hl_balanced_checkpoint(layout)}", "--random-init", str(layout.seed),
-         "--data", layout.data, "--languages", languages(layout), "--probe-dir", layout.synth, "--seed", str(s.data_seed),
-         "--output-dir", layout.results, "--cpu"])
+    step(f"evaluate {name}: POS/NER probes trained on {s.probe_train_sentences} sentences per language")
+    run(["balkd-probe", "--checkpoint", f"{name}={checkpoint}", *extra, "--data", layout.data, "--languages",
+         languages(layout), "--probe-dir", layout.synth, "--seed", str(s.data_seed), "--train-sentences",
+         str(s.probe_train_sentences), "--output-dir", root, "--cpu"])
+    for lm_file in ("lm.json", "lm_items.npz"):
+        whole = os.path.join(layout.results, name, lm_file)
+        if os.path.exists(whole) and not os.path.lexists(os.path.join(out, lm_file)):
+            os.symlink(os.path.relpath(whole, out), os.path.join(out, lm_file))
     mark_done(out)
 
 
@@ -423,10 +456,11 @@ def with_control(configs: List[str]) -> List[str]:
     return [*configs, CONTROL] if "HL-balanced" in configs else list(configs)
 
 
-def report(root: str, preset: str, layouts: List[Layout], configs: List[str], out: str) -> None:
+def report(s: Settings, preset: str, layouts: List[Layout], configs: List[str], out: str) -> None:
     step(f"report ({preset}: {len(layouts)} seed(s) x {len(configs)} configuration(s)) -> {out}")
     groups = PRESET_GROUPS[preset]
-    models = [f"--model={name}={os.path.join(layout.results, name)}" for name in with_control(configs) for layout in layouts]
+    models = [f"--model={name}={os.path.join(layout.results_for(s), name)}" for name in with_control(configs)
+              for layout in layouts]
     students = [name for name in configs if {"{teachers}", "{teachers_init}"} & set(CONFIGS[name])]
     baselines = [name for name in configs if name not in students]  # the control is shown, never compared
     compare = [f"--compare={name}:{','.join(baselines)}" for name in students] if baselines else []
@@ -522,7 +556,7 @@ def run_preset(s: Settings, preset: str, seeds: List[int], configs: List[str], s
         if CONTROL in with_control(configs):
             evaluate_control(layout, s)
     report_dir = os.path.join(s.out, "report") if single_run else os.path.join(s.out, preset, report_name)
-    report(s.out, preset, layouts, configs, report_dir)
+    report(s, preset, layouts, configs, report_dir)
     write_cost(costs, os.path.join(report_dir, "cost.md"))
 
 
@@ -539,9 +573,13 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--presets", default="shared,diverse", help="comma-separated presets (default: shared,diverse)")
     sweep.add_argument("--configs", default=",".join(PAPER_CONFIGS),
                        help=f"comma-separated configurations out of {', '.join(CONFIGS)} (default: the paper's three)")
-    sweep.add_argument("--report-name", default="report",
-                       help="the report's directory under OUT/<preset>/ (default: report); e.g. 'screen' for a one-seed "
-                            "screening of every configuration beside the 3-seed report of the finalists")
+    sweep.add_argument("--report-name", default=None,
+                       help="the report's directory under OUT/<preset>/ (default: report, or report-probeN with "
+                            "--probe-train-sentences N); e.g. 'screen' for a one-seed screening of every configuration "
+                            "beside the 3-seed report of the finalists")
+    sweep.add_argument("--probe-train-sentences", type=int, default=None, metavar="N", help="also probe every run with probes trained on the first N sentences of each "
+                       "language (balkd-probe --train-sentences), into OUT/<preset>/seed<S>/results-probeN/, and report "
+                       "those (the LM scores stay the whole evaluation's); 0: whole splits only (default: $PROBE_TRAIN_SENTENCES or 0)")
     for p in (demo, sweep):
         p.add_argument("--out", default=None, help="output root (default: outputs/toy for demo, outputs/sweep for sweep)")
     return parser
@@ -554,6 +592,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.command == "demo":
         s = settings_from_env(Settings(out=args.out or os.environ.get("OUT", os.path.join(REPO, "outputs", "toy")),
                                        data_seed=args.seed, lanes=2))
+        s.probe_train_sentences = 0  # the demo reports the benchmark's probes; few-shot probing is a sweep option
         shutil.rmtree(s.out, ignore_errors=True)
         os.makedirs(s.out)
         run_preset(s, args.preset, [args.seed], PAPER_CONFIGS, single_run=True)
@@ -565,6 +604,11 @@ def main(argv: Optional[List[str]] = None) -> int:
               f"  exported:    {s.out}/export/{{fairseq,hf,README.md}} (balkd-export)")
         return 0
     s = settings_from_env(Settings(out=args.out or os.path.join(REPO, "outputs", "sweep")))
+    if args.probe_train_sentences is not None:
+        s.probe_train_sentences = args.probe_train_sentences
+    if s.probe_train_sentences < 0:
+        raise SystemExit(f"--probe-train-sentences must be 0 (whole splits) or more, got {s.probe_train_sentences}")
+    report_name = args.report_name or (f"report-probe{s.probe_train_sentences}" if s.probe_train_sentences else "report")
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     unknown = [c for c in configs if c not in CONFIGS]
     if unknown:
@@ -572,8 +616,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     for preset in [p.strip() for p in args.presets.split(",") if p.strip()]:
         if preset not in PRESET_GROUPS:
             raise SystemExit(f"unknown preset {preset!r}; known: {', '.join(PRESET_GROUPS)}")
-        run_preset(s, preset, [int(x) for x in args.seeds.split(",") if x.strip()], configs, report_name=args.report_name)
-    print(f"\nSweep done in {(time.monotonic() - start) / 60:.1f} min: reports in {s.out}/<preset>/report/")
+        run_preset(s, preset, [int(x) for x in args.seeds.split(",") if x.strip()], configs, report_name=report_name)
+    print(f"\nSweep done in {(time.monotonic() - start) / 60:.1f} min: reports in {s.out}/<preset>/{report_name}/")
     return 0
 
 
