@@ -182,10 +182,28 @@ def test_sweep_configurations_of_the_levers(monkeypatch, tmp_path):
     assert pipeline.with_control(["HL", "Ours"]) == ["HL", "Ours"]
     ran = []
     monkeypatch.setattr(pipeline, "run", lambda cmd, **kw: ran.append(cmd) or 0.0)
-    pipeline.report(str(tmp_path), "shared", [layout], ["HL-balanced", "Ours"], str(tmp_path / "report"))
+    settings = pipeline.Settings(out=str(tmp_path))
+    pipeline.report(settings, "shared", [layout], ["HL-balanced", "Ours"], str(tmp_path / "report"))
     models = [a for a in ran[-1] if a.startswith("--model=")]
     assert models == [f"--model={n}={layout.results}/{n}" for n in ("HL-balanced", "Ours", pipeline.CONTROL)]
     assert [a for a in ran[-1] if a.startswith("--compare=")] == ["--compare=Ours:HL-balanced"], "the control is never compared"
+    # few-shot probing: its own results directory, holding links to the whole evaluation's LM scores
+    settings.probe_train_sentences = 30
+    pipeline.report(settings, "shared", [layout], ["HL-balanced", "Ours"], str(tmp_path / "report"))
+    assert [a for a in ran[-1] if a.startswith("--model=")][0] == f"--model=HL-balanced={layout.results}-probe30/HL-balanced"
+    monkeypatch.setattr(pipeline, "languages", lambda layout: "de,tr")
+    os.makedirs(os.path.join(layout.results, "Ours"))
+    with open(os.path.join(layout.results, "Ours", "lm.json"), "w") as f:
+        f.write("{}")
+    pipeline.probe_few_shot(layout, settings, "Ours", "CKPT")
+    probe = ran[-1]
+    assert probe[0] == "balkd-probe" and probe[probe.index("--train-sentences") + 1] == "30"
+    assert probe[probe.index("--output-dir") + 1] == f"{layout.results}-probe30"
+    linked = os.path.join(f"{layout.results}-probe30", "Ours", "lm.json")
+    assert os.path.islink(linked) and os.path.samefile(linked, os.path.join(layout.results, "Ours", "lm.json"))
+    assert not os.path.lexists(os.path.join(f"{layout.results}-probe30", "Ours", "lm_items.npz"))
+    pipeline.probe_few_shot(layout, settings, "Ours", "CKPT")
+    assert ran[-1] is probe, "a finished few-shot evaluation is skipped"
     # the student from the teacher cache trains for the epochs the HL-balanced student's updates spanned
     os.makedirs(layout.checkpoints)
     with open(os.path.join(layout.checkpoints, "HL-balanced.log"), "w") as f:

@@ -361,6 +361,10 @@ def test_balkd_probe_adds_a_task_to_earlier_results_and_refuses_other_settings(p
     assert "random_init: None there, 3 now" in capsys.readouterr().err.strip().splitlines()[-1]
     assert {p.name: p.read_bytes() for p in (tmp_path / "tiny").iterdir()} == before
     assert _read(tmp_path)["random_init"] is None
+    # nor do probes trained on fewer sentences (--train-sentences)
+    assert probe_cli.main(_probe_argv(project, tmp_path, "--tasks", "pos", "--train-sentences", "3", *fast)) == 2
+    assert "train_sentences: None there, 3 now" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert {p.name: p.read_bytes() for p in (tmp_path / "tiny").iterdir()} == before
 
 
 @pytest.mark.slow
@@ -393,8 +397,42 @@ def test_balkd_probe_missing_file_is_one_clear_error(project, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_balkd_probe_random_init_seed_out_of_range_is_one_clear_error(project, tmp_path, capsys):
-    assert probe_cli.main(_probe_argv(project, tmp_path, "--random-init", "-1")) == 2
+@pytest.mark.parametrize("flag,value,message", [
+    ("--random-init", "-1", "--random-init must be a seed in [0, 2^63), got -1"),
+    ("--train-sentences", "0", "--train-sentences must be at least 1, got 0"),
+])
+def test_balkd_probe_bad_number_is_one_clear_error(project, tmp_path, capsys, flag, value, message):
+    assert probe_cli.main(_probe_argv(project, tmp_path, flag, value)) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["balkd-fairseq: error: --random-init must be a seed in [0, 2^63), got -1"]
+    assert err == [f"balkd-fairseq: error: {message}"]
     assert not os.path.exists(tmp_path / "tiny")
+
+
+@pytest.mark.slow
+def test_balkd_probe_train_sentences_trains_on_the_first_sentences_only(project, tmp_path, capsys):
+    whole = read_tagged(os.path.join(project.probe_dir, "pos", "aa", "train.conllu"))
+    assert probe_cli.main(_probe_argv(project, tmp_path, "--tasks", "pos", "--epochs", "2", "--train-sentences", "3")) == 0
+    result = _read(tmp_path)
+    assert result["train_sentences"] == 3
+    test_sizes = {lang: len(read_tagged(os.path.join(project.probe_dir, "pos", lang, "test.conllu"))) for lang in ("aa", "bb")}
+    for lang in ("aa", "bb"):
+        counts = result["tasks"]["pos"]["sentences"][lang]
+        assert counts["train"] == 3 and counts["test"] == test_sizes[lang] > 3, "only the train split is cut"
+    # the cut keeps the first sentences: a probe on them is the probe on a file holding only them
+    probe_dir = tmp_path / "FIRST3"
+    shutil.copytree(project.probe_dir, probe_dir)
+    for lang in ("aa", "bb"):
+        path = probe_dir / "pos" / lang / "train.conllu"
+        blocks = path.read_text(encoding="utf-8").strip("\n").split("\n\n")
+        path.write_text("\n\n".join(blocks[:3]) + "\n\n", encoding="utf-8")
+    assert len(read_tagged(str(probe_dir / "pos" / "aa" / "train.conllu"))) == 3 < len(whole)
+    argv = ["--checkpoint", f"tiny={project.checkpoint}", "--data", project.data, "--languages", "aa,bb", "--probe-dir",
+            str(probe_dir), "--tasks", "pos", "--epochs", "2", "--output-dir", str(tmp_path / "first3"), "--cpu"]
+    assert probe_cli.main(argv) == 0
+    assert json.loads((tmp_path / "first3" / "tiny" / "probe.json").read_text())["tasks"]["pos"]["matrix"] == \
+        result["tasks"]["pos"]["matrix"]
+    capsys.readouterr()  # more sentences than a split has: all of them, and a warning naming the file
+    assert probe_cli.main(_probe_argv(project, tmp_path / "many", "--tasks", "pos", "--epochs", "2",
+                                      "--train-sentences", str(len(whole) + 1))) == 0
+    assert f"{os.path.join(project.probe_dir, 'pos', 'aa', 'train.conllu')}: {len(whole)} sentences, fewer than " \
+           f"--train-sentences {len(whole) + 1}" in capsys.readouterr().err

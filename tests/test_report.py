@@ -312,6 +312,17 @@ def test_probing_settings_compare_each_tasks_data_hash_as_balkd_probe_writes_it(
     assert [k for k in a if a[k] != b.get(k)] == ["data_sha256[pos]"]
 
 
+def test_probing_settings_tell_few_shot_probes_from_whole_splits():
+    """Probes trained on N sentences (balkd-probe --train-sentences) are not comparable with whole-split ones;
+    results written before the flag existed were whole-split probes."""
+    from balkd_fairseq.eval.report import probing_settings
+
+    older = {"probe": "linear", "layer": -1, "tasks": {"pos": {"data_sha256": "p1"}}}
+    whole, few = {**older, "train_sentences": None}, {**older, "train_sentences": 30}
+    assert probing_settings(older) == probing_settings(whole)
+    assert [k for k in probing_settings(few) if probing_settings(few)[k] != probing_settings(whole)[k]] == ["train_sentences"]
+
+
 def test_plot_legend_has_every_model_in_the_colour_of_its_bars(tmp_path):
     """A model with probing results only (the random-init control) has no bar in the first panel (MRR): it
     still gets a legend entry, in the colour its bars have in the probing panels."""

@@ -445,6 +445,7 @@ def probe_few_shot(layout: Layout, s: Settings, name: str, checkpoint: str, extr
     run(["balkd-probe", "--checkpoint", f"{name}={checkpoint}", *extra, "--data", layout.data, "--languages",
          languages(layout), "--probe-dir", layout.synth, "--seed", str(s.data_seed), "--train-sentences",
          str(s.probe_train_sentences), "--output-dir", root, "--cpu"])
+    os.makedirs(out, exist_ok=True)
     for lm_file in ("lm.json", "lm_items.npz"):
         whole = os.path.join(layout.results, name, lm_file)
         if os.path.exists(whole) and not os.path.lexists(os.path.join(out, lm_file)):
