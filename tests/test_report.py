@@ -180,6 +180,31 @@ def test_mixed_evaluations_are_refused_unless_allowed(tmp_path, capsys):
     assert "Mixed evaluations (--allow-mixed)" in (tmp_path / "o" / "report.md").read_text(encoding="utf-8")
 
 
+def _probe_train_sentences(directory, count):
+    path = directory / "probe.json"
+    payload = json.loads(path.read_text(encoding="utf-8"))
+    path.write_text(json.dumps({**payload, "train_sentences": count}), encoding="utf-8")
+
+
+def test_few_shot_probes_are_named_in_the_table_and_never_mixed_with_whole_split_ones(tmp_path, capsys):
+    write_run(tmp_path / "HL", seed=1)
+    write_run(tmp_path / "Ours", seed=2)
+    _probe_train_sentences(tmp_path / "HL", 30)
+    argv = ["--no-plot", "--model", f"HL={tmp_path / 'HL'}", "--model", f"Ours={tmp_path / 'Ours'}"]
+    assert report.main(argv + ["--output-dir", str(tmp_path / "mixed")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "train_sentences is 30" in err and not os.path.exists(tmp_path / "mixed")
+    assert report.main(argv + ["--output-dir", str(tmp_path / "whole")]) == 2  # (whole splits recorded as absent)
+    _probe_train_sentences(tmp_path / "Ours", 30)
+    assert report.main(argv + ["--output-dir", str(tmp_path / "few")]) == 0
+    few = (tmp_path / "few" / "report.md").read_text(encoding="utf-8")
+    assert "probes were trained on the first 30 sentences of each language's train split" in few
+    for name in ("HL", "Ours"):
+        _probe_train_sentences(tmp_path / name, None)
+    assert report.main(argv + ["--output-dir", str(tmp_path / "whole")]) == 0
+    assert "first" not in (tmp_path / "whole" / "report.md").read_text(encoding="utf-8")
+
+
 @pytest.mark.parametrize(
     "argv_tail, message",
     [
