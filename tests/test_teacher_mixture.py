@@ -1,0 +1,28 @@
+"""examples/toy/teacher_mixture.py: the perplexities of mixed soft labels."""
+import importlib.util
+import math
+
+import torch
+from helpers import REPO
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("teacher_mixture", REPO / "examples" / "toy" / "teacher_mixture.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_mixture_perplexities_of_two_known_distributions():
+    mixture = _module()
+    targets = torch.tensor([0, 1])
+    # the teacher puts 1/2 on the target, the fallback 1/4 (vocabulary of 4)
+    teacher = torch.log(torch.tensor([[0.5, 0.5 / 3, 0.5 / 3, 0.5 / 3], [0.5 / 3, 0.5, 0.5 / 3, 0.5 / 3]]))
+    fallback = torch.log(torch.full((2, 4), 0.25))
+    scores = mixture.mixture_perplexities(teacher, fallback, targets)
+    assert math.isclose(scores["teacher only"], 2.0, rel_tol=1e-5)
+    assert math.isclose(scores["fallback only"], 4.0, rel_tol=1e-5)
+    assert math.isclose(scores["w = 0.5"], 1 / 0.375, rel_tol=1e-5)  # p(target) = (0.5 + 0.25) / 2
+    geometric = math.sqrt(0.5 * 0.25) / (math.sqrt(0.5 * 0.25) + 3 * math.sqrt(0.5 / 3 * 0.25))
+    assert math.isclose(scores["geometric"], 1 / geometric, rel_tol=1e-5)
+    assert scores["w = 0.25"] > scores["w = 0.5"] > scores["w = 0.75"]
