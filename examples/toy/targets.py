@@ -9,6 +9,9 @@ configuration, checks the three targets of a configuration that beats the paper'
 1. better than HL-balanced on Low-Res MLM-PPL, POS I-L and NER I-L, the 95% interval excluding zero;
 2. High-Res MLM-PPL mean over seeds at most 1.05 x HL's;
 3. All POS Z-S and NER Z-S means at least the worse of HL's and HL-balanced's.
+
+``--report-name report-probeN`` reads the report of a sweep run with ``--probe-train-sentences N``
+(few-shot probes; the LM columns are the same).
 """
 import argparse
 import csv
