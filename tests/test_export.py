@@ -244,6 +244,17 @@ def test_model_card(exported, project):
     assert "Dictionary sha256 (recorded" in card
 
 
+def test_model_card_says_when_the_probes_were_few_shot(tmp_path):
+    from test_report import _probe_train_sentences, write_run
+
+    from balkd_fairseq.export.model_card import results_section
+
+    write_run(tmp_path / "r", seed=1)
+    assert "--train-sentences" not in "\n".join(results_section(str(tmp_path / "r")))
+    _probe_train_sentences(tmp_path / "r", 30)
+    assert "POS/NER probes were trained on the first 30 sentences" in "\n".join(results_section(str(tmp_path / "r")))
+
+
 def test_old_checkpoint_without_hash_is_checked_by_size(project, tmp_path, capsys):
     assert export_main([str(project["old"]), "--data", str(project["data"]), "--out", str(tmp_path / "x"),
                         "--format", "fairseq"]) == 0

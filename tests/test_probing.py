@@ -417,7 +417,9 @@ def test_balkd_probe_train_sentences_trains_on_the_first_sentences_only(project,
     test_sizes = {lang: len(read_tagged(os.path.join(project.probe_dir, "pos", lang, "test.conllu"))) for lang in ("aa", "bb")}
     for lang in ("aa", "bb"):
         counts = result["tasks"]["pos"]["sentences"][lang]
-        assert counts["train"] == 3 and counts["test"] == test_sizes[lang] > 3, "only the train split is cut"
+        dev_size = len(read_tagged(os.path.join(project.probe_dir, "pos", lang, "dev.conllu")))
+        assert counts["train"] == 3, "the train split is cut"
+        assert counts["dev"] == dev_size > 3 and counts["test"] == test_sizes[lang] > 3, "dev and test stay whole"
     # the cut keeps the first sentences: a probe on them is the probe on a file holding only them
     probe_dir = tmp_path / "FIRST3"
     shutil.copytree(project.probe_dir, probe_dir)

@@ -194,7 +194,8 @@ def test_few_shot_probes_are_named_in_the_table_and_never_mixed_with_whole_split
     assert report.main(argv + ["--output-dir", str(tmp_path / "mixed")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "train_sentences is 30" in err and not os.path.exists(tmp_path / "mixed")
-    assert report.main(argv + ["--output-dir", str(tmp_path / "whole")]) == 2  # (whole splits recorded as absent)
+    assert report.main(argv + ["--allow-mixed", "--output-dir", str(tmp_path / "allowed")]) == 0
+    assert "on the first 30 sentences or the whole split" in (tmp_path / "allowed" / "report.md").read_text(encoding="utf-8")
     _probe_train_sentences(tmp_path / "Ours", 30)
     assert report.main(argv + ["--output-dir", str(tmp_path / "few")]) == 0
     few = (tmp_path / "few" / "report.md").read_text(encoding="utf-8")

@@ -355,14 +355,15 @@ def comparison_table(comparisons: List[Comparison], metrics: List[Metric], rows)
     return "\n".join(lines)
 
 
-def probe_training_note(models: List[Model]) -> str:
-    """How the probes behind the table were trained, when that is not the whole train splits."""
-    counts = sorted({run.settings["probing"].get("train_sentences") for model in models for run in model.runs
-                     if "probing" in run.settings} - {None})
-    if not counts:
+def probe_training_note(runs: List[Run]) -> str:
+    """How the probes behind these runs' scores were trained, when that is not the whole train splits."""
+    recorded = {run.settings["probing"].get("train_sentences") for run in runs if "probing" in run.settings}
+    if not recorded - {None}:
         return ""
-    return (f" POS/NER probes were trained on the first {' or '.join(map(str, counts))} sentences of each language's "
-            "train split (balkd-probe --train-sentences).")
+    sizes = [f"the first {count} sentences" for count in sorted(recorded - {None})]
+    sizes += ["the whole split"] if None in recorded else []  # (mixed: only with --allow-mixed)
+    return (f" POS/NER probes were trained on {' or '.join(sizes)} of each language's train split "
+            "(balkd-probe --train-sentences).")
 
 
 def to_markdown(models, metrics, rows, comparisons, replicates: int, mixed: List[str]) -> str:
@@ -378,7 +379,7 @@ def to_markdown(models, metrics, rows, comparisons, replicates: int, mixed: List
         "MLM-PPL = exp of the mean cross-entropy of the masked positions with 15 % of the tokens masked at once"
         + ("; PPPL = pseudo-perplexity, every token masked in turn (Salazar et al. 2020)" if any(m.key == "pppl" for m in metrics) else "")
         + " (perplexities: lower is better, geometric mean over a group); POS accuracy and NER F1 in %. "
-        f"Runs: {runs}. Groups: {groups}.{probe_training_note(models)}\n"
+        f"Runs: {runs}. Groups: {groups}.{probe_training_note([run for model in models for run in model.runs])}\n"
     )
     if comparisons:
         parts.append("Paired differences (first model minus second), with 95 % intervals from a paired bootstrap "

@@ -6,7 +6,7 @@ from typing import List, Optional
 from omegaconf import OmegaConf
 
 from ..data.balancing import target_sizes
-from ..eval.report import METRICS, load_run
+from ..eval.report import METRICS, load_run, probe_training_note
 from ..files import read_json
 from ..soft_labels.manifest import MANIFEST_KEY
 from .fairseq_dir import plain
@@ -119,7 +119,7 @@ def architecture_section(source: ExportSource, extra_pieces: Optional[List[str]]
 
 
 def results_section(results_dir: str) -> List[str]:
-    model = load_run("export", results_dir)
+    model = load_run("export", results_dir)  # one run: the exported checkpoint's
     metrics = [metric for metric in METRICS if model.values[metric.key]]
     languages = model.languages()
     lines = ["## Results", "", f"From `{os.path.basename(os.path.normpath(results_dir))}` (balkd-eval-lm / balkd-probe).", "",
@@ -129,7 +129,7 @@ def results_section(results_dir: str) -> List[str]:
         lines.append(f"| {lang} | " + " | ".join("–" if v is None else format(v * scale, fmt) for v, scale, fmt in cells)
                      + " |")
     return lines + ["", "MRR as a fraction; MLM-PPL = perplexity with 15 % of the tokens masked at once, PPPL = pseudo-perplexity "
-                       "(every token masked in turn); POS accuracy and NER F1 in %.", ""]
+                       "(every token masked in turn); POS accuracy and NER F1 in %." + probe_training_note([model]), ""]
 
 
 def front_matter(languages: List[str], formats: List[str]) -> List[str]:
