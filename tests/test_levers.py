@@ -177,6 +177,17 @@ def test_sweep_configurations_of_the_levers(monkeypatch, tmp_path):
     flags = pipeline.student_flags(layout, "Ours+init+fallback")
     assert flags[flags.index("--teachers") + 1] == f"{layout.teachers_init}/teachers.json"
     assert flags[-2:] == ["--teacher-fallback", hl_balanced]
+    # the born-again fallback: the Ours+fallback student, trained first with everything it needs, serves as fallback
+    first = os.path.join(layout.checkpoints, "Ours+fallback", "checkpoint_last.pt")
+    assert pipeline.student_flags(layout, "Ours+fallback2")[-2:] == ["--teacher-fallback", first]
+    for directory in (layout.data, *(os.path.join(layout.checkpoints, n) for n in ("HL-balanced", "Ours+fallback"))):
+        os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(layout.data, "dict.txt"), "w") as f:
+        f.write("a 1\n")
+    calls.clear()
+    assert pipeline.teachers_of(layout, None, "Ours+fallback2") == {"updates": 20, "tokens": 200, "wall_seconds": 4.0}
+    assert calls == ["HL-balanced", "teachers<", "Ours+fallback"], "HL-balanced and the teachers, then the first generation"
+    assert os.path.isfile(os.path.join(layout.checkpoints, "Ours+fallback", "dict.txt"))
     # the probes' control (untrained architecture) comes with HL-balanced, whose checkpoint gives the architecture
     assert pipeline.with_control(["HL", "HL-balanced", "Ours"]) == ["HL", "HL-balanced", "Ours", pipeline.CONTROL]
     assert pipeline.with_control(["HL", "Ours"]) == ["HL", "Ours"]
@@ -205,7 +216,7 @@ def test_sweep_configurations_of_the_levers(monkeypatch, tmp_path):
     pipeline.probe_few_shot(layout, settings, "Ours", "CKPT")
     assert ran[-1] is probe, "a finished few-shot evaluation is skipped"
     # the student from the teacher cache trains for the epochs the HL-balanced student's updates spanned
-    os.makedirs(layout.checkpoints)
+    os.makedirs(layout.checkpoints, exist_ok=True)
     with open(os.path.join(layout.checkpoints, "HL-balanced.log"), "w") as f:
         f.write("| INFO | fairseq.trainer | begin training epoch 1\n| INFO | fairseq.trainer | begin training epoch 12\n")
     flags = pipeline.student_flags(layout, "Ours+cache")

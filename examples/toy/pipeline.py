@@ -61,6 +61,10 @@ CONFIGS: Dict[str, List[str]] = {
     "Ours+init+fallback+hard0.3": ["--balance", "subsample", "--criterion", "multi_teacher_distill", "--teachers",
                                    "{teachers_init}", "--teacher-fallback", "{hl_balanced}",
                                    "--hard-label-weight", "0.3"],
+    # session 8: a born-again fallback. The Ours+fallback student (better than HL-balanced in the diverse preset's
+    # low-resource MLM-PPL) is the fallback of a second student, which the rule compares with each own teacher
+    "Ours+fallback2": ["--balance", "subsample", "--criterion", "multi_teacher_distill", "--teachers", "{teachers}",
+                       "--teacher-fallback", "{ours_fallback}"],
     # the paper's recipe from an offline teacher cache (balkd-cache-teachers, top-32 soft labels): what the
     # cache changes in cost, and that it changes nothing else beyond the top-k truncation
     "Ours+cache": ["--balance", "subsample", "--criterion", "multi_teacher_distill", "--teachers", "{teachers}",
@@ -324,7 +328,8 @@ def hl_balanced_checkpoint(layout: Layout) -> str:
 def student_flags(layout: Layout, name: str) -> List[str]:
     places = {"{teachers}": os.path.join(layout.teachers, "teachers.json"),
               "{teachers_init}": os.path.join(layout.teachers_init, "teachers.json"),
-              "{hl_balanced}": hl_balanced_checkpoint(layout), "{cache}": os.path.join(layout.cache, "cache")}
+              "{hl_balanced}": hl_balanced_checkpoint(layout), "{cache}": os.path.join(layout.cache, "cache"),
+              "{ours_fallback}": os.path.join(layout.checkpoints, "Ours+fallback", "checkpoint_last.pt")}
     flags = [places.get(flag, flag) for flag in CONFIGS[name]]
     if "{cache}" in CONFIGS[name]:  # the cache holds a fixed number of epochs: the student's must match
         flags += ["--max-epoch", str(cache_epochs(layout))]
@@ -344,6 +349,10 @@ def teachers_of(layout: Layout, s: Settings, name: str) -> Optional[dict]:
     flags = CONFIGS[name]
     if not any(p in flags for p in ("{teachers}", "{teachers_init}")):
         return None
+    if "{ours_fallback}" in flags:  # the first generation and everything it took
+        parts = [teachers_of(layout, s, "Ours+fallback"), train_student(layout, s, "Ours+fallback")]
+        shutil.copyfile(os.path.join(layout.data, "dict.txt"), os.path.join(layout.checkpoints, "Ours+fallback", "dict.txt"))
+        return {key: round(sum(p.get(key, 0) for p in parts), 1) for key in ("updates", "tokens", "wall_seconds")}
     parts = []
     if {"{hl_balanced}", "{teachers_init}", "{cache}"} & set(flags):
         hl_balanced = train_student(layout, s, "HL-balanced")
