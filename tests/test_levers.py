@@ -198,6 +198,10 @@ def test_sweep_configurations_of_the_levers(monkeypatch, tmp_path):
     models = [a for a in ran[-1] if a.startswith("--model=")]
     assert models == [f"--model={n}={layout.results}/{n}" for n in ("HL-balanced", "Ours", pipeline.CONTROL)]
     assert [a for a in ran[-1] if a.startswith("--compare=")] == ["--compare=Ours:HL-balanced"], "the control is never compared"
+    assert ran[-1][-2:] == ["--output-dir", str(tmp_path / "report")], "the demo's report: no comparison with the control"
+    pipeline.report(settings, "shared", [layout], ["HL-balanced", "Ours"], str(tmp_path / "report"), against_control=True)
+    assert [a for a in ran[-1] if a.startswith("--compare=")] == [f"--compare={n}:{pipeline.CONTROL}" for n in ("HL-balanced", "Ours")]
+    assert ran[-1][-2:] == ["--output-dir", str(tmp_path / "report" / "control")]
     # few-shot probing: its own results directory, holding links to the whole evaluation's LM scores
     settings.probe_train_sentences = 30
     pipeline.report(settings, "shared", [layout], ["HL-balanced", "Ours"], str(tmp_path / "report"))

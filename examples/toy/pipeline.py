@@ -466,16 +466,21 @@ def with_control(configs: List[str]) -> List[str]:
     return [*configs, CONTROL] if "HL-balanced" in configs else list(configs)
 
 
-def report(s: Settings, preset: str, layouts: List[Layout], configs: List[str], out: str) -> None:
+def report(s: Settings, preset: str, layouts: List[Layout], configs: List[str], out: str,
+           against_control: bool = False) -> None:
+    """The preset's report; with ``against_control``, also every model against the untrained control in OUT/control."""
     step(f"report ({preset}: {len(layouts)} seed(s) x {len(configs)} configuration(s)) -> {out}")
     groups = PRESET_GROUPS[preset]
+    group_flags = ["--low", *groups["low"].split(), "--high", *groups["high"].split(), "--single", groups["single"]]
     models = [f"--model={name}={os.path.join(layout.results_for(s), name)}" for name in with_control(configs)
               for layout in layouts]
     students = [name for name in configs if {"{teachers}", "{teachers_init}"} & set(CONFIGS[name])]
     baselines = [name for name in configs if name not in students]  # the control is shown, never compared
     compare = [f"--compare={name}:{','.join(baselines)}" for name in students] if baselines else []
-    run(["balkd-report", *models, *compare, "--low", *groups["low"].split(), "--high", *groups["high"].split(),
-         "--single", groups["single"], "--output-dir", out])
+    run(["balkd-report", *models, *compare, *group_flags, "--output-dir", out])
+    if against_control and CONTROL in with_control(configs):  # what pretraining adds above an untrained encoder
+        run(["balkd-report", *models, *[f"--compare={name}:{CONTROL}" for name in configs], *group_flags, "--no-plot",
+             "--output-dir", os.path.join(out, "control")])
 
 
 def export_and_query(layout: Layout, name: str) -> None:
@@ -566,7 +571,7 @@ def run_preset(s: Settings, preset: str, seeds: List[int], configs: List[str], s
         if CONTROL in with_control(configs):
             evaluate_control(layout, s)
     report_dir = os.path.join(s.out, "report") if single_run else os.path.join(s.out, preset, report_name)
-    report(s, preset, layouts, configs, report_dir)
+    report(s, preset, layouts, configs, report_dir, against_control=not single_run)
     write_cost(costs, os.path.join(report_dir, "cost.md"))
 
 
