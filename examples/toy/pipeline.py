@@ -343,6 +343,10 @@ def cache_epochs(layout: Layout) -> int:
     return max(epochs)
 
 
+def total_cost(parts: List[dict]) -> dict:
+    return {key: round(sum(p.get(key, 0) for p in parts), 1) for key in ("updates", "tokens", "wall_seconds")}
+
+
 def teachers_of(layout: Layout, s: Settings, name: str) -> Optional[dict]:
     """What a configuration's soft labels cost before its student trains (teachers, and the HL-balanced
     student a lever starts from or falls back to), training what is not there yet; None for hard labels."""
@@ -352,7 +356,7 @@ def teachers_of(layout: Layout, s: Settings, name: str) -> Optional[dict]:
     if "{ours_fallback}" in flags:  # the first generation and everything it took
         parts = [teachers_of(layout, s, "Ours+fallback"), train_student(layout, s, "Ours+fallback")]
         shutil.copyfile(os.path.join(layout.data, "dict.txt"), os.path.join(layout.checkpoints, "Ours+fallback", "dict.txt"))
-        return {key: round(sum(p.get(key, 0) for p in parts), 1) for key in ("updates", "tokens", "wall_seconds")}
+        return total_cost(parts)
     parts = []
     if {"{hl_balanced}", "{teachers_init}", "{cache}"} & set(flags):
         hl_balanced = train_student(layout, s, "HL-balanced")
@@ -364,7 +368,7 @@ def teachers_of(layout: Layout, s: Settings, name: str) -> Optional[dict]:
                  else train_teachers(layout, s))
     if "{cache}" in flags:
         parts.append(build_cache(layout, s, name))
-    return {key: round(sum(p.get(key, 0) for p in parts), 1) for key in ("updates", "tokens", "wall_seconds")}
+    return total_cost(parts)
 
 
 def build_cache(layout: Layout, s: Settings, name: str) -> dict:
