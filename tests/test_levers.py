@@ -188,6 +188,12 @@ def test_sweep_configurations_of_the_levers(monkeypatch, tmp_path):
     assert pipeline.teachers_of(layout, None, "Ours+fallback2") == {"updates": 20, "tokens": 200, "wall_seconds": 4.0}
     assert calls == ["HL-balanced", "teachers<", "Ours+fallback"], "HL-balanced and the teachers, then the first generation"
     assert os.path.isfile(os.path.join(layout.checkpoints, "Ours+fallback", "dict.txt"))
+    # a setting from the environment that is not a number: one error line naming the variable
+    monkeypatch.setenv("PROBE_TRAIN_SENTENCES", "thirty")
+    with pytest.raises(SystemExit, match=r"^pipeline.py: error: PROBE_TRAIN_SENTENCES='thirty' is not an int$"):
+        pipeline.settings_from_env(pipeline.Settings())
+    monkeypatch.setenv("PROBE_TRAIN_SENTENCES", "30")
+    assert pipeline.settings_from_env(pipeline.Settings()).probe_train_sentences == 30
     # the probes' control (untrained architecture) comes with HL-balanced, whose checkpoint gives the architecture
     assert pipeline.with_control(["HL", "HL-balanced", "Ours"]) == ["HL", "HL-balanced", "Ours", pipeline.CONTROL]
     assert pipeline.with_control(["HL", "Ours"]) == ["HL", "Ours"]

@@ -118,7 +118,11 @@ def settings_from_env(defaults: Settings) -> Settings:
         raw = os.environ.get(f.name.upper())
         if raw is not None:
             default = getattr(defaults, f.name)
-            values[f.name] = raw not in ("", "0") if isinstance(default, bool) else type(default)(raw)
+            try:
+                values[f.name] = raw not in ("", "0") if isinstance(default, bool) else type(default)(raw)
+            except ValueError:
+                raise SystemExit(f"pipeline.py: error: {f.name.upper()}={raw!r} is not a{'n' if type(default) is int else ''} "
+                                 f"{type(default).__name__}") from None
     return Settings(**{**asdict(defaults), **values})
 
 
