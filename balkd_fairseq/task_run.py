@@ -2,8 +2,8 @@
 
 ``fairseq-train`` / ``fairseq-hydra-train`` import the plugin for every run that names
 ``--user-dir``, whatever the task; only when one of the plugin's tasks is set up does
-:func:`start_task_run` (called from the task's ``setup_task``, and from ``add_args`` so that errors
-of fairseq's own start-up checks such as an unwritable ``--save-dir`` are covered too):
+:func:`start_task_run` (called from the task's ``setup_task``, and from ``add_args`` of the parser that chose the task so
+that errors of fairseq's own start-up checks such as an unwritable ``--save-dir`` are covered too):
 
 * install the one-line error handling (:func:`balkd_fairseq.errors.install_error_handling`);
 * make fairseq's checkpoint saving atomic (:mod:`balkd_fairseq.atomic_checkpoints`);
@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 _started = False
 _save_dir_locked = False
 _FAIRSEQ_TRAIN = os.path.join("fairseq_cli", "train.py")
+_FAIRSEQ_TASKS = os.path.join("fairseq", "tasks", "__init__.py")
 
 
 def start_task_run() -> None:
@@ -45,6 +46,21 @@ def start_task_run() -> None:
         from .locks import hold_directory_lock
 
         hold_directory_lock(save_dir, "--save-dir")
+
+
+def chosen_for_this_run(task_name: str) -> bool:
+    """Whether the call of task ``task_name``'s ``add_args`` that calls this means a run of that task.
+
+    Importing ``--user-dir`` makes fairseq's ``import_tasks`` call every plugin task's ``add_args`` on a
+    throw-away parser (for its docs), whatever the run's task. There the run's config decides:
+    ``fairseq-hydra-train`` imports the plugin inside ``fairseq_cli.train.main``, whose config names
+    the task; ``fairseq-train`` has none yet, and its own parser calls ``add_args`` of the task it chose.
+    """
+    caller = sys._getframe(2)  # chosen_for_this_run <- add_args <- its caller
+    if not (caller.f_code.co_name == "import_tasks" and caller.f_code.co_filename.endswith(_FAIRSEQ_TASKS)):
+        return True
+    cfg = fairseq_run_config()
+    return cfg is not None and getattr(cfg.task, "_name", None) == task_name
 
 
 def fairseq_run_config():

@@ -31,6 +31,43 @@ raise balkd_fairseq.BalkdError("a library user's own error")
     assert proc.returncode == 1 and "Traceback" in proc.stderr, proc.stderr  # the default hook, untouched
 
 
+STOCK_HYDRA_CONFIG = """
+common: {{cpu: true}}
+task: {{_name: masked_lm, data: {data}}}
+criterion: masked_lm
+model: {{_name: roberta}}
+dataset: {{batch_size: 8}}
+checkpoint: {{save_dir: {save_dir}}}
+"""
+
+
+@pytest.mark.parametrize("program", ["fairseq_cli.train", "fairseq_cli.hydra_train"])
+def test_a_stock_task_run_with_the_plugin_loaded_behaves_as_without_it(tmp_path, program):
+    """``--user-dir`` registers the plugin's tasks (fairseq calls their ``add_args`` then); only a run of
+    one of them gets its error handling. Here a stock masked_lm run fails in fairseq's own start-up."""
+    (tmp_path / "afile").write_text("x")
+    data, save_dir = tmp_path / "no-data", tmp_path / "afile" / "sub"
+    if program == "fairseq_cli.train":
+        args = [str(data), "--task", "masked_lm", "--criterion", "masked_lm", "--arch", "roberta_base",
+                "--cpu", "--batch-size", "8", "--max-update", "1", "--save-dir", str(save_dir)]
+        plugin = ["--user-dir", USER_DIR]
+    else:
+        (tmp_path / "stock.yaml").write_text(STOCK_HYDRA_CONFIG.format(data=data, save_dir=save_dir))
+        args, plugin = ["--config-dir", str(tmp_path), "--config-name", "stock"], [f"common.user_dir={USER_DIR}"]
+
+    def run(extra):
+        return subprocess.run([sys.executable, "-m", program, *args, *extra], capture_output=True, text=True,
+                              timeout=300, cwd=tmp_path)
+
+    def error_line(proc):
+        return next(line for line in reversed(proc.stderr.splitlines()) if "Error" in line)
+
+    stock, loaded = run([]), run(plugin)
+    assert stock.returncode == loaded.returncode == 1, loaded.stderr[-2000:]
+    assert error_line(stock).startswith("NotADirectoryError")
+    assert error_line(loaded) == error_line(stock)
+
+
 def test_an_uncaught_balkd_error_in_a_run_flushes_logs_and_exits_2(tmp_path):
     log = tmp_path / "run.log"
     probe = f"""

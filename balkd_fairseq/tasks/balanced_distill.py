@@ -65,7 +65,7 @@ from ..data.subset_dataset import EpochSubsetDataset, LanguageDraw
 from ..errors import BalkdError
 from ..soft_labels.fallback import FALLBACK_RULES
 from ..soft_labels.manifest import MANIFEST_KEY, check_resumed_manifest, record_manifest, recorded_manifest
-from ..task_run import start_task_run
+from ..task_run import chosen_for_this_run, start_task_run
 
 logger = logging.getLogger(__name__)
 
@@ -233,7 +233,8 @@ class BalancedDistillTask(MaskedLMTask):
 
     @classmethod
     def add_args(cls, parser):
-        start_task_run()  # fairseq-train chose this task: one-line errors from its start-up checks on
+        if chosen_for_this_run("balanced_distill"):  # one-line errors from fairseq's start-up checks on
+            start_task_run()
         super().add_args(parser)
 
     def __init__(self, cfg: BalancedDistillConfig, dictionary=None, for_inference: bool = False):
