@@ -17,20 +17,21 @@ import queue
 import sys
 import threading
 import time
+from typing import Optional
 
 from .errors import BalkdError, install_error_handling
 
 logger = logging.getLogger(__name__)
 
 _started = False
-_save_dir_locked = False
+_locked_save_dir: Optional[str] = None  # the --save-dir of the fairseq-train run this process is the master of
 _FAIRSEQ_TRAIN = os.path.join("fairseq_cli", "train.py")
 _FAIRSEQ_TASKS = os.path.join("fairseq", "tasks", "__init__.py")
 
 
 def start_task_run() -> None:
     """Idempotent; see the module docstring."""
-    global _started, _save_dir_locked
+    global _started, _locked_save_dir
     install_error_handling()
     if not _started:
         _started = True
@@ -38,14 +39,19 @@ def start_task_run() -> None:
 
         enable_atomic_checkpoint_copies()
         atexit.register(stop_prefetch_threads)
-    cfg = None if _save_dir_locked else fairseq_run_config()  # (none yet when called from add_args)
+    cfg = None if _locked_save_dir is not None else fairseq_run_config()  # (none yet when called from add_args)
     if cfg is not None and _is_master(cfg):
-        _save_dir_locked = True
         save_dir = cfg.checkpoint.save_dir
         check_writable_dir(save_dir, "--save-dir")
         from .locks import hold_directory_lock
 
         hold_directory_lock(save_dir, "--save-dir")
+        _locked_save_dir = save_dir
+
+
+def locked_save_dir() -> Optional[str]:
+    """The ``--save-dir`` this process writes as the master of a training run of the plugin's task, or None."""
+    return _locked_save_dir
 
 
 def chosen_for_this_run(task_name: str) -> bool:

@@ -84,6 +84,8 @@ def test_hard_label_baseline_needs_no_teachers_and_loads_without_data(tmp_path, 
     state = checkpoint_utils.load_checkpoint_to_cpu(str(tmp_path / "hl" / "checkpoint_best.pt"))
     assert recorded_languages(state) == ["aa", "bb"]
     assert recorded_dictionary_sha256(state) == dict_file_sha256(str(data / "dict.txt"))
+    # the save dir is a model on its own: its dict.txt beside the checkpoints
+    assert (tmp_path / "hl" / "dict.txt").read_bytes() == (data / "dict.txt").read_bytes()
 
     without_data(data, tmp_path)
     hub = load_without_data(tmp_path / "hl" / "checkpoint_best.pt", tmp_path)

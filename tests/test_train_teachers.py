@@ -135,3 +135,19 @@ def test_teachers_bounded_by_max_update_are_shared_out_by_count_not_by_size():
     assert shard_weights(sizes, []) == sizes
     assert [languages_of_shard(list(sizes), by_count, Shard(i, 2)) for i in (0, 1)] == [["de", "eu"], ["es", "tr"]]
     assert [languages_of_shard(list(sizes), sizes, Shard(i, 2)) for i in (0, 1)] == [["de"], ["es", "eu", "tr"]]
+
+
+def test_the_dictionary_is_recorded_beside_the_checkpoints_and_another_is_refused(tiny_data, tmp_path):
+    from balkd_fairseq.data.dictionary_hash import record_dictionary
+    from balkd_fairseq.errors import BalkdError
+
+    source, save = tiny_data / "dict.txt", tmp_path / "save"
+    assert record_dictionary(str(source), str(save)) == dict_file_sha256(str(source))
+    assert (save / "dict.txt").read_bytes() == source.read_bytes()
+    other = tmp_path / "other.txt"
+    other.write_text("zz 1\n")
+    assert record_dictionary(str(other), str(save)) == dict_file_sha256(str(other))  # no model yet: replaced
+    (save / "checkpoint_last.pt").write_bytes(b"a model trained with other.txt")
+    with pytest.raises(BalkdError, match=r"save holds a model trained with another dictionary \(.*save/dict.txt differs"):
+        record_dictionary(str(source), str(save))
+    assert (save / "dict.txt").read_text() == "zz 1\n"

@@ -27,7 +27,7 @@ from typing import Dict, List, Optional
 
 from tqdm import tqdm
 
-from ..data.dictionary_hash import dict_file_sha256
+from ..data.dictionary_hash import record_dictionary
 from ..data.languages import resolve_languages
 from ..errors import BalkdError
 from ..files import read_json
@@ -142,22 +142,6 @@ def check_save_dir_outside_data(save_dir: str, data: str, langs: List[str]) -> N
                          "teachers are never written into DATA: choose another directory")
 
 
-def record_dictionary(data: str, lang_dir: str) -> str:
-    """Copy DATA/dict.txt beside the teacher's checkpoints (atomically); refuse one trained with another."""
-    source, target = os.path.join(data, "dict.txt"), os.path.join(lang_dir, "dict.txt")
-    digest = dict_file_sha256(source, "shared dictionary")
-    if os.path.isfile(target) and os.path.isfile(os.path.join(lang_dir, "checkpoint_last.pt")):
-        if dict_file_sha256(target, "teacher dictionary") != digest:
-            raise BalkdError(
-                f"{lang_dir} holds a teacher trained with another dictionary ({target} differs from {source}); "
-                "use another --save-dir"
-            )
-    partial = target + ".tmp"
-    shutil.copyfile(source, partial)
-    os.replace(partial, target)
-    return digest
-
-
 def single_process_env() -> Dict[str, str]:
     return {name: value for name, value in os.environ.items() if name not in LAUNCHER_VARIABLES}
 
@@ -222,7 +206,7 @@ def train_one(data: str, lang: str, lang_dir: str, fairseq_args: List[str], init
 
 
 def _train(data: str, lang: str, lang_dir: str, fairseq_args: List[str], init: Optional[dict]) -> str:
-    digest = record_dictionary(data, lang_dir)
+    digest = record_dictionary(os.path.join(data, "dict.txt"), lang_dir)
     record_init(lang_dir, lang, init)
     # balkd-train: fairseq-train with the plugin, and an exit that never aborts in the prefetch thread
     cmd = [sys.executable, "-m", "balkd_fairseq.cli.train", data,

@@ -12,11 +12,13 @@ What a ``balanced_distill`` checkpoint records:
 Checkpoints written before these were recorded give ``None`` from the readers below.
 """
 import hashlib
+import os
 from typing import List, Optional, Sequence
 
 from fairseq.data import Dictionary
 
 from ..errors import BalkdError
+from ..outputs import atomic_copy
 
 DICTIONARY_HASH_KEY = "dictionary_sha256"
 MASK_SYMBOL = "<mask>"
@@ -48,6 +50,25 @@ def load_model_dictionary(path: str, what: str = "dictionary") -> Dictionary:
 
 def dict_file_sha256(path: str, what: str = "dictionary") -> str:
     return dictionary_sha256(load_model_dictionary(path, what))
+
+
+def record_dictionary(source: str, save_dir: str, checkpoint_name: str = "checkpoint_last.pt") -> str:
+    """Copy the dictionary a model trains with beside its checkpoints (atomically); its sha256.
+
+    A save directory is then a model on its own: ``RobertaModel.from_pretrained(SAVE)``, a teacher,
+    a ``--teacher-fallback`` or ``balkd-export`` find their vocabulary there. A directory whose
+    checkpoint was trained with another dictionary is refused, not overwritten.
+    """
+    target = os.path.join(save_dir, "dict.txt")
+    digest = dict_file_sha256(source, "shared dictionary")
+    if os.path.isfile(target) and os.path.isfile(os.path.join(save_dir, checkpoint_name)):
+        if dict_file_sha256(target, "dictionary beside the checkpoints") != digest:
+            raise BalkdError(f"{save_dir} holds a model trained with another dictionary ({target} differs from "
+                             f"{source}); use another --save-dir")
+        return digest
+    os.makedirs(save_dir, exist_ok=True)
+    atomic_copy(source, target)
+    return digest
 
 
 def first_symbol_difference(a: Sequence[str], b: Sequence[str]) -> Optional[tuple]:

@@ -46,7 +46,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from ..data.balancing import BALANCE_DRAWS, BALANCE_MODES, target_sizes
 from ..data.blocks import SharedReplacementWeights, language_blocks, masked_pair
-from ..data.dictionary_hash import DICTIONARY_HASH_KEY, dictionary_sha256, load_model_dictionary
+from ..data.dictionary_hash import DICTIONARY_HASH_KEY, dictionary_sha256, load_model_dictionary, record_dictionary
 from ..data.epoch_order import EpochShuffledDataset
 from ..data.fingerprint import masking_fingerprint
 from ..data.language_batches import LanguageBatchedDataset
@@ -65,7 +65,7 @@ from ..data.subset_dataset import EpochSubsetDataset, LanguageDraw
 from ..errors import BalkdError
 from ..soft_labels.fallback import FALLBACK_RULES
 from ..soft_labels.manifest import MANIFEST_KEY, check_resumed_manifest, record_manifest, recorded_manifest
-from ..task_run import chosen_for_this_run, start_task_run
+from ..task_run import chosen_for_this_run, locked_save_dir, start_task_run
 
 logger = logging.getLogger(__name__)
 
@@ -256,9 +256,13 @@ class BalancedDistillTask(MaskedLMTask):
 
     @classmethod
     def setup_task(cls, cfg, from_checkpoint=False, **kwargs):
-        if not from_checkpoint:  # loading a model for inference changes nothing in the process
-            start_task_run()  # one-line errors, atomic checkpoints, --save-dir lock: for runs of this task only
-        return cls(cfg, cls.load_dict(cfg), for_inference=from_checkpoint)
+        if from_checkpoint:  # loading a model for inference changes nothing in the process
+            return cls(cfg, cls.load_dict(cfg), for_inference=True)
+        start_task_run()  # one-line errors, atomic checkpoints, --save-dir lock: for runs of this task only
+        task = cls(cfg, cls.load_dict(cfg))
+        if locked_save_dir() is not None:  # the save dir then loads on its own (from_pretrained, --teacher-fallback)
+            record_dictionary(os.path.join(task.data_root, "dict.txt"), locked_save_dir())
+        return task
 
     @classmethod
     def load_dict(cls, cfg):
