@@ -21,8 +21,9 @@ from balkd_fairseq.eval.dictionary_check import EMBED_KEY as EMBEDDING_KEY
 from balkd_fairseq.eval.dictionary_check import check_checkpoint_dictionary as check_dictionary
 from balkd_fairseq.eval.features import FrozenEncoder
 from balkd_fairseq.eval.item_scores import group_items, read_items
-from balkd_fairseq.eval.probe_training import ProbeTrainingConfig, train_probe
+from balkd_fairseq.eval.probe_training import ProbeTrainingConfig, epoch_order, train_probe
 from balkd_fairseq.eval.probing_data import LabelSet, encode_split, load_sentencepiece, read_tagged
+from balkd_fairseq.eval.probing_run import ProbingTaskData, read_task
 from balkd_fairseq.eval.tagging_metrics import f1_from_counts, ner_counts, ner_f1, pos_accuracy, pos_counts
 
 
@@ -413,14 +414,14 @@ def test_balkd_probe_train_sentences_trains_on_the_first_sentences_only(project,
     whole = read_tagged(os.path.join(project.probe_dir, "pos", "aa", "train.conllu"))
     assert probe_cli.main(_probe_argv(project, tmp_path, "--tasks", "pos", "--epochs", "2", "--train-sentences", "3")) == 0
     result = _read(tmp_path)
-    assert result["train_sentences"] == 3
+    assert result["train_sentences"] == 3 and result["epoch_size"] == "whole train split"
     test_sizes = {lang: len(read_tagged(os.path.join(project.probe_dir, "pos", lang, "test.conllu"))) for lang in ("aa", "bb")}
     for lang in ("aa", "bb"):
         counts = result["tasks"]["pos"]["sentences"][lang]
         dev_size = len(read_tagged(os.path.join(project.probe_dir, "pos", lang, "dev.conllu")))
         assert counts["train"] == 3, "the train split is cut"
         assert counts["dev"] == dev_size > 3 and counts["test"] == test_sizes[lang] > 3, "dev and test stay whole"
-    # the cut keeps the first sentences: a probe on them is the probe on a file holding only them
+    # the cut keeps the first sentences (what a file holding only them gives), and remembers the whole split's words
     probe_dir = tmp_path / "FIRST3"
     shutil.copytree(project.probe_dir, probe_dir)
     for lang in ("aa", "bb"):
@@ -428,13 +429,32 @@ def test_balkd_probe_train_sentences_trains_on_the_first_sentences_only(project,
         blocks = path.read_text(encoding="utf-8").strip("\n").split("\n\n")
         path.write_text("\n\n".join(blocks[:3]) + "\n\n", encoding="utf-8")
     assert len(read_tagged(str(probe_dir / "pos" / "aa" / "train.conllu"))) == 3 < len(whole)
-    argv = ["--checkpoint", f"tiny={project.checkpoint}", "--data", project.data, "--languages", "aa,bb", "--probe-dir",
-            str(probe_dir), "--tasks", "pos", "--epochs", "2", "--output-dir", str(tmp_path / "first3"), "--cpu"]
-    assert probe_cli.main(argv) == 0
-    assert json.loads((tmp_path / "first3" / "tiny" / "probe.json").read_text())["tasks"]["pos"]["matrix"] == \
-        result["tasks"]["pos"]["matrix"]
+    cut = read_task(ProbingTaskData("pos", os.path.join(project.probe_dir, "pos")), ["aa", "bb"], 3)
+    first3 = read_task(ProbingTaskData("pos", str(probe_dir / "pos")), ["aa", "bb"])
+    for lang in ("aa", "bb"):
+        assert cut[lang].splits == first3[lang].splits
+        whole_words = sum(len(s.words) for s in read_tagged(os.path.join(project.probe_dir, "pos", lang, "train.conllu")))
+        assert cut[lang].whole_train_words == whole_words > first3[lang].whole_train_words
     capsys.readouterr()  # more sentences than a split has: all of them, and a warning naming the file
     assert probe_cli.main(_probe_argv(project, tmp_path / "many", "--tasks", "pos", "--epochs", "2",
                                       "--train-sentences", str(len(whole) + 1))) == 0
     assert f"{os.path.join(project.probe_dir, 'pos', 'aa', 'train.conllu')}: {len(whole)} sentences, fewer than " \
            f"--train-sentences {len(whole) + 1}" in capsys.readouterr().err
+
+
+def test_a_few_shot_probe_gets_the_updates_of_a_probe_on_the_whole_split(monkeypatch):
+    """An epoch of words_per_epoch words: reshuffled whole passes over the few training words, so a probe on
+    30 sentences is not left with a handful of updates (an under-trained NER probe tags everything O)."""
+    generator = torch.Generator().manual_seed(0)
+    assert sorted(epoch_order(7, 0, generator).tolist()) == list(range(7))  # one pass, as before
+    order = epoch_order(7, 30, generator).tolist()
+    assert len(order) == 30 and all(sorted(order[i:i + 7]) == list(range(7)) for i in range(0, 28, 7))
+    steps = []
+    original = torch.optim.Adam.step
+    monkeypatch.setattr(torch.optim.Adam, "step", lambda self, *a, **k: steps.append(1) or original(self, *a, **k))
+    features, labels = torch.randn(12, 4), torch.tensor([0, 1] * 6)
+    train_probe(features, labels, 2, ProbeTrainingConfig(epochs=3, batch_size=8))
+    assert len(steps) == 3 * 2  # 12 words: 2 batches an epoch
+    steps.clear()
+    train_probe(features, labels, 2, ProbeTrainingConfig(epochs=3, batch_size=8, words_per_epoch=100))
+    assert len(steps) == 3 * 13  # 100 words: 13 batches an epoch

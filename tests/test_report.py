@@ -183,7 +183,8 @@ def test_mixed_evaluations_are_refused_unless_allowed(tmp_path, capsys):
 def _probe_train_sentences(directory, count):
     path = directory / "probe.json"
     payload = json.loads(path.read_text(encoding="utf-8"))
-    path.write_text(json.dumps({**payload, "train_sentences": count}), encoding="utf-8")
+    epoch_size = "train split" if count is None else "whole train split"  # as balkd-probe records them
+    path.write_text(json.dumps({**payload, "train_sentences": count, "epoch_size": epoch_size}), encoding="utf-8")
 
 
 def test_few_shot_probes_are_named_in_the_table_and_never_mixed_with_whole_split_ones(tmp_path, capsys):
@@ -199,7 +200,8 @@ def test_few_shot_probes_are_named_in_the_table_and_never_mixed_with_whole_split
     _probe_train_sentences(tmp_path / "Ours", 30)
     assert report.main(argv + ["--output-dir", str(tmp_path / "few")]) == 0
     few = (tmp_path / "few" / "report.md").read_text(encoding="utf-8")
-    assert "probes were trained on the first 30 sentences of each language's train split" in few
+    assert "probes were trained on the first 30 sentences of each language's train split (balkd-probe --train-sentences), " \
+           "with as many updates as a probe on the whole split." in few
     for name in ("HL", "Ours"):
         _probe_train_sentences(tmp_path / name, None)
     assert report.main(argv + ["--output-dir", str(tmp_path / "whole")]) == 0
@@ -347,6 +349,10 @@ def test_probing_settings_tell_few_shot_probes_from_whole_splits():
     whole, few = {**older, "train_sentences": None}, {**older, "train_sentences": 30}
     assert probing_settings(older) == probing_settings(whole)
     assert [k for k in probing_settings(few) if probing_settings(few)[k] != probing_settings(whole)[k]] == ["train_sentences"]
+    # few-shot probes of before the whole split's updates were given to them (one pass over N sentences) differ too
+    patient = {**few, "epoch_size": "whole train split"}
+    assert [k for k in probing_settings(patient) if probing_settings(patient)[k] != probing_settings(few)[k]] == ["epoch_size"]
+    assert probing_settings({**whole, "epoch_size": "train split"}) == probing_settings(older)
 
 
 def test_plot_legend_has_every_model_in_the_colour_of_its_bars(tmp_path):

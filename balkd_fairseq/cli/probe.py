@@ -69,8 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="train each probe on the first N sentences of its language's train split only (dev and "
                              "test stay whole): few-shot probing, where a score depends more on what the encoder "
                              "learnt and less on memorising word forms seen in probe training. A language with fewer "
-                             "sentences uses them all, with a warning. Recorded in probe.json; results of different N "
-                             "never merge, and balkd-report refuses to compare them (default: the whole split)")
+                             "sentences uses them all, with a warning. Each epoch then draws as many words (reshuffled "
+                             "passes over the N sentences) as the whole split holds, so the probe gets a whole-split "
+                             "probe's updates and development checks instead of a handful. Recorded in probe.json; "
+                             "results of different N never merge, and balkd-report refuses to compare them (default: the whole split)")
     parser.add_argument("--cpu", action="store_true", help="run the encoder on CPU even when a GPU is available")
     return parser
 
@@ -174,9 +176,10 @@ def _main(argv=None) -> int:
         "layer": encoder.layer,
         "num_layers": encoder.num_layers,
         "probe": args.probe,
-        "training": vars(cfg),
+        "training": {k: v for k, v in vars(cfg).items() if k != "words_per_epoch"},  # (per language: epoch_size)
         "random_init": args.random_init,  # None: the checkpoint's trained weights
         "train_sentences": args.train_sentences,  # None: every sentence of the train splits
+        "epoch_size": probe_results.WHOLE_SPLIT_EPOCHS if args.train_sentences else probe_results.OWN_WORDS_EPOCHS,
     }
     earlier = probe_results.load_mergeable(out_dir, header, [task.name for task in tasks])
     sp = load_sentencepiece(spm_model)
@@ -186,7 +189,9 @@ def _main(argv=None) -> int:
     blocks, items = {}, {}
     with tqdm(total=len(tasks) * len(languages), desc="probes", unit="probe", file=sys.stderr) as progress:
         for task in tasks:
-            blocks[task.name], task_items = run_task(task, encoded[task.name], cfg, progress)
+            words_per_epoch = ({lang: d.whole_train_words for lang, d in data[task.name].items()}
+                               if args.train_sentences else None)
+            blocks[task.name], task_items = run_task(task, encoded[task.name], cfg, progress, words_per_epoch)
             blocks[task.name]["data_sha256"] = data_sha256(task, languages, dictionary_hash)
             items.update(task_items)
     payload = probe_results.write(out_dir, header, blocks, items, earlier)

@@ -21,8 +21,13 @@ logger = logging.getLogger(__name__)
 
 TASK_ORDER = ("pos", "ner")
 # What must agree between a run and the results it is added to.
-SETTINGS = ("checkpoint_sha256", "dictionary_sha256", "layer", "probe", "training", "random_init", "train_sentences")
-RECORDED_LATER = {"random_init": None, "train_sentences": None}  # settings older results do not hold, with the value they had then
+SETTINGS = ("checkpoint_sha256", "dictionary_sha256", "layer", "probe", "training", "random_init", "train_sentences",
+            "epoch_size")
+# what an epoch of probe training draws: one pass over the probe's own training words, or (few-shot
+# probes) as many words as the whole train split holds, so they get a whole-split probe's updates
+OWN_WORDS_EPOCHS, WHOLE_SPLIT_EPOCHS = "train split", "whole train split"
+# settings older results do not hold, with the value they had then
+RECORDED_LATER = {"random_init": None, "train_sentences": None, "epoch_size": OWN_WORDS_EPOCHS}
 
 
 class EarlierResults(NamedTuple):

@@ -4,8 +4,14 @@ The probe is a linear layer or a one-hidden-layer MLP over the frozen encoder's 
 states, computed once per split (:mod:`balkd_fairseq.eval.features`); the encoder is never part
 of the probe, so its weights cannot change. Batches are words, not sentences: the states already
 carry the sentence context. The epoch with the best development score is kept when a scorer is given.
+
+A probe trained on a few sentences (``balkd-probe --train-sentences``) would get a handful of updates
+per epoch: an under-trained probe (on NER it predicts ``O`` everywhere) says more about the number of
+updates than about the encoder. ``words_per_epoch`` gives it the updates and development checks of
+a probe trained on that many words, by reshuffled passes over its own words.
 """
 import copy
+import math
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -26,6 +32,7 @@ class ProbeTrainingConfig:
     lr: float = 5e-3
     batch_size: int = 64  # words per update
     seed: int = 1
+    words_per_epoch: int = 0  # 0: an epoch is one pass over the training words; N: N words in reshuffled passes
 
 
 def build_probe_head(input_dim: int, num_labels: int, hidden_dim: int = 0, activation: str = "relu", dropout: float = 0.0):
@@ -70,7 +77,7 @@ def _train(features, labels, num_labels, cfg, dev_score):
     best_score, best_state = None, None
     for _ in range(cfg.epochs):
         head.train()
-        for batch in torch.randperm(len(labels), generator=generator).split(cfg.batch_size):
+        for batch in epoch_order(len(labels), cfg.words_per_epoch, generator).split(cfg.batch_size):
             optimizer.zero_grad()
             F.cross_entropy(head(features[batch]), labels[batch]).backward()
             optimizer.step()
@@ -81,6 +88,14 @@ def _train(features, labels, num_labels, cfg, dev_score):
     if best_state is not None:
         head.load_state_dict(best_state)
     return head.eval()
+
+
+def epoch_order(count: int, words_per_epoch: int, generator: torch.Generator) -> torch.Tensor:
+    """The training words of one epoch, by index: one shuffled pass, or ``words_per_epoch`` words of reshuffled passes."""
+    if words_per_epoch <= count:
+        return torch.randperm(count, generator=generator)
+    passes = [torch.randperm(count, generator=generator) for _ in range(math.ceil(words_per_epoch / count))]
+    return torch.cat(passes)[:words_per_epoch]
 
 
 @torch.no_grad()

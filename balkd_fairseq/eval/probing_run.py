@@ -8,7 +8,7 @@ per-sentence counts every score is the sum of (for ``probe_items.npz``).
 import hashlib
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
@@ -72,6 +72,7 @@ class LanguageData:
     """Parsed splits of one language for one task (dev may be absent)."""
 
     splits: Dict[str, list] = field(default_factory=dict)
+    whole_train_words: int = 0  # words of the whole train split, also when only its first sentences are kept
 
 
 def read_task(task: ProbingTaskData, languages: List[str], train_sentences: Optional[int] = None) -> Dict[str, LanguageData]:
@@ -82,6 +83,8 @@ def read_task(task: ProbingTaskData, languages: List[str], train_sentences: Opti
     data = {lang: LanguageData() for lang in languages}
     for lang, split, path in task.files(languages):
         data[lang].splits[split] = read_tagged(path, task.extension)
+    for lang_data in data.values():
+        lang_data.whole_train_words = sum(len(sentence.words) for sentence in lang_data.splits["train"])
     if train_sentences is not None:
         for lang, lang_data in data.items():
             lang_data.splits["train"] = _first_sentences(lang_data.splits["train"], train_sentences, task.path(lang, "train"))
@@ -135,8 +138,12 @@ def _dev_scorer(task: ProbingTaskData, lang: str, dev: Optional[EncodedSplit], l
     return lambda head: FROM_COUNTS[metric](evaluate(head, dev, label_set, metric))
 
 
-def run_task(task: ProbingTaskData, encoded, cfg: ProbeTrainingConfig, progress=None) -> Tuple[dict, Dict[str, np.ndarray]]:
+def run_task(task: ProbingTaskData, encoded, cfg: ProbeTrainingConfig, progress=None,
+             words_per_epoch: Optional[Dict[str, int]] = None) -> Tuple[dict, Dict[str, np.ndarray]]:
     """Train one probe per language and fill the train x test matrix.
+
+    ``words_per_epoch``: per training language, the words an epoch draws (few-shot probing: the whole
+    split's, see :mod:`.probe_training`); absent, one pass over the probe's training words.
 
     Returns the JSON block and the per-sentence counts, named ``<task>/<train>/<test>/<field>``.
     """
@@ -157,7 +164,8 @@ def run_task(task: ProbingTaskData, encoded, cfg: ProbeTrainingConfig, progress=
         label_sets[train_lang] = label_set.labels
         features, labels = splits["train"].word_matrix(label_set)
         dev_score = _dev_scorer(task, train_lang, splits.get("dev"), label_set, metric)
-        head = train_probe(features, labels, len(label_set), cfg, dev_score)
+        lang_cfg = replace(cfg, words_per_epoch=(words_per_epoch or {}).get(train_lang, 0))
+        head = train_probe(features, labels, len(label_set), lang_cfg, dev_score)
         matrix[train_lang] = {}
         for test_lang in languages:
             counts = evaluate(head, encoded[test_lang]["test"], label_set, metric)

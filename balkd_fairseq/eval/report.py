@@ -21,6 +21,7 @@ from ..errors import BalkdError
 from . import bootstrap
 from .item_scores import LM_ITEMS, PROBE_ITEMS, group_items, read_items
 from .mrr import LEGACY_MLM_PPL, MLM_PPL
+from .probe_results import OWN_WORDS_EPOCHS, WHOLE_SPLIT_EPOCHS
 from .results_io import read_json
 
 
@@ -195,6 +196,7 @@ def probing_settings(payload: dict) -> Dict[str, object]:
     """Probing settings that must agree across models (the probe's own seed may vary with the run)."""
     settings = {key: payload[key] for key in ("probe", "layer", "dictionary_sha256") if key in payload}
     settings["train_sentences"] = payload.get("train_sentences")  # absent before the flag existed: whole splits
+    settings["epoch_size"] = payload.get("epoch_size", OWN_WORDS_EPOCHS)  # absent before: one pass over own words
     settings.update({f"training.{k}": v for k, v in (payload.get("training") or {}).items() if k != "seed"})
     # balkd-probe records the probing data's hash per task (the top-level one depends on which tasks ran)
     for task, block in sorted((payload.get("tasks") or {}).items()):
@@ -362,8 +364,13 @@ def probe_training_note(runs: List[Run]) -> str:
         return ""
     sizes = [f"the first {count} sentences" for count in sorted(recorded - {None})]
     sizes += ["the whole split"] if None in recorded else []  # (mixed: only with --allow-mixed)
+    epochs = {run.settings["probing"].get("epoch_size") for run in runs
+              if run.settings.get("probing", {}).get("train_sentences") is not None}
+    updates = {WHOLE_SPLIT_EPOCHS: ", with as many updates as a probe on the whole split",
+               OWN_WORDS_EPOCHS: ", with one pass over those sentences per epoch"}
+    how = "".join(updates[e] for e in sorted(epochs) if e in updates) if len(epochs) == 1 else ""
     return (f" POS/NER probes were trained on {' or '.join(sizes)} of each language's train split "
-            "(balkd-probe --train-sentences).")
+            f"(balkd-probe --train-sentences){how}.")
 
 
 def to_markdown(models, metrics, rows, comparisons, replicates: int, mixed: List[str]) -> str:
