@@ -6,8 +6,8 @@ of the probe, so its weights cannot change. Batches are words, not sentences: th
 carry the sentence context. The epoch with the best development score is kept when a scorer is given.
 
 A probe trained on a few sentences (``balkd-probe --train-sentences``) would get a handful of updates
-per epoch: an under-trained probe (on NER it predicts ``O`` everywhere) says more about the number of
-updates than about the encoder. ``words_per_epoch`` gives it the updates and development checks of
+per epoch: an under-trained probe (on NER, an F1 far below what the encoder allows) says more about
+the number of updates than about the encoder. ``words_per_epoch`` gives it the updates and development checks of
 a probe trained on that many words, by reshuffled passes over its own words.
 """
 import copy
