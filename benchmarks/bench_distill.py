@@ -52,7 +52,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from balkd_fairseq.criterions.multi_teacher_distill import MultiTeacherDistillConfig, MultiTeacherDistillCriterion  # noqa: E402
-from balkd_fairseq.soft_labels.cache import TeacherCache, build_cache  # noqa: E402
+from balkd_fairseq.soft_labels.cache import TeacherCache  # noqa: E402
+from balkd_fairseq.soft_labels.cache_build import build_cache  # noqa: E402
 from balkd_fairseq.soft_labels.manifest import TeacherRecord  # noqa: E402
 from balkd_fairseq.soft_labels.online import TeacherSet, masked_lm_logits  # noqa: E402
 from balkd_fairseq.tasks.balanced_distill import BalancedDistillConfig, BalancedDistillTask  # noqa: E402

@@ -23,7 +23,8 @@ import bench_distill as bd  # noqa: E402
 from fairseq import metrics  # noqa: E402
 
 from balkd_fairseq.criterions.multi_teacher_distill import MultiTeacherDistillConfig, MultiTeacherDistillCriterion  # noqa: E402
-from balkd_fairseq.soft_labels.cache import TeacherCache, build_cache  # noqa: E402
+from balkd_fairseq.soft_labels.cache import TeacherCache  # noqa: E402
+from balkd_fairseq.soft_labels.cache_build import build_cache  # noqa: E402
 
 DATA_DEPENDENT = {"_local_scalar_dense", "nonzero", "_unique2", "unique_dim", "unique_consecutive", "masked_select", "_unique"}
 

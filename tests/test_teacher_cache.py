@@ -291,7 +291,7 @@ def test_kill_9_while_writing_leaves_no_usable_cache_and_a_rerun_builds_it(tiny_
 def test_the_cache_is_built_language_by_language_with_one_teacher_resident(tiny_data, teacher_spec, tmp_path):
     import torch
 
-    from balkd_fairseq.soft_labels.cache import build_cache
+    from balkd_fairseq.soft_labels.cache_build import build_cache
 
     task = make_task(tiny_data, teachers=teacher_spec, max_resident_teachers=1)
     teachers = TeacherSet.from_task(task)

@@ -110,7 +110,7 @@ def _main(argv: Optional[List[str]]) -> int:
     import balkd_fairseq  # noqa: F401  (registers the task; checkpoint allowlist)
 
     from ..sharding import languages_of_shard, resolve_shard
-    from ..soft_labels.cache import build_cache, merge_cache
+    from ..soft_labels.cache_build import build_cache, merge_cache
     from ..soft_labels.online import TeacherSet
 
     argv = list(sys.argv[1:] if argv is None else argv)

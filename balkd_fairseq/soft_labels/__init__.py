@@ -3,7 +3,8 @@
 - :class:`~balkd_fairseq.soft_labels.online.TeacherSet` (``--teachers``): runs each language's teacher
   on the batch the student sees;
 - :class:`~balkd_fairseq.soft_labels.cache.TeacherCache` (``--teacher-cache``): reads the teachers'
-  top-k outputs that ``balkd-cache-teachers`` stored for exactly these masks.
+  top-k outputs that ``balkd-cache-teachers`` stored for exactly these masks (built by
+  :mod:`.cache_build`).
 
 The ``balanced_distill`` task builds the one the flags ask for (``task.build_soft_label_source()``);
 the ``multi_teacher_distill`` criterion only calls :meth:`SoftLabelSource.soft_targets`. Each source
