@@ -12,7 +12,7 @@ from balkd_fairseq.errors import BalkdError
 from balkd_fairseq.files import file_sha256
 from balkd_fairseq.hash_memo import memo_path, memoized_sha256
 from balkd_fairseq.soft_labels.cache import LANGUAGES_DIR, TeacherCache
-from balkd_fairseq.soft_labels.online import TeacherSpec, check_teacher, load_teacher
+from balkd_fairseq.soft_labels.teacher_loading import TeacherSpec, check_teacher, load_teacher
 from balkd_fairseq.tasks.balanced_distill import BalancedDistillConfig, BalancedDistillTask
 
 

@@ -13,7 +13,8 @@ from balkd_fairseq.criterions.multi_teacher_distill import MultiTeacherDistillCo
 from balkd_fairseq.data.mask_origin import SampleAddress
 from balkd_fairseq.errors import BalkdError
 from balkd_fairseq.soft_labels.cache import TeacherCache
-from balkd_fairseq.soft_labels.online import TeacherSet, load_teacher
+from balkd_fairseq.soft_labels.online import TeacherSet
+from balkd_fairseq.soft_labels.teacher_loading import load_teacher
 from balkd_fairseq.tasks.balanced_distill import BalancedDistillConfig, BalancedDistillTask
 
 TOPK = 8

@@ -9,7 +9,8 @@ from balkd_fairseq.checkpoint_compat import allow_fairseq_checkpoints
 from balkd_fairseq.checkpoints import ModelConfigs, load_checkpoint_state, model_key
 from balkd_fairseq.errors import BalkdError
 from balkd_fairseq.soft_labels.manifest import TeacherRecord
-from balkd_fairseq.soft_labels.online import DTYPES, TeacherSet, build_teacher, load_teacher, masked_lm_logits
+from balkd_fairseq.soft_labels.online import TeacherSet, masked_lm_logits
+from balkd_fairseq.soft_labels.teacher_loading import DTYPES, build_teacher, load_teacher
 
 
 def padded_batch(task, rows=5, length=20, seed=0):

@@ -12,7 +12,8 @@ from test_task import make_task
 
 from balkd_fairseq.data.dictionary_hash import dict_file_sha256
 from balkd_fairseq.errors import BalkdError
-from balkd_fairseq.soft_labels.online import TeacherSet, TeacherSpec, check_coverage, parse_teacher_spec
+from balkd_fairseq.soft_labels.online import TeacherSet
+from balkd_fairseq.soft_labels.teacher_loading import TeacherSpec, check_coverage, parse_teacher_spec
 from balkd_fairseq.tasks.balanced_distill import BalancedDistillConfig, BalancedDistillTask
 
 

@@ -30,9 +30,9 @@ from ..files import read_json
 from ..hash_memo import memoized_sha256
 from . import SoftLabelSource
 from .fallback import check_cache_choice, own_teacher_sha256
-from .online import check_coverage, parse_teacher_spec
 from .positions import MaskedPositions, ranges
 from .targets import SoftTargets, cached_soft_targets
+from .teacher_loading import check_coverage, parse_teacher_spec
 
 logger = logging.getLogger(__name__)
 

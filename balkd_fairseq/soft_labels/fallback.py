@@ -22,6 +22,7 @@ import torch
 from ..errors import BalkdError
 from ..eval.masked_lm_eval import MaskingConfig, masked_dataset, score_dataset, split_prefix
 from ..files import file_sha256
+from .teacher_loading import TeacherSpec, check_and_build_teacher
 
 logger = logging.getLogger(__name__)
 
@@ -44,30 +45,22 @@ def validation_loss(model, task, lang: str, subset: str) -> float:
     return math.log(summary["mlm_ppl"])
 
 
-def _build(task, lang: str, spec):
-    from .online import check_and_build_teacher  # online.py imports this module
-
-    return check_and_build_teacher(task, lang, spec)
-
-
 def choose_teachers(task, mapping: Dict[str, object], languages: List[str]) -> Dict[str, dict]:
     """``{lang: {"served_by": "teacher"|"fallback", "fallback": {...}}}`` by the task's fallback rule.
 
-    ``mapping`` holds each language's own :class:`~balkd_fairseq.soft_labels.online.TeacherSpec`.
+    ``mapping`` holds each language's own :class:`~balkd_fairseq.soft_labels.teacher_loading.TeacherSpec`.
     """
-    from .online import TeacherSpec
-
     rule, subset = str(task.cfg.teacher_fallback_rule), str(task.cfg.teacher_fallback_subset)  # (plain str for JSON)
     if rule not in FALLBACK_RULES:
         raise BalkdError(f"--teacher-fallback-rule must be one of {', '.join(FALLBACK_RULES)}, got {rule!r}")
     fallback_spec = TeacherSpec(task.cfg.teacher_fallback)
-    fallback_model, fallback_record = _build(task, f"{languages[0]} (fallback)", fallback_spec)
+    fallback_model, fallback_record = check_and_build_teacher(task, f"{languages[0]} (fallback)", fallback_spec)
     fallback_sha = fallback_record.sha256
     fallback_losses = {lang: validation_loss(fallback_model, task, lang, subset) for lang in languages}
     del fallback_model
     choices = {}
     for lang in languages:
-        teacher, record = _build(task, lang, mapping[lang])
+        teacher, record = check_and_build_teacher(task, lang, mapping[lang])
         teacher_loss = validation_loss(teacher, task, lang, subset)
         del teacher
         served_by = "fallback" if teacher_loss > fallback_losses[lang] else "teacher"
