@@ -330,7 +330,7 @@ def test_compare_without_item_scores_gives_the_difference_only(tmp_path):
 
 
 def test_probing_settings_compare_each_tasks_data_hash_as_balkd_probe_writes_it():
-    from balkd_fairseq.eval.report import probing_settings
+    from balkd_fairseq.eval.report_runs import probing_settings
 
     payload = {"probe": "linear", "layer": -1, "data_sha256": "top", "tasks": {"pos": {"data_sha256": "p1"},
                                                                             "ner": {"data_sha256": "n1"}}}
@@ -343,7 +343,7 @@ def test_probing_settings_compare_each_tasks_data_hash_as_balkd_probe_writes_it(
 def test_probing_settings_tell_few_shot_probes_from_whole_splits():
     """Probes trained on N sentences (balkd-probe --train-sentences) are not comparable with whole-split ones;
     results written before the flag existed were whole-split probes."""
-    from balkd_fairseq.eval.report import probing_settings
+    from balkd_fairseq.eval.report_runs import probing_settings
 
     older = {"probe": "linear", "layer": -1, "tasks": {"pos": {"data_sha256": "p1"}}}
     whole, few = {**older, "train_sentences": None}, {**older, "train_sentences": 30}
@@ -363,7 +363,8 @@ def test_plot_legend_has_every_model_in_the_colour_of_its_bars(tmp_path):
     matplotlib.use("Agg")
     from matplotlib.colors import to_hex
 
-    from balkd_fairseq.eval.report import METRICS, Model, load_run, plot_figure
+    from balkd_fairseq.eval.report_plot import plot_figure
+    from balkd_fairseq.eval.report_runs import METRICS, Model, load_run
 
     models = []
     for name in ("HL", "Ours", "Random-init"):

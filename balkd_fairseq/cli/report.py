@@ -11,18 +11,9 @@ import sys
 
 from ..errors import BalkdError
 from ..eval import groups as table_groups
-from ..eval.report import (
-    Model,
-    check_coverage,
-    compare,
-    comparisons_csv,
-    evaluation_differences,
-    load_run,
-    plot_png,
-    runs_csv,
-    shown_metrics,
-    to_markdown,
-)
+from ..eval.report import compare, comparisons_csv, runs_csv, shown_metrics, to_markdown
+from ..eval.report_plot import plot_png
+from ..eval.report_runs import Model, check_coverage, evaluation_differences, load_run
 from ..eval.results_io import parse_languages, read_json
 from ..outputs import atomic_write
 from .common import ArgumentParser, run_cli

@@ -6,7 +6,8 @@ from typing import List, Optional
 from omegaconf import OmegaConf
 
 from ..data.balancing import target_sizes
-from ..eval.report import METRICS, load_run, probe_training_note
+from ..eval.report import probe_training_note
+from ..eval.report_runs import METRICS, load_run
 from ..files import read_json
 from ..soft_labels.manifest import MANIFEST_KEY
 from .fairseq_dir import plain
