@@ -20,7 +20,8 @@ from helpers import REPO, TINY_ARCH, run_fairseq_train
 
 from balkd_fairseq.cli.export import main as export_main
 from balkd_fairseq.data.dictionary_hash import DICTIONARY_HASH_KEY, dict_file_sha256
-from balkd_fairseq.data.prepare import LanguageSource, PrepareConfig, prepare
+from balkd_fairseq.data.prepare import PrepareConfig, prepare
+from balkd_fairseq.data.raw_text import LanguageSource
 from balkd_fairseq.export import parity
 from balkd_fairseq.outputs import MARKER
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from balkd_fairseq.data.prepare import text_lines
+from balkd_fairseq.data.raw_text import text_lines
 from balkd_fairseq.errors import BalkdError
 from balkd_fairseq.files import numbered_lines, read_json
 

@@ -16,18 +16,18 @@ from sacremoses import MosesPunctNormalizer
 
 from balkd_fairseq.cli import prepare as prepare_cli
 from balkd_fairseq.cli import synth as synth_cli
+from balkd_fairseq.data.line_sampling import sp_sample_sizes
 from balkd_fairseq.data.prepare import (
-    LanguageSource,
     PrepareConfig,
     build_dictionary,
     count_lines,
     encode,
     piece_binarizer,
-    sp_sample_sizes,
     split_and_sample,
     split_sizes,
     train_sentencepiece,
 )
+from balkd_fairseq.data.raw_text import LanguageSource
 from balkd_fairseq.outputs import MARKER, is_complete_output, write_marker
 
 SPLITS = ("train", "valid", "test")
@@ -404,7 +404,7 @@ def test_over_long_lines_are_split_and_counted(tmp_path, capsys):
 
 
 def test_truncate_mode_keeps_the_first_piece(tmp_path):
-    from balkd_fairseq.data.prepare import text_lines
+    from balkd_fairseq.data.raw_text import text_lines
 
     path = tmp_path / "t.txt"
     path.write_text("a" * 25 + "\n\nok\n", encoding="utf-8")

@@ -18,15 +18,8 @@ import sys
 import time
 from pathlib import Path
 
-from ..data.prepare import (
-    DEFAULT_MAX_LINE_CHARS,
-    LONG_LINE_MODES,
-    PrepareConfig,
-    format_stats,
-    parse_raw_spec,
-    prepare,
-    sources_from_dir,
-)
+from ..data.prepare import PrepareConfig, format_stats, prepare
+from ..data.raw_text import DEFAULT_MAX_LINE_CHARS, LONG_LINE_MODES, parse_raw_spec, sources_from_dir
 from ..errors import BalkdError
 from ..locks import output_lock
 from ..outputs import staged_output_dir

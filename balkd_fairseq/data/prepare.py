@@ -16,6 +16,8 @@ with the corpus (only with ``--sp-sample-sentences``, which caps the SentencePie
 5. binarize: ONE fairseq Dictionary from all languages' training pieces (as fairseq-preprocess
              builds it), then fairseq's VocabularyDatasetBinarizer into mmap indexed datasets.
 
+The inputs and their lines are :mod:`.raw_text`; the one-line-at-a-time draws, :mod:`.line_sampling`.
+
 Output layout (what the ``balanced_distill`` task reads)::
 
     DATA/dict.txt, DATA/spm.model, DATA/spm.vocab, DATA/stats.json
@@ -34,75 +36,12 @@ from typing import Callable, Dict, FrozenSet, Iterator, List, Optional, Tuple
 from tqdm import tqdm
 
 from ..errors import BalkdError
-from ..files import numbered_lines
 from ..outputs import write_json
+from .line_sampling import RepeatingSampler, SelectionSampler, sp_sample_sizes
+from .raw_text import DEFAULT_MAX_LINE_CHARS, LM_SPLITS, LONG_LINE_MODES, LanguageSource, text_lines
 
-LM_SPLITS = ("train", "valid", "test")  # fairseq's masked-LM split names (probing data uses train/dev/test)
-LANGUAGE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 ENCODE_BATCH = 1000
 EOS_WORD = "</s>"  # fairseq Dictionary's end-of-sentence symbol, counted once per line
-LONG_LINE_MODES = ("split", "truncate")
-# SentencePiece skips training lines over 4192 bytes, and fairseq's ``sample_break_mode: complete`` aborts
-# on a line longer than a block: a 1 MB line without spaces must not reach either of them whole.
-DEFAULT_MAX_LINE_CHARS = 2000
-
-
-# --------------------------------------------------------------------------------------------------
-# Inputs
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class LanguageSource:
-    """The raw text of one language: one file ("all", split here) or three pre-split files."""
-
-    lang: str
-    files: Dict[str, Path]
-
-    @property
-    def presplit(self) -> bool:
-        return "all" not in self.files
-
-
-def _check_language_name(lang: str, flag: str) -> None:
-    if not LANGUAGE_NAME.match(lang):
-        raise BalkdError(f"{flag}: bad language name {lang!r} (letters, digits, '_' and '-', starting with a letter)")
-
-
-def parse_raw_spec(spec: str) -> List[LanguageSource]:
-    """``de=de.txt,en=en.txt`` or pre-split ``de=train.txt:valid.txt:test.txt``."""
-    sources = []
-    for item in spec.split(","):
-        if not item.strip():
-            continue
-        lang, sep, paths = item.partition("=")
-        lang = lang.strip()
-        if not sep or not paths.strip():
-            raise BalkdError(f"--raw: expected LANG=FILE or LANG=TRAIN:VALID:TEST, got {item!r}")
-        _check_language_name(lang, "--raw")
-        parts = [Path(p.strip()) for p in paths.split(":")]
-        if len(parts) == 1:
-            files = {"all": parts[0]}
-        elif len(parts) == 3:
-            files = dict(zip(LM_SPLITS, parts))
-        else:
-            raise BalkdError(f"--raw: language '{lang}': give one file or three (TRAIN:VALID:TEST), got {len(parts)}")
-        sources.append(LanguageSource(lang, files))
-    if not sources:
-        raise BalkdError("--raw: no language given")
-    return sources
-
-
-def sources_from_dir(raw_dir: Path) -> List[LanguageSource]:
-    """Every ``<lang>.txt`` in raw_dir, sorted by language."""
-    if not raw_dir.is_dir():
-        raise BalkdError(f"--raw-dir: not a directory: {raw_dir}")
-    sources = [LanguageSource(p.stem, {"all": p}) for p in sorted(raw_dir.glob("*.txt"))]
-    if not sources:
-        raise BalkdError(f"--raw-dir: no <lang>.txt file in {raw_dir}")
-    for source in sources:
-        _check_language_name(source.lang, f"--raw-dir {raw_dir}")
-    return sources
 
 
 @dataclass
@@ -150,77 +89,6 @@ class PrepareConfig:
             for path in source.files.values():
                 if not path.is_file():
                     raise BalkdError(f"language '{source.lang}': no such file: {path}")
-
-
-# --------------------------------------------------------------------------------------------------
-# Streaming helpers
-# --------------------------------------------------------------------------------------------------
-
-
-def text_lines(path: Path, on_bytes: Optional[Callable[[int], None]] = None, max_chars: int = 0,
-               long_lines: str = "split", on_long: Optional[Callable[[], None]] = None) -> Iterator[str]:
-    """The non-blank lines of a UTF-8 file, stripped; invalid UTF-8 names the file and line.
-
-    A line longer than ``max_chars`` (0: no limit) is split into pieces of at most ``max_chars``
-    characters, at a space where there is one ("split"), or cut to its first piece ("truncate");
-    ``on_long`` is called once per such line.
-    """
-    for _, text in numbered_lines(path, "text", on_bytes):
-        text = text.strip()
-        if not text:
-            continue
-        if max_chars and len(text) > max_chars:
-            if on_long is not None:
-                on_long()
-            pieces = split_long_line(text, max_chars)
-            yield from pieces[:1] if long_lines == "truncate" else pieces
-        else:
-            yield text
-
-
-def split_long_line(text: str, max_chars: int) -> List[str]:
-    """``text`` in pieces of at most ``max_chars`` characters, cut at the last space before the limit if any."""
-    pieces = []
-    while len(text) > max_chars:
-        cut = text.rfind(" ", max_chars // 2, max_chars + 1)
-        cut = cut if cut > 0 else max_chars
-        pieces.append(text[:cut].strip())
-        text = text[cut:].strip()
-    if text:
-        pieces.append(text)
-    return [piece for piece in pieces if piece]
-
-
-class SelectionSampler:
-    """Chooses exactly k of the next n items, uniformly, one decision at a time (Knuth's Algorithm S)."""
-
-    def __init__(self, k: int, n: int, rng: random.Random):
-        self.needed, self.left, self.rng = k, n, rng
-
-    def take(self) -> bool:
-        chosen = self.rng.random() * self.left < self.needed
-        self.left -= 1
-        self.needed -= chosen
-        return chosen
-
-
-def sp_sample_sizes(train_lines: Dict[str, int], alpha: float, cap: int) -> Dict[str, int]:
-    """Lines per language in the SentencePiece sample: min(cap, total) split ∝ n ** alpha (at least 1 each)."""
-    total = min(cap, sum(train_lines.values()))
-    weights = {lang: n ** alpha for lang, n in train_lines.items()}
-    norm = sum(weights.values())
-    return {lang: max(1, int(total * w / norm)) for lang, w in weights.items()}
-
-
-class RepeatingSampler:
-    """Repeats each of n lines ``quota // n`` times, plus once more for ``quota % n`` of them."""
-
-    def __init__(self, quota: int, n: int, rng: random.Random):
-        self.base = quota // n
-        self.extra = SelectionSampler(quota % n, n, rng)
-
-    def copies(self) -> int:
-        return self.base + self.extra.take()
 
 
 def _bar(cfg: PrepareConfig, total: int, desc: str, unit: str = "line", **kw) -> tqdm:

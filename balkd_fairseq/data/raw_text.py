@@ -1,0 +1,107 @@
+"""The raw text ``balkd-prepare`` reads: which file holds which language, and its lines.
+
+``--raw de=de.txt,en=en.txt`` (or pre-split ``de=train.txt:valid.txt:test.txt``) and ``--raw-dir``
+name the files; :func:`text_lines` streams a file's non-blank lines, refusing invalid UTF-8 with
+the file and line number, and splits (or truncates) a line too long for SentencePiece and fairseq.
+"""
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, Iterator, List, Optional
+
+from ..errors import BalkdError
+from ..files import numbered_lines
+
+LM_SPLITS = ("train", "valid", "test")  # fairseq's masked-LM split names (probing data uses train/dev/test)
+LANGUAGE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+LONG_LINE_MODES = ("split", "truncate")
+# SentencePiece skips training lines over 4192 bytes, and fairseq's ``sample_break_mode: complete`` aborts
+# on a line longer than a block: a 1 MB line without spaces must not reach either of them whole.
+DEFAULT_MAX_LINE_CHARS = 2000
+
+
+@dataclass
+class LanguageSource:
+    """The raw text of one language: one file ("all", split here) or three pre-split files."""
+
+    lang: str
+    files: Dict[str, Path]
+
+    @property
+    def presplit(self) -> bool:
+        return "all" not in self.files
+
+
+def _check_language_name(lang: str, flag: str) -> None:
+    if not LANGUAGE_NAME.match(lang):
+        raise BalkdError(f"{flag}: bad language name {lang!r} (letters, digits, '_' and '-', starting with a letter)")
+
+
+def parse_raw_spec(spec: str) -> List[LanguageSource]:
+    """``de=de.txt,en=en.txt`` or pre-split ``de=train.txt:valid.txt:test.txt``."""
+    sources = []
+    for item in spec.split(","):
+        if not item.strip():
+            continue
+        lang, sep, paths = item.partition("=")
+        lang = lang.strip()
+        if not sep or not paths.strip():
+            raise BalkdError(f"--raw: expected LANG=FILE or LANG=TRAIN:VALID:TEST, got {item!r}")
+        _check_language_name(lang, "--raw")
+        parts = [Path(p.strip()) for p in paths.split(":")]
+        if len(parts) == 1:
+            files = {"all": parts[0]}
+        elif len(parts) == 3:
+            files = dict(zip(LM_SPLITS, parts))
+        else:
+            raise BalkdError(f"--raw: language '{lang}': give one file or three (TRAIN:VALID:TEST), got {len(parts)}")
+        sources.append(LanguageSource(lang, files))
+    if not sources:
+        raise BalkdError("--raw: no language given")
+    return sources
+
+
+def sources_from_dir(raw_dir: Path) -> List[LanguageSource]:
+    """Every ``<lang>.txt`` in raw_dir, sorted by language."""
+    if not raw_dir.is_dir():
+        raise BalkdError(f"--raw-dir: not a directory: {raw_dir}")
+    sources = [LanguageSource(p.stem, {"all": p}) for p in sorted(raw_dir.glob("*.txt"))]
+    if not sources:
+        raise BalkdError(f"--raw-dir: no <lang>.txt file in {raw_dir}")
+    for source in sources:
+        _check_language_name(source.lang, f"--raw-dir {raw_dir}")
+    return sources
+
+
+def text_lines(path: Path, on_bytes: Optional[Callable[[int], None]] = None, max_chars: int = 0,
+               long_lines: str = "split", on_long: Optional[Callable[[], None]] = None) -> Iterator[str]:
+    """The non-blank lines of a UTF-8 file, stripped; invalid UTF-8 names the file and line.
+
+    A line longer than ``max_chars`` (0: no limit) is split into pieces of at most ``max_chars``
+    characters, at a space where there is one ("split"), or cut to its first piece ("truncate");
+    ``on_long`` is called once per such line.
+    """
+    for _, text in numbered_lines(path, "text", on_bytes):
+        text = text.strip()
+        if not text:
+            continue
+        if max_chars and len(text) > max_chars:
+            if on_long is not None:
+                on_long()
+            pieces = split_long_line(text, max_chars)
+            yield from pieces[:1] if long_lines == "truncate" else pieces
+        else:
+            yield text
+
+
+def split_long_line(text: str, max_chars: int) -> List[str]:
+    """``text`` in pieces of at most ``max_chars`` characters, cut at the last space before the limit if any."""
+    pieces = []
+    while len(text) > max_chars:
+        cut = text.rfind(" ", max_chars // 2, max_chars + 1)
+        cut = cut if cut > 0 else max_chars
+        pieces.append(text[:cut].strip())
+        text = text[cut:].strip()
+    if text:
+        pieces.append(text)
+    return [piece for piece in pieces if piece]
