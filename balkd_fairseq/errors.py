@@ -101,10 +101,3 @@ def _hydra_running() -> bool:
     from hydra.core.hydra_config import HydraConfig
 
     return HydraConfig.initialized()
-
-
-def run_cli(main_fn, argv=None) -> int:
-    """Kept for callers not yet moved to :func:`balkd_fairseq.cli.common.run_cli` (the one wrapper)."""
-    from .cli.common import run_cli as run_command
-
-    return run_command(main_fn, argv)

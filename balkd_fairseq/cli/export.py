@@ -11,8 +11,8 @@ import os
 import sys
 from pathlib import Path
 
-from ..errors import BalkdError, run_cli
-from .common import ArgumentParser
+from ..errors import BalkdError
+from .common import ArgumentParser, run_cli
 
 logger = logging.getLogger("balkd_fairseq.export")
 FORMATS = ("fairseq", "hf")
