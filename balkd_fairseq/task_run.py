@@ -17,21 +17,26 @@ import queue
 import sys
 import threading
 import time
-from typing import Optional
+from typing import Set
 
 from .errors import BalkdError, install_error_handling
 
 logger = logging.getLogger(__name__)
 
 _started = False
-_locked_save_dir: Optional[str] = None  # the --save-dir of the fairseq-train run this process is the master of
+_locked_save_dirs: Set[str] = set()  # (real paths) the --save-dir of every run this process has been the master of
 _FAIRSEQ_TRAIN = os.path.join("fairseq_cli", "train.py")
 _FAIRSEQ_TASKS = os.path.join("fairseq", "tasks", "__init__.py")
 
 
-def start_task_run() -> None:
-    """Idempotent; see the module docstring."""
-    global _started, _locked_save_dir
+def start_task_run():
+    """Idempotent; see the module docstring. Returns the checkpoint config of the training run this
+    process is the master of (its ``--save-dir`` locked), or None (not yet known, another rank, no run).
+
+    A process may run several trainings one after another (``fairseq-hydra-train --multirun``, a script
+    calling ``fairseq_cli.train.main`` twice): each run's own save dir is locked when it sets up the task.
+    """
+    global _started
     install_error_handling()
     if not _started:
         _started = True
@@ -39,19 +44,17 @@ def start_task_run() -> None:
 
         enable_atomic_checkpoint_copies()
         atexit.register(stop_prefetch_threads)
-    cfg = None if _locked_save_dir is not None else fairseq_run_config()  # (none yet when called from add_args)
-    if cfg is not None and _is_master(cfg):
-        save_dir = cfg.checkpoint.save_dir
+    cfg = fairseq_run_config()  # (none yet when called from add_args)
+    if cfg is None or not _is_master(cfg):
+        return None
+    save_dir = cfg.checkpoint.save_dir
+    if os.path.realpath(save_dir) not in _locked_save_dirs:
         check_writable_dir(save_dir, "--save-dir")
         from .locks import hold_directory_lock
 
         hold_directory_lock(save_dir, "--save-dir")
-        _locked_save_dir = save_dir
-
-
-def locked_save_dir() -> Optional[str]:
-    """The ``--save-dir`` this process writes as the master of a training run of the plugin's task, or None."""
-    return _locked_save_dir
+        _locked_save_dirs.add(os.path.realpath(save_dir))
+    return cfg.checkpoint
 
 
 def chosen_for_this_run(task_name: str) -> bool:

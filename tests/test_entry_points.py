@@ -244,4 +244,27 @@ def test_runs_stopping_at_max_update_mid_epoch_exit_0_every_time(tiny_data, tmp_
                                  check=False)
         codes.append(proc.returncode)
         assert "terminate called" not in proc.stderr, proc.stderr[-2000:]
+        assert not (tmp_path / str(seed) / "dict.txt").exists(), "--no-save: nothing is written into --save-dir"
     assert codes == [0] * runs
+
+
+def test_each_training_run_in_one_process_locks_and_gets_its_own_save_dir(monkeypatch, tmp_path):
+    """fairseq-hydra-train --multirun (or a script calling fairseq_cli.train.main twice) trains one run after
+    another in one process: each run's own --save-dir is locked and returned, never the first run's."""
+    from types import SimpleNamespace
+
+    from balkd_fairseq import task_run
+
+    locked = []
+    monkeypatch.setattr(task_run, "install_error_handling", lambda: None)
+    monkeypatch.setattr(task_run, "_started", True)  # (no atomic copies patched into this test process)
+    monkeypatch.setattr(task_run, "_locked_save_dirs", set())
+    monkeypatch.setattr(task_run, "_is_master", lambda cfg: True)
+    monkeypatch.setattr("balkd_fairseq.locks.hold_directory_lock", lambda directory, what: locked.append(directory))
+    runs = [SimpleNamespace(checkpoint=SimpleNamespace(save_dir=str(tmp_path / name))) for name in ("one", "two", "two")]
+    for cfg in runs:
+        monkeypatch.setattr(task_run, "fairseq_run_config", lambda cfg=cfg: cfg)
+        assert task_run.start_task_run() is cfg.checkpoint
+    assert locked == [str(tmp_path / "one"), str(tmp_path / "two")]
+    monkeypatch.setattr(task_run, "fairseq_run_config", lambda: None)  # no run (yet): nothing to lock or record
+    assert task_run.start_task_run() is None

@@ -180,9 +180,20 @@ def test_sweep_configurations_of_the_levers(monkeypatch, tmp_path):
     # the born-again fallback: the Ours+fallback student, trained first with everything it needs, serves as fallback
     first = os.path.join(layout.checkpoints, "Ours+fallback", "checkpoint_last.pt")
     assert pipeline.student_flags(layout, "Ours+fallback2")[-2:] == ["--teacher-fallback", first]
+    for directory in (layout.data, *(os.path.join(layout.checkpoints, n) for n in ("HL-balanced", "Ours+fallback"))):
+        os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(layout.data, "dict.txt"), "w") as f:
+        f.write("a 1\n")
+    with open(os.path.join(layout.checkpoints, "Ours+fallback", "dict.txt"), "w") as f:
+        f.write("written by its training\n")
     calls.clear()
     assert pipeline.teachers_of(layout, None, "Ours+fallback2") == {"updates": 20, "tokens": 200, "wall_seconds": 4.0}
     assert calls == ["HL-balanced", "teachers<", "Ours+fallback"], "HL-balanced and the teachers, then the first generation"
+    # a student reused from an older sweep gets DATA/dict.txt beside it; one that training gave it is kept
+    with open(os.path.join(layout.checkpoints, "HL-balanced", "dict.txt")) as f:
+        assert f.read() == "a 1\n"
+    with open(os.path.join(layout.checkpoints, "Ours+fallback", "dict.txt")) as f:
+        assert f.read() == "written by its training\n"
     # a setting from the environment that is not a number: one error line naming the variable
     monkeypatch.setenv("PROBE_TRAIN_SENTENCES", "thirty")
     with pytest.raises(SystemExit, match=r"^pipeline.py: error: PROBE_TRAIN_SENTENCES='thirty' is not an int$"):

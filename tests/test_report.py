@@ -201,7 +201,7 @@ def test_few_shot_probes_are_named_in_the_table_and_never_mixed_with_whole_split
     assert report.main(argv + ["--output-dir", str(tmp_path / "few")]) == 0
     few = (tmp_path / "few" / "report.md").read_text(encoding="utf-8")
     assert "probes were trained on the first 30 sentences of each language's train split (balkd-probe --train-sentences), " \
-           "with as many updates as a probe on the whole split." in few
+           "each epoch drawing as many words as the whole split holds." in few
     for name in ("HL", "Ours"):
         _probe_train_sentences(tmp_path / name, None)
     assert report.main(argv + ["--output-dir", str(tmp_path / "whole")]) == 0

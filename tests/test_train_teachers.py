@@ -144,10 +144,14 @@ def test_the_dictionary_is_recorded_beside_the_checkpoints_and_another_is_refuse
     source, save = tiny_data / "dict.txt", tmp_path / "save"
     assert record_dictionary(str(source), str(save)) == dict_file_sha256(str(source))
     assert (save / "dict.txt").read_bytes() == source.read_bytes()
+    assert record_dictionary(str(source), str(save)) == dict_file_sha256(str(source))  # again: nothing to do
     other = tmp_path / "other.txt"
     other.write_text("zz 1\n")
-    assert record_dictionary(str(other), str(save)) == dict_file_sha256(str(other))  # no model yet: replaced
-    (save / "checkpoint_last.pt").write_bytes(b"a model trained with other.txt")
-    with pytest.raises(BalkdError, match=r"save holds a model trained with another dictionary \(.*save/dict.txt differs"):
-        record_dictionary(str(source), str(save))
-    assert (save / "dict.txt").read_text() == "zz 1\n"
+    # another dictionary is never replaced, with or without checkpoints beside it
+    for checkpoint in (None, "checkpoint_best.pt"):
+        if checkpoint:
+            (save / checkpoint).write_bytes(b"a model trained with dict.txt")
+        with pytest.raises(BalkdError, match=r"--save-dir .*save holds another dictionary \(.*save/dict.txt differs from "
+                                             r".*other.txt\)"):
+            record_dictionary(str(other), str(save))
+        assert (save / "dict.txt").read_bytes() == source.read_bytes()

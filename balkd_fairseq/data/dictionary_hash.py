@@ -52,19 +52,20 @@ def dict_file_sha256(path: str, what: str = "dictionary") -> str:
     return dictionary_sha256(load_model_dictionary(path, what))
 
 
-def record_dictionary(source: str, save_dir: str, checkpoint_name: str = "checkpoint_last.pt") -> str:
+def record_dictionary(source: str, save_dir: str) -> str:
     """Copy the dictionary a model trains with beside its checkpoints (atomically); its sha256.
 
     A save directory is then a model on its own: ``RobertaModel.from_pretrained(SAVE)``, a teacher,
-    a ``--teacher-fallback`` or ``balkd-export`` find their vocabulary there. A directory whose
-    checkpoint was trained with another dictionary is refused, not overwritten.
+    a ``--teacher-fallback`` or ``balkd-export`` find their vocabulary there. A ``dict.txt`` with
+    other symbols already there is refused, never replaced: it belongs to the checkpoints beside it,
+    or the directory is not the one the user meant.
     """
     target = os.path.join(save_dir, "dict.txt")
     digest = dict_file_sha256(source, "shared dictionary")
-    if os.path.isfile(target) and os.path.isfile(os.path.join(save_dir, checkpoint_name)):
-        if dict_file_sha256(target, "dictionary beside the checkpoints") != digest:
-            raise BalkdError(f"{save_dir} holds a model trained with another dictionary ({target} differs from "
-                             f"{source}); use another --save-dir")
+    if os.path.isfile(target):
+        if dict_file_sha256(target, "dictionary in --save-dir") != digest:
+            raise BalkdError(f"--save-dir {save_dir} holds another dictionary ({target} differs from {source}): "
+                             "it belongs to a model trained on other data; use another --save-dir")
         return digest
     os.makedirs(save_dir, exist_ok=True)
     atomic_copy(source, target)

@@ -136,9 +136,9 @@ def probe_training_note(runs: List[Run]) -> str:
     sizes += ["the whole split"] if None in recorded else []  # (mixed: only with --allow-mixed)
     epochs = {run.settings["probing"].get("epoch_size") for run in runs
               if run.settings.get("probing", {}).get("train_sentences") is not None}
-    updates = {WHOLE_SPLIT_EPOCHS: ", with as many updates as a probe on the whole split",
+    updates = {WHOLE_SPLIT_EPOCHS: ", each epoch drawing as many words as the whole split holds",
                OWN_WORDS_EPOCHS: ", with one pass over those sentences per epoch"}
-    how = "".join(updates[e] for e in sorted(epochs) if e in updates) if len(epochs) == 1 else ""
+    how = updates.get(epochs.pop(), "") if len(epochs) == 1 else ""
     return (f" POS/NER probes were trained on {' or '.join(sizes)} of each language's train split "
             f"(balkd-probe --train-sentences){how}.")
 

@@ -65,7 +65,7 @@ from ..data.subset_dataset import EpochSubsetDataset, LanguageDraw
 from ..errors import BalkdError
 from ..soft_labels.fallback import FALLBACK_RULES
 from ..soft_labels.manifest import MANIFEST_KEY, check_resumed_manifest, record_manifest, recorded_manifest
-from ..task_run import chosen_for_this_run, locked_save_dir, start_task_run
+from ..task_run import chosen_for_this_run, start_task_run
 
 logger = logging.getLogger(__name__)
 
@@ -258,10 +258,11 @@ class BalancedDistillTask(MaskedLMTask):
     def setup_task(cls, cfg, from_checkpoint=False, **kwargs):
         if from_checkpoint:  # loading a model for inference changes nothing in the process
             return cls(cfg, cls.load_dict(cfg), for_inference=True)
-        start_task_run()  # one-line errors, atomic checkpoints, --save-dir lock: for runs of this task only
+        checkpoint = start_task_run()  # one-line errors, atomic checkpoints, --save-dir lock: for runs of this task only
         task = cls(cfg, cls.load_dict(cfg))
-        if locked_save_dir() is not None:  # the save dir then loads on its own (from_pretrained, --teacher-fallback)
-            record_dictionary(os.path.join(task.data_root, "dict.txt"), locked_save_dir())
+        if checkpoint is not None and not checkpoint.get("no_save", False):
+            # the save dir then loads on its own (from_pretrained, --teacher-fallback)
+            record_dictionary(os.path.join(task.data_root, "dict.txt"), checkpoint.save_dir)
         return task
 
     @classmethod

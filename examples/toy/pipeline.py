@@ -351,6 +351,14 @@ def total_cost(parts: List[dict]) -> dict:
     return {key: round(sum(p.get(key, 0) for p in parts), 1) for key in ("updates", "tokens", "wall_seconds")}
 
 
+def give_dictionary(layout: Layout, student: str) -> None:
+    """A student serving as a teacher needs its dict.txt beside it; training writes it there, but a student
+    reused from a sweep of before that has none."""
+    target = os.path.join(layout.checkpoints, student, "dict.txt")
+    if not os.path.exists(target):
+        shutil.copyfile(os.path.join(layout.data, "dict.txt"), target)
+
+
 def teachers_of(layout: Layout, s: Settings, name: str) -> Optional[dict]:
     """What a configuration's soft labels cost before its student trains (teachers, and the HL-balanced
     student a lever starts from or falls back to), training what is not there yet; None for hard labels."""
@@ -358,12 +366,16 @@ def teachers_of(layout: Layout, s: Settings, name: str) -> Optional[dict]:
     if not any(p in flags for p in ("{teachers}", "{teachers_init}")):
         return None
     if "{ours_fallback}" in flags:  # the first generation and everything it took
-        return total_cost([teachers_of(layout, s, "Ours+fallback"), train_student(layout, s, "Ours+fallback")])
+        parts = [teachers_of(layout, s, "Ours+fallback"), train_student(layout, s, "Ours+fallback")]
+        give_dictionary(layout, "Ours+fallback")
+        return total_cost(parts)
     parts = []
     if {"{hl_balanced}", "{teachers_init}", "{cache}"} & set(flags):
         hl_balanced = train_student(layout, s, "HL-balanced")
         if "{cache}" not in flags:  # the cache only reads how many epochs the balanced student spans: no cost of it
             parts.append(hl_balanced)
+    if "{hl_balanced}" in flags:
+        give_dictionary(layout, "HL-balanced")
     parts.append(train_teachers(layout, s, init_from=hl_balanced_checkpoint(layout)) if "{teachers_init}" in flags
                  else train_teachers(layout, s))
     if "{cache}" in flags:
