@@ -317,6 +317,24 @@ def test_compare_marks_a_real_difference_in_table_and_csv(tmp_path, capsys):
     same = rows[("All", "MLM-PPL")]  # the nll items are identical: interval [0, 0], not marked
     assert float(same["difference"]) == 0.0 and same["excludes_zero"] == "false"
     assert "Ours − HL MRR" in capsys.readouterr().out
+    # --confidence: a wider level widens the interval around the same difference (same replicates and seed)
+    wide = tmp_path / "o99"
+    assert report.main(["--no-plot"] + argv + ["--compare", "Ours:HL", "--bootstrap", "300", "--confidence", "0.99",
+                                               "--output-dir", str(wide)]) == 0
+    mrr99 = next(r for r in _read_csv(wide / "report_compare.csv") if (r["group"], r["metric"]) == ("All", "MRR"))
+    assert mrr99["difference"] == mrr["difference"]
+    assert float(mrr99["ci_low"]) < float(mrr["ci_low"]) and float(mrr99["ci_high"]) > float(mrr["ci_high"])
+    assert "with 99 % intervals" in (wide / "report.md").read_text(encoding="utf-8")
+    assert "with 95 % intervals" in (out / "report.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("value", ["1", "0", "1.5", "-0.1", "nan"])
+def test_confidence_outside_0_and_1_is_one_error_line(tmp_path, capsys, value):
+    write_run(tmp_path / "HL", seed=1)
+    argv = ["--no-plot", "--model", f"HL={tmp_path / 'HL'}", "--confidence", value, "--output-dir", str(tmp_path / "o")]
+    assert report.main(argv) == 2
+    assert capsys.readouterr().err.strip() == f"balkd-fairseq: error: --confidence must be between 0 and 1 (exclusive), got {float(value)}"
+    assert not (tmp_path / "o").exists()
 
 
 def test_compare_without_item_scores_gives_the_difference_only(tmp_path):

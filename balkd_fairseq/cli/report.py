@@ -35,12 +35,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "one result directory per run; models appear in the order first named "
                         "(e.g. --model HL=res/s1/HL --model HL=res/s2/HL --model Ours=res/s1/Ours ...)")
     parser.add_argument("--compare", action="append", default=[], metavar="OURS:BASE[,BASE]",
-                        help="paired differences OURS - BASE for each group and metric with 95%% bootstrap intervals, "
+                        help="paired differences OURS - BASE for each group and metric with bootstrap intervals (--confidence), "
                         "e.g. --compare Ours:HL,HL-balanced; repeatable. Runs are paired in the order given, so "
                         "list each model's seeds in the same order; compared models need the same number of runs")
     parser.add_argument("--bootstrap", type=int, default=1000, metavar="N",
                         help="bootstrap replicates for --compare (default: 1000; 0 = differences without intervals)")
     parser.add_argument("--bootstrap-seed", type=int, default=1, help="seed of the bootstrap resampling (default: 1)")
+    parser.add_argument("--confidence", type=float, default=0.95, metavar="C",
+                        help="level of the --compare intervals, in (0, 1): e.g. 0.99, or 1 - 0.05/k to keep a 5%% "
+                             "family-wise error over k comparisons (Bonferroni); more --bootstrap replicates keep a "
+                             "narrow tail stable (default: 0.95)")
     parser.add_argument("--low", nargs="+", default=[], metavar="LANG", help="low-resource languages (Low-Res row)")
     parser.add_argument("--high", nargs="+", default=[], metavar="LANG", help="high-resource languages (High-Res row)")
     parser.add_argument("--single", nargs="+", default=[], metavar="LANG",
@@ -131,6 +135,8 @@ def _main(argv=None) -> int:
         raise BalkdError(f"--prefix must be a plain file name stem, got {args.prefix!r}")
     if args.bootstrap < 0:
         raise BalkdError(f"--bootstrap must be 0 or more, got {args.bootstrap}")
+    if not 0.0 < args.confidence < 1.0:
+        raise BalkdError(f"--confidence must be between 0 and 1 (exclusive), got {args.confidence}")
     _check_output_dir(args.output_dir)
     low, high, single = (_languages(getattr(args, f), f"--{f}") for f in ("low", "high", "single"))
     table_groups.check_disjoint({"--low": low, "--high": high})
@@ -147,9 +153,9 @@ def _main(argv=None) -> int:
     for line in mixed:
         logger.warning(line)
     metrics = shown_metrics(models)
-    comparisons = [compare(a, b, metric, label, langs, args.bootstrap, args.bootstrap_seed)
+    comparisons = [compare(a, b, metric, label, langs, args.bootstrap, args.bootstrap_seed, args.confidence)
                    for a, b in pairs for label, langs in rows for metric in metrics]
-    markdown = to_markdown(models, metrics, rows, comparisons, args.bootstrap, mixed)
+    markdown = to_markdown(models, metrics, rows, comparisons, args.bootstrap, mixed, args.confidence)
     outputs = {".md": markdown, ".csv": runs_csv(models, metrics, rows)}
     if comparisons:
         outputs["_compare.csv"] = comparisons_csv(comparisons)

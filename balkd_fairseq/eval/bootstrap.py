@@ -1,4 +1,4 @@
-"""Paired bootstrap over seeds and test items: a 95 % interval for the difference of two models.
+"""Paired bootstrap over seeds and test items: an interval (95 % by default) for the difference of two models.
 
 A metric of one run on one language is a mean over *components* of ``sum(num) / sum(den)`` over the
 language's test items (one component for MRR, MLM-PPL, PPPL and I-L; one per other training language
@@ -10,7 +10,7 @@ model's value is the mean over its runs.
 One bootstrap replicate resamples the runs (seeds) with replacement, the same seed slots for both
 models (runs are paired in the order given), then, within each slot, each language's test items with
 replacement, the same items for both models. The interval is the 2.5 and 97.5 percentiles of the
-replicates' differences A - B. Everything is vectorised over replicates with numpy.
+replicates' differences A - B (at another ``confidence`` C, the (1 - C) / 2 and (1 + C) / 2 quantiles). Everything is vectorised over replicates with numpy.
 """
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
@@ -73,8 +73,8 @@ def group_statistic(languages: Sequence[LanguageItems], log_scale: bool) -> np.n
 
 
 def paired_bootstrap(a: Sequence[LanguageItems], b: Sequence[LanguageItems], log_scale: bool, replicates: int,
-                     seed: int, scale: float = 1.0) -> Interval:
-    """95 % interval of (A - B) for one group and metric; ``a[i]`` and ``b[i]`` hold the same language's items."""
+                     seed: int, scale: float = 1.0, confidence: float = 0.95) -> Interval:
+    """``confidence`` interval of (A - B) for one group and metric; ``a[i]`` and ``b[i]`` hold the same language's items."""
     runs = a[0].num.shape[0]
     rng = np.random.default_rng(seed)
     differences = []
@@ -95,7 +95,8 @@ def paired_bootstrap(a: Sequence[LanguageItems], b: Sequence[LanguageItems], log
         done += size
     differences = np.concatenate(differences)
     point = (group_statistic(a, log_scale).mean() - group_statistic(b, log_scale).mean()) * scale
-    low, high = np.nanpercentile(differences, [2.5, 97.5])
+    tail = 50.0 * (1.0 - confidence)  # percent on each side
+    low, high = np.nanpercentile(differences, [tail, 100.0 - tail])
     return Interval(float(point), float(low), float(high))
 
 

@@ -64,7 +64,7 @@ def _stacked(model: Model, metric: Metric, lang: str) -> bootstrap.LanguageItems
 
 
 def compare(a: Model, b: Model, metric: Metric, group: str, languages: Sequence[str], replicates: int,
-            seed: int) -> Comparison:
+            seed: int, confidence: float = 0.95) -> Comparison:
     mean_a, _ = cell(a, metric, languages)
     mean_b, _ = cell(b, metric, languages)
     difference = None if mean_a is None or mean_b is None else mean_a - mean_b
@@ -80,7 +80,8 @@ def compare(a: Model, b: Model, metric: Metric, group: str, languages: Sequence[
         problem = bootstrap.check_same_items(x, y, f"{metric.title} of {lang}")
         if problem is not None:
             raise BalkdError(f"--compare {a.name}:{b.name}: the models were not scored on the same items ({problem})")
-    comparison.interval = bootstrap.paired_bootstrap(items_a, items_b, metric.log_scale, replicates, seed, metric.scale)
+    comparison.interval = bootstrap.paired_bootstrap(items_a, items_b, metric.log_scale, replicates, seed, metric.scale,
+                                                     confidence)
     return comparison
 
 
@@ -143,7 +144,7 @@ def probe_training_note(runs: List[Run]) -> str:
             f"(balkd-probe --train-sentences){how}.")
 
 
-def to_markdown(models, metrics, rows, comparisons, replicates: int, mixed: List[str]) -> str:
+def to_markdown(models, metrics, rows, comparisons, replicates: int, mixed: List[str], confidence: float = 0.95) -> str:
     parts = []
     if mixed:
         parts.append("**Mixed evaluations (--allow-mixed): these numbers were not computed on the same test items "
@@ -159,8 +160,8 @@ def to_markdown(models, metrics, rows, comparisons, replicates: int, mixed: List
         f"Runs: {runs}. Groups: {groups}.{probe_training_note([run for model in models for run in model.runs])}\n"
     )
     if comparisons:
-        parts.append("Paired differences (first model minus second), with 95 % intervals from a paired bootstrap "
-                     f"({replicates} replicates: runs resampled, then test items within each run, the same items for "
+        parts.append(f"Paired differences (first model minus second), with {100 * confidence:g} % intervals from a "
+                     f"paired bootstrap ({replicates} replicates: runs resampled, then test items within each run, the same items for "
                      "both models); * marks an interval that excludes zero. A difference without an interval lacks "
                      "per-item scores (re-run the evaluation) or the bootstrap was switched off.\n")
         parts.append(comparison_table(comparisons, metrics, rows) + "\n")
