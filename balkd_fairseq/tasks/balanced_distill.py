@@ -260,7 +260,7 @@ class BalancedDistillTask(MaskedLMTask):
             return cls(cfg, cls.load_dict(cfg), for_inference=True)
         checkpoint = start_task_run()  # one-line errors, atomic checkpoints, --save-dir lock: for runs of this task only
         task = cls(cfg, cls.load_dict(cfg))
-        if checkpoint is not None and not checkpoint.get("no_save", False):
+        if checkpoint is not None and not getattr(checkpoint, "no_save", False):
             # the save dir then loads on its own (from_pretrained, --teacher-fallback)
             record_dictionary(os.path.join(task.data_root, "dict.txt"), checkpoint.save_dir)
         return task
