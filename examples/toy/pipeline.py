@@ -65,6 +65,20 @@ CONFIGS: Dict[str, List[str]] = {
     # low-resource MLM-PPL) is the fallback of a second student, which the rule compares with each own teacher
     "Ours+fallback2": ["--balance", "subsample", "--criterion", "multi_teacher_distill", "--teachers", "{teachers}",
                        "--teacher-fallback", "{ours_fallback}"],
+    # session 10, aimed at the diverse preset's low-resource probing: more hard labels, a sharper teacher and
+    # student (T < 1), twice the masked positions (each one a soft label) per sentence, and the student
+    # drawing its sentences by size**0.3 (more of the teachers' languages' text, fewer repeats of the small ones)
+    "Ours+fallback+hard0.5": ["--balance", "subsample", "--criterion", "multi_teacher_distill", "--teachers",
+                              "{teachers}", "--teacher-fallback", "{hl_balanced}", "--hard-label-weight", "0.5"],
+    "Ours+fallback+hard0.3+T0.5": ["--balance", "subsample", "--criterion", "multi_teacher_distill", "--teachers",
+                                   "{teachers}", "--teacher-fallback", "{hl_balanced}", "--hard-label-weight", "0.3",
+                                   "--temperature", "0.5"],
+    "Ours+fallback+hard0.3+mask0.3": ["--balance", "subsample", "--criterion", "multi_teacher_distill", "--teachers",
+                                      "{teachers}", "--teacher-fallback", "{hl_balanced}", "--hard-label-weight", "0.3",
+                                      "--mask-prob", "0.3"],
+    "Ours+fallback+hard0.3+temperature": ["--balance", "temperature", "--criterion", "multi_teacher_distill",
+                                          "--teachers", "{teachers}", "--teacher-fallback", "{hl_balanced}",
+                                          "--hard-label-weight", "0.3"],
     # the paper's recipe from an offline teacher cache (balkd-cache-teachers, top-32 soft labels): what the
     # cache changes in cost, and that it changes nothing else beyond the top-k truncation
     "Ours+cache": ["--balance", "subsample", "--criterion", "multi_teacher_distill", "--teachers", "{teachers}",

@@ -7,6 +7,10 @@ masked-LM perplexity on the validation split's evaluation masks (every chosen po
 the fallback rule scores) of the teacher, of the HL-balanced student (the fallback), of their
 mixtures ``w * p_teacher + (1 - w) * p_fallback`` and of their product of experts (geometric mean,
 renormalised). Reads ``OUT/<preset>/seed<S>/{teachers/teachers.json,checkpoints/HL-balanced}``.
+
+With ``--ensemble-seeds S1,S2,...`` it also scores the ensemble of those seeds' HL-balanced students (the
+mean of their probabilities): would several balanced students make a better fallback than one? Without
+the run's teachers (``teachers.json`` missing) only the fallback columns are printed.
 """
 import argparse
 import json
@@ -57,33 +61,50 @@ def mixture_perplexities(teacher, fallback, targets) -> dict:
     return scores
 
 
+def ensemble_perplexities(fallback, members, targets) -> dict:
+    """The fallback alone, and the mean of the probabilities of ``members`` (the fallback among them)."""
+    ensemble = torch.logsumexp(torch.stack(members), dim=0) - math.log(len(members))
+    return {"fallback only": perplexity(fallback, targets), f"ensemble of {len(members)}": perplexity(ensemble, targets)}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="outputs/sweep", help="the sweep's output root (pipeline.py sweep --out)")
     parser.add_argument("--preset", default="diverse", help="the preset to read (default: diverse)")
     parser.add_argument("--seed", type=int, default=1, help="the training seed to read (default: 1)")
     parser.add_argument("--split", default="valid", help="the split scored (default: valid, as the fallback rule)")
+    parser.add_argument("--ensemble-seeds", default="", help="comma-separated training seeds whose HL-balanced "
+                        "students form an ensemble fallback (the mean of their probabilities), scored beside it")
     args = parser.parse_args(argv)
     run, bench = (os.path.join(args.out, args.preset, part) for part in (f"seed{args.seed}", "benchmark"))
     data = os.path.join(bench, "data")
     fallback_path = os.path.join(run, "checkpoints", "HL-balanced", "checkpoint_last.pt")
-    for path in (os.path.join(bench, "synth", "languages.json"), os.path.join(run, "teachers", "teachers.json"), fallback_path):
+    member_paths = [os.path.join(args.out, args.preset, f"seed{seed}", "checkpoints", "HL-balanced", "checkpoint_last.pt")
+                    for seed in args.ensemble_seeds.split(",") if seed]
+    teachers_path = os.path.join(run, "teachers", "teachers.json")
+    required = [os.path.join(bench, "synth", "languages.json"), fallback_path, *member_paths]
+    for path in required + ([] if member_paths else [teachers_path]):
         if not os.path.isfile(path):
             raise SystemExit(f"teacher_mixture.py: error: {path} not found (run pipeline.py sweep first)")
     with open(os.path.join(bench, "synth", "languages.json"), encoding="utf-8") as f:
         low_resource = json.load(f)["low_resource"]
-    with open(os.path.join(run, "teachers", "teachers.json"), encoding="utf-8") as f:
-        teachers = json.load(f)
+    teachers = {}
+    if os.path.isfile(teachers_path):
+        with open(teachers_path, encoding="utf-8") as f:
+            teachers = json.load(f)
     torch.set_grad_enabled(False)
     fallback, task = load_checkpoint(fallback_path, data)
+    members = [load_checkpoint(path, data)[0].eval() for path in member_paths if path != fallback_path]
     rows = []
     for lang in low_resource:
-        teacher, _ = load_checkpoint(teachers[lang], data)
         masking = MaskingConfig(seed=1, mask_prob=0.15, tokens_per_sample=64)
         dataset = masked_dataset(split_prefix(data, lang, args.split), task.source_dictionary, masking)
-        (teacher_lp, fallback_lp), targets = masked_log_probs([teacher.eval(), fallback.eval()], dataset,
-                                                              task.source_dictionary)
-        rows.append((lang, mixture_perplexities(teacher_lp, fallback_lp, targets)))
+        teacher = [load_checkpoint(teachers[lang], data)[0].eval()] if teachers else []
+        log_probs, targets = masked_log_probs([fallback.eval(), *teacher, *members], dataset, task.source_dictionary)
+        scores = mixture_perplexities(log_probs[1], log_probs[0], targets) if teachers else {}
+        if member_paths:
+            scores.update(ensemble_perplexities(log_probs[0], [log_probs[0], *log_probs[1 + len(teacher):]], targets))
+        rows.append((lang, scores))
     columns = list(rows[0][1])
     print("| preset | language | " + " | ".join(columns) + " |\n|---|---|" + "---|" * len(columns))
     for lang, scores in rows:
