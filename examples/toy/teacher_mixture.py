@@ -8,8 +8,9 @@ the fallback rule scores) of the teacher, of the HL-balanced student (the fallba
 mixtures ``w * p_teacher + (1 - w) * p_fallback`` and of their product of experts (geometric mean,
 renormalised). Reads ``OUT/<preset>/seed<S>/{teachers/teachers.json,checkpoints/HL-balanced}``.
 
-With ``--ensemble-seeds S1,S2,...`` it also scores the ensemble of those seeds' HL-balanced students (the
-mean of their probabilities): would several balanced students make a better fallback than one? Without
+With ``--ensemble-seeds S1,S2,...`` it also scores the ensemble of those seeds' HL-balanced students and
+the ``--seed`` run's own (the mean of their probabilities): would several balanced students make a
+better fallback than one? Without
 the run's teachers (``teachers.json`` missing) only the fallback columns are printed.
 """
 import argparse
@@ -74,7 +75,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=1, help="the training seed to read (default: 1)")
     parser.add_argument("--split", default="valid", help="the split scored (default: valid, as the fallback rule)")
     parser.add_argument("--ensemble-seeds", default="", help="comma-separated training seeds whose HL-balanced "
-                        "students form an ensemble fallback (the mean of their probabilities), scored beside it")
+                        "students, with the --seed run's own, form an ensemble fallback (the mean of their "
+                        "probabilities), scored beside it")
     args = parser.parse_args(argv)
     run, bench = (os.path.join(args.out, args.preset, part) for part in (f"seed{args.seed}", "benchmark"))
     data = os.path.join(bench, "data")
