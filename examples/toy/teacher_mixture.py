@@ -10,8 +10,8 @@ renormalised). Reads ``OUT/<preset>/seed<S>/{teachers/teachers.json,checkpoints/
 
 With ``--ensemble-seeds S1,S2,...`` it also scores the ensemble of those seeds' HL-balanced students and
 the ``--seed`` run's own (the mean of their probabilities): would several balanced students make a
-better fallback than one? Without
-the run's teachers (``teachers.json`` missing) only the fallback columns are printed.
+better fallback than one? Without the run's teachers (``teachers.json`` missing) only the fallback
+columns are printed.
 """
 import argparse
 import json
