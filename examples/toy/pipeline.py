@@ -33,7 +33,9 @@ MODEL = ["--arch", "roberta_base", "--encoder-layers", "2", "--encoder-embed-dim
          "--encoder-attention-heads", "4", "--max-positions", "64", "--dropout", "0.1"]
 
 # Named student configurations. "{teachers}" is replaced by the run's teachers.json, "{teachers_init}" by the
-# teachers.json of teachers started from the HL-balanced student (--init-from), "{hl_balanced}" by that student.
+# teachers.json of teachers started from the HL-balanced student (--init-from), "{teachers_oracle}" by the run's
+# teachers with oracle teachers for the low-resource languages (oracle_teachers.py), "{hl_balanced}" by the
+# HL-balanced student.
 CONFIGS: Dict[str, List[str]] = {
     "HL": ["--balance", "none", "--criterion", "masked_lm"],
     "HL-balanced": ["--balance", "subsample", "--criterion", "masked_lm"],
@@ -79,6 +81,11 @@ CONFIGS: Dict[str, List[str]] = {
     "Ours+fallback+hard0.3+temperature": ["--balance", "temperature", "--criterion", "multi_teacher_distill",
                                           "--teachers", "{teachers}", "--teacher-fallback", "{hl_balanced}",
                                           "--hard-label-weight", "0.3"],
+    # session 11, a diagnostic and not a lever: the finalist with the low-resource languages' teachers trained on
+    # ten times their text (oracle_teachers.py). Does a better teacher make the student beat HL-balanced there?
+    "Ours+fallback+hard0.3+oracle": ["--balance", "subsample", "--criterion", "multi_teacher_distill", "--teachers",
+                                     "{teachers_oracle}", "--teacher-fallback", "{hl_balanced}",
+                                     "--hard-label-weight", "0.3"],
     # the paper's recipe from an offline teacher cache (balkd-cache-teachers, top-32 soft labels): what the
     # cache changes in cost, and that it changes nothing else beyond the top-k truncation
     "Ours+cache": ["--balance", "subsample", "--criterion", "multi_teacher_distill", "--teachers", "{teachers}",
@@ -88,6 +95,7 @@ CONFIGS: Dict[str, List[str]] = {
                         "--teacher-cache", "{cache}", "--topk", "32", "--topk-tail", "uniform"],
 }
 CACHE_TOPK = "32"
+TEACHER_SETS = ("{teachers}", "{teachers_init}", "{teachers_oracle}")  # a configuration with one of these distills
 # the probes' control: the students' architecture untrained (balkd-probe --random-init), evaluated beside the models
 # whenever HL-balanced (whose checkpoint gives the architecture) is; a probe score it matches is not pretraining's
 CONTROL = "Random-init"
@@ -270,6 +278,9 @@ class Layout:
     data = property(lambda self: os.path.join(self.bench, "data"))
     teachers = property(lambda self: os.path.join(self.run, "teachers"))
     teachers_init = property(lambda self: os.path.join(self.run, "teachers_init"))  # --init-from the HL-balanced student
+    teachers_oracle = property(lambda self: os.path.join(self.run, "teachers_oracle"))  # oracle_teachers.py
+    oracle_bench = property(lambda self: os.path.join(os.path.dirname(self.bench) if not self.single_run else self.root,
+                                                      "benchmark-oracle"))
     cache = property(lambda self: os.path.join(self.run, "teacher_cache"))  # balkd-cache-teachers of the teachers
     checkpoints = property(lambda self: os.path.join(self.run, "checkpoints"))
     results = property(lambda self: os.path.join(self.run, "results"))
@@ -284,9 +295,7 @@ def make_benchmark(layout: Layout, s: Settings) -> None:
         print(f"benchmark {layout.bench} is complete; reused")
         return
     step(f"synthetic benchmark ({layout.preset} preset, data seed {s.data_seed}) -> {layout.synth}")
-    run(["balkd-synth", "--out", layout.synth, "--preset", layout.preset, "--seed", str(s.data_seed), "--high-size",
-         str(s.high_size), "--low-size", str(s.low_size), "--probe-train", str(s.probe_train), "--probe-test",
-         str(s.probe_test), "--quiet", "--force"])
+    run(synth_command(layout.synth, layout.preset, s))
     mark_done(layout.synth)
     step(f"one SentencePiece vocabulary + binarized data -> {layout.data}")
     run(["balkd-prepare", "--raw-dir", os.path.join(layout.synth, "raw"), "--out", layout.data, "--vocab-size",
@@ -295,21 +304,29 @@ def make_benchmark(layout: Layout, s: Settings) -> None:
     mark_done(layout.data)
 
 
-def train_teachers(layout: Layout, s: Settings, init_from: str = "", shard: str = "") -> dict:
+def synth_command(out: str, preset: str, s: Settings, sizes: str = "") -> List[str]:
+    return ["balkd-synth", "--out", out, "--preset", preset, "--seed", str(s.data_seed), "--high-size", str(s.high_size),
+            "--low-size", str(s.low_size), *(["--sizes", sizes] if sizes else []), "--probe-train", str(s.probe_train),
+            "--probe-test", str(s.probe_test), "--quiet", "--force"]
+
+
+def train_teachers(layout: Layout, s: Settings, init_from: str = "", shard: str = "", data: str = "",
+                   save_dir: str = "") -> dict:
     """balkd-train-teachers (itself resumable and skipping complete teachers); its cost.
 
     With ``init_from`` the teachers start from that checkpoint and go to ``layout.teachers_init``. With
     ``shard`` (``I/N``) only that worker's languages train (``--shard``, its output in ``shard-I.log``): the
     shards of the demo's lanes run side by side, and a call without ``shard`` then finds every teacher
-    complete, writes teachers.json and counts the shards' time."""
-    save_dir = layout.teachers_init if init_from else layout.teachers
+    complete, writes teachers.json and counts the shards' time. ``data`` and ``save_dir`` replace the benchmark's
+    data and the teachers' directory (the oracle teachers)."""
+    save_dir = save_dir or (layout.teachers_init if init_from else layout.teachers)
     if done(save_dir):
         return read_done(save_dir)
     validation = ["--validate-interval-updates", str(s.teacher_valid_every), "--save-interval-updates",
                   str(s.teacher_valid_every), "--keep-interval-updates", "1", "--validate-interval", "1000000",
                   "--save-interval", "1000000"]
     init = ["--init-from", init_from] if init_from else []
-    command = ["balkd-train-teachers", layout.data, "--save-dir", save_dir, "--use-checkpoint", "best", *init,
+    command = ["balkd-train-teachers", data or layout.data, "--save-dir", save_dir, "--use-checkpoint", "best", *init,
                *(["--shard", shard] if shard else []), "--",
                *MODEL, *common_flags(layout.seed), *schedule(s.teacher_updates), *validation]
     if shard:
@@ -326,6 +343,44 @@ def train_teachers(layout: Layout, s: Settings, init_from: str = "", shard: str 
     cost = {"updates": s.teacher_updates * len(logs), "tokens": sum(tokens_trained(log) for log in logs),
             "wall_seconds": round(seconds + shard_seconds(save_dir), 1), "teachers": len(logs)}
     mark_done(save_dir, cost)
+    return cost
+
+
+def oracle_module():
+    """oracle_teachers.py beside this file, however this file was loaded (a script, or by path in the tests)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("toy_oracle_teachers",
+                                                  os.path.join(os.path.dirname(os.path.abspath(__file__)), "oracle_teachers.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def oracle_data(layout: Layout, s: Settings) -> str:
+    """The low-resource languages' oracle text (ORACLE_FACTOR times theirs), encoded like the benchmark."""
+    oracle = oracle_module()
+    data = os.path.join(layout.oracle_bench, "data")
+    if done(data):
+        return data
+    with open(os.path.join(layout.synth, "languages.json"), encoding="utf-8") as f:
+        low_resource = json.load(f)["low_resource"]
+    synth = os.path.join(layout.oracle_bench, "synth")
+    step(f"oracle text: {', '.join(low_resource)} at {oracle.ORACLE_FACTOR} x {s.low_size} sentences -> {layout.oracle_bench}")
+    run(synth_command(synth, layout.preset, s, ",".join(f"{lang}={oracle.ORACLE_FACTOR * s.low_size}" for lang in low_resource)))
+    stats = oracle.build_oracle_data(layout.synth, layout.data, synth, low_resource, data)
+    print(f"  {json.dumps(stats)}", flush=True)
+    mark_done(data, stats)
+    return data
+
+
+def train_oracle_teachers(layout: Layout, s: Settings) -> dict:
+    """Oracle teachers for the low-resource languages; the run's teachers.json with them in place; their cost."""
+    cost = train_teachers(layout, s, data=oracle_data(layout, s), save_dir=layout.teachers_oracle)
+    merged = os.path.join(layout.teachers_oracle, "teachers-with-oracle.json")
+    if not os.path.exists(merged):
+        oracle_module().merged_manifest(os.path.join(layout.teachers, "teachers.json"),
+                                        os.path.join(layout.teachers_oracle, "teachers.json"), merged)
     return cost
 
 
@@ -346,6 +401,7 @@ def hl_balanced_checkpoint(layout: Layout) -> str:
 def student_flags(layout: Layout, name: str) -> List[str]:
     places = {"{teachers}": os.path.join(layout.teachers, "teachers.json"),
               "{teachers_init}": os.path.join(layout.teachers_init, "teachers.json"),
+              "{teachers_oracle}": os.path.join(layout.teachers_oracle, "teachers-with-oracle.json"),
               "{hl_balanced}": hl_balanced_checkpoint(layout), "{cache}": os.path.join(layout.cache, "cache"),
               "{ours_fallback}": os.path.join(layout.checkpoints, "Ours+fallback", "checkpoint_last.pt")}
     flags = [places.get(flag, flag) for flag in CONFIGS[name]]
@@ -377,7 +433,7 @@ def teachers_of(layout: Layout, s: Settings, name: str) -> Optional[dict]:
     """What a configuration's soft labels cost before its student trains (teachers, and the HL-balanced
     student a lever starts from or falls back to), training what is not there yet; None for hard labels."""
     flags = CONFIGS[name]
-    if not any(p in flags for p in ("{teachers}", "{teachers_init}")):
+    if not any(p in flags for p in TEACHER_SETS):
         return None
     if "{ours_fallback}" in flags:  # the first generation and everything it took
         parts = [teachers_of(layout, s, "Ours+fallback"), train_student(layout, s, "Ours+fallback")]
@@ -392,6 +448,8 @@ def teachers_of(layout: Layout, s: Settings, name: str) -> Optional[dict]:
         give_dictionary(layout, "HL-balanced")
     parts.append(train_teachers(layout, s, init_from=hl_balanced_checkpoint(layout)) if "{teachers_init}" in flags
                  else train_teachers(layout, s))
+    if "{teachers_oracle}" in flags:  # the run's own teachers serve the other languages
+        parts.append(train_oracle_teachers(layout, s))
     if "{cache}" in flags:
         parts.append(build_cache(layout, s, name))
     return total_cost(parts)
@@ -504,7 +562,7 @@ def report(s: Settings, preset: str, layouts: List[Layout], configs: List[str], 
     group_flags = ["--low", *groups["low"].split(), "--high", *groups["high"].split(), "--single", groups["single"]]
     models = [f"--model={name}={os.path.join(layout.results_for(s), name)}" for name in with_control(configs)
               for layout in layouts]
-    students = [name for name in configs if {"{teachers}", "{teachers_init}"} & set(CONFIGS[name])]
+    students = [name for name in configs if set(TEACHER_SETS) & set(CONFIGS[name])]
     baselines = [name for name in configs if name not in students]  # the control is shown, never compared
     compare = [f"--compare={name}:{','.join(baselines)}" for name in students] if baselines else []
     run(["balkd-report", *models, *compare, *group_flags, "--output-dir", out])
