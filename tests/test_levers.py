@@ -194,6 +194,16 @@ def test_sweep_configurations_of_the_levers(monkeypatch, tmp_path):
         assert f.read() == "a 1\n"
     with open(os.path.join(layout.checkpoints, "Ours+fallback", "dict.txt")) as f:
         assert f.read() == "written by its training\n"
+    # the oracle diagnostic: the finalist's flags with the merged teacher set; the run's teachers, then the oracle ones
+    flags = pipeline.student_flags(layout, "Ours+fallback+hard0.3+oracle")
+    assert flags[flags.index("--teachers") + 1] == f"{layout.teachers_oracle}/teachers-with-oracle.json"
+    assert flags[-4:] == ["--teacher-fallback", hl_balanced, "--hard-label-weight", "0.3"]
+    monkeypatch.setattr(pipeline, "train_oracle_teachers", lambda layout, s: calls.append("oracle") or
+                        {"updates": 7, "tokens": 70, "wall_seconds": 1.0})
+    calls.clear()
+    assert pipeline.teachers_of(layout, None, "Ours+fallback+hard0.3+oracle") == \
+        {"updates": 22, "tokens": 220, "wall_seconds": 4.0}
+    assert calls == ["HL-balanced", "teachers<", "oracle"]
     # a setting from the environment that is not a number: one error line naming the variable
     monkeypatch.setenv("PROBE_TRAIN_SENTENCES", "thirty")
     with pytest.raises(SystemExit, match=r"^pipeline.py: error: PROBE_TRAIN_SENTENCES='thirty' is not an int$"):

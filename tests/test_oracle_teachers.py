@@ -71,3 +71,12 @@ def test_a_generation_that_does_not_extend_the_benchmark_is_refused(tmp_path):
     with pytest.raises(SystemExit, match=r"bb\.txt: line 1 differs"):
         oracle.build_oracle_data(str(synth), str(data), str(large), ["bb"], str(tmp_path / "oracle"))
     assert not (tmp_path / "oracle").exists()
+
+
+def test_the_merged_manifest_takes_the_oracle_teachers_for_their_languages(tmp_path):
+    import json
+
+    (tmp_path / "own.json").write_text(json.dumps({"aa": "own/aa.pt", "bb": "own/bb.pt"}))
+    (tmp_path / "oracle.json").write_text(json.dumps({"bb": "oracle/bb.pt"}))
+    _module().merged_manifest(str(tmp_path / "own.json"), str(tmp_path / "oracle.json"), str(tmp_path / "merged.json"))
+    assert json.loads((tmp_path / "merged.json").read_text()) == {"aa": "own/aa.pt", "bb": "oracle/bb.pt"}
