@@ -21,6 +21,8 @@ CONFIGS: Dict[str, List[str]] = {
     "HL": ["--balance", "none", "--criterion", "masked_lm"],
     "HL-balanced": ["--balance", "subsample", "--criterion", "masked_lm"],
     "Ours": ["--balance", "subsample", "--criterion", "multi_teacher_distill", "--teachers", "{teachers}"],
+    # session 11: hard labels on the temperature-sampled data (size**0.3), a candidate fallback teacher
+    "HL-temperature": ["--balance", "temperature", "--criterion", "masked_lm"],
     # levers of the student (issue: beyond the paper); each is one documented option
     "Ours+hard0.3": ["--balance", "subsample", "--criterion", "multi_teacher_distill", "--teachers", "{teachers}",
                      "--hard-label-weight", "0.3"],

@@ -12,6 +12,9 @@ With ``--ensemble-seeds S1,S2,...`` it also scores the ensemble of those seeds' 
 the ``--seed`` run's own (the mean of their probabilities): would several balanced students make a
 better fallback than one? Without the run's teachers (``teachers.json`` missing) only the fallback
 columns are printed.
+
+With ``--candidates NAME,...`` it also scores other students of the run (``checkpoints/<NAME>``, e.g.
+``HL,HL-temperature``) beside the fallback: would one of them be a better fallback than HL-balanced?
 """
 import argparse
 import json
@@ -77,15 +80,19 @@ def main(argv=None) -> int:
     parser.add_argument("--ensemble-seeds", default="", help="comma-separated training seeds whose HL-balanced "
                         "students, with the --seed run's own, form an ensemble fallback (the mean of their "
                         "probabilities), scored beside it")
+    parser.add_argument("--candidates", default="", help="comma-separated students of the run (checkpoints/<NAME>) "
+                        "scored beside the fallback as other fallback candidates, e.g. HL,HL-temperature")
     args = parser.parse_args(argv)
     run, bench = (os.path.join(args.out, args.preset, part) for part in (f"seed{args.seed}", "benchmark"))
     data = os.path.join(bench, "data")
     fallback_path = os.path.join(run, "checkpoints", "HL-balanced", "checkpoint_last.pt")
     member_paths = [os.path.join(args.out, args.preset, f"seed{seed}", "checkpoints", "HL-balanced", "checkpoint_last.pt")
                     for seed in args.ensemble_seeds.split(",") if seed]
+    candidates = [name for name in args.candidates.split(",") if name]
+    candidate_paths = [os.path.join(run, "checkpoints", name, "checkpoint_last.pt") for name in candidates]
     teachers_path = os.path.join(run, "teachers", "teachers.json")
-    required = [os.path.join(bench, "synth", "languages.json"), fallback_path, *member_paths]
-    for path in required + ([] if member_paths else [teachers_path]):
+    required = [os.path.join(bench, "synth", "languages.json"), fallback_path, *member_paths, *candidate_paths]
+    for path in required + ([] if member_paths or candidates else [teachers_path]):
         if not os.path.isfile(path):
             raise SystemExit(f"teacher_mixture.py: error: {path} not found (run pipeline.py sweep first)")
     with open(os.path.join(bench, "synth", "languages.json"), encoding="utf-8") as f:
@@ -97,15 +104,22 @@ def main(argv=None) -> int:
     torch.set_grad_enabled(False)
     fallback, task = load_checkpoint(fallback_path, data)
     members = [load_checkpoint(path, data)[0].eval() for path in member_paths if path != fallback_path]
+    others = [load_checkpoint(path, data)[0].eval() for path in candidate_paths]
     rows = []
     for lang in low_resource:
         masking = MaskingConfig(seed=1, mask_prob=0.15, tokens_per_sample=64)
         dataset = masked_dataset(split_prefix(data, lang, args.split), task.source_dictionary, masking)
         teacher = [load_checkpoint(teachers[lang], data)[0].eval()] if teachers else []
-        log_probs, targets = masked_log_probs([fallback.eval(), *teacher, *members], dataset, task.source_dictionary)
+        log_probs, targets = masked_log_probs([fallback.eval(), *teacher, *members, *others], dataset,
+                                              task.source_dictionary)
         scores = mixture_perplexities(log_probs[1], log_probs[0], targets) if teachers else {}
+        first_member = 1 + len(teacher)
         if member_paths:
-            scores.update(ensemble_perplexities(log_probs[0], [log_probs[0], *log_probs[1 + len(teacher):]], targets))
+            member_log_probs = log_probs[first_member:first_member + len(members)]
+            scores.update(ensemble_perplexities(log_probs[0], [log_probs[0], *member_log_probs], targets))
+        scores.update({"fallback only": perplexity(log_probs[0], targets)} if candidates else {})
+        for name, candidate in zip(candidates, log_probs[first_member + len(members):]):
+            scores[name] = perplexity(candidate, targets)
         rows.append((lang, scores))
     columns = list(rows[0][1])
     print("| preset | language | " + " | ".join(columns) + " |\n|---|---|" + "---|" * len(columns))
