@@ -55,6 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sizes", metavar="FILE",
                         help="training sizes for --groups-by-size: balkd-prepare's stats.json or balkd-synth's "
                         "languages.json (default: stats.json of the data directory recorded in lm.json)")
+    parser.add_argument("--across-benchmarks", action="store_true",
+                        help="the runs may come from different benchmarks (e.g. data seeds: other test data, "
+                        "vocabulary and evaluation masks; every other evaluation setting must still agree). Each "
+                        "benchmark is a level: --compare intervals resample benchmarks, then runs, then test items, "
+                        "pairing runs within a benchmark in the order given (every benchmark needs as many runs of "
+                        "each compared model), and the table adds the spread between and within benchmarks. The "
+                        "CSV gets a benchmark column. Without it, runs on different benchmarks are refused")
     parser.add_argument("--allow-mixed", action="store_true",
                         help="build the table even from evaluations with different splits, masks, data or probe "
                         "settings (refused by default); the table then says so")
@@ -147,16 +154,23 @@ def _main(argv=None) -> int:
         raise BalkdError("the results hold no language")
     rows = table_groups.table_rows(low, high, single, _size_rows(args, models, evaluated), evaluated)
     check_coverage(models, list(dict.fromkeys(lang for _, langs in rows for lang in langs)))
-    mixed = evaluation_differences(models)
+    if args.across_benchmarks and args.allow_mixed:
+        raise BalkdError("--across-benchmarks and --allow-mixed do not go together: across benchmarks, every setting "
+                         "but the benchmark must agree for the levels to mean something")
+    mixed = evaluation_differences(models, across_benchmarks=args.across_benchmarks)
     if mixed and not args.allow_mixed:
-        raise BalkdError(f"{mixed[0]}; pass --allow-mixed to build the table anyway")
+        hint = "" if args.across_benchmarks else (" (runs on different benchmarks, e.g. data seeds: "
+                                                  "--across-benchmarks)")
+        raise BalkdError(f"{mixed[0]}; pass --allow-mixed to build the table anyway{hint}")
     for line in mixed:
         logger.warning(line)
     metrics = shown_metrics(models)
-    comparisons = [compare(a, b, metric, label, langs, args.bootstrap, args.bootstrap_seed, args.confidence)
+    comparisons = [compare(a, b, metric, label, langs, args.bootstrap, args.bootstrap_seed, args.confidence,
+                           args.across_benchmarks)
                    for a, b in pairs for label, langs in rows for metric in metrics]
-    markdown = to_markdown(models, metrics, rows, comparisons, args.bootstrap, mixed, args.confidence)
-    outputs = {".md": markdown, ".csv": runs_csv(models, metrics, rows)}
+    markdown = to_markdown(models, metrics, rows, comparisons, args.bootstrap, mixed, args.confidence,
+                           args.across_benchmarks)
+    outputs = {".md": markdown, ".csv": runs_csv(models, metrics, rows, args.across_benchmarks)}
     if comparisons:
         outputs["_compare.csv"] = comparisons_csv(comparisons)
     _write_outputs(args, outputs, models, metrics, evaluated)

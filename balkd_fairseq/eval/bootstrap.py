@@ -11,6 +11,10 @@ One bootstrap replicate resamples the runs (seeds) with replacement, the same se
 models (runs are paired in the order given), then, within each slot, each language's test items with
 replacement, the same items for both models. The interval is the 2.5 and 97.5 percentiles of the
 replicates' differences A - B (at another ``confidence`` C, the (1 - C) / 2 and (1 + C) / 2 quantiles). Everything is vectorised over replicates with numpy.
+
+When the runs come from several benchmarks (e.g. data seeds: other data, vocabulary and evaluation masks),
+:func:`paired_bootstrap_levels` adds the benchmark as the outer level: a replicate resamples the benchmarks,
+then the runs within each drawn benchmark, then its test items, each draw independent of the others.
 """
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
@@ -72,11 +76,10 @@ def group_statistic(languages: Sequence[LanguageItems], log_scale: bool) -> np.n
     return _group_value(values, log_scale)[0]
 
 
-def paired_bootstrap(a: Sequence[LanguageItems], b: Sequence[LanguageItems], log_scale: bool, replicates: int,
-                     seed: int, scale: float = 1.0, confidence: float = 0.95) -> Interval:
-    """``confidence`` interval of (A - B) for one group and metric; ``a[i]`` and ``b[i]`` hold the same language's items."""
+def _replicate_differences(a: Sequence[LanguageItems], b: Sequence[LanguageItems], log_scale: bool, replicates: int,
+                           rng: np.random.Generator) -> np.ndarray:
+    """(replicates,) differences A - B of the model means, runs and then items resampled (unscaled)."""
     runs = a[0].num.shape[0]
-    rng = np.random.default_rng(seed)
     differences = []
     largest = max(lang.num.shape[1] * lang.num.shape[2] for lang in (*a, *b))
     chunk = max(1, CHUNK_ELEMENTS // max(1, runs * largest))
@@ -91,13 +94,45 @@ def paired_bootstrap(a: Sequence[LanguageItems], b: Sequence[LanguageItems], log
             values_b.append(_language_values(lang_b, seeds, picks))
         model_a = _group_value(values_a, log_scale).mean(axis=1)
         model_b = _group_value(values_b, log_scale).mean(axis=1)
-        differences.append((model_a - model_b) * scale)
+        differences.append(model_a - model_b)
         done += size
-    differences = np.concatenate(differences)
-    point = (group_statistic(a, log_scale).mean() - group_statistic(b, log_scale).mean()) * scale
+    return np.concatenate(differences)
+
+
+def _interval(point: float, differences: np.ndarray, confidence: float) -> Interval:
     tail = 50.0 * (1.0 - confidence)  # percent on each side
     low, high = np.nanpercentile(differences, [tail, 100.0 - tail])
     return Interval(float(point), float(low), float(high))
+
+
+def _point(a: Sequence[LanguageItems], b: Sequence[LanguageItems], log_scale: bool) -> float:
+    return float(group_statistic(a, log_scale).mean() - group_statistic(b, log_scale).mean())
+
+
+def paired_bootstrap(a: Sequence[LanguageItems], b: Sequence[LanguageItems], log_scale: bool, replicates: int,
+                     seed: int, scale: float = 1.0, confidence: float = 0.95) -> Interval:
+    """``confidence`` interval of (A - B) for one group and metric; ``a[i]`` and ``b[i]`` hold the same language's items."""
+    differences = _replicate_differences(a, b, log_scale, replicates, np.random.default_rng(seed)) * scale
+    return _interval(_point(a, b, log_scale) * scale, differences, confidence)
+
+
+def paired_bootstrap_levels(benchmarks: Sequence[Tuple[Sequence[LanguageItems], Sequence[LanguageItems]]],
+                            log_scale: bool, replicates: int, seed: int, scale: float = 1.0,
+                            confidence: float = 0.95) -> Interval:
+    """:func:`paired_bootstrap` with the benchmarks as the outer level: ``benchmarks[k] = (a, b)`` of benchmark k.
+
+    The point is the mean over benchmarks of the per-benchmark difference (with as many runs on every
+    benchmark, the difference of the models' means over all runs). A benchmark drawn twice in a replicate gets
+    two independent inner resamples, so the runs and items of each draw vary as they would on a new benchmark."""
+    rng = np.random.default_rng(seed)
+    count = len(benchmarks)
+    drawn = rng.integers(0, count, size=(replicates, count))
+    total = np.zeros(replicates)
+    for slot in range(count):
+        inner = np.stack([_replicate_differences(a, b, log_scale, replicates, rng) for a, b in benchmarks])
+        total += inner[drawn[:, slot], np.arange(replicates)]
+    point = float(np.mean([_point(a, b, log_scale) for a, b in benchmarks]))
+    return _interval(point * scale, total / count * scale, confidence)
 
 
 def mean_and_std(values: Sequence[Optional[float]]) -> Tuple[Optional[float], Optional[float]]:

@@ -7,11 +7,15 @@ Z-S with a single probed language, are left out); MLM-PPL and PPPL (lower is bet
 geometrically. A cell is the mean ± standard deviation of the group value over the model's runs.
 MRR is shown as a fraction, probing scores as percentages, as in the paper. Paired differences with
 bootstrap intervals are in :mod:`balkd_fairseq.eval.bootstrap`.
+
+Runs scored on different benchmarks (``balkd-report --across-benchmarks``, e.g. data seeds) are a second
+level: the intervals resample benchmarks first, and a table splits each model's spread into the part between
+benchmarks and the part between runs (seeds) on one benchmark.
 """
 import csv
 import io
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -19,6 +23,8 @@ from ..errors import BalkdError
 from . import bootstrap
 from .probe_results import OWN_WORDS_EPOCHS, WHOLE_SPLIT_EPOCHS
 from .report_runs import METRICS, OPTIONAL_METRICS, Metric, Model, Run
+
+Benchmark = Tuple[Tuple[str, str, str], ...]  # Run.benchmark()
 
 
 # ---------------------------------------------------------------------------------------------- cells
@@ -41,6 +47,27 @@ def cell(model: Model, metric: Metric, languages: Sequence[str]) -> Tuple[Option
     return bootstrap.mean_and_std([run_value(run, metric, languages) for run in model.runs])
 
 
+def level_spread(model: Model, metric: Metric, languages: Sequence[str]) -> Tuple[Optional[float], Optional[float]]:
+    """(between, within): the standard deviation of the model's per-benchmark means, and the pooled standard
+    deviation of its runs around their benchmark's mean (None where there is only one to spread)."""
+    per_benchmark = [[v for v in (run_value(run, metric, languages) for run in runs) if v is not None]
+                     for runs in model.by_benchmark().values()]
+    per_benchmark = [values for values in per_benchmark if values]
+    means = [float(np.mean(values)) for values in per_benchmark]
+    between = float(np.std(means, ddof=1)) if len(means) > 1 else None
+    variances = [float(np.var(values, ddof=1)) for values in per_benchmark if len(values) > 1]
+    within = float(np.sqrt(np.mean(variances))) if variances else None
+    return between, within
+
+
+def benchmark_ids(models: List[Model]) -> Dict[Benchmark, str]:
+    """B1, B2, ... for the benchmarks the runs were scored on, in the order first given."""
+    ids: Dict[Benchmark, str] = {}
+    for run in (run for model in models for run in model.runs):
+        ids.setdefault(run.benchmark(), f"B{len(ids) + 1}")
+    return ids
+
+
 # ---------------------------------------------------------------------------------------------- comparisons
 @dataclass
 class Comparison:
@@ -59,12 +86,33 @@ def paired_languages(a: Model, b: Model, metric: Metric, languages: Sequence[str
                    for run in (*a.runs, *b.runs))]
 
 
-def _stacked(model: Model, metric: Metric, lang: str) -> bootstrap.LanguageItems:
-    return bootstrap.stack_runs([run.items[metric.key][lang] for run in model.runs])
+def _benchmark_pairs(a: Model, b: Model) -> List[Tuple[List[Run], List[Run]]]:
+    """Both models' runs per benchmark (in A's order), checked to pair: the same benchmarks, and on every
+    benchmark the same number of runs of each model as on every other (seeds x benchmarks)."""
+    runs_a, runs_b = a.by_benchmark(), b.by_benchmark()
+    if set(runs_a) != set(runs_b):
+        raise BalkdError(f"--compare {a.name}:{b.name}: the models were scored on different benchmarks "
+                         f"({len(runs_a)} and {len(runs_b)}, not all shared); give both the runs of the same ones")
+    counts = {len(runs) for benchmark in runs_a for runs in (runs_a[benchmark], runs_b[benchmark])}
+    if len(counts) != 1:
+        raise BalkdError(f"--compare {a.name}:{b.name}: every benchmark needs as many runs of each model "
+                         f"(runs per benchmark: {sorted(len(r) for r in runs_a.values())} and "
+                         f"{sorted(len(runs_b[k]) for k in runs_a)})")
+    return [(runs_a[benchmark], runs_b[benchmark]) for benchmark in runs_a]
+
+
+def _paired_items(a: Model, b: Model, runs_a: List[Run], runs_b: List[Run], metric: Metric, languages: List[str]):
+    items_a = [bootstrap.stack_runs([run.items[metric.key][lang] for run in runs_a]) for lang in languages]
+    items_b = [bootstrap.stack_runs([run.items[metric.key][lang] for run in runs_b]) for lang in languages]
+    for lang, x, y in zip(languages, items_a, items_b):
+        problem = bootstrap.check_same_items(x, y, f"{metric.title} of {lang}")
+        if problem is not None:
+            raise BalkdError(f"--compare {a.name}:{b.name}: the models were not scored on the same items ({problem})")
+    return items_a, items_b
 
 
 def compare(a: Model, b: Model, metric: Metric, group: str, languages: Sequence[str], replicates: int,
-            seed: int, confidence: float = 0.95) -> Comparison:
+            seed: int, confidence: float = 0.95, across_benchmarks: bool = False) -> Comparison:
     mean_a, _ = cell(a, metric, languages)
     mean_b, _ = cell(b, metric, languages)
     difference = None if mean_a is None or mean_b is None else mean_a - mean_b
@@ -74,14 +122,15 @@ def compare(a: Model, b: Model, metric: Metric, group: str, languages: Sequence[
                 if all(run.values[metric.key].get(lang) is not None for run in (*a.runs, *b.runs))]
     if replicates <= 0 or not expected or with_items != expected:
         return comparison
-    items_a = [_stacked(a, metric, lang) for lang in with_items]
-    items_b = [_stacked(b, metric, lang) for lang in with_items]
-    for lang, x, y in zip(with_items, items_a, items_b):
-        problem = bootstrap.check_same_items(x, y, f"{metric.title} of {lang}")
-        if problem is not None:
-            raise BalkdError(f"--compare {a.name}:{b.name}: the models were not scored on the same items ({problem})")
-    comparison.interval = bootstrap.paired_bootstrap(items_a, items_b, metric.log_scale, replicates, seed, metric.scale,
-                                                     confidence)
+    pairs = _benchmark_pairs(a, b) if across_benchmarks else [(a.runs, b.runs)]
+    if len(pairs) == 1:
+        items_a, items_b = _paired_items(a, b, a.runs, b.runs, metric, with_items)
+        comparison.interval = bootstrap.paired_bootstrap(items_a, items_b, metric.log_scale, replicates, seed,
+                                                         metric.scale, confidence)
+    else:
+        per_benchmark = [_paired_items(a, b, runs_a, runs_b, metric, with_items) for runs_a, runs_b in pairs]
+        comparison.interval = bootstrap.paired_bootstrap_levels(per_benchmark, metric.log_scale, replicates, seed,
+                                                                metric.scale, confidence)
     return comparison
 
 
@@ -128,6 +177,30 @@ def comparison_table(comparisons: List[Comparison], metrics: List[Metric], rows)
     return "\n".join(lines)
 
 
+def level_table(models: List[Model], metrics: List[Metric], rows) -> str:
+    header = ["group"] + [f"{model.name} {m.title}" for model in models for m in metrics]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for label, langs in rows:
+        cells = []
+        for model in models:
+            for m in metrics:
+                spread = level_spread(model, m, langs)
+                cells.append(" / ".join("–" if s is None else f"{s:.{_digits(m)}f}" for s in spread))
+        lines.append("| " + " | ".join([label] + cells) + " |")
+    return "\n".join(lines)
+
+
+def benchmarks_note(models: List[Model]) -> str:
+    ids = benchmark_ids(models)
+    listed = "; ".join(f"{ident}: " + ", ".join(f"{model.name} {len(model.by_benchmark().get(benchmark, []))}"
+                                                 for model in models)
+                       for benchmark, ident in ids.items())
+    return (f"The runs were scored on {len(ids)} benchmarks (different test data, vocabulary or evaluation masks, "
+            f"e.g. data seeds; runs per model: {listed}). The spread of each cell, split by level: standard "
+            "deviation of the per-benchmark means / pooled standard deviation of the runs (seeds) within a "
+            "benchmark:\n\n" + "{table}\n")
+
+
 def probe_training_note(runs: List[Run]) -> str:
     """How the probes behind these runs' scores were trained, when that is not the whole train splits."""
     recorded = {run.settings["probing"].get("train_sentences") for run in runs if "probing" in run.settings}
@@ -144,7 +217,8 @@ def probe_training_note(runs: List[Run]) -> str:
             f"(balkd-probe --train-sentences){how}.")
 
 
-def to_markdown(models, metrics, rows, comparisons, replicates: int, mixed: List[str], confidence: float = 0.95) -> str:
+def to_markdown(models, metrics, rows, comparisons, replicates: int, mixed: List[str], confidence: float = 0.95,
+                across_benchmarks: bool = False) -> str:
     parts = []
     if mixed:
         parts.append("**Mixed evaluations (--allow-mixed): these numbers were not computed on the same test items "
@@ -159,25 +233,33 @@ def to_markdown(models, metrics, rows, comparisons, replicates: int, mixed: List
         + " (perplexities: lower is better, geometric mean over a group); POS accuracy and NER F1 in %. "
         f"Runs: {runs}. Groups: {groups}.{probe_training_note([run for model in models for run in model.runs])}\n"
     )
+    levels = across_benchmarks and len(benchmark_ids(models)) > 1
+    if levels:
+        parts.append(benchmarks_note(models).format(table=level_table(models, metrics, rows)))
     if comparisons:
         parts.append(f"Paired differences (first model minus second), with {100 * confidence:g} % intervals from a "
-                     f"paired bootstrap ({replicates} replicates: runs resampled, then test items within each run, the same items for "
-                     "both models); * marks an interval that excludes zero. A difference without an interval lacks "
+                     f"paired bootstrap ({replicates} replicates: "
+                     + ("benchmarks resampled, then runs within each benchmark, then test items within each run"
+                        if levels else "runs resampled, then test items within each run")
+                     + ", the same items for both models); * marks an interval that excludes zero. A difference without an interval lacks "
                      "per-item scores (re-run the evaluation) or the bootstrap was switched off.\n")
         parts.append(comparison_table(comparisons, metrics, rows) + "\n")
     return "\n".join(parts)
 
 
-def runs_csv(models: List[Model], metrics: List[Metric], rows) -> str:
-    """Every run's group values (display units): one row per group, model and run."""
+def runs_csv(models: List[Model], metrics: List[Metric], rows, across_benchmarks: bool = False) -> str:
+    """Every run's group values (display units): one row per group, model and run; across benchmarks, also the
+    run's benchmark (B1, B2, ... as in the Markdown)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["group", "model", "run"] + [m.title for m in metrics])
+    ids = benchmark_ids(models) if across_benchmarks else {}
+    writer.writerow(["group", "model", "run"] + (["benchmark"] if ids else []) + [m.title for m in metrics])
     for label, langs in rows:
         for model in models:
             for run in model.runs:
                 values = [run_value(run, m, langs) for m in metrics]
-                writer.writerow([label, model.name, run.label] + ["" if v is None else repr(v) for v in values])
+                where = [ids[run.benchmark()]] if ids else []
+                writer.writerow([label, model.name, run.label] + where + ["" if v is None else repr(v) for v in values])
     return out.getvalue()
 
 

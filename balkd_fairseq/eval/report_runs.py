@@ -39,6 +39,12 @@ METRICS = [
 ]
 METRIC_BY_KEY = {m.key: m for m in METRICS}
 OPTIONAL_METRICS = {"pppl"}  # shown only when some run has it (balkd-eval-lm --pppl)
+
+
+def is_benchmark_setting(key: str) -> bool:
+    """What a benchmark fixes: its test data, vocabulary and evaluation masks (and the seed drawing them). Runs
+    that differ only in these were scored on another benchmark (e.g. another data seed), not evaluated differently."""
+    return key == "masking.seed" or "sha256" in key
 Components = List[Tuple[np.ndarray, np.ndarray]]
 
 
@@ -51,6 +57,11 @@ class Run:
     items: Dict[str, Dict[str, Components]] = field(default_factory=lambda: {m.key: {} for m in METRICS})
     settings: Dict[str, Dict[str, object]] = field(default_factory=dict)  # kind -> setting -> value
     sources: Dict[str, str] = field(default_factory=dict)  # kind -> result file
+
+    def benchmark(self) -> Tuple[Tuple[str, str, str], ...]:
+        """What identifies the benchmark the run was scored on (equal for runs scored on the same test items)."""
+        return tuple(sorted((kind, key, repr(value)) for kind, settings in self.settings.items()
+                            for key, value in settings.items() if is_benchmark_setting(key)))
 
     def languages(self) -> List[str]:
         seen = []
@@ -66,6 +77,13 @@ class Model:
 
     def has(self, key: str) -> bool:
         return any(run.values[key] for run in self.runs)
+
+    def by_benchmark(self) -> Dict[tuple, List[Run]]:
+        """The model's runs per benchmark, benchmarks in the order their first run was given."""
+        groups: Dict[tuple, List[Run]] = {}
+        for run in self.runs:
+            groups.setdefault(run.benchmark(), []).append(run)
+        return groups
 
 
 # ---------------------------------------------------------------------------------------------- reading
@@ -200,12 +218,14 @@ def probing_settings(payload: dict) -> Dict[str, object]:
 
 
 # ---------------------------------------------------------------------------------------------- checks
-def evaluation_differences(models: List[Model]) -> List[str]:
-    """One line per run evaluated differently from the first run that records the same setting."""
+def evaluation_differences(models: List[Model], across_benchmarks: bool = False) -> List[str]:
+    """One line per run evaluated differently from the first run that records the same setting; with
+    ``across_benchmarks``, a different benchmark (test data, vocabulary, masks) is not a difference."""
     differences = []
     for kind in ("lm", "probing"):
         runs = [run for model in models for run in model.runs if kind in run.settings]
-        keys = list(dict.fromkeys(key for run in runs for key in run.settings[kind]))
+        keys = [key for key in dict.fromkeys(key for run in runs for key in run.settings[kind])
+                if not (across_benchmarks and is_benchmark_setting(key))]
         reported = set()
         for key in keys:
             holders = [run for run in runs if key in run.settings[kind]]

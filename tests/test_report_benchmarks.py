@@ -1,0 +1,108 @@
+"""balkd-report --across-benchmarks: runs on several benchmarks (data seeds) as a second level."""
+from statistics import mean, stdev
+
+import numpy as np
+import pytest
+from test_report import LANGS, _group, _read_csv, write_run
+
+from balkd_fairseq.cli import report
+from balkd_fairseq.eval import bootstrap
+
+
+def _lang(runs):
+    return bootstrap.stack_runs([[(np.asarray(v, float), np.ones(len(v)))] for v in runs])
+
+
+def test_benchmark_level_interval_matches_hand_computation():
+    """No item or seed noise; the difference is d1 on one benchmark and d2 on the other. A replicate is the mean of
+    two benchmarks drawn with replacement: d1, (d1 + d2) / 2 or d2 with probability 1/4, 1/2, 1/4, so the 2.5 % and
+    97.5 % percentiles are d1 and d2. With the seeds alone resampled the interval would be [d, d] on each."""
+    base = np.full(30, 1.0)
+    d1, d2 = 0.1, 0.5
+    benchmarks = [([_lang([base + d1, base + d1])], [_lang([base, base])]),
+                  ([_lang([base + d2, base + d2])], [_lang([base, base])])]
+    interval = bootstrap.paired_bootstrap_levels(benchmarks, False, 2000, seed=1)
+    assert interval.difference == pytest.approx((d1 + d2) / 2)
+    assert interval.low == pytest.approx(d1) and interval.high == pytest.approx(d2)
+
+
+def test_benchmark_level_widens_the_interval_of_a_difference_that_varies_with_the_benchmark():
+    """The difference is 0.3 + 0.0, 0.4 or 0.8 on three benchmarks (small noise). Three benchmarks drawn with
+    replacement are all the first or all the third with probability 1/27 > 2.5 % each, so the interval is about
+    [0.3, 1.1]. Resampling the six runs as if independent (no benchmark level) gives a narrower one."""
+    rng = np.random.default_rng(3)
+    shifts = (0.0, 0.4, 0.8)
+    benchmarks = []
+    for shift in shifts:
+        b = [rng.normal(1.0, 1.0, 200) for _ in range(2)]
+        a = [x + 0.3 + shift + rng.normal(0, 0.1, 200) for x in b]
+        benchmarks.append(([_lang(a)], [_lang(b)]))
+    levels = bootstrap.paired_bootstrap_levels(benchmarks, False, 1000, seed=2)
+    pooled_a = _lang([x for a, _ in benchmarks for x in a[0].num[:, 0, :]])
+    pooled_b = _lang([x for _, b in benchmarks for x in b[0].num[:, 0, :]])
+    flat = bootstrap.paired_bootstrap([pooled_a], [pooled_b], False, 1000, seed=2)
+    assert levels.difference == pytest.approx(flat.difference)
+    assert levels.low == pytest.approx(0.3, abs=0.05) and levels.high == pytest.approx(1.1, abs=0.05)
+    assert flat.high - flat.low < 0.8 * (levels.high - levels.low)
+
+
+def _two_benchmarks(tmp_path, models=("HL", "Ours"), seeds=(1, 2)):
+    """Each model on benchmarks 1 and 2 (masking seeds 1 and 7) with training seeds ``seeds``; the argv and values."""
+    argv, values = [], {}
+    for bench, masking_seed in ((1, 1), (2, 7)):
+        for s in seeds:
+            for k, name in enumerate(models):
+                directory = tmp_path / f"b{bench}" / f"s{s}" / name
+                values[(name, bench, s)] = write_run(directory, seed=100 * bench + 10 * s + k, masking_seed=masking_seed,
+                                                     shift=0.2 * k)
+                argv += ["--model", f"{name}={directory}"]
+    return argv, values
+
+
+def test_runs_on_two_benchmarks_are_refused_without_the_flag(tmp_path, capsys):
+    argv, _ = _two_benchmarks(tmp_path)
+    assert report.main(["--no-plot", *argv, "--output-dir", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "masking.seed" in err and "--across-benchmarks" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_across_benchmarks_table_splits_the_spread_and_the_csv_names_each_runs_benchmark(tmp_path, capsys):
+    argv, values = _two_benchmarks(tmp_path)
+    out = tmp_path / "o"
+    assert report.main(["--no-plot", *argv, "--across-benchmarks", "--compare", "Ours:HL", "--bootstrap", "200",
+                        "--output-dir", str(out)]) == 0
+    markdown = (out / "report.md").read_text(encoding="utf-8")
+    assert "scored on 2 benchmarks" in markdown and "benchmarks resampled, then runs within each benchmark" in markdown
+    rows = _read_csv(out / "report.csv")
+    assert [r["benchmark"] for r in rows if r["group"] == "All" and r["model"] == "HL"] == ["B1", "B1", "B2", "B2"]
+    # the All row's HL MRR spread: sd of the two benchmark means / pooled sd of the seeds within them
+    per_bench = {b: [_group(values[("HL", b, s)], "MRR", LANGS) for s in (1, 2)] for b in (1, 2)}
+    between = stdev([mean(v) for v in per_bench.values()])
+    within = (mean(stdev(v) ** 2 for v in per_bench.values())) ** 0.5
+    table = markdown[markdown.index("split by level"):]
+    all_row = [c.strip() for c in next(line for line in table.splitlines() if line.startswith("| All |")).split("|")]
+    header = [c.strip() for c in next(line for line in table.splitlines() if line.startswith("| group |")).split("|")]
+    assert all_row[header.index("HL MRR")] == f"{between:.3f} / {within:.3f}"
+    mrr = next(r for r in _read_csv(out / "report_compare.csv") if (r["group"], r["metric"]) == ("All", "MRR"))
+    assert float(mrr["difference"]) == pytest.approx(0.2, abs=0.03) and mrr["excludes_zero"] == "true"
+
+
+def test_unpaired_benchmarks_and_other_differences_are_still_refused(tmp_path, capsys):
+    _two_benchmarks(tmp_path)
+    # as many runs each, but HL's are both on benchmark 1 and Ours's on benchmarks 1 and 2
+    runs = [("HL", "b1", "s1"), ("HL", "b1", "s2"), ("Ours", "b1", "s1"), ("Ours", "b2", "s1")]
+    kept = [f"--model={name}={tmp_path / bench / seed / name}" for name, bench, seed in runs]
+    assert report.main(["--no-plot", *kept, "--across-benchmarks", "--compare", "Ours:HL",
+                        "--output-dir", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "scored on different benchmarks" in err and not (tmp_path / "o").exists()
+    # another setting than the benchmark's (the probe's epochs) is refused across benchmarks too
+    argv, _ = _two_benchmarks(tmp_path / "second")
+    probe = tmp_path / "second" / "b2" / "s1" / "HL" / "probe.json"
+    probe.write_text(probe.read_text(encoding="utf-8").replace('"epochs": 3', '"epochs": 4'), encoding="utf-8")
+    assert report.main(["--no-plot", *argv, "--across-benchmarks", "--output-dir", str(tmp_path / "o")]) == 2
+    assert "training.epochs is 3" in capsys.readouterr().err
+    assert report.main(["--no-plot", *argv, "--across-benchmarks", "--allow-mixed", "--output-dir",
+                        str(tmp_path / "o")]) == 2
+    assert "do not go together" in capsys.readouterr().err
