@@ -1,4 +1,5 @@
 """balkd-report --across-benchmarks: runs on several benchmarks (data seeds) as a second level."""
+import os
 from statistics import mean, stdev
 
 import numpy as np
@@ -106,3 +107,27 @@ def test_unpaired_benchmarks_and_other_differences_are_still_refused(tmp_path, c
     assert report.main(["--no-plot", *argv, "--across-benchmarks", "--allow-mixed", "--output-dir",
                         str(tmp_path / "o")]) == 2
     assert "do not go together" in capsys.readouterr().err
+
+
+def test_a_probes_only_control_joins_the_benchmark_whose_probe_data_it_shares(tmp_path):
+    import json
+
+    argv, _ = _two_benchmarks(tmp_path)
+    for bench, masking_seed in ((1, 1), (2, 7)):
+        for s in (1, 2):
+            control = tmp_path / f"b{bench}" / f"s{s}" / "Control"
+            write_run(control, seed=50 + s, masking_seed=masking_seed)
+            os.remove(control / "lm.json")  # the untrained control is only probed
+            argv += ["--model", f"Control={control}"]
+            for name in ("HL", "Ours", "Control"):  # balkd-probe records each task's probe data hash
+                probe = tmp_path / f"b{bench}" / f"s{s}" / name / "probe.json"
+                payload = json.loads(probe.read_text(encoding="utf-8"))
+                for block in payload["tasks"].values():
+                    block["data_sha256"] = f"probe data of benchmark {bench}"
+                probe.write_text(json.dumps(payload), encoding="utf-8")
+    out = tmp_path / "o"
+    assert report.main(["--no-plot", *argv, "--across-benchmarks", "--compare", "Ours:Control", "--bootstrap", "50",
+                        "--output-dir", str(out)]) == 0
+    rows = [r for r in _read_csv(out / "report.csv") if r["group"] == "All"]
+    assert [r["benchmark"] for r in rows if r["model"] == "Control"] == ["B1", "B1", "B2", "B2"]
+    assert "scored on 2 benchmarks" in (out / "report.md").read_text(encoding="utf-8")

@@ -13,7 +13,7 @@ from ..errors import BalkdError
 from ..eval import groups as table_groups
 from ..eval.report import compare, comparisons_csv, runs_csv, shown_metrics, to_markdown
 from ..eval.report_plot import plot_png
-from ..eval.report_runs import Model, check_coverage, evaluation_differences, load_run
+from ..eval.report_runs import Model, assign_benchmarks, check_coverage, evaluation_differences, load_run
 from ..eval.results_io import parse_languages, read_json
 from ..outputs import atomic_write
 from .common import ArgumentParser, run_cli
@@ -148,6 +148,7 @@ def _main(argv=None) -> int:
     low, high, single = (_languages(getattr(args, f), f"--{f}") for f in ("low", "high", "single"))
     table_groups.check_disjoint({"--low": low, "--high": high})
     models = _models(args.model)
+    assign_benchmarks(models)
     pairs = _comparisons(args, models)
     evaluated = list(dict.fromkeys(lang for model in models for run in model.runs for lang in run.languages()))
     if not evaluated:

@@ -15,7 +15,7 @@ benchmarks and the part between runs (seeds) on one benchmark.
 import csv
 import io
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -23,8 +23,6 @@ from ..errors import BalkdError
 from . import bootstrap
 from .probe_results import OWN_WORDS_EPOCHS, WHOLE_SPLIT_EPOCHS
 from .report_runs import METRICS, OPTIONAL_METRICS, Metric, Model, Run
-
-Benchmark = Tuple[Tuple[str, str, str], ...]  # Run.benchmark()
 
 
 # ---------------------------------------------------------------------------------------------- cells
@@ -60,12 +58,9 @@ def level_spread(model: Model, metric: Metric, languages: Sequence[str]) -> Tupl
     return between, within
 
 
-def benchmark_ids(models: List[Model]) -> Dict[Benchmark, str]:
-    """B1, B2, ... for the benchmarks the runs were scored on, in the order first given."""
-    ids: Dict[Benchmark, str] = {}
-    for run in (run for model in models for run in model.runs):
-        ids.setdefault(run.benchmark(), f"B{len(ids) + 1}")
-    return ids
+def benchmark_names(models: List[Model]) -> List[str]:
+    """The benchmarks the runs were scored on (as report_runs.assign_benchmarks named them), in order."""
+    return list(dict.fromkeys(run.benchmark for model in models for run in model.runs))
 
 
 # ---------------------------------------------------------------------------------------------- comparisons
@@ -191,11 +186,11 @@ def level_table(models: List[Model], metrics: List[Metric], rows) -> str:
 
 
 def benchmarks_note(models: List[Model]) -> str:
-    ids = benchmark_ids(models)
-    listed = "; ".join(f"{ident}: " + ", ".join(f"{model.name} {len(model.by_benchmark().get(benchmark, []))}"
-                                                 for model in models)
-                       for benchmark, ident in ids.items())
-    return (f"The runs were scored on {len(ids)} benchmarks (different test data, vocabulary or evaluation masks, "
+    names = benchmark_names(models)
+    listed = "; ".join(f"{name}: " + ", ".join(f"{model.name} {len(model.by_benchmark().get(name, []))}"
+                                                for model in models)
+                       for name in names)
+    return (f"The runs were scored on {len(names)} benchmarks (different test data, vocabulary or evaluation masks, "
             f"e.g. data seeds; runs per model: {listed}). The spread of each cell, split by level: standard "
             "deviation of the per-benchmark means / pooled standard deviation of the runs (seeds) within a "
             "benchmark:\n\n" + "{table}\n")
@@ -233,7 +228,7 @@ def to_markdown(models, metrics, rows, comparisons, replicates: int, mixed: List
         + " (perplexities: lower is better, geometric mean over a group); POS accuracy and NER F1 in %. "
         f"Runs: {runs}. Groups: {groups}.{probe_training_note([run for model in models for run in model.runs])}\n"
     )
-    levels = across_benchmarks and len(benchmark_ids(models)) > 1
+    levels = across_benchmarks and len(benchmark_names(models)) > 1
     if levels:
         parts.append(benchmarks_note(models).format(table=level_table(models, metrics, rows)))
     if comparisons:
@@ -252,13 +247,12 @@ def runs_csv(models: List[Model], metrics: List[Metric], rows, across_benchmarks
     run's benchmark (B1, B2, ... as in the Markdown)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    ids = benchmark_ids(models) if across_benchmarks else {}
-    writer.writerow(["group", "model", "run"] + (["benchmark"] if ids else []) + [m.title for m in metrics])
+    writer.writerow(["group", "model", "run"] + (["benchmark"] if across_benchmarks else []) + [m.title for m in metrics])
     for label, langs in rows:
         for model in models:
             for run in model.runs:
                 values = [run_value(run, m, langs) for m in metrics]
-                where = [ids[run.benchmark()]] if ids else []
+                where = [run.benchmark] if across_benchmarks else []
                 writer.writerow([label, model.name, run.label] + where + ["" if v is None else repr(v) for v in values])
     return out.getvalue()
 

@@ -57,11 +57,12 @@ class Run:
     items: Dict[str, Dict[str, Components]] = field(default_factory=lambda: {m.key: {} for m in METRICS})
     settings: Dict[str, Dict[str, object]] = field(default_factory=dict)  # kind -> setting -> value
     sources: Dict[str, str] = field(default_factory=dict)  # kind -> result file
+    benchmark: str = "B1"  # which benchmark it was scored on: B1, B2, ... (assign_benchmarks)
 
-    def benchmark(self) -> Tuple[Tuple[str, str, str], ...]:
-        """What identifies the benchmark the run was scored on (equal for runs scored on the same test items)."""
-        return tuple(sorted((kind, key, repr(value)) for kind, settings in self.settings.items()
-                            for key, value in settings.items() if is_benchmark_setting(key)))
+    def benchmark_settings(self) -> Dict[Tuple[str, str], str]:
+        """The settings that identify the benchmark the run was scored on (test data, vocabulary, masks)."""
+        return {(kind, key): repr(value) for kind, settings in self.settings.items()
+                for key, value in settings.items() if is_benchmark_setting(key)}
 
     def languages(self) -> List[str]:
         seen = []
@@ -78,11 +79,11 @@ class Model:
     def has(self, key: str) -> bool:
         return any(run.values[key] for run in self.runs)
 
-    def by_benchmark(self) -> Dict[tuple, List[Run]]:
+    def by_benchmark(self) -> Dict[str, List[Run]]:
         """The model's runs per benchmark, benchmarks in the order their first run was given."""
-        groups: Dict[tuple, List[Run]] = {}
+        groups: Dict[str, List[Run]] = {}
         for run in self.runs:
-            groups.setdefault(run.benchmark(), []).append(run)
+            groups.setdefault(run.benchmark, []).append(run)
         return groups
 
 
@@ -215,6 +216,27 @@ def probing_settings(payload: dict) -> Dict[str, object]:
         if isinstance(block, dict) and block.get("data_sha256"):
             settings[f"data_sha256[{task}]"] = block["data_sha256"]
     return settings
+
+
+def assign_benchmarks(models: List[Model]) -> List[str]:
+    """Name the benchmarks the runs were scored on, B1, B2, ... in the order given; the names.
+
+    Two runs are on the same benchmark when every benchmark setting that both record agrees: a probes-only run
+    (the untrained control) joins the benchmark of the trained runs whose probe data it shares. A run that
+    records none (results from before the hashes) joins the first."""
+    known: List[Tuple[str, Dict[Tuple[str, str], str]]] = []
+    for run in (run for model in models for run in model.runs):
+        mine = run.benchmark_settings()
+        for name, settings in known:
+            shared = set(mine) & set(settings)
+            if not mine or (shared and all(mine[key] == settings[key] for key in shared)):
+                settings.update(mine)
+                run.benchmark = name
+                break
+        else:
+            run.benchmark = f"B{len(known) + 1}"
+            known.append((run.benchmark, dict(mine)))
+    return [name for name, _ in known]
 
 
 # ---------------------------------------------------------------------------------------------- checks
