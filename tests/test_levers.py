@@ -292,3 +292,33 @@ def test_the_demo_lanes_run_a_job_only_after_its_dependencies_and_stop_on_a_fail
         pipeline.run_jobs([pipeline.Job("a", fail), pipeline.Job("b", work("b"), after=("a",))], lanes=2)
     with pytest.raises(SystemExit, match="wait for jobs that never run"):
         pipeline.run_jobs([pipeline.Job("b", work("b"), after=("missing",))], lanes=2)
+
+
+def test_sweep_over_data_seeds_keeps_each_benchmark_apart_and_reports_them_as_a_level(monkeypatch, tmp_path):
+    import importlib.util
+
+    from helpers import REPO
+
+    spec = importlib.util.spec_from_file_location("toy_pipeline_data_seeds", REPO / "examples" / "toy" / "pipeline.py")
+    pipeline = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pipeline)
+    first, second = pipeline.Layout(str(tmp_path), "shared", 3), pipeline.Layout(str(tmp_path), "shared", 3, data_seed=2)
+    assert (first.bench, first.run) == (str(tmp_path / "shared" / "benchmark"), str(tmp_path / "shared" / "seed3"))
+    assert (second.bench, second.run) == (str(tmp_path / "shared" / "benchmark-data2"), str(tmp_path / "shared" / "data2-seed3"))
+    assert second.oracle_bench == str(tmp_path / "shared" / "benchmark-data2-oracle")
+    ran = []
+    monkeypatch.setattr(pipeline, "run", lambda cmd, **kw: ran.append(cmd) or 0.0)
+    monkeypatch.setattr(pipeline, "languages", lambda layout: "de,tr")
+    settings = pipeline.Settings(out=str(tmp_path))
+    pipeline.report(settings, "shared", [first, second], ["HL-balanced", "Ours"], str(tmp_path / "report"))
+    assert "--across-benchmarks" in ran[-1]
+    assert [a for a in ran[-1] if a.startswith("--model=Ours")] == [f"--model=Ours={r}/results/Ours" for r in (first.run, second.run)]
+    pipeline.report(settings, "shared", [first], ["HL-balanced", "Ours"], str(tmp_path / "report"))
+    assert "--across-benchmarks" not in ran[-1]
+    # the data seed, not the settings', draws the benchmark and its evaluation masks and probes
+    ran.clear()
+    pipeline.make_benchmark(second, settings)
+    pipeline.evaluate_whole(second, settings, "HL", "CKPT")
+    assert [cmd[cmd.index("--seed") + 1] for cmd in ran] == ["2", "2", "2", "2"]
+    with pytest.raises(SystemExit, match="--data-seeds takes distinct"):
+        pipeline.main(["sweep", "--out", str(tmp_path), "--data-seeds", "1,1"])

@@ -11,13 +11,15 @@ _spec.loader.exec_module(targets)
 METRICS = ["MRR", "MLM-PPL", "PPPL", "POS I-L", "POS Z-S", "NER I-L", "NER Z-S"]
 
 
-def write_report(root: Path, runs, comparisons):
+def write_report(root: Path, runs, comparisons, benchmarks=False):
+    """``benchmarks``: the runs come from two benchmarks (balkd-report --across-benchmarks writes their column)."""
     root.mkdir(parents=True)
     with open(root / "report.csv", "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["group", "model", "run"] + METRICS)
+        writer.writerow(["group", "model", "run"] + (["benchmark"] if benchmarks else []) + METRICS)
         for group, model, run, values in runs:
-            writer.writerow([group, model, run] + [values.get(m, "") for m in METRICS])
+            where = [f"B{1 + run.endswith('2')}"] if benchmarks else []
+            writer.writerow([group, model, run] + where + [values.get(m, "") for m in METRICS])
     with open(root / "report_compare.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["group", "model", "baseline", "metric", "difference", "ci_low", "ci_high", "excludes_zero"])
@@ -40,6 +42,8 @@ def test_a_configuration_meets_the_targets_only_when_every_one_holds(tmp_path):
               ("Low-Res", "Ours+x", "HL-balanced", "NER I-L", "3", "-0.5", "5", "false")]
     write_report(tmp_path / "shared" / "report", runs, significant + weaker)
     rows = {line.split(" | ")[1]: line for line in targets.table(str(tmp_path), ["shared"]).splitlines()[2:]}
+    write_report(tmp_path / "levels" / "shared" / "report", runs, significant + weaker, benchmarks=True)
+    assert targets.table(str(tmp_path / "levels"), ["shared"]) == targets.table(str(tmp_path), ["shared"])
     assert rows["Ours"].endswith("**yes** |")
     assert "1.025 ✓" in rows["Ours"]  # 206.5 / 201.5
     assert rows["Ours+x"].endswith("no |")

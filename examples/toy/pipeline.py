@@ -49,26 +49,32 @@ from runner import Job, done, mark_done, read_done, run, run_jobs, step, tokens_
 # ------------------------------------------------------------------------------------------- stages
 @dataclass
 class Layout:
-    """Where a (preset, seed) run keeps its outputs; the benchmark is shared by all seeds of a preset."""
+    """Where a (preset, data seed, seed) run keeps its outputs; the benchmark is shared by all seeds of a preset
+    and data seed. Data seed 1's are OUT/<preset>/{benchmark,seed<S>}; another's OUT/<preset>/{benchmark-data<D>,
+    data<D>-seed<S>}."""
 
     root: str
     preset: str
     seed: int
     single_run: bool = False  # the demo: everything directly under root
+    data_seed: int = 1
     bench: str = field(init=False)
     run: str = field(init=False)
 
     def __post_init__(self):
-        self.bench = self.root if self.single_run else os.path.join(self.root, self.preset, "benchmark")
-        self.run = self.root if self.single_run else os.path.join(self.root, self.preset, f"seed{self.seed}")
+        data = "" if self.data_seed == 1 else f"data{self.data_seed}"
+        self.bench = self.root if self.single_run else os.path.join(self.root, self.preset, "-".join(
+            ["benchmark"] + ([data] if data else [])))
+        self.run = self.root if self.single_run else os.path.join(self.root, self.preset, "-".join(
+            ([data] if data else []) + [f"seed{self.seed}"]))
 
     synth = property(lambda self: os.path.join(self.bench, "synth"))
     data = property(lambda self: os.path.join(self.bench, "data"))
     teachers = property(lambda self: os.path.join(self.run, "teachers"))
     teachers_init = property(lambda self: os.path.join(self.run, "teachers_init"))  # --init-from the HL-balanced student
     teachers_oracle = property(lambda self: os.path.join(self.run, "teachers_oracle"))  # oracle_teachers.py
-    oracle_bench = property(lambda self: os.path.join(os.path.dirname(self.bench) if not self.single_run else self.root,
-                                                      "benchmark-oracle"))
+    oracle_bench = property(lambda self: os.path.join(self.root, "benchmark-oracle") if self.single_run
+                            else self.bench + "-oracle")
     cache = property(lambda self: os.path.join(self.run, "teacher_cache"))  # balkd-cache-teachers of the teachers
     checkpoints = property(lambda self: os.path.join(self.run, "checkpoints"))
     results = property(lambda self: os.path.join(self.run, "results"))
@@ -82,18 +88,19 @@ def make_benchmark(layout: Layout, s: Settings) -> None:
     if done(layout.synth) and done(layout.data):
         print(f"benchmark {layout.bench} is complete; reused")
         return
-    step(f"synthetic benchmark ({layout.preset} preset, data seed {s.data_seed}) -> {layout.synth}")
-    run(synth_command(layout.synth, layout.preset, s))
+    step(f"synthetic benchmark ({layout.preset} preset, data seed {layout.data_seed}) -> {layout.synth}")
+    run(synth_command(layout.synth, layout, s))
     mark_done(layout.synth)
     step(f"one SentencePiece vocabulary + binarized data -> {layout.data}")
     run(["balkd-prepare", "--raw-dir", os.path.join(layout.synth, "raw"), "--out", layout.data, "--vocab-size",
          str(s.vocab), "--valid-lines", str(s.eval_lines), "--test-lines", str(s.eval_lines), "--seed",
-         str(s.data_seed), "--quiet", "--force"])
+         str(layout.data_seed), "--quiet", "--force"])
     mark_done(layout.data)
 
 
-def synth_command(out: str, preset: str, s: Settings, sizes: str = "") -> List[str]:
-    return ["balkd-synth", "--out", out, "--preset", preset, "--seed", str(s.data_seed), "--high-size", str(s.high_size),
+def synth_command(out: str, layout: Layout, s: Settings, sizes: str = "") -> List[str]:
+    return ["balkd-synth", "--out", out, "--preset", layout.preset, "--seed", str(layout.data_seed), "--high-size",
+            str(s.high_size),
             "--low-size", str(s.low_size), *(["--sizes", sizes] if sizes else []), "--probe-train", str(s.probe_train),
             "--probe-test", str(s.probe_test), "--quiet", "--force"]
 
@@ -143,7 +150,7 @@ def oracle_data(layout: Layout, s: Settings) -> str:
         low_resource = json.load(f)["low_resource"]
     synth = os.path.join(layout.oracle_bench, "synth")
     step(f"oracle text: {', '.join(low_resource)} at {oracle.ORACLE_FACTOR} x {s.low_size} sentences -> {layout.oracle_bench}")
-    run(synth_command(synth, layout.preset, s, ",".join(f"{lang}={oracle.ORACLE_FACTOR * s.low_size}" for lang in low_resource)))
+    run(synth_command(synth, layout, s, ",".join(f"{lang}={oracle.ORACLE_FACTOR * s.low_size}" for lang in low_resource)))
     stats = oracle.build_oracle_data(layout.synth, layout.data, synth, low_resource, data)
     print(f"  {json.dumps(stats)}", flush=True)
     mark_done(data, stats)
@@ -286,10 +293,10 @@ def evaluate_whole(layout: Layout, s: Settings, name: str, checkpoint: str) -> N
     step(f"evaluate {name}: masked LM per language and POS/NER probes")
     # evaluation masks and probe data come from the data seed: identical for every run of the preset
     run(["balkd-eval-lm", "--checkpoint", f"{name}={checkpoint}", "--data", layout.data, "--languages",
-         languages(layout), "--split", "test", "--tokens-per-sample", "64", "--seed", str(s.data_seed), "--pppl",
+         languages(layout), "--split", "test", "--tokens-per-sample", "64", "--seed", str(layout.data_seed), "--pppl",
          "--output-dir", layout.results, "--cpu"])
     run(["balkd-probe", "--checkpoint", f"{name}={checkpoint}", "--data", layout.data, "--languages", languages(layout),
-         "--probe-dir", layout.synth, "--seed", str(s.data_seed), "--output-dir", layout.results, "--cpu"])
+         "--probe-dir", layout.synth, "--seed", str(layout.data_seed), "--output-dir", layout.results, "--cpu"])
     mark_done(out)
 
 
@@ -300,7 +307,7 @@ def evaluate_control(layout: Layout, s: Settings) -> None:
     if not done(out):
         step(f"evaluate {CONTROL}: POS/NER probes on the untrained architecture (the probes' control)")
         run(["balkd-probe", "--checkpoint", f"{CONTROL}={hl_balanced_checkpoint(layout)}", *control, "--data", layout.data,
-             "--languages", languages(layout), "--probe-dir", layout.synth, "--seed", str(s.data_seed),
+             "--languages", languages(layout), "--probe-dir", layout.synth, "--seed", str(layout.data_seed),
              "--output-dir", layout.results, "--cpu"])
         mark_done(out)
     if s.probe_train_sentences:
@@ -316,7 +323,7 @@ def probe_few_shot(layout: Layout, s: Settings, name: str, checkpoint: str, extr
         return
     step(f"evaluate {name}: POS/NER probes trained on {s.probe_train_sentences} sentences per language")
     run(["balkd-probe", "--checkpoint", f"{name}={checkpoint}", *extra, "--data", layout.data, "--languages",
-         languages(layout), "--probe-dir", layout.synth, "--seed", str(s.data_seed), "--train-sentences",
+         languages(layout), "--probe-dir", layout.synth, "--seed", str(layout.data_seed), "--train-sentences",
          str(s.probe_train_sentences), "--output-dir", root, "--cpu"])
     os.makedirs(out, exist_ok=True)
     for lm_file in ("lm.json", "lm_items.npz"):
@@ -338,6 +345,8 @@ def report(s: Settings, preset: str, layouts: List[Layout], configs: List[str], 
     group_flags = ["--low", *groups["low"].split(), "--high", *groups["high"].split(), "--single", groups["single"]]
     models = [f"--model={name}={os.path.join(layout.results_for(s), name)}" for name in with_control(configs)
               for layout in layouts]
+    if len({layout.data_seed for layout in layouts}) > 1:  # each data seed is a benchmark: a level of its own
+        group_flags.append("--across-benchmarks")
     students = [name for name in configs if set(TEACHER_SETS) & set(CONFIGS[name])]
     baselines = [name for name in configs if name not in students]  # the control is shown, never compared
     compare = [f"--compare={name}:{','.join(baselines)}" for name in students] if baselines else []
@@ -418,9 +427,13 @@ def run_in_lanes(layout: Layout, s: Settings, configs: List[str]) -> None:
 
 
 def run_preset(s: Settings, preset: str, seeds: List[int], configs: List[str], single_run: bool = False,
-               report_name: str = "report") -> None:
-    layouts = [Layout(s.out, preset, seed, single_run) for seed in seeds]
-    make_benchmark(layouts[0], s)
+               report_name: str = "report", data_seeds: Optional[List[int]] = None) -> None:
+    """Every (data seed, seed) run of ``configs`` on the preset, then its report (with several data seeds, one
+    across benchmarks: balkd-report --across-benchmarks)."""
+    data_seeds = data_seeds or [s.data_seed]
+    layouts = [Layout(s.out, preset, seed, single_run, data_seed) for data_seed in data_seeds for seed in seeds]
+    for first_of_benchmark in layouts[::len(seeds)]:
+        make_benchmark(first_of_benchmark, s)
     if s.lanes > 1:
         for layout in layouts:
             run_in_lanes(layout, s, configs)
@@ -450,6 +463,12 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = sub.add_parser("sweep", help="seeds x presets x configurations; reuses and skips finished work")
     sweep.add_argument("--seeds", default="1,2,3", help="comma-separated training seeds (default: 1,2,3)")
     sweep.add_argument("--presets", default="shared,diverse", help="comma-separated presets (default: shared,diverse)")
+    sweep.add_argument("--data-seeds", default=None, metavar="D1,D2",
+                       help="comma-separated data seeds: each is another benchmark of the preset (synthetic data, "
+                       "vocabulary, evaluation masks and probe data), in OUT/<preset>/benchmark-data<D>/ with its runs in "
+                       "OUT/<preset>/data<D>-seed<S>/ (data seed 1: benchmark/ and seed<S>/). With several, the report "
+                       "treats each as a level of its own (balkd-report --across-benchmarks): intervals resample data "
+                       "seeds, then training seeds, then test items (default: $DATA_SEED or 1)")
     sweep.add_argument("--configs", default=",".join(PAPER_CONFIGS),
                        help=f"comma-separated configurations out of {', '.join(CONFIGS)} (default: the paper's three)")
     sweep.add_argument("--report-name", default=None,
@@ -464,6 +483,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def seed_list(value: str, flag: str) -> List[int]:
+    """``'1,2,3'`` -> [1, 2, 3]: distinct non-negative integers, at least one."""
+    try:
+        seeds = [int(x) for x in value.split(",") if x.strip()]
+    except ValueError:
+        raise SystemExit(f"pipeline.py: error: {flag} takes comma-separated integers, got {value!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise SystemExit(f"pipeline.py: error: {flag} takes distinct non-negative integers, got {value!r}")
+    return seeds
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", os.environ.get("THREADS", "2"))
@@ -475,7 +505,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         shutil.rmtree(s.out, ignore_errors=True)
         os.makedirs(s.out)
         run_preset(s, args.preset, [args.seed], PAPER_CONFIGS, single_run=True)
-        export_and_query(Layout(s.out, args.preset, args.seed, single_run=True), "Ours")
+        export_and_query(Layout(s.out, args.preset, args.seed, single_run=True, data_seed=args.seed), "Ours")
         print(f"\nDone in {time.monotonic() - start:.0f}s.\n  table: {s.out}/report/report.md (and report.csv, report_compare.csv)\n"
               f"  plot:  {s.out}/report/report.png\n  cost:  {s.out}/report/cost.md\n"
               f"  checkpoints: {s.out}/checkpoints/{{HL,HL-balanced,Ours}}/checkpoint_last.pt, teachers in {s.out}/teachers\n"
@@ -489,13 +519,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         raise SystemExit(f"--probe-train-sentences must be 0 (whole splits) or more, got {s.probe_train_sentences}")
     report_name = args.report_name or (f"report-probe{s.probe_train_sentences}" if s.probe_train_sentences else "report")
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    data_seeds = seed_list(args.data_seeds, "--data-seeds") if args.data_seeds is not None else [s.data_seed]
+    seeds = seed_list(args.seeds, "--seeds")
     unknown = [c for c in configs if c not in CONFIGS]
     if unknown:
         raise SystemExit(f"unknown configuration(s) {', '.join(unknown)}; known: {', '.join(CONFIGS)}")
     for preset in [p.strip() for p in args.presets.split(",") if p.strip()]:
         if preset not in PRESET_GROUPS:
             raise SystemExit(f"unknown preset {preset!r}; known: {', '.join(PRESET_GROUPS)}")
-        run_preset(s, preset, [int(x) for x in args.seeds.split(",") if x.strip()], configs, report_name=report_name)
+        run_preset(s, preset, seeds, configs, report_name=report_name, data_seeds=data_seeds)
     print(f"\nSweep done in {(time.monotonic() - start) / 60:.1f} min: reports in {s.out}/<preset>/{report_name}/")
     return 0
 

@@ -38,7 +38,7 @@ def run_means(rows: List[dict]) -> Dict[Tuple[str, str, str], Tuple[float, int]]
     values = defaultdict(list)
     for row in rows:
         for metric, value in row.items():
-            if metric not in ("group", "model", "run") and value not in ("", None):
+            if metric not in ("group", "model", "run", "benchmark") and value not in ("", None):
                 values[(row["group"], row["model"], metric)].append(float(value))
     return {key: (statistics.fmean(v), len(v)) for key, v in values.items()}
 
