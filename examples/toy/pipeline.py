@@ -5,14 +5,16 @@
 
 Stages: balkd-synth -> balkd-prepare -> balkd-train-teachers -> students -> balkd-eval-lm -> balkd-probe
 -> balkd-report. A seed varies the training only (initialisation, training masks, the balanced draw,
-teachers); the benchmark (synthetic data, vocabulary, evaluation masks) of a preset comes from
-``--data-seed`` and is the same for every seed, so every run is scored on the same test items.
+teachers); the benchmark (synthetic data, vocabulary, evaluation masks) of a preset comes from the
+data seed (``DATA_SEED``, or each of the sweep's ``--data-seeds``) and is the same for every seed, so
+every run on it is scored on the same test items.
 
 The sweep reuses what configurations share (a preset's data; a seed's teachers), skips every stage
 whose output is complete (a ``.done`` marker written last), and writes one report per preset with
 all configurations side by side, plus ``cost.md``: what each model cost (teacher and student
-updates, tokens, wall time). Settings default to the demo's; environment variables of the same
-name as the flags (upper case, e.g. ``STUDENT_UPDATES=250``) override the defaults, as run.sh did.
+updates, tokens, wall time). The settings, model and named configurations are in
+``configurations.py`` (environment variables named like the settings, upper case, e.g.
+``STUDENT_UPDATES=250``, override them); running commands and jobs is ``runner.py``.
 """
 import argparse
 import json
