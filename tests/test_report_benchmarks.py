@@ -131,3 +131,43 @@ def test_a_probes_only_control_joins_the_benchmark_whose_probe_data_it_shares(tm
     rows = [r for r in _read_csv(out / "report.csv") if r["group"] == "All"]
     assert [r["benchmark"] for r in rows if r["model"] == "Control"] == ["B1", "B1", "B2", "B2"]
     assert "scored on 2 benchmarks" in (out / "report.md").read_text(encoding="utf-8")
+
+
+def test_a_benchmark_drawn_twice_gets_two_independent_inner_resamples():
+    """Two copies of one benchmark: a replicate is the mean of two inner resamples, whose variance is half of
+    one's if they are independent (interval 1/sqrt(2) as wide as one benchmark's), and 3/4 of it if a benchmark
+    drawn twice reused one resample (drawn twice half the time: 1/2 * 1 + 1/2 * 1/2)."""
+    rng = np.random.default_rng(8)
+    b = [rng.normal(0.0, 1.0, 300) for _ in range(2)]
+    a = [x + 0.2 + rng.normal(0, 1.0, 300) for x in b]
+    one = ([_lang(a)], [_lang(b)])
+    single = bootstrap.paired_bootstrap(*one, False, 4000, seed=6)
+    twice = bootstrap.paired_bootstrap_levels([one, one], False, 4000, seed=6)
+    ratio = (twice.high - twice.low) / (single.high - single.low)
+    assert ratio == pytest.approx(0.5 ** 0.5, abs=0.05)
+
+
+def _runs(**settings_by_label):
+    from balkd_fairseq.eval.report_runs import Model, Run
+
+    return [Model("M", [Run(label, settings={"lm": dict(s)}) for label, s in settings_by_label.items()])]
+
+
+def test_benchmarks_do_not_depend_on_the_order_of_the_runs_and_an_ambiguous_run_is_an_error():
+    from balkd_fairseq.errors import BalkdError
+    from balkd_fairseq.eval.report_runs import assign_benchmarks
+
+    b, c, d = {"masking.seed": 1, "data_sha256[x]": "p"}, {"masking.seed": 1, "data_sha256[x]": "q"}, {"data_sha256[x]": "p"}
+    for order in (dict(B=b, C=c, D=d), dict(D=d, C=c, B=b)):
+        models = _runs(**order)
+        assign_benchmarks(models)
+        by_label = {run.label: run.benchmark for run in models[0].runs}
+        assert by_label["D"] == by_label["B"] != by_label["C"]
+    # A records only the mask seed, which both benchmarks share: which one it was scored on is unknown
+    with pytest.raises(BalkdError, match=r"^A: cannot tell which benchmark .* match 2 benchmarks"):
+        assign_benchmarks(_runs(A={"masking.seed": 1}, B=b, C=c))
+    # a run from before the hashes joins the one benchmark there is, even when given first
+    models = _runs(old={}, B=b)
+    assert assign_benchmarks(models) == ["B1"] and {run.benchmark for run in models[0].runs} == {"B1"}
+    with pytest.raises(BalkdError, match=r"^old: cannot tell"):
+        assign_benchmarks(_runs(old={}, B=b, C=c))

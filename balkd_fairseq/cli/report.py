@@ -148,7 +148,8 @@ def _main(argv=None) -> int:
     low, high, single = (_languages(getattr(args, f), f"--{f}") for f in ("low", "high", "single"))
     table_groups.check_disjoint({"--low": low, "--high": high})
     models = _models(args.model)
-    assign_benchmarks(models)
+    if args.across_benchmarks:
+        assign_benchmarks(models)
     pairs = _comparisons(args, models)
     evaluated = list(dict.fromkeys(lang for model in models for run in model.runs for lang in run.languages()))
     if not evaluated:

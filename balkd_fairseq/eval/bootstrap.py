@@ -14,7 +14,9 @@ replicates' differences A - B (at another ``confidence`` C, the (1 - C) / 2 and 
 
 When the runs come from several benchmarks (e.g. data seeds: other data, vocabulary and evaluation masks),
 :func:`paired_bootstrap_levels` adds the benchmark as the outer level: a replicate resamples the benchmarks,
-then the runs within each drawn benchmark, then its test items, each draw independent of the others.
+then the runs within each drawn benchmark, then its test items, each draw independent of the others. With
+few benchmarks K this is approximate: the outer percentile interval is narrow by about sqrt((K - 1) / K) when
+the benchmarks differ most, and resampling every level counts the inner noise more than once when they do not.
 """
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple

@@ -108,6 +108,7 @@ def _paired_items(a: Model, b: Model, runs_a: List[Run], runs_b: List[Run], metr
 
 def compare(a: Model, b: Model, metric: Metric, group: str, languages: Sequence[str], replicates: int,
             seed: int, confidence: float = 0.95, across_benchmarks: bool = False) -> Comparison:
+    pairs = _benchmark_pairs(a, b) if across_benchmarks else [(a.runs, b.runs)]  # checked even without intervals
     mean_a, _ = cell(a, metric, languages)
     mean_b, _ = cell(b, metric, languages)
     difference = None if mean_a is None or mean_b is None else mean_a - mean_b
@@ -117,7 +118,6 @@ def compare(a: Model, b: Model, metric: Metric, group: str, languages: Sequence[
                 if all(run.values[metric.key].get(lang) is not None for run in (*a.runs, *b.runs))]
     if replicates <= 0 or not expected or with_items != expected:
         return comparison
-    pairs = _benchmark_pairs(a, b) if across_benchmarks else [(a.runs, b.runs)]
     if len(pairs) == 1:
         items_a, items_b = _paired_items(a, b, a.runs, b.runs, metric, with_items)
         comparison.interval = bootstrap.paired_bootstrap(items_a, items_b, metric.log_scale, replicates, seed,

@@ -221,22 +221,32 @@ def probing_settings(payload: dict) -> Dict[str, object]:
 def assign_benchmarks(models: List[Model]) -> List[str]:
     """Name the benchmarks the runs were scored on, B1, B2, ... in the order given; the names.
 
-    Two runs are on the same benchmark when every benchmark setting that both record agrees: a probes-only run
-    (the untrained control) joins the benchmark of the trained runs whose probe data it shares. A run that
-    records none (results from before the hashes) joins the first."""
-    known: List[Tuple[str, Dict[Tuple[str, str], str]]] = []
-    for run in (run for model in models for run in model.runs):
-        mine = run.benchmark_settings()
-        for name, settings in known:
-            shared = set(mine) & set(settings)
-            if not mine or (shared and all(mine[key] == settings[key] for key in shared)):
-                settings.update(mine)
-                run.benchmark = name
-                break
-        else:
-            run.benchmark = f"B{len(known) + 1}"
-            known.append((run.benchmark, dict(mine)))
-    return [name for name, _ in known]
+    Runs that record the most (no other run records a strict superset of their benchmark settings) define
+    the benchmarks: equal settings, same benchmark. A run recording less (the untrained control is only
+    probed; results from before the hashes record nothing) joins the one benchmark it agrees with on what
+    it records; if it agrees with several, which one it was scored on is unknown, and that is an error."""
+    runs = [run for model in models for run in model.runs]
+    settings = [run.benchmark_settings() for run in runs]
+    defining = [i for i, mine in enumerate(settings)
+                if not any(set(mine) < set(other) for other in settings)]
+    benchmarks: Dict[Tuple, List[int]] = {}
+    for i in defining:
+        benchmarks.setdefault(tuple(sorted(settings[i].items())), []).append(i)
+    members = {i: key for key, group in benchmarks.items() for i in group}
+    for i, mine in enumerate(settings):
+        if i in members:
+            continue
+        matches = [key for key in benchmarks if all(dict(key)[k] == v for k, v in mine.items())]
+        if len(matches) != 1:
+            which = "none of the benchmarks of the other runs" if not matches else f"{len(matches)} benchmarks"
+            raise BalkdError(f"{runs[i].label}: cannot tell which benchmark its results were scored on (the "
+                             f"benchmark settings it records match {which}); give runs whose results record the "
+                             "same data, mask and probe hashes")
+        members[i] = matches[0]
+    names: Dict[Tuple, str] = {}
+    for i, run in enumerate(runs):  # named in the order the runs were given
+        run.benchmark = names.setdefault(members[i], f"B{len(names) + 1}")
+    return list(names.values())
 
 
 # ---------------------------------------------------------------------------------------------- checks
