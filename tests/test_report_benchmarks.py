@@ -166,6 +166,11 @@ def test_benchmarks_do_not_depend_on_the_order_of_the_runs_and_an_ambiguous_run_
     # A records only the mask seed, which both benchmarks share: which one it was scored on is unknown
     with pytest.raises(BalkdError, match=r"^A: cannot tell which benchmark .* match 2 benchmarks"):
         assign_benchmarks(_runs(A={"masking.seed": 1}, B=b, C=c))
+    # benchmarks that record different settings: a run recording one of them joins the benchmark that has it
+    e = {"masking.seed": 3, "data_sha256[y]": "r"}
+    models = _runs(B=b, E=e, F={"data_sha256[y]": "r"})
+    assign_benchmarks(models)
+    assert [run.benchmark for run in models[0].runs] == ["B1", "B2", "B2"]
     # a run from before the hashes joins the one benchmark there is, even when given first
     models = _runs(old={}, B=b)
     assert assign_benchmarks(models) == ["B1"] and {run.benchmark for run in models[0].runs} == {"B1"}

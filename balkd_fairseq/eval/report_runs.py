@@ -39,13 +39,13 @@ METRICS = [
 ]
 METRIC_BY_KEY = {m.key: m for m in METRICS}
 OPTIONAL_METRICS = {"pppl"}  # shown only when some run has it (balkd-eval-lm --pppl)
+Components = List[Tuple[np.ndarray, np.ndarray]]
 
 
 def is_benchmark_setting(key: str) -> bool:
     """What a benchmark fixes: its test data, vocabulary and evaluation masks (and the seed drawing them). Runs
     that differ only in these were scored on another benchmark (e.g. another data seed), not evaluated differently."""
     return key == "masking.seed" or "sha256" in key
-Components = List[Tuple[np.ndarray, np.ndarray]]
 
 
 @dataclass
@@ -236,7 +236,7 @@ def assign_benchmarks(models: List[Model]) -> List[str]:
     for i, mine in enumerate(settings):
         if i in members:
             continue
-        matches = [key for key in benchmarks if all(dict(key)[k] == v for k, v in mine.items())]
+        matches = [key for key in benchmarks if all(dict(key).get(k) == v for k, v in mine.items())]
         if len(matches) != 1:
             which = "none of the benchmarks of the other runs" if not matches else f"{len(matches)} benchmarks"
             raise BalkdError(f"{runs[i].label}: cannot tell which benchmark its results were scored on (the "
