@@ -320,5 +320,6 @@ def test_sweep_over_data_seeds_keeps_each_benchmark_apart_and_reports_them_as_a_
     pipeline.make_benchmark(second, settings)
     pipeline.evaluate_whole(second, settings, "HL", "CKPT")
     assert [cmd[cmd.index("--seed") + 1] for cmd in ran] == ["2", "2", "2", "2"]
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # main() sets it for its children: never for the rest of the tests
     with pytest.raises(SystemExit, match="--data-seeds takes distinct"):
         pipeline.main(["sweep", "--out", str(tmp_path), "--data-seeds", "1,1"])
