@@ -232,15 +232,27 @@ def test_sweep_configurations_of_the_levers(monkeypatch, tmp_path):
     os.makedirs(os.path.join(layout.results, "Ours"))
     with open(os.path.join(layout.results, "Ours", "lm.json"), "w") as f:
         f.write("{}")
-    pipeline.probe_few_shot(layout, settings, "Ours", "CKPT")
+    pipeline.probe_variant(layout, settings, "Ours", "CKPT")
     probe = ran[-1]
     assert probe[0] == "balkd-probe" and probe[probe.index("--train-sentences") + 1] == "30"
+    assert "--word-pooling" not in probe, "first subwords: balkd-probe's default"
     assert probe[probe.index("--output-dir") + 1] == f"{layout.results}-probe30"
     linked = os.path.join(f"{layout.results}-probe30", "Ours", "lm.json")
     assert os.path.islink(linked) and os.path.samefile(linked, os.path.join(layout.results, "Ours", "lm.json"))
     assert not os.path.lexists(os.path.join(f"{layout.results}-probe30", "Ours", "lm_items.npz"))
-    pipeline.probe_few_shot(layout, settings, "Ours", "CKPT")
+    pipeline.probe_variant(layout, settings, "Ours", "CKPT")
     assert ran[-1] is probe, "a finished few-shot evaluation is skipped"
+    # another word pooling: probed again into a directory of its own, with or without few-shot probes
+    settings.probe_pooling = "mean"
+    pipeline.probe_variant(layout, settings, "Ours", "CKPT")
+    assert ran[-1][ran[-1].index("--word-pooling") + 1] == "mean"
+    assert ran[-1][ran[-1].index("--output-dir") + 1] == f"{layout.results}-probe30-mean"
+    assert os.path.islink(os.path.join(f"{layout.results}-probe30-mean", "Ours", "lm.json"))
+    settings.probe_train_sentences = 0
+    pipeline.probe_variant(layout, settings, "Ours", "CKPT")
+    assert "--train-sentences" not in ran[-1] and ran[-1][ran[-1].index("--output-dir") + 1] == f"{layout.results}-mean"
+    pipeline.report(settings, "shared", [layout], ["HL-balanced", "Ours"], str(tmp_path / "report"))
+    assert [a for a in ran[-1] if a.startswith("--model=")][0] == f"--model=HL-balanced={layout.results}-mean/HL-balanced"
     # the student from the teacher cache trains for the epochs the HL-balanced student's updates spanned
     os.makedirs(layout.checkpoints, exist_ok=True)
     with open(os.path.join(layout.checkpoints, "HL-balanced.log"), "w") as f:

@@ -218,27 +218,34 @@ def project(tmp_path_factory):
     return tiny_project(tmp_path_factory)
 
 
-def _encoded_split(project, encoder, lang="aa", split="train"):
+def _encoded_split(project, encoder, lang="aa", split="train", pooling="first"):
     sentences = read_tagged(os.path.join(project.probe_dir, "pos", lang, f"{split}.conllu"))
     labels = LabelSet.from_sentences(sentences)
     sp = load_sentencepiece(os.path.join(project.data, "spm.model"))
     enc = encode_split(sentences, sp, encoder.dictionary, encoder.max_positions)
-    enc.features = encoder.word_features(enc.aligned, max_tokens=256)  # several padded batches
+    enc.features = encoder.word_features(enc.aligned, max_tokens=256, pooling=pooling)  # several padded batches
     return enc, labels
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("layer", [1, -1])
-def test_features_are_the_encoders_states_at_first_subwords(project, layer):
-    """Batched, padded feature extraction equals running the model on each sentence alone."""
+@pytest.mark.parametrize("layer,pooling", [(1, "first"), (-1, "first"), (-1, "mean"), (1, "last")])
+def test_features_are_the_encoders_states_at_each_words_subwords(project, layer, pooling):
+    """Batched, padded feature extraction equals running the model on each sentence alone and pooling each
+    word's subword states by hand."""
     encoder = FrozenEncoder.from_checkpoint(project.checkpoint, project.data, layer)
-    enc, _ = _encoded_split(project, encoder)
+    enc, _ = _encoded_split(project, encoder, pooling=pooling)
     model = encoder.model
+    several_pieces = 0
     for aligned, features in list(zip(enc.aligned, enc.features))[:20]:
         with torch.no_grad():
             last, extra = model.encoder.extract_features(aligned.tokens[None], return_all_hiddens=True)
         states = last[0] if encoder.layer == encoder.num_layers else extra["inner_states"][encoder.layer][:, 0]
-        torch.testing.assert_close(features, states[aligned.word_positions], atol=1e-5, rtol=1e-5)
+        spans = list(zip(aligned.word_positions, aligned.word_ends))
+        several_pieces += sum(end - start > 1 for start, end in spans)
+        by_hand = {"first": lambda a, b: states[a], "last": lambda a, b: states[b - 1],
+                   "mean": lambda a, b: states[a:b].mean(0)}[pooling]
+        torch.testing.assert_close(features, torch.stack([by_hand(a, b) for a, b in spans]), atol=1e-5, rtol=1e-5)
+    assert several_pieces > 0, "the check needs words of several subwords"
 
 
 @pytest.mark.slow
@@ -366,6 +373,21 @@ def test_balkd_probe_adds_a_task_to_earlier_results_and_refuses_other_settings(p
     assert probe_cli.main(_probe_argv(project, tmp_path, "--tasks", "pos", "--train-sentences", "3", *fast)) == 2
     assert "train_sentences: None there, 3 now" in capsys.readouterr().err.strip().splitlines()[-1]
     assert {p.name: p.read_bytes() for p in (tmp_path / "tiny").iterdir()} == before
+    # nor probes of other word features (--word-pooling)
+    assert probe_cli.main(_probe_argv(project, tmp_path, "--tasks", "pos", "--word-pooling", "mean", *fast)) == 2
+    assert "word_pooling: 'first' there, 'mean' now" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert {p.name: p.read_bytes() for p in (tmp_path / "tiny").iterdir()} == before
+
+
+@pytest.mark.slow
+def test_balkd_probe_word_pooling_is_recorded_and_changes_what_the_probe_reads(project, tmp_path):
+    fast = ("--tasks", "pos", "--epochs", "2")
+    assert probe_cli.main(_probe_argv(project, tmp_path / "first", *fast)) == 0
+    assert probe_cli.main(_probe_argv(project, tmp_path / "mean", *fast, "--word-pooling", "mean")) == 0
+    first, mean = _read(tmp_path / "first"), _read(tmp_path / "mean")
+    assert first["word_pooling"] == "first" and mean["word_pooling"] == "mean"
+    assert first["tasks"]["pos"]["data_sha256"] == mean["tasks"]["pos"]["data_sha256"], "the same probing data"
+    assert first["tasks"]["pos"]["matrix"] != mean["tasks"]["pos"]["matrix"]
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from balkd_fairseq.data.conllu_reader import read_conllu
 from balkd_fairseq.data.iob2_reader import read_iob2
-from balkd_fairseq.data.subword_alignment import TaggedSentence, align_first_subword
+from balkd_fairseq.data.subword_alignment import TaggedSentence, align_words
 from balkd_fairseq.errors import BalkdError
 
 CONLLU = """# sent_id = 1
@@ -119,23 +119,29 @@ def test_word_positions_are_first_subwords(spm_and_dict):
     sentence = TaggedSentence(["the", "unbelievably", "cat", "extraordinary"], ["DET", "ADV", "NOUN", "ADJ"])
     pieces = [sp.encode(w, out_type=str) for w in sentence.words]
     assert len(pieces[1]) > 1 and len(pieces[3]) > 1  # words that split into several pieces
-    aligned = align_first_subword(sentence, sp, dictionary, max_tokens=128)
+    aligned = align_words(sentence, sp, dictionary, max_tokens=128)
     expected_tokens = [dictionary.bos()] + [dictionary.index(p) for ps in pieces for p in ps] + [dictionary.eos()]
     assert aligned.tokens.tolist() == expected_tokens
-    starts, position = [], 1
+    starts, ends, position = [], [], 1
     for ps in pieces:
         starts.append(position)
         position += len(ps)
+        ends.append(position)
     assert aligned.word_positions == starts
+    assert aligned.word_ends == ends
 
 
 def test_words_past_the_length_limit_are_marked(spm_and_dict):
     sp, dictionary = spm_and_dict
     sentence = TaggedSentence(["the", "unbelievably", "cat", "sat"], ["A", "B", "C", "D"])
     n_first_two = 1 + len(sp.encode("the", out_type=str)) + len(sp.encode("unbelievably", out_type=str))
-    aligned = align_first_subword(sentence, sp, dictionary, max_tokens=n_first_two + 1)
+    aligned = align_words(sentence, sp, dictionary, max_tokens=n_first_two + 1)
     assert len(aligned.tokens) == n_first_two + 1 and aligned.tokens[-1] == dictionary.eos()
     assert aligned.word_positions == [1, 1 + len(sp.encode("the", out_type=str)), -1, -1]
+    assert aligned.word_ends == [1 + len(sp.encode("the", out_type=str)), n_first_two, -1, -1]
+    # a word cut after its first subword keeps the pieces that fit
+    cut = align_words(sentence, sp, dictionary, max_tokens=n_first_two)
+    assert cut.word_positions[:2] == aligned.word_positions[:2] and cut.word_ends[1] == n_first_two - 1
 
 
 # ---------------------------------------------------------------- byte-order marks, IOB1-style I- tags

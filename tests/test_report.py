@@ -180,11 +180,15 @@ def test_mixed_evaluations_are_refused_unless_allowed(tmp_path, capsys):
     assert "Mixed evaluations (--allow-mixed)" in (tmp_path / "o" / "report.md").read_text(encoding="utf-8")
 
 
-def _probe_train_sentences(directory, count):
+def _set_probe_setting(directory, **settings):
     path = directory / "probe.json"
     payload = json.loads(path.read_text(encoding="utf-8"))
+    path.write_text(json.dumps({**payload, **settings}), encoding="utf-8")
+
+
+def _probe_train_sentences(directory, count):
     epoch_size = "train split" if count is None else "whole train split"  # as balkd-probe records them
-    path.write_text(json.dumps({**payload, "train_sentences": count, "epoch_size": epoch_size}), encoding="utf-8")
+    _set_probe_setting(directory, train_sentences=count, epoch_size=epoch_size)
 
 
 def test_few_shot_probes_are_named_in_the_table_and_never_mixed_with_whole_split_ones(tmp_path, capsys):
@@ -371,6 +375,25 @@ def test_probing_settings_tell_few_shot_probes_from_whole_splits():
     patient = {**few, "epoch_size": "whole train split"}
     assert [k for k in probing_settings(patient) if probing_settings(patient)[k] != probing_settings(few)[k]] == ["epoch_size"]
     assert probing_settings({**whole, "epoch_size": "train split"}) == probing_settings(older)
+    # word features pooled otherwise than from first subwords (balkd-probe --word-pooling) differ; older results
+    # were first subwords
+    mean = {**whole, "word_pooling": "mean"}
+    assert [k for k in probing_settings(mean) if probing_settings(mean)[k] != probing_settings(whole)[k]] == ["word_pooling"]
+    assert probing_settings({**whole, "word_pooling": "first"}) == probing_settings(older)
+
+
+def test_other_word_poolings_are_named_in_the_table_and_never_mixed(tmp_path, capsys):
+    write_run(tmp_path / "HL", seed=1)
+    write_run(tmp_path / "Ours", seed=2)
+    _set_probe_setting(tmp_path / "HL", word_pooling="mean")
+    argv = ["--no-plot", "--model", f"HL={tmp_path / 'HL'}", "--model", f"Ours={tmp_path / 'Ours'}"]
+    assert report.main(argv + ["--output-dir", str(tmp_path / "mixed")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "word_pooling is 'mean' in the first, 'first' in the second" in err and not os.path.exists(tmp_path / "mixed")
+    _set_probe_setting(tmp_path / "Ours", word_pooling="mean")
+    assert report.main(argv + ["--output-dir", str(tmp_path / "mean")]) == 0
+    assert "A word's features for the probes: the mean of its subwords' states (balkd-probe --word-pooling)." in \
+        (tmp_path / "mean" / "report.md").read_text(encoding="utf-8")
 
 
 def test_plot_legend_has_every_model_in_the_colour_of_its_bars(tmp_path):

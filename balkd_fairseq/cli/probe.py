@@ -20,6 +20,7 @@ from ..errors import BalkdError
 from ..eval.item_scores import PROBE_ITEMS
 from ..eval.probe_training import ProbeTrainingConfig
 from ..eval.results_io import PROBING_RESULTS, parse_languages, parse_named_path
+from ..eval.word_pooling import WORD_POOLINGS
 from ..files import file_sha256
 from .common import ArgumentParser, run_cli
 
@@ -53,6 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--spm-model", help="SentencePiece model of the LM (default: DATA/spm.model)")
     parser.add_argument("--layer", type=int, default=-1,
                         help="encoder layer to probe: 0 = embeddings, N = last; negative counts from the end (default: -1)")
+    parser.add_argument("--word-pooling", choices=list(WORD_POOLINGS), default="first",
+                        help="which subwords' states make a word's vector: its first subword's, its last's, or their "
+                             "mean. 'first' is the usual choice for fine-tuned taggers; 'mean' reads the whole word, "
+                             "which matters where many words start with a bare word-boundary piece (common for scripts "
+                             "that hold a small share of a shared vocabulary). Recorded in probe.json; results of "
+                             "different poolings never merge, and balkd-report refuses to compare them (default: first)")
     parser.add_argument("--probe", choices=["linear", "mlp"], default="linear", help="probe type (default: linear)")
     parser.add_argument("--hidden-dim", type=int, default=256, help="hidden units of the mlp probe, >= 1 (default: 256)")
     parser.add_argument("--epochs", type=int, default=20, help="training epochs per probe, >= 1 (default: 20)")
@@ -175,6 +182,7 @@ def _main(argv=None) -> int:
         "dictionary_sha256": dictionary_hash,
         "layer": encoder.layer,
         "num_layers": encoder.num_layers,
+        "word_pooling": args.word_pooling,
         "probe": args.probe,
         "training": {k: v for k, v in vars(cfg).items() if k != "words_per_epoch"},  # (per language: epoch_size)
         "random_init": args.random_init,  # None: the checkpoint's trained weights
@@ -185,7 +193,8 @@ def _main(argv=None) -> int:
     sp = load_sentencepiece(spm_model)
     n_splits = sum(len(d.splits) for task_data in data.values() for d in task_data.values())
     with tqdm(total=n_splits, desc="features", unit="split", file=sys.stderr) as progress:
-        encoded = {task: encode_task(task_data, encoder, sp, progress) for task, task_data in data.items()}
+        encoded = {task: encode_task(task_data, encoder, sp, progress, args.word_pooling)
+                   for task, task_data in data.items()}
     blocks, items = {}, {}
     with tqdm(total=len(tasks) * len(languages), desc="probes", unit="probe", file=sys.stderr) as progress:
         for task in tasks:

@@ -17,6 +17,7 @@ from ..data.subword_alignment import AlignedSentence
 from ..errors import BalkdError
 from .batching import padded_batches
 from .dictionary_check import check_checkpoint_dictionary
+from .word_pooling import pool_words
 
 logger = logging.getLogger(__name__)
 
@@ -90,14 +91,15 @@ class FrozenEncoder:
         states = features if last else extra["inner_states"][self.layer].transpose(0, 1)
         return states.float().to(src_tokens.device)
 
-    def word_features(self, sentences: List[AlignedSentence], max_tokens: int = 4096) -> List[torch.Tensor]:
-        """Per sentence, the (words kept, dim) states at each word's first subword, on CPU."""
+    def word_features(self, sentences: List[AlignedSentence], max_tokens: int = 4096,
+                      pooling: str = "first") -> List[torch.Tensor]:
+        """Per sentence, the (words kept, dim) word vectors pooled from its subwords' states (see
+        :mod:`.word_pooling`), on CPU."""
         order = sorted(range(len(sentences)), key=lambda i: len(sentences[i].tokens))
         out: List[Optional[torch.Tensor]] = [None] * len(sentences)
         for batch in padded_batches(order, lambda i: len(sentences[i].tokens), max_tokens):
             tokens = data_utils.collate_tokens([sentences[i].tokens for i in batch], self.dictionary.pad())
             states = self.hidden_states(tokens).cpu()
             for row, i in enumerate(batch):
-                kept = [p for p in sentences[i].word_positions if p >= 0]
-                out[i] = states[row, kept].clone()
+                out[i] = pool_words(states[row], sentences[i], pooling).clone()
         return out

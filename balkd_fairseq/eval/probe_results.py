@@ -3,7 +3,7 @@
 ``OUT/<name>/probe.json`` holds one block per task; ``probe_items.npz`` beside it the per-sentence
 counts (arrays named ``<task>/<train>/<test>/<field>``). A run of some tasks keeps the other tasks'
 blocks and arrays of an earlier run, provided both probed the same checkpoint (by content) with the
-same dictionary, layer, probe and training settings; otherwise it refuses, naming the setting.
+same dictionary, layer, word pooling, probe and training settings; otherwise it refuses, naming the setting.
 Both files are written atomically (items first, so probe.json never names items that are missing).
 """
 import hashlib
@@ -21,13 +21,13 @@ logger = logging.getLogger(__name__)
 
 TASK_ORDER = ("pos", "ner")
 # What must agree between a run and the results it is added to.
-SETTINGS = ("checkpoint_sha256", "dictionary_sha256", "layer", "probe", "training", "random_init", "train_sentences",
-            "epoch_size")
+SETTINGS = ("checkpoint_sha256", "dictionary_sha256", "layer", "word_pooling", "probe", "training", "random_init",
+            "train_sentences", "epoch_size")
 # what an epoch of probe training draws: one pass over the probe's own training words, or (few-shot
 # probes) as many words as the whole train split holds, so they get a whole-split probe's updates
 OWN_WORDS_EPOCHS, WHOLE_SPLIT_EPOCHS = "train split", "whole train split"
 # settings older results do not hold, with the value they had then
-RECORDED_LATER = {"random_init": None, "train_sentences": None, "epoch_size": OWN_WORDS_EPOCHS}
+RECORDED_LATER = {"random_init": None, "train_sentences": None, "epoch_size": OWN_WORDS_EPOCHS, "word_pooling": "first"}
 
 
 class EarlierResults(NamedTuple):

@@ -1,8 +1,8 @@
 """Training a probe in-process on cached word features (a plain Adam loop; fast on CPU).
 
-The probe is a linear layer or a one-hidden-layer MLP over the frozen encoder's first-subword
-states, computed once per split (:mod:`balkd_fairseq.eval.features`); the encoder is never part
-of the probe, so its weights cannot change. Batches are words, not sentences: the states already
+The probe is a linear layer or a one-hidden-layer MLP over the frozen encoder's word states (pooled
+from its subwords), computed once per split (:mod:`balkd_fairseq.eval.features`); the encoder is never
+part of the probe, so its weights cannot change. Batches are words, not sentences: the states already
 carry the sentence context. The epoch with the best development score is kept when a scorer is given.
 
 A probe trained on a few sentences (``balkd-probe --train-sentences``) would get a handful of updates

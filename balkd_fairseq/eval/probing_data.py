@@ -10,7 +10,7 @@ import torch
 
 from ..data.conllu_reader import read_conllu
 from ..data.iob2_reader import read_iob2
-from ..data.subword_alignment import AlignedSentence, TaggedSentence, align_first_subword
+from ..data.subword_alignment import AlignedSentence, TaggedSentence, align_words
 from ..errors import BalkdError
 
 READERS = {"conllu": read_conllu, "iob2": read_iob2}
@@ -70,7 +70,7 @@ class LabelSet:
 
 @dataclass
 class EncodedSplit:
-    """One split: gold sentences, their subword alignment, and (optionally) first-subword features."""
+    """One split: gold sentences, their subword alignment, and (optionally) the words' features."""
 
     sentences: List[TaggedSentence]
     aligned: List[AlignedSentence]
@@ -101,7 +101,7 @@ class EncodedSplit:
 
 
 def encode_split(sentences, sp, dictionary, max_tokens: int) -> EncodedSplit:
-    aligned = [align_first_subword(s, sp, dictionary, max_tokens) for s in sentences]
+    aligned = [align_words(s, sp, dictionary, max_tokens) for s in sentences]
     return EncodedSplit(sentences, aligned)
 
 
@@ -110,6 +110,20 @@ def unknown_rate(split: EncodedSplit, dictionary) -> float:
     total = sum(len(a.tokens) - 2 for a in split.aligned)
     unknown = sum(int(a.tokens.eq(dictionary.unk()).sum()) for a in split.aligned)
     return unknown / total if total else 0.0
+
+
+# SentencePiece's word-boundary marker: a word that starts with it as a piece of its own
+WORD_BOUNDARY = "\u2581"
+
+
+def bare_boundary_rate(split: EncodedSplit, dictionary) -> float:
+    """Share of the words (not cut off) whose first subword is the bare word-boundary piece ``▁``: the same token
+    for all of them, so its state says nothing of the word itself (see :mod:`.word_pooling`)."""
+    boundary = dictionary.index(WORD_BOUNDARY)
+    if boundary == dictionary.unk():
+        return 0.0
+    firsts = [int(a.tokens[pos]) for a in split.aligned for pos in a.word_positions if pos >= 0]
+    return sum(token == boundary for token in firsts) / len(firsts) if firsts else 0.0
 
 
 def count_cut_words(split: EncodedSplit) -> int:

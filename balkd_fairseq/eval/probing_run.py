@@ -16,7 +16,15 @@ import numpy as np
 from ..errors import BalkdError
 from . import probing_matrix
 from .probe_training import ProbeTrainingConfig, predict, train_probe
-from .probing_data import EncodedSplit, LabelSet, count_cut_words, encode_split, read_tagged, unknown_rate
+from .probing_data import (
+    EncodedSplit,
+    LabelSet,
+    bare_boundary_rate,
+    count_cut_words,
+    encode_split,
+    read_tagged,
+    unknown_rate,
+)
 from .tagging_metrics import COUNTS, FROM_COUNTS
 
 logger = logging.getLogger(__name__)
@@ -25,6 +33,8 @@ TASK_METRICS = {"pos": "accuracy", "ner": "f1"}
 TASK_EXTENSIONS = {"pos": "conllu", "ner": "iob2"}
 PROBING_SPLITS = ("train", "dev", "test")
 UNKNOWN_WARNING_RATE = 0.05
+# above this share of words starting with a bare "▁" piece, first-subword probes under-read the language
+BARE_BOUNDARY_WARNING_RATE = 0.25
 
 
 @dataclass
@@ -97,25 +107,37 @@ def _first_sentences(sentences: list, count: int, path: str) -> list:
     return sentences[:count]
 
 
-def encode_task(data: Dict[str, LanguageData], encoder, sp, progress=None) -> Dict[str, Dict[str, EncodedSplit]]:
-    """Align and compute first-subword features of every split once."""
+def encode_task(data: Dict[str, LanguageData], encoder, sp, progress=None,
+                pooling: str = "first") -> Dict[str, Dict[str, EncodedSplit]]:
+    """Align and compute the word features of every split once (``pooling``: see :mod:`.word_pooling`)."""
     encoded = {}
     for lang, lang_data in data.items():
         encoded[lang] = {}
         for split, sentences in lang_data.splits.items():
             enc = encode_split(sentences, sp, encoder.dictionary, encoder.max_positions)
-            enc.features = encoder.word_features(enc.aligned)
+            enc.features = encoder.word_features(enc.aligned, pooling=pooling)
             if unknown_rate(enc, encoder.dictionary) > UNKNOWN_WARNING_RATE:
                 logger.warning(
                     f"{lang} {split}: {100 * unknown_rate(enc, encoder.dictionary):.0f}% of subwords are <unk>; "
                     "is --spm-model the SentencePiece model DATA/dict.txt was built from?"
                 )
+            if pooling == "first" and split == "test":
+                _warn_bare_boundaries(lang, bare_boundary_rate(enc, encoder.dictionary))
             if count_cut_words(enc):
                 logger.warning(f"{lang} {split}: {count_cut_words(enc)} words beyond the encoder's length limit count as errors")
             encoded[lang][split] = enc
             if progress is not None:
                 progress.update(1)
     return encoded
+
+
+def _warn_bare_boundaries(lang: str, rate: float) -> None:
+    if rate > BARE_BOUNDARY_WARNING_RATE:
+        logger.warning(
+            f"{lang} test: {100 * rate:.0f}% of the words start with a bare word-boundary piece, the same subword for "
+            "all of them, so their first-subword features carry little of the word; --word-pooling mean reads every "
+            "subword of a word"
+        )
 
 
 def evaluate(head, split: EncodedSplit, label_set: LabelSet, metric: str) -> Dict[str, np.ndarray]:

@@ -197,7 +197,19 @@ def benchmarks_note(models: List[Model]) -> str:
 
 
 def probe_training_note(runs: List[Run]) -> str:
-    """How the probes behind these runs' scores were trained, when that is not the whole train splits."""
+    """How the probes behind these runs' scores were trained, when that is not the whole train splits of
+    first-subword states."""
+    return _train_sentences_note(runs) + _word_pooling_note(runs)
+
+
+def _word_pooling_note(runs: List[Run]) -> str:
+    poolings = sorted({run.settings["probing"].get("word_pooling", "first") for run in runs if "probing" in run.settings})
+    if poolings in ([], ["first"]):
+        return ""
+    return f" A word's features for the probes: the {' or '.join(poolings)} of its subwords' states (balkd-probe --word-pooling)."
+
+
+def _train_sentences_note(runs: List[Run]) -> str:
     recorded = {run.settings["probing"].get("train_sentences") for run in runs if "probing" in run.settings}
     if not recorded - {None}:
         return ""

@@ -209,6 +209,7 @@ def probing_settings(payload: dict) -> Dict[str, object]:
     """Probing settings that must agree across models (the probe's own seed may vary with the run)."""
     settings = {key: payload[key] for key in ("probe", "layer", "dictionary_sha256") if key in payload}
     settings["train_sentences"] = payload.get("train_sentences")  # absent before the flag existed: whole splits
+    settings["word_pooling"] = payload.get("word_pooling", "first")  # absent before the flag existed: first subwords
     settings["epoch_size"] = payload.get("epoch_size", OWN_WORDS_EPOCHS)  # absent before: one pass over own words
     settings.update({f"training.{k}": v for k, v in (payload.get("training") or {}).items() if k != "seed"})
     # balkd-probe records the probing data's hash per task (the top-level one depends on which tasks ran)

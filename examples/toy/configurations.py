@@ -115,6 +115,9 @@ class Settings:
     # > 0: the sweep also probes every run with balkd-probe --train-sentences N (few-shot probing) into
     # <run>/results-probeN/, beside the whole-split results it keeps, and reports those
     probe_train_sentences: int = 0
+    # the probes' word features (balkd-probe --word-pooling); other than "first", the sweep probes every run again
+    # into <run>/results[-probeN]-<pooling>/ and reports those
+    probe_pooling: str = "first"
 
 
 def settings_from_env(defaults: Settings) -> Settings:

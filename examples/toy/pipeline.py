@@ -27,6 +27,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
+from balkd_fairseq.eval.word_pooling import WORD_POOLINGS
+
 # the sibling modules, however this file is loaded (a script, or by path in the tests)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import oracle_teachers as oracle  # noqa: E402
@@ -82,8 +84,15 @@ class Layout:
     results = property(lambda self: os.path.join(self.run, "results"))
 
     def results_for(self, s: "Settings") -> str:
-        """Where the report reads this run's results: the few-shot probes' directory when the sweep makes them."""
-        return f"{self.results}-probe{s.probe_train_sentences}" if s.probe_train_sentences else self.results
+        """Where the report reads this run's results: the few-shot or other-pooling probes' directory when the sweep
+        makes them."""
+        return self.results + "".join(probe_variant_suffix(s))
+
+
+def probe_variant_suffix(s: Settings) -> List[str]:
+    """The parts of a results directory's name that say how its probes differ from the benchmark's (none: the same)."""
+    return ([f"-probe{s.probe_train_sentences}"] if s.probe_train_sentences else []) + (
+        [f"-{s.probe_pooling}"] if s.probe_pooling != "first" else [])
 
 
 def make_benchmark(layout: Layout, s: Settings) -> None:
@@ -284,8 +293,8 @@ def languages(layout: Layout) -> str:
 def evaluate(layout: Layout, s: Settings, name: str) -> None:
     checkpoint = os.path.join(layout.checkpoints, name, "checkpoint_last.pt")
     evaluate_whole(layout, s, name, checkpoint)
-    if s.probe_train_sentences:
-        probe_few_shot(layout, s, name, checkpoint)
+    if probe_variant_suffix(s):
+        probe_variant(layout, s, name, checkpoint)
 
 
 def evaluate_whole(layout: Layout, s: Settings, name: str, checkpoint: str) -> None:
@@ -312,21 +321,23 @@ def evaluate_control(layout: Layout, s: Settings) -> None:
              "--languages", languages(layout), "--probe-dir", layout.synth, "--seed", str(layout.data_seed),
              "--output-dir", layout.results, "--cpu"])
         mark_done(out)
-    if s.probe_train_sentences:
-        probe_few_shot(layout, s, CONTROL, hl_balanced_checkpoint(layout), control)
+    if probe_variant_suffix(s):
+        probe_variant(layout, s, CONTROL, hl_balanced_checkpoint(layout), control)
 
 
-def probe_few_shot(layout: Layout, s: Settings, name: str, checkpoint: str, extra: Tuple[str, ...] = ()) -> None:
-    """balkd-probe --train-sentences N into the few-shot results, beside links to the model's whole-split LM scores
-    (the report reads a model's LM and probing results from one directory)."""
+def probe_variant(layout: Layout, s: Settings, name: str, checkpoint: str, extra: Tuple[str, ...] = ()) -> None:
+    """balkd-probe with the sweep's few-shot size (--train-sentences N) and word pooling into their own results,
+    beside links to the model's LM scores (the report reads a model's LM and probing results from one directory)."""
     root = layout.results_for(s)
     out = os.path.join(root, name)
     if done(out):
         return
-    step(f"evaluate {name}: POS/NER probes trained on {s.probe_train_sentences} sentences per language")
+    variant = (["--train-sentences", str(s.probe_train_sentences)] if s.probe_train_sentences else []) + (
+        ["--word-pooling", s.probe_pooling] if s.probe_pooling != "first" else [])
+    step(f"evaluate {name}: POS/NER probes with {' '.join(variant)}")
     run(["balkd-probe", "--checkpoint", f"{name}={checkpoint}", *extra, "--data", layout.data, "--languages",
-         languages(layout), "--probe-dir", layout.synth, "--seed", str(layout.data_seed), "--train-sentences",
-         str(s.probe_train_sentences), "--output-dir", root, "--cpu"])
+         languages(layout), "--probe-dir", layout.synth, "--seed", str(layout.data_seed), *variant,
+         "--output-dir", root, "--cpu"])
     os.makedirs(out, exist_ok=True)
     for lm_file in ("lm.json", "lm_items.npz"):
         whole = os.path.join(layout.results, name, lm_file)
@@ -480,6 +491,10 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--probe-train-sentences", type=int, default=None, metavar="N", help="also probe every run with probes trained on the first N sentences of each "
                        "language (balkd-probe --train-sentences), into OUT/<preset>/seed<S>/results-probeN/, and report "
                        "those (the LM scores stay the whole evaluation's); 0: whole splits only (default: $PROBE_TRAIN_SENTENCES or 0)")
+    sweep.add_argument("--probe-pooling", choices=list(WORD_POOLINGS), default=None,
+                       help="the probes' word features (balkd-probe --word-pooling); other than 'first', every run is "
+                            "probed again into OUT/<preset>/seed<S>/results[-probeN]-<pooling>/ and those are reported "
+                            "(default: $PROBE_POOLING or first)")
     for p in (demo, sweep):
         p.add_argument("--out", default=None, help="output root (default: outputs/toy for demo, outputs/sweep for sweep)")
     return parser
@@ -503,7 +518,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.command == "demo":
         s = settings_from_env(Settings(out=args.out or os.environ.get("OUT", os.path.join(REPO, "outputs", "toy")),
                                        data_seed=args.seed, lanes=2))
-        s.probe_train_sentences = 0  # the demo reports the benchmark's probes; few-shot probing is a sweep option
+        s.probe_train_sentences, s.probe_pooling = 0, "first"  # the demo reports the benchmark's probes; the others are sweep options
         shutil.rmtree(s.out, ignore_errors=True)
         os.makedirs(s.out)
         run_preset(s, args.preset, [args.seed], PAPER_CONFIGS, single_run=True)
@@ -519,7 +534,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         s.probe_train_sentences = args.probe_train_sentences
     if s.probe_train_sentences < 0:
         raise SystemExit(f"--probe-train-sentences must be 0 (whole splits) or more, got {s.probe_train_sentences}")
-    report_name = args.report_name or (f"report-probe{s.probe_train_sentences}" if s.probe_train_sentences else "report")
+    if args.probe_pooling is not None:
+        s.probe_pooling = args.probe_pooling
+    if s.probe_pooling not in WORD_POOLINGS:
+        raise SystemExit(f"PROBE_POOLING must be one of {', '.join(WORD_POOLINGS)}, got {s.probe_pooling!r}")
+    report_name = args.report_name or "report" + "".join(probe_variant_suffix(s))
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     data_seeds = seed_list(args.data_seeds, "--data-seeds") if args.data_seeds is not None else [s.data_seed]
     seeds = seed_list(args.seeds, "--seeds")
