@@ -210,6 +210,12 @@ def test_sweep_configurations_of_the_levers(monkeypatch, tmp_path):
         pipeline.settings_from_env(pipeline.Settings())
     monkeypatch.setenv("PROBE_TRAIN_SENTENCES", "30")
     assert pipeline.settings_from_env(pipeline.Settings()).probe_train_sentences == 30
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # main() sets it for its children: never for the rest of the tests
+    monkeypatch.setenv("PROBE_POOLING", "max")
+    with pytest.raises(SystemExit, match=r"^pipeline.py: error: PROBE_POOLING='max' is not one of first, last, mean$"):
+        pipeline.main(["sweep", "--out", str(tmp_path / "never"), "--presets", "shared"])
+    assert not os.path.exists(tmp_path / "never")
+    monkeypatch.delenv("PROBE_POOLING")
     # the probes' control (untrained architecture) comes with HL-balanced, whose checkpoint gives the architecture
     assert pipeline.with_control(["HL", "HL-balanced", "Ours"]) == ["HL", "HL-balanced", "Ours", pipeline.CONTROL]
     assert pipeline.with_control(["HL", "Ours"]) == ["HL", "Ours"]

@@ -537,7 +537,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.probe_pooling is not None:
         s.probe_pooling = args.probe_pooling
     if s.probe_pooling not in WORD_POOLINGS:
-        raise SystemExit(f"PROBE_POOLING must be one of {', '.join(WORD_POOLINGS)}, got {s.probe_pooling!r}")
+        raise SystemExit(f"pipeline.py: error: PROBE_POOLING={s.probe_pooling!r} is not one of {', '.join(WORD_POOLINGS)}")
     report_name = args.report_name or "report" + "".join(probe_variant_suffix(s))
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     data_seeds = seed_list(args.data_seeds, "--data-seeds") if args.data_seeds is not None else [s.data_seed]
