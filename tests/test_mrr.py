@@ -2,6 +2,7 @@
 import json
 import math
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -148,6 +149,29 @@ def test_eval_lm_refuses_data_with_another_dictionary(project, tmp_path, capsys)
     assert str(other / "dict.txt") in err and str(ckpt_dir / "dict.txt") in err
     assert f"first difference at symbol {4 + 3}" in err and repr(lines[3].split()[0]) in err
     assert not os.path.exists(tmp_path / "out")
+
+
+@pytest.mark.slow
+def test_eval_lm_counts_unknown_targets_and_warns_about_a_language_the_vocabulary_does_not_cover(
+        project, tmp_path, capsys):
+    """<unk> targets are easy to predict, so a script the vocabulary never saw would get the best MRR unannounced."""
+    import shutil
+
+    from fairseq.data import Dictionary
+    from helpers import write_split
+
+    data = Path(shutil.copytree(project.data, tmp_path / "data"))
+    dictionary = Dictionary.load(str(data / "dict.txt"))
+    known = [dictionary[i] for i in range(dictionary.nspecial, dictionary.nspecial + 6)]
+    (data / "zz").mkdir()
+    write_split(dictionary, [["дом", "город", known[k % 6], "кошка"] * 3 for k in range(40)], str(data / "zz" / "test"))
+    argv = ["--checkpoint", f"A={project.checkpoint}", "--data", str(data), "--output-dir", str(tmp_path / "out"),
+            "--languages", "aa,zz", "--tokens-per-sample", "64", "--cpu"]
+    assert eval_lm.main(argv) == 0
+    scores = _load(tmp_path / "out", "A")["languages"]
+    assert scores["aa"]["n_unknown"] == 0 and 0.6 < scores["zz"]["n_unknown"] / scores["zz"]["n_masked"] < 0.9
+    warned = [line for line in capsys.readouterr().err.splitlines() if "are <unk>" in line]
+    assert len(warned) == 1 and "WARNING" in warned[0] and "A zz: " in warned[0], warned
 
 
 @pytest.mark.slow

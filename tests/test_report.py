@@ -215,7 +215,9 @@ def test_few_shot_probes_are_named_in_the_table_and_never_mixed_with_whole_split
 @pytest.mark.parametrize(
     "argv_tail, message",
     [
-        (["--low", "eu", "xx"], "no MRR for language(s) xx"),
+        (["--low", "eu", "xx"], "--low: xx was evaluated by no run"),
+        (["--languages", "eu,xx"], "--languages: xx was evaluated by no run"),
+        (["--languages", "eu", "--single", "tr"], "--single: tr is not reported (reported: eu)"),
         (["--low", "eu", "tr", "--high", "tr", "es"], "language 'tr' is in both --low and --high"),
         (["--model", "B=/no/such/dir"], "no such file or directory: /no/such/dir"),
         (["--model", "broken"], "expected NAME=PATH"),
@@ -232,6 +234,53 @@ def test_bad_input_is_one_error_and_writes_nothing(tmp_path, capsys, argv_tail, 
     err = capsys.readouterr().err
     assert message in err and err.startswith("balkd-fairseq: error:") and "Traceback" not in err
     assert not os.path.exists(out)
+
+
+def _set(directory, name, **fields):
+    path = directory / name
+    payload = json.loads(path.read_text(encoding="utf-8"))
+    payload.update(fields)
+    path.write_text(json.dumps(payload), encoding="utf-8")
+
+
+def test_lm_scores_and_probes_of_different_checkpoints_in_one_run_are_refused(tmp_path, capsys):
+    write_run(tmp_path / "HL", seed=1)
+    _set(tmp_path / "HL", "lm.json", checkpoint="/ck/HL-balanced.pt")  # re-evaluated under the same name
+    _set(tmp_path / "HL", "probe.json", checkpoint="/ck/HL.pt")
+    argv = ["--no-plot", "--model", f"HL={tmp_path / 'HL'}", "--output-dir", str(tmp_path / "out")]
+    assert report.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "scores /ck/HL-balanced.pt but" in err and "probes /ck/HL.pt" in err
+    assert not os.path.exists(tmp_path / "out")
+    # by content where both record it: another path to the same file is the same checkpoint
+    _set(tmp_path / "HL", "lm.json", checkpoint_sha256="a" * 64)
+    _set(tmp_path / "HL", "probe.json", checkpoint_sha256="a" * 64)
+    assert report.main(argv) == 0
+    _set(tmp_path / "HL", "probe.json", checkpoint_sha256="b" * 64)
+    assert report.main(argv) == 2 and "scores sha256 aaaaaaaaaaaa but" in capsys.readouterr().err
+
+
+def test_languages_leaves_out_a_language_only_probed(tmp_path, capsys):
+    write_run(tmp_path / "HL", seed=1)
+    probe = json.loads((tmp_path / "HL" / "probe.json").read_text(encoding="utf-8"))
+    for block in probe["tasks"].values():
+        block["in_language"]["xx"], block["zero_shot"]["xx"] = 0.5, 0.4  # e.g. a UD language with no LM data
+    (tmp_path / "HL" / "probe.json").write_text(json.dumps(probe), encoding="utf-8")
+    argv = ["--no-plot", "--model", f"HL={tmp_path / 'HL'}"]
+    assert report.main(argv + ["--output-dir", str(tmp_path / "all")]) == 2
+    assert "has no MRR for language(s) xx; report the others with --languages" in capsys.readouterr().err
+    assert report.main(argv + ["--languages", ",".join(LANGS), "--low", "eu", "--output-dir", str(tmp_path / "o")]) == 0
+    rows = {r["group"] for r in _read_csv(tmp_path / "o" / "report.csv")}
+    assert rows == {"Low-Res", "All"}
+    all_mrr = next(r for r in _read_csv(tmp_path / "o" / "report.csv") if r["group"] == "All")
+    assert float(all_mrr["POS I-L"]) == pytest.approx(_group(write_run(tmp_path / "again", seed=1), "POS I-L", LANGS))
+
+
+def test_result_paths_with_commas_and_equals_signs(tmp_path, capsys):
+    run = tmp_path / "lr=5e-4,seed=1" / "HL"
+    write_run(run, seed=1)
+    assert report.main(["--no-plot", "--model", f"HL={run}", "--output-dir", str(tmp_path / "o")]) == 0
+    assert str(run) in _read_csv(tmp_path / "o" / "report.csv")[0]["run"]
 
 
 def test_output_dir_naming_a_file_is_one_error(tmp_path, capsys):

@@ -27,10 +27,20 @@ from ..eval.masked_lm_eval import (
     split_prefix,
 )
 from ..eval.mrr import MLM_PPL, MaskedLMScores
-from ..eval.results_io import LM_RESULTS, parse_languages, parse_named_path, write_json
+from ..eval.results_io import (
+    LM_RESULTS,
+    PROBING_RESULTS,
+    check_can_write,
+    parse_languages,
+    parse_named_path,
+    refuse_other_checkpoint,
+    write_json,
+)
+from ..files import file_sha256
 from .common import ArgumentParser, run_cli
 
 logger = logging.getLogger("balkd_fairseq.eval_lm")
+UNKNOWN_WARNING_RATE = 0.05  # as balkd-probe's warning about <unk> subwords
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,8 +96,6 @@ def _validate(args):
         raise BalkdError(f"--pppl-max-sentences must be 0 (all) or more, got {args.pppl_max_sentences}")
     if args.max_tokens < args.tokens_per_sample:
         raise BalkdError(f"--max-tokens ({args.max_tokens}) must be at least --tokens-per-sample ({args.tokens_per_sample})")
-    if os.path.exists(args.output_dir) and not os.path.isdir(args.output_dir):
-        raise BalkdError(f"--output-dir {args.output_dir} is an existing file, not a directory")
     if not os.path.isfile(os.path.join(args.data, "dict.txt")):
         raise BalkdError(f"--data: dictionary not found: {os.path.join(args.data, 'dict.txt')}")
     models = [parse_named_path(value, "--checkpoint") for value in args.checkpoint]
@@ -97,10 +105,15 @@ def _validate(args):
     for name, path in models:
         if not os.path.isfile(path):
             raise BalkdError(f"--checkpoint {name}: file not found: {path}")
+    identities = {name: {"checkpoint": os.path.abspath(path), "checkpoint_sha256": file_sha256(path)}
+                  for name, path in models}
+    for name, identity in identities.items():
+        check_can_write(os.path.join(args.output_dir, name))
+        refuse_other_checkpoint(os.path.join(args.output_dir, name), PROBING_RESULTS, identity)
     languages = parse_languages(args.languages, "--languages") if args.languages else _languages_with_split(args)
     for lang in languages:
         split_prefix(args.data, lang, args.split)
-    return models, languages
+    return [(name, path, identities[name]) for name, path in models], languages
 
 
 def _languages_with_split(args):
@@ -131,6 +144,7 @@ def score_language(model, dictionary, prefix: str, label: str, args, cfg: Maskin
     scores = MaskedLMScores()
     with tqdm(total=total, desc=f"{label} masked", unit="block", file=sys.stderr) as progress:
         result = score_dataset(model, dataset, dictionary, args.max_tokens, device, progress, cfg.max_samples, scores)
+    _warn_unknown_targets(label, result)
     items = scores.items()
     if args.pppl:
         sentences = pppl.load_sentences(prefix, dictionary, args.pppl_max_sentences)
@@ -142,8 +156,17 @@ def score_language(model, dictionary, prefix: str, label: str, args, cfg: Maskin
     return result, items
 
 
-def score_checkpoint(name, path, languages, args, cfg: MaskingConfig, device: str):
-    """(lm.json payload, lm_items.npz arrays) of one checkpoint."""
+def _warn_unknown_targets(label: str, result: dict) -> None:
+    if result["n_masked"] and result["n_unknown"] / result["n_masked"] > UNKNOWN_WARNING_RATE:
+        logger.warning(
+            f"{label}: {100 * result['n_unknown'] / result['n_masked']:.0f}% of the scored tokens are <unk> (text the "
+            "vocabulary does not cover); they are easy to predict, so this language's MRR and MLM-PPL look better than "
+            "the model reads it"
+        )
+
+
+def score_checkpoint(name, path, identity: dict, languages, args, cfg: MaskingConfig, device: str):
+    """(lm.json payload, lm_items.npz arrays) of one checkpoint (``identity``: its path and sha256)."""
     from ..eval.features import load_checkpoint
 
     model, task = load_checkpoint(path, args.data)  # refuses a --data dictionary that is not the checkpoint's
@@ -158,7 +181,7 @@ def score_checkpoint(name, path, languages, args, cfg: MaskingConfig, device: st
     payload = {
         "kind": "lm",
         "name": name,
-        "checkpoint": os.path.abspath(path),
+        **identity,
         "data": os.path.abspath(args.data),
         "split": args.split,
         "masking": vars(cfg),
@@ -193,7 +216,7 @@ def _main(argv=None) -> int:
     cfg = MaskingConfig(args.seed, args.mask_prob, args.tokens_per_sample, args.sample_break_mode, args.max_samples)
     device = "cuda" if torch.cuda.is_available() and not args.cpu else "cpu"
     # Results are written only once every model has been scored: a bad checkpoint overwrites nothing.
-    scored = [score_checkpoint(name, path, languages, args, cfg, device) for name, path in models]
+    scored = [score_checkpoint(name, path, identity, languages, args, cfg, device) for name, path, identity in models]
     for result, items in scored:
         directory = os.path.join(args.output_dir, result["name"])
         write_items(os.path.join(directory, LM_ITEMS), items)

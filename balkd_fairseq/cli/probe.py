@@ -19,7 +19,14 @@ import torch
 from ..errors import BalkdError
 from ..eval.item_scores import PROBE_ITEMS
 from ..eval.probe_training import ProbeTrainingConfig
-from ..eval.results_io import PROBING_RESULTS, parse_languages, parse_named_path
+from ..eval.results_io import (
+    LM_RESULTS,
+    PROBING_RESULTS,
+    check_can_write,
+    parse_languages,
+    parse_named_path,
+    refuse_other_checkpoint,
+)
 from ..eval.word_pooling import WORD_POOLINGS
 from ..files import file_sha256
 from .common import ArgumentParser, run_cli
@@ -138,21 +145,8 @@ def _validate(args):
     for task in tasks:
         task.check(languages)
     out_dir = os.path.join(args.output_dir, name)
-    _check_writable(out_dir)
+    check_can_write(out_dir)
     return name, checkpoint, spm_model, languages, tasks, out_dir
-
-
-def _check_writable(out_dir: str) -> None:
-    """Refuse an output that cannot be written now rather than after the probes are trained."""
-    existing = out_dir
-    while not os.path.exists(existing) and os.path.dirname(existing) != existing:
-        existing = os.path.dirname(existing) or "."
-    if not os.path.isdir(existing):
-        raise BalkdError(f"--output-dir: {existing} exists and is not a directory (cannot write {out_dir})")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise BalkdError(f"--output-dir: {existing} is not writable (cannot write {out_dir})")
-
-
 
 
 def _main(argv=None) -> int:
@@ -189,6 +183,7 @@ def _main(argv=None) -> int:
         "train_sentences": args.train_sentences,  # None: every sentence of the train splits
         "epoch_size": probe_results.WHOLE_SPLIT_EPOCHS if args.train_sentences else probe_results.OWN_WORDS_EPOCHS,
     }
+    refuse_other_checkpoint(out_dir, LM_RESULTS, header)
     earlier = probe_results.load_mergeable(out_dir, header, [task.name for task in tasks])
     sp = load_sentencepiece(spm_model)
     n_splits = sum(len(d.splits) for task_data in data.values() for d in task_data.values())

@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="level of the --compare intervals, in (0, 1): e.g. 0.99, or 1 - 0.05/k to keep a 5%% "
                              "family-wise error over k comparisons (Bonferroni); more --bootstrap replicates keep a "
                              "narrow tail stable (default: 0.95)")
+    parser.add_argument("--languages", metavar="L1,L2",
+                        help="report only these languages (comma-separated; the All row and the plot are over them); "
+                        "default: every language some run evaluated, which every run must then cover")
     parser.add_argument("--low", nargs="+", default=[], metavar="LANG", help="low-resource languages (Low-Res row)")
     parser.add_argument("--high", nargs="+", default=[], metavar="LANG", help="high-resource languages (High-Res row)")
     parser.add_argument("--single", nargs="+", default=[], metavar="LANG",
@@ -131,6 +134,26 @@ def _size_rows(args, models, evaluated):
     return table_groups.size_groups(evaluated, table_groups.read_sizes(path), quantiles)
 
 
+def _reported_languages(args, models, groups):
+    """The languages of the table: --languages, or every evaluated one; each group flag's languages among them."""
+    evaluated = list(dict.fromkeys(lang for model in models for run in model.runs for lang in run.languages()))
+    if not evaluated:
+        raise BalkdError("the results hold no language")
+    if args.languages:
+        chosen = parse_languages(args.languages, "--languages")
+        _check_evaluated("--languages", chosen, evaluated, "was evaluated by no run")
+        evaluated = chosen
+    for flag, languages in groups.items():
+        _check_evaluated(flag, languages, evaluated, "is not reported" if args.languages else "was evaluated by no run")
+    return evaluated
+
+
+def _check_evaluated(flag, languages, evaluated, reason):
+    missing = [lang for lang in languages if lang not in evaluated]
+    if missing:
+        raise BalkdError(f"{flag}: {', '.join(missing)} {reason} (reported: {', '.join(evaluated)})")
+
+
 def _check_output_dir(path: str) -> None:
     if os.path.exists(path) and not os.path.isdir(path):
         raise BalkdError(f"--output-dir {path} is an existing file, not a directory")
@@ -151,9 +174,7 @@ def _main(argv=None) -> int:
     if args.across_benchmarks:
         assign_benchmarks(models)
     pairs = _comparisons(args, models)
-    evaluated = list(dict.fromkeys(lang for model in models for run in model.runs for lang in run.languages()))
-    if not evaluated:
-        raise BalkdError("the results hold no language")
+    evaluated = _reported_languages(args, models, {"--low": low, "--high": high, "--single": single})
     rows = table_groups.table_rows(low, high, single, _size_rows(args, models, evaluated), evaluated)
     check_coverage(models, list(dict.fromkeys(lang for _, langs in rows for lang in langs)))
     if args.across_benchmarks and args.allow_mixed:

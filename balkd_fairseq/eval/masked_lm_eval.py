@@ -4,7 +4,8 @@ Blocks are built by the training task's own loading (``data/blocks.py``: fairseq
 pipeline), then fairseq's ``MaskTokensDataset`` masks them with a fixed seed and every chosen position
 replaced by ``<mask>`` (no random or kept tokens), so every model sharing ``DATA/dict.txt`` is scored
 on identical masks. Only masked positions whose gold token is a real token count (``<s>``, ``</s>``
-and ``<pad>`` never do).
+and ``<pad>`` never do). ``<unk>`` targets count, as in fairseq's masked-LM loss, and their number is
+reported (``n_unknown``): text the vocabulary does not cover makes them common and easy to predict.
 """
 import hashlib
 import os
@@ -95,6 +96,7 @@ def score_dataset(model, dataset, dictionary, max_tokens: int, device: str, prog
     model.eval()
     scores = MaskedLMScores() if scores is None else scores
     fingerprint = MaskFingerprint()
+    unknown_targets = 0
     indices = evaluation_indices(dataset, max_samples)
     for batch in dataset.batch_by_size(indices, max_tokens=max_tokens):
         items = [dataset[i] for i in batch]
@@ -103,13 +105,15 @@ def score_dataset(model, dataset, dictionary, max_tokens: int, device: str, prog
         sample = dataset.collater(items)
         target = sample["target"]
         positions = scored_positions(target, dictionary)
+        unknown_targets += int(target[positions].eq(dictionary.unk()).sum())
         if positions.any():
             src = sample["net_input"]["src_tokens"].to(device)
             logits = model(src, masked_tokens=positions.to(device))[0]
             scores.add(logits, target[positions].to(device))
         if progress is not None:
             progress.update(len(batch))
-    return {**scores.summary(), "n_blocks": int(len(indices)), "mask_sha256": fingerprint.hexdigest()}
+    return {**scores.summary(), "n_unknown": unknown_targets, "n_blocks": int(len(indices)),
+            "mask_sha256": fingerprint.hexdigest()}
 
 
 def check_positions(model, cfg: MaskingConfig, source: str) -> None:

@@ -16,7 +16,7 @@ from ..errors import BalkdError
 from .item_scores import LM_ITEMS, PROBE_ITEMS, group_items, read_items
 from .mrr import LEGACY_MLM_PPL, MLM_PPL
 from .probe_results import OWN_WORDS_EPOCHS
-from .results_io import read_json
+from .results_io import checkpoint_difference, read_json
 
 
 @dataclass(frozen=True)
@@ -88,10 +88,15 @@ class Model:
 
 
 # ---------------------------------------------------------------------------------------------- reading
+def spec_paths(spec: str) -> List[str]:
+    """The paths of one ``--model`` spec: comma-separated, unless the spec is an existing path as a whole."""
+    return [spec] if os.path.exists(spec) else [p for p in spec.split(",") if p]
+
+
 def result_files(spec: str) -> List[str]:
     """Files of one ``--model`` spec: comma-separated JSON files and/or directories of them."""
     files = []
-    for path in (p for p in spec.split(",") if p):
+    for path in spec_paths(spec):
         if os.path.isdir(path):
             found = sorted(glob.glob(os.path.join(path, "*.json")))
             if not found:
@@ -105,7 +110,8 @@ def result_files(spec: str) -> List[str]:
 
 
 def load_run(name: str, spec: str) -> Run:
-    run = Run(label=spec.split(",")[0].rstrip(os.sep))
+    run = Run(label=spec_paths(spec)[0].rstrip(os.sep))
+    payloads = {}
     for path in result_files(spec):
         payload = read_json(path)
         kind = payload.get("kind")
@@ -118,7 +124,19 @@ def load_run(name: str, spec: str) -> Run:
         else:
             raise BalkdError(f"{path}: not a balkd-eval-lm or balkd-probe result (\"kind\" is {kind!r})")
         run.sources[kind] = path
+        payloads[kind] = payload
+    _check_one_checkpoint(name, run, payloads)
     return run
+
+
+def _check_one_checkpoint(name: str, run: Run, payloads: Dict[str, dict]) -> None:
+    """A run's LM scores and probes must come from one checkpoint: the table shows them as one model."""
+    if "lm" not in payloads or "probing" not in payloads:
+        return
+    difference = checkpoint_difference(payloads["lm"], payloads["probing"])
+    if difference:
+        raise BalkdError(f"--model {name}: {run.sources['lm']} scores {difference[0]} but {run.sources['probing']} "
+                         f"probes {difference[1]}; a run's results must come from one checkpoint")
 
 
 def _items_beside(path: str, name: str) -> Optional[Dict[str, np.ndarray]]:
@@ -294,5 +312,6 @@ def check_coverage(models: List[Model], languages: Sequence[str]) -> None:
                 missing = [lang for lang in languages if lang not in per_lang]
                 if missing:
                     raise BalkdError(
-                        f"model {model.name} ({run.label}) has no {metric.title} for language(s) {', '.join(missing)}"
+                        f"model {model.name} ({run.label}) has no {metric.title} for language(s) {', '.join(missing)}; "
+                        "report the others with --languages"
                     )

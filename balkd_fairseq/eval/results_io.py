@@ -1,6 +1,6 @@
 """Small helpers shared by the ``balkd-eval-lm`` / ``balkd-probe`` / ``balkd-report`` commands."""
 import os
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 from ..data import languages as data_languages
 from ..errors import BalkdError
@@ -20,8 +20,13 @@ def parse_languages(value: str, flag: str) -> List[str]:
 
 
 def parse_named_path(value: str, flag: str) -> Tuple[str, str]:
-    """``NAME=PATH`` -> (NAME, PATH); a bare ``PATH`` is named after its directory (``ckpts/HL/x.pt`` -> HL)."""
+    """``NAME=PATH`` -> (NAME, PATH); a bare ``PATH`` is named after its directory (``ckpts/HL/x.pt`` -> HL).
+
+    A value that is an existing file as a whole is a bare path even when it holds ``=`` (``runs/lr=5e-4/x.pt``),
+    unless the part after the first ``=`` is an existing file too."""
     name, sep, path = value.partition("=")
+    if sep and os.path.isfile(value) and not os.path.isfile(path):
+        sep = ""
     if not sep:
         path = value
         name = os.path.basename(os.path.dirname(os.path.abspath(path))) or os.path.splitext(os.path.basename(path))[0]
@@ -30,6 +35,43 @@ def parse_named_path(value: str, flag: str) -> Tuple[str, str]:
     if os.sep in name or name in (".", ".."):
         raise BalkdError(f"{flag}: model name {name!r} must not contain {os.sep!r}")
     return name, path
+
+
+def check_can_write(out_dir: str, flag: str = "--output-dir") -> None:
+    """Refuse an output directory that cannot be written now rather than after the models are scored."""
+    existing = out_dir
+    while not os.path.exists(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing) or "."
+    if not os.path.isdir(existing):
+        raise BalkdError(f"{flag}: {existing} exists and is not a directory (cannot write {out_dir})")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise BalkdError(f"{flag}: {existing} is not writable (cannot write {out_dir})")
+
+
+def checkpoint_difference(a: dict, b: dict) -> Optional[Tuple[str, str]]:
+    """How the checkpoints two result payloads were computed from differ: (a's, b's), or None (the same, or unknown).
+
+    Compared by content (``checkpoint_sha256``) where both record it, else by path (older lm.json files)."""
+    if a.get("checkpoint_sha256") and b.get("checkpoint_sha256"):
+        if a["checkpoint_sha256"] == b["checkpoint_sha256"]:
+            return None
+        return f"sha256 {a['checkpoint_sha256'][:12]}", f"sha256 {b['checkpoint_sha256'][:12]}"
+    if a.get("checkpoint") and b.get("checkpoint") and a["checkpoint"] != b["checkpoint"]:
+        return a["checkpoint"], b["checkpoint"]
+    return None
+
+
+def refuse_other_checkpoint(out_dir: str, other: str, ours: dict) -> None:
+    """Refuse to write results of ``ours['checkpoint']`` beside ``out_dir/other`` when that file holds another
+    checkpoint's: ``balkd-report`` reads one directory as one model, so they would be shown as one."""
+    path = os.path.join(out_dir, other)
+    if not os.path.isfile(path):
+        return
+    difference = checkpoint_difference(read_json(path), ours)
+    if difference:
+        raise BalkdError(f"{path} holds results of another checkpoint ({difference[0]} there, {difference[1]} now); "
+                         "refusing to put both in one directory, which balkd-report reads as one model: use another "
+                         "--output-dir or checkpoint NAME, or remove that directory")
 
 
 def write_json(path: str, payload: dict) -> None:
