@@ -77,6 +77,32 @@ def test_iob2_without_prefix_keeps_tokens(tmp_path):
     assert sentences == [TaggedSentence(["http://x.org", "Berlin"], ["O", "B-LOC"])]
 
 
+@pytest.mark.parametrize("code", ["zh-min-nan", "be-x-old", "bat-smg", "pt_BR"])
+def test_iob2_strips_wikiann_prefixes_of_several_parts(tmp_path, code):
+    sentences = read_iob2(_write(tmp_path, "x.iob2", IOB2.replace("en:", f"{code}:")))
+    assert [s.words for s in sentences] == [["John", "Smith", "visited", "New", "York"], [f"{code}:x", "Paris"]]
+
+
+def test_iob2_a_colon_in_one_token_is_not_a_language_prefix(tmp_path):
+    text = "ftp:files\tO\nserver\tO\n\nftp:backup\tO\n"
+    assert [s.words for s in read_iob2(_write(tmp_path, "x.iob2", text))] == [["ftp:files", "server"], ["ftp:backup"]]
+
+
+def test_iob2_document_markers_end_a_sentence_and_are_not_words(tmp_path):
+    text = "-DOCSTART-\tO\n\nLondon\tB-LOC\nis\tO\n-DOCSTART- -X- O\nParis\tB-LOC\n"
+    sentences = read_iob2(_write(tmp_path, "x.iob2", text))
+    assert sentences == [TaggedSentence(["London", "is"], ["B-LOC", "O"]), TaggedSentence(["Paris"], ["B-LOC"])]
+
+
+def test_conllu_without_its_text_is_refused(tmp_path):
+    hidden = "".join(f"{i}\t_\t_\t{tag}\t_\t_\t_\t_\t_\t_\n" for i, tag in enumerate(["NOUN", "VERB"], 1))
+    path = _write(tmp_path, "hidden.conllu", hidden + "\n" + hidden)
+    with pytest.raises(BalkdError, match=r"hidden.conllu: every FORM is '_'"):
+        read_conllu(path)
+    one_underscore = "1\t_\t_\tPUNCT\t_\t_\t_\t_\t_\t_\n2\tx\t_\tNOUN\t_\t_\t_\t_\t_\t_\n"
+    assert read_conllu(_write(tmp_path, "ok.conllu", one_underscore))[0].words == ["_", "x"]
+
+
 @pytest.mark.parametrize(
     "bad_line, expected",
     [

@@ -3,7 +3,8 @@
 Multiword-token ranges (``1-2``) and empty nodes (``8.1``) are skipped: the syntactic words of a
 range are listed on their own lines, and empty nodes are not surface words. A UTF-8 byte-order mark
 at the start of the file is ignored. Malformed lines raise :class:`BalkdError` naming the file and
-line number.
+line number, and so does a file whose every FORM is ``_`` (UD treebanks whose text is distributed
+separately), which would probe nothing.
 """
 from typing import Iterator, List, Tuple
 
@@ -16,6 +17,7 @@ from .subword_alignment import TaggedSentence
 
 N_COLUMNS = len(DEFAULT_FIELDS)
 BOM = "\ufeff"
+HIDDEN_FORM = "_"
 
 
 def read_conllu(path: str) -> List[TaggedSentence]:
@@ -33,6 +35,9 @@ def read_conllu(path: str) -> List[TaggedSentence]:
             sentences.append(TaggedSentence(words, tags))
     if not sentences:
         raise BalkdError(f"{path}: no sentences found (expected CoNLL-U)")
+    if all(word == HIDDEN_FORM for sentence in sentences for word in sentence.words):
+        raise BalkdError(f"{path}: every FORM is '{HIDDEN_FORM}' (a treebank distributed without its text); "
+                         "probing needs the words: restore them with the treebank's own tools")
     return sentences
 
 

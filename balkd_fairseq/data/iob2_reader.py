@@ -4,9 +4,11 @@ Tags must be IOB2 names (``O``, ``B-TYPE``, ``I-TYPE``). An ``I-TYPE`` that does
 entity of its type (after ``O``, at a sentence start, or after another type) is read as
 ``B-TYPE``, the way conlleval reads it and IOB1 files mean it; the reader warns once per file with
 the number of such tags and the first line. WikiANN prefixes every token with its language
-(``en:London``); when the file's first token carries such a prefix, that prefix is stripped from
-every token that starts with it. A UTF-8 byte-order mark at the start of the file is ignored.
-Malformed lines raise :class:`BalkdError` naming the file and line number.
+(``en:London``, ``zh-min-nan:...``); when every token of the file's first sentence carries the same
+such prefix, it is stripped from every token that starts with it (one token alone, e.g. ``ftp:files``,
+is not a prefix). CoNLL's document markers (a ``-DOCSTART-`` token) end a sentence and are not
+words. A UTF-8 byte-order mark at the start of the file is ignored. Malformed lines raise
+:class:`BalkdError` naming the file and line number.
 """
 import logging
 import re
@@ -18,7 +20,9 @@ from .subword_alignment import TaggedSentence
 
 logger = logging.getLogger(__name__)
 
-LANGUAGE_PREFIX = re.compile(r"^([a-z]{2,3}(?:[-_][A-Za-z]+)?:)(?=.)")
+# a language code (en, be-x-old, zh-min-nan, en_US) and a colon, before at least one character
+LANGUAGE_PREFIX = re.compile(r"^([a-z]{2,3}(?:[-_][A-Za-z0-9]+)*:)(?=.)")
+DOCUMENT_MARKER = "-DOCSTART-"
 IOB2_TAG = re.compile(r"^(O|[BI]-\S+)$")
 BOM = "\ufeff"
 
@@ -26,20 +30,14 @@ BOM = "\ufeff"
 def read_iob2(path: str) -> List[TaggedSentence]:
     """Every sentence of ``path`` as its tokens (language prefix stripped) and IOB2 tags."""
     sentences, words, tags = [], [], []
-    prefix: Optional[str] = None
     repaired_lines: List[int] = []
     for line_no, line in _lines(path):
-        if not line.strip():
+        if not line.strip() or line.split()[0] == DOCUMENT_MARKER:
             if words:
                 sentences.append(TaggedSentence(words, tags))
             words, tags = [], []
             continue
         token, tag = _split(path, line_no, line)
-        if prefix is None:
-            match = LANGUAGE_PREFIX.match(token)
-            prefix = match.group(1) if match else ""
-        if prefix and token.startswith(prefix) and len(token) > len(prefix):
-            token = token[len(prefix):]
         if _opens_without_begin(tags[-1] if tags else "O", tag):
             tag = "B-" + tag[2:]
             repaired_lines.append(line_no)
@@ -47,6 +45,7 @@ def read_iob2(path: str) -> List[TaggedSentence]:
         tags.append(tag)
     if words:
         sentences.append(TaggedSentence(words, tags))
+    _strip_language_prefix(sentences)
     if not sentences:
         raise BalkdError(f"{path}: no sentences found (expected 'token<TAB>tag' lines)")
     if repaired_lines:
@@ -55,6 +54,23 @@ def read_iob2(path: str) -> List[TaggedSentence]:
             f"{repaired_lines[0]}); each was read as the B- tag that starts an entity"
         )
     return sentences
+
+
+def _strip_language_prefix(sentences: List[TaggedSentence]) -> None:
+    prefix = _language_prefix(sentences[0].words) if sentences else None
+    if prefix:
+        for sentence in sentences:
+            sentence.words[:] = [w[len(prefix):] if w.startswith(prefix) and len(w) > len(prefix) else w
+                                 for w in sentence.words]
+
+
+def _language_prefix(words: List[str]) -> Optional[str]:
+    """The prefix every word of ``words`` starts with, when it looks like a language code (else None)."""
+    match = LANGUAGE_PREFIX.match(words[0])
+    prefix = match.group(1) if match else None
+    if prefix and all(w.startswith(prefix) and len(w) > len(prefix) for w in words):
+        return prefix
+    return None
 
 
 def _opens_without_begin(previous: str, tag: str) -> bool:
