@@ -69,6 +69,8 @@ def allow_fairseq_checkpoints() -> None:
 def describe_load_error(err: BaseException) -> str:
     """Why ``torch.load`` failed on a checkpoint file, in one line (torch's own messages span many)."""
     text = str(err)
+    if type(err).__name__ == "NotACheckpoint":  # (checkpoints.py, which imports this module)
+        return text
     refused = re.search(r"GLOBAL ([\w.]+)", text)
     if refused:
         return f"it pickles {refused.group(1)}, which is outside balkd-fairseq's checkpoint allowlist (refused, not executed)"
@@ -80,6 +82,8 @@ def describe_load_error(err: BaseException) -> str:
     first = lines[0].split(". ")[0] if lines else type(err).__name__
     if "PytorchStreamReader" in text or isinstance(err, (EOFError, pickle.UnpicklingError)):
         return f"truncated or corrupt file ({first})"
+    if isinstance(err, (KeyError, AttributeError, UnicodeDecodeError)):  # torch's legacy reader on other bytes
+        return f"not a file torch.save wrote ({type(err).__name__}: {first})"
     return f"{type(err).__name__}: {first}"
 
 

@@ -55,7 +55,22 @@ def _readable(path: str, what: str, read: Callable[[], dict]) -> dict:
 def _read(path: str) -> dict:
     """The unpickled checkpoint, ``torch.load(mmap=True)`` where torch allows it (fairseq passes torch.load an
     open file, which torch cannot map)."""
-    return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+    state = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
+        raise NotACheckpoint(f"a torch file holding {_what_it_holds(state)}, not a fairseq checkpoint "
+                             "(no 'model' weights)")
+    return state
+
+
+class NotACheckpoint(ValueError):
+    """A file torch reads that is not a fairseq checkpoint (its message is the reason)."""
+
+
+def _what_it_holds(state) -> str:
+    if isinstance(state, dict):
+        keys = ", ".join(repr(k) for k in list(state)[:5])
+        return f"a dict of {keys}" if keys else "an empty dict"
+    return f"a {type(state).__name__}"
 
 
 def _upgraded(state: dict, arg_overrides: Optional[dict]) -> dict:

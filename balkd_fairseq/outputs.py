@@ -8,8 +8,8 @@
   command leaves only that hidden folder, which holds an incomplete :data:`MARKER` and is
   removed (with a warning) by the next command writing the same output.
 * :func:`check_replaceable`: the guard of every ``--force`` / ``--overwrite``. A directory is
-  replaced only if it holds the :data:`MARKER` a balkd command wrote when it created it, and if it
-  neither is nor contains any of the command's inputs.
+  replaced only if it holds the :data:`MARKER` the same balkd command wrote when it created it, and
+  if it neither is nor contains any of the command's inputs.
 """
 import contextlib
 import json
@@ -88,9 +88,11 @@ def _contains(directory: Path, path: Path) -> bool:
 
 
 def check_replaceable(out: PathLike, inputs: Iterable[PathLike] = (), flag: str = "--out",
-                      marker: str = MARKER) -> None:
+                      marker: str = MARKER, command: Optional[str] = None) -> None:
     """Refuse to remove or replace ``out`` unless a balkd command created it (it holds ``marker``, the
-    file that command writes into every output of its own) and it neither is nor holds an input."""
+    file that command writes into every output of its own) and it neither is nor holds an input. With
+    ``command``, that command must be the one that created it: ``balkd-export --force`` must not replace
+    the data ``balkd-prepare`` wrote."""
     real = Path(os.path.realpath(out))
     for given in inputs:
         if given is None:
@@ -102,20 +104,36 @@ def check_replaceable(out: PathLike, inputs: Iterable[PathLike] = (), flag: str 
     if real.is_dir() and any(real.iterdir()) and not (real / marker).is_file():
         raise BalkdError(f"{flag}: {out} was not created by balkd-fairseq (it has no {marker}); refusing to "
                          "replace it: remove it yourself or choose another directory")
+    creator = _marker_command(real / marker) if command and (real / marker).is_file() else command
+    if creator != command:
+        raise BalkdError(f"{flag}: {out} was written by {creator}, not {command}; refusing to replace it: "
+                         "choose another directory")
 
 
-def check_output_dir(out: PathLike, force: bool, flag: str = "--out", inputs: Iterable[PathLike] = ()) -> None:
-    """Refuse a file in the place of ``out``, and a non-empty ``out`` unless ``force`` and replaceable."""
+def _marker_command(path: Path) -> str:
+    from .files import read_json
+
+    payload = read_json(str(path), "output marker")
+    return str(payload.get("command")) if isinstance(payload, dict) else "an unknown command"
+
+
+def check_output_dir(out: PathLike, force: bool, flag: str = "--out", inputs: Iterable[PathLike] = (),
+                     command: Optional[str] = None) -> None:
+    """Refuse a file in the place of ``out``, and a non-empty ``out`` unless ``force`` and replaceable (by
+    ``command``, when given: see :func:`check_replaceable`)."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise BalkdError(f"{flag}: {out} exists and is not a directory")
+    blocking = next((p for p in out.parents if p.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise BalkdError(f"{flag}: {blocking} is a file, so {out} cannot be created under it")
     if out.is_symlink() and not out.exists():
         raise BalkdError(f"{flag}: {out} is a symbolic link to a missing directory ({os.readlink(out)})")
     inputs = list(inputs)
     if out.is_dir() and any(out.iterdir()):
         if not force:
             raise BalkdError(f"{flag}: {out} is not empty (use --force to replace it)")
-        check_replaceable(out, inputs, flag)
+        check_replaceable(out, inputs, flag, command=command)
     else:
         check_replaceable(out, inputs, flag)  # an empty or absent output may still be an input's parent
 
@@ -175,7 +193,7 @@ def staged_output_dir(out: PathLike, force: bool, flag: str = "--out", inputs: I
     """
     out = Path(out)
     command = command or os.path.basename(sys.argv[0])
-    check_output_dir(out, force, flag, inputs)
+    check_output_dir(out, force, flag, inputs, command)
     real = Path(os.path.realpath(out))
     real.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_partials(real)

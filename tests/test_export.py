@@ -12,6 +12,7 @@ import random
 import shutil
 import subprocess
 import sys
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -153,13 +154,22 @@ def exported(project):
 
 
 def fairseq_reference_ids(data: Path, line: str) -> list:
-    """fairseq's encoding spelled out: SentencePiece pieces looked up in dict.txt, <unk> if absent, <s> ... </s>."""
+    """fairseq's encoding spelled out: SentencePiece pieces joined by spaces, the line split on whitespace (as
+    encode_line does) and each part looked up in dict.txt, <unk> if absent, <s> ... </s>."""
     import sentencepiece as spm
     from fairseq.data import Dictionary
 
     dictionary = Dictionary.load(str(data / "dict.txt"))
     pieces = spm.SentencePieceProcessor(model_file=str(data / "spm.model")).encode(line, out_type=str)
-    return [dictionary.bos()] + [dictionary.index(p) for p in pieces] + [dictionary.eos()]
+    return [dictionary.bos()] + [dictionary.index(p) for p in " ".join(pieces).split()] + [dictionary.eos()]
+
+
+# text the parity file cannot hold (U+0085 ends a line for str.splitlines) or that tokenizers' own normalizer
+# got wrong: decomposed (NFD) letters with several marks, whitespace SentencePiece keeps and fairseq's
+# line splitting drops, and the private-use characters the tokenizer uses as marks typed in the text
+HARD_TEXTS = [unicodedata.normalize("NFD", text) for text in
+              ["Tiếng Việt: người được những Nguyễn Ngọc Ánh", "Kierjaur lǘ schau, Ḉa va, Ǘber", "Ἐν ἀρχῇ ἦν ὁ λόγος"]]
+HARD_TEXTS += ["Hund\x85Katze \x85 läuft", "École\ue001 a\ue000b \ue002x", "ÉÉ\x85ÉÉ"]
 
 
 @pytest.mark.slow
@@ -202,6 +212,18 @@ def test_hf_tokenizer_ids_equal_fairseq_ids(exported, project):
     size = exported["hf"]["fairseq_dictionary_size"]
     for hf_ids, fs_ids in zip(exported["hf"]["ids"], exported["fairseq"]["ids"]):
         assert [i for i in hf_ids if i < size] == [f for f, h in zip(fs_ids, hf_ids) if h < size]
+
+
+@pytest.mark.slow
+def test_hf_tokenizer_ids_equal_fairseq_ids_on_decomposed_text_odd_whitespace_and_marks(exported, project):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(exported["out"] / "hf"))
+    size = exported["hf"]["fairseq_dictionary_size"]
+    unk = tokenizer.unk_token_id
+    for text in HARD_TEXTS:
+        ids = [i if i < size else unk for i in tokenizer(text)["input_ids"]]
+        assert ids == fairseq_reference_ids(project["data"], text), repr(text)
 
 
 @pytest.mark.slow
@@ -313,6 +335,74 @@ def test_force_replaces_an_earlier_export_and_a_failure_leaves_nothing(project, 
     torch.save(state, prenorm)
     assert_refused([prenorm, "--data", project["data"], "--out", tmp_path / "y"], capsys, "encoder_normalize_before")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["prenorm.pt", "x"]  # no y, no y.partial
+
+
+def test_force_never_replaces_what_another_command_wrote(project, tmp_path, capsys):
+    from balkd_fairseq.outputs import write_marker
+
+    prepared = tmp_path / "prepared"
+    prepared.mkdir()
+    (prepared / "dict.txt").write_text("a 1\n")
+    write_marker(prepared, "balkd-prepare", complete=True)
+    assert_refused([project["new"], "--data", project["data"], "--out", prepared, "--force"], capsys,
+                   "written by balkd-prepare, not balkd-export")
+    assert (prepared / "dict.txt").read_text() == "a 1\n"
+    assert_refused([project["new"], "--data", project["data"], "--out", prepared / "dict.txt" / "sub"], capsys,
+                   "is a file, so")
+
+
+def test_a_checkpoint_without_a_hash_is_checked_against_the_dictionary_beside_it(project, tmp_path, capsys):
+    """A teacher from balkd-train-teachers has its dict.txt beside it; another corpus's of the same size is refused."""
+    own = tmp_path / "teacher"
+    own.mkdir()
+    checkpoint = Path(shutil.copy(project["old"], own / "checkpoint_best.pt"))
+    lines = (project["data"] / "dict.txt").read_text(encoding="utf-8").splitlines(keepends=True)
+    lines[0], lines[1] = lines[1], lines[0]
+    (own / "dict.txt").write_text("".join(lines), encoding="utf-8")
+    assert_refused([checkpoint, "--data", project["data"], "--out", tmp_path / "x"], capsys,
+                   "is not the dictionary of the checkpoint", "first difference at symbol 4")
+    shutil.copy(project["data"] / "dict.txt", own / "dict.txt")
+    assert export_main([str(checkpoint), "--data", str(project["data"]), "--out", str(tmp_path / "x"),
+                        "--format", "fairseq"]) == 0
+    assert "against the `dict.txt` beside the checkpoint" in (tmp_path / "x" / "README.md").read_text(encoding="utf-8")
+
+
+def test_refuses_a_sentencepiece_model_other_than_the_dictionarys(project, tmp_path, capsys):
+    import sentencepiece as spm
+
+    data = Path(shutil.copytree(project["data"], tmp_path / "data"))
+    text = tmp_path / "other.txt"
+    rng = random.Random(3)
+    text.write_text("\n".join(" ".join("".join(rng.choice("qxzjvwk") for _ in range(rng.randint(2, 7)))
+                                        for _ in range(8)) for _ in range(300)), encoding="utf-8")
+    spm.SentencePieceTrainer.train(input=str(text), model_prefix=str(tmp_path / "other"), vocab_size=60,
+                                   minloglevel=2)
+    shutil.copy(tmp_path / "other.model", data / "spm.model")
+    assert_refused([project["new"], "--data", data, "--out", tmp_path / "x"], capsys,
+                   f"pieces of {data / 'spm.model'} are not in {data / 'dict.txt'}")
+
+
+@pytest.mark.parametrize("option", ["treat_whitespace_as_suffix", "user_defined_symbol"])
+def test_refuses_sentencepiece_options_the_tokenizer_cannot_mirror(project, option):
+    from balkd_fairseq.errors import BalkdError
+    from balkd_fairseq.export.hf_tokenizer import USER_DEFINED, check_supported, load_spm_proto
+
+    path = str(project["data"] / "spm.model")
+    proto = load_spm_proto(path)
+    check_supported(proto, path)
+    if option == "treat_whitespace_as_suffix":
+        proto.trainer_spec.treat_whitespace_as_suffix = True
+    else:
+        proto.pieces.add(piece="<url>", score=0.0, type=USER_DEFINED)
+    with pytest.raises(BalkdError, match="the Hugging Face tokenizer cannot reproduce"):
+        check_supported(proto, path)
+
+
+def test_a_torch_file_that_is_not_a_checkpoint_is_named_as_such(project, tmp_path, capsys):
+    other = tmp_path / "weights.pt"
+    torch.save({"encoder": torch.zeros(2)}, other)
+    assert_refused([other, "--data", project["data"], "--out", tmp_path / "x"], capsys,
+                   "a torch file holding a dict of 'encoder', not a fairseq checkpoint")
 
 
 def test_refuses_an_unknown_format(project, tmp_path, capsys):

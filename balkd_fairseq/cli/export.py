@@ -72,7 +72,7 @@ def export(args, formats) -> Path:
     from ..outputs import check_output_dir, staged_output_dir
 
     inputs = [args.checkpoint, args.data] + ([args.results] if args.results else [])
-    check_output_dir(Path(args.out), args.force, "--out", inputs)  # before the (slow) checkpoint load
+    check_output_dir(Path(args.out), args.force, "--out", inputs, "balkd-export")  # before the (slow) checkpoint load
     source = load_source(args.checkpoint, args.data)
     extra = None
     with staged_output_dir(Path(args.out), args.force, "--out", inputs, command="balkd-export") as staging:

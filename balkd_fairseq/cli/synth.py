@@ -147,7 +147,7 @@ def _main(argv):
     plan = plan_benchmark(config_from_args(args))
     out = Path(args.out)
     start = time.time()
-    with staged_output_dir(out, args.force) as staging:
+    with staged_output_dir(out, args.force, command="balkd-synth") as staging:
         with tqdm(total=total_sentences(plan), desc="balkd-synth", unit="sent", file=sys.stderr,
                   disable=args.quiet) as bar:
             write_benchmark(plan, staging, progress=bar.update, workers=args.workers)

@@ -51,15 +51,16 @@ def _symbol_mismatch(checkpoint: str, checkpoint_dict: str, data_dict: str, chec
     )
 
 
-def check_checkpoint_dictionary(state: dict, checkpoint: str, data_dict: str) -> None:
-    """Raise :class:`BalkdError` unless ``data_dict`` (``DATA/dict.txt``) is the checkpoint's dictionary."""
+def check_checkpoint_dictionary(state: dict, checkpoint: str, data_dict: str) -> str:
+    """Raise :class:`BalkdError` unless ``data_dict`` (``DATA/dict.txt``) is the checkpoint's dictionary; else
+    say what it was checked against: ``"hash"`` (recorded), ``"beside"`` (``dict.txt`` beside it) or ``"size"``."""
     data = load_model_dictionary(data_dict, "--data")
     recorded = recorded_dictionary_sha256(state)
     beside = _beside(checkpoint)
     own = load_model_dictionary(beside, f"dictionary beside {checkpoint}") if beside else None
     if recorded is not None:
         if recorded == dictionary_sha256(data):
-            return
+            return "hash"
         if own is not None and dictionary_sha256(own) == recorded:
             raise _symbol_mismatch(checkpoint, beside, data_dict, own.symbols, data.symbols)
         trained_on = _trained_on(state)
@@ -81,7 +82,8 @@ def check_checkpoint_dictionary(state: dict, checkpoint: str, data_dict: str) ->
     if own is not None:
         if first_symbol_difference(own.symbols, data.symbols) is not None:
             raise _symbol_mismatch(checkpoint, beside, data_dict, own.symbols, data.symbols)
-        return
+        return "beside"
     logger.warning(
         f"{checkpoint} records no dictionary and has no dict.txt beside it: only the dictionary size was checked"
     )
+    return "size"

@@ -107,6 +107,9 @@ def architecture_section(source: ExportSource, extra_pieces: Optional[List[str]]
              f"{'' if tied else ' — here untied and counted separately'}).", ""]
     if source.recorded_sha256:
         lines += [f"Dictionary sha256 (recorded in the checkpoint and checked): `{source.recorded_sha256}`.", ""]
+    elif source.dictionary_checked == "beside":
+        lines += ["The checkpoint does not record its dictionary's hash; the export checked `dict.txt` symbol by "
+                  "symbol against the `dict.txt` beside the checkpoint.", ""]
     else:
         lines += ["The checkpoint does not record its dictionary's hash (an older checkpoint); the export checked "
                   "only that `dict.txt` has as many symbols as the model has embedding rows.", ""]

@@ -1,21 +1,14 @@
 """What is exported: a RoBERTa masked-LM checkpoint and the data directory whose vocabulary it uses."""
-import logging
 import os
 from dataclasses import dataclass
 from typing import Optional
 
 from fairseq.data import Dictionary
 
-from ..checkpoints import EMBED_KEY, load_checkpoint_state, model_config
-from ..data.dictionary_hash import (
-    dictionary_sha256,
-    load_model_dictionary,
-    recorded_dictionary_sha256,
-    recorded_languages,
-)
+from ..checkpoints import load_checkpoint_state, model_config
+from ..data.dictionary_hash import load_model_dictionary, recorded_dictionary_sha256, recorded_languages
 from ..errors import BalkdError
-
-logger = logging.getLogger(__name__)
+from ..eval.dictionary_check import check_checkpoint_dictionary
 
 DICT_FILE = "dict.txt"
 SPM_FILE = "spm.model"  # balkd-prepare's SentencePiece model (prepare.train_sentencepiece: prefix DATA/spm)
@@ -29,6 +22,7 @@ class ExportSource:
     state: dict  # the checkpoint as fairseq loads it (cfg is an OmegaConf config)
     dictionary: Dictionary  # DATA/dict.txt with <mask>, as the masked LM sees it
     recorded_sha256: Optional[str]  # None: an older checkpoint that did not record its dictionary
+    dictionary_checked: str = "hash"  # what dict.txt was checked against: hash, beside (a dict.txt there) or size
 
     @property
     def cfg(self):
@@ -62,18 +56,29 @@ def load_source(checkpoint: str, data: str) -> ExportSource:
     state = load_checkpoint_state(checkpoint, "CHECKPOINT")
     model_config(state, "CHECKPOINT", checkpoint)
     dict_file = os.path.join(data, DICT_FILE)
+    checked = check_checkpoint_dictionary(state, checkpoint, dict_file)
     dictionary = load_model_dictionary(dict_file, "--data")
-    recorded = recorded_dictionary_sha256(state)
-    if recorded is not None:
-        found = dictionary_sha256(dictionary)
-        if found != recorded:
-            raise BalkdError(
-                f"--data: {dict_file} is not the dictionary {checkpoint} was trained with "
-                f"(sha256 of its symbols {found[:12]}…, the checkpoint records {recorded[:12]}…)")
-    rows = state["model"][EMBED_KEY].shape[0] if EMBED_KEY in state["model"] else None
-    if rows != len(dictionary):
-        raise BalkdError(
-            f"--data: {dict_file} has {len(dictionary)} symbols (with <mask>) but {checkpoint} embeds {rows}")
-    if recorded is None:
-        logger.warning(f"{checkpoint} records no dictionary hash (an older checkpoint): checked the size only")
-    return ExportSource(os.path.abspath(checkpoint), os.path.abspath(data), state, dictionary, recorded)
+    check_spm_matches(os.path.join(data, SPM_FILE), dictionary, dict_file)
+    return ExportSource(os.path.abspath(checkpoint), os.path.abspath(data), state, dictionary,
+                        recorded_dictionary_sha256(state), checked)
+
+
+# Pieces a dictionary built from the SentencePiece-encoded corpus lacks are pieces that corpus never produced:
+# a few percent. Most of them missing means dict.txt was built with another SentencePiece model.
+MAX_MISSING_PIECES = 0.5
+
+
+def check_spm_matches(spm_file: str, dictionary: Dictionary, dict_file: str) -> None:
+    """Refuse a SentencePiece model most of whose pieces ``dict.txt`` lacks: not the model it was built with."""
+    import sentencepiece as spm
+
+    try:
+        sp = spm.SentencePieceProcessor(model_file=spm_file)
+    except (OSError, RuntimeError) as err:
+        raise BalkdError(f"--data: {spm_file} is not a SentencePiece model: {str(err).splitlines()[0]}") from None
+    pieces = [sp.id_to_piece(i) for i in range(sp.get_piece_size())
+              if not (sp.is_control(i) or sp.is_unknown(i) or sp.is_unused(i))]
+    missing = sum(dictionary.index(piece) == dictionary.unk() for piece in pieces)
+    if pieces and missing > MAX_MISSING_PIECES * len(pieces):
+        raise BalkdError(f"--data: {missing:,} of the {len(pieces):,} pieces of {spm_file} are not in {dict_file}: "
+                         "that dictionary was built with another SentencePiece model")
