@@ -318,6 +318,8 @@ def test_vocabulary_too_small_for_the_characters(tmp_path, existing_out, capsys)
     (["--raw", "de=x.txt", "--sp-alpha", "1.5"], ["--sp-alpha"]),
     (["--raw", "de=x.txt", "--valid-lines", "0"], ["--valid-lines"]),
     (["--raw", "de=x.txt", "--languages", "en"], ["--languages", "en"]),
+    (["--raw", "pt_BR=x.txt"], ["--raw", "'pt_BR'", "valid_de", "e.g. 'pt-BR'"]),  # training refused it later
+    (["--raw", "valid=x.txt"], ["--raw", "'valid' is a split name"]),
 ])
 def test_bad_flags(tmp_path, capsys, flags, words):
     out = tmp_path / "out"
@@ -411,6 +413,51 @@ def test_truncate_mode_keeps_the_first_piece(tmp_path):
     assert list(text_lines(path, max_chars=10, long_lines="truncate")) == ["a" * 10, "ok"]
     assert list(text_lines(path, max_chars=10)) == ["a" * 10, "a" * 10, "a" * 5, "ok"]
     assert list(text_lines(path)) == ["a" * 25, "ok"]
+
+
+def test_carriage_returns_end_lines_as_for_every_later_reader(tmp_path, capsys):
+    """Counted on \\n alone, a classic-Mac file was one line here and hundreds later: the splits came out wrong."""
+    from balkd_fairseq.data.raw_text import text_lines
+
+    mac = tmp_path / "mac.txt"
+    mac.write_bytes("\r".join(f"line {i} äö" for i in range(60)).encode("utf-8") + b"\r")
+    stray = tmp_path / "stray.txt"
+    stray.write_bytes(b"one\r\ntwo\rthree\n\r\nfour\n")
+    assert list(text_lines(stray)) == ["one", "two", "three", "four"]
+    assert len(list(text_lines(mac))) == 60
+    out = tmp_path / "out"
+    assert prepare_cli.main(["--raw", f"de={mac}", "--out", str(out), "--vocab-size", "40", "--valid-lines", "5",
+                             "--test-lines", "5"]) == 0
+    stats = json.loads((out / "stats.json").read_text())["languages"]["de"]
+    assert [stats[split]["lines"] for split in SPLITS] == [50, 5, 5]
+    assert sorted(line for split in SPLITS for line in decoded_lines(out, "de", split)) == sorted(
+        f"line {i} äö" for i in range(60))
+
+
+def test_raw_dir_languages_ignores_other_files_and_a_directory_is_not_a_text_file(tmp_path, capsys):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    good_file(raw, "de.txt")
+    (raw / "de copy.txt").write_text("a stray file beside the inputs\n", encoding="utf-8")
+    out = tmp_path / "out"
+    assert prepare_cli.main(["--raw-dir", str(raw), "--languages", "de", "--out", str(out), "--vocab-size", "40",
+                             "--valid-lines", "2", "--test-lines", "2", "--quiet"]) == 0
+    assert prepare_cli.main(["--raw-dir", str(raw), "--out", str(tmp_path / "all"), "--quiet"]) == 2
+    assert_one_error_line(capsys, "bad language name 'de copy'")
+    assert prepare_cli.main(["--raw", f"de={raw}", "--out", str(tmp_path / "dir"), "--quiet"]) == 2
+    assert_one_error_line(capsys, f"language 'de': {raw} is a directory, not a text file")
+
+
+def test_a_language_whose_text_encodes_to_nothing_is_refused(tmp_path, capsys):
+    """Zero-width characters are not blank to str.strip() but SentencePiece drops them: 0 tokens, then balancing
+    cut every language to one block."""
+    invisible = tmp_path / "zw.txt"
+    invisible.write_text("\u200b\u200c\n" * 60, encoding="utf-8")
+    out = tmp_path / "out"
+    assert prepare_cli.main(["--raw", f"de={good_file(tmp_path)},zw={invisible}", "--out", str(out), "--vocab-size",
+                             "40", "--valid-lines", "5", "--test-lines", "5", "--quiet"]) == 2
+    assert_one_error_line(capsys, "language 'zw'", "50 train lines encode to no tokens", str(invisible))
+    assert not out.exists()
 
 
 def test_a_second_prepare_into_the_same_out_is_refused_while_the_first_runs(tmp_path, capsys):

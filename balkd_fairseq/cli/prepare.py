@@ -89,9 +89,9 @@ def _language_list(value: str, flag: str):
 
 
 def config_from_args(args) -> PrepareConfig:
-    sources = parse_raw_spec(args.raw) if args.raw is not None else sources_from_dir(Path(args.raw_dir))
-    if args.languages:
-        wanted = _language_list(args.languages, "--languages")
+    wanted = _language_list(args.languages, "--languages") if args.languages else None
+    sources = parse_raw_spec(args.raw) if args.raw is not None else sources_from_dir(Path(args.raw_dir), wanted)
+    if wanted:
         available = [s.lang for s in sources]
         missing = [lang for lang in wanted if lang not in available]
         if missing:

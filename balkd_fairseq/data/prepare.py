@@ -87,6 +87,8 @@ class PrepareConfig:
             raise BalkdError(f"--long-lines: must be one of {', '.join(LONG_LINE_MODES)} (got {self.long_lines!r})")
         for source in self.sources:
             for path in source.files.values():
+                if path.is_dir():
+                    raise BalkdError(f"language '{source.lang}': {path} is a directory, not a text file")
                 if not path.is_file():
                     raise BalkdError(f"language '{source.lang}': no such file: {path}")
 
@@ -314,6 +316,16 @@ def binarize(cfg: PrepareConfig, sizes: Dict[str, Dict[str, int]], dictionary, t
     return stats
 
 
+def check_tokens(cfg: PrepareConfig, split_stats: Dict[str, Dict[str, Dict[str, int]]]) -> None:
+    """Refuse a language whose training text encodes to nothing: balancing would cut every language to its size."""
+    for source in cfg.sources:
+        train = split_stats[source.lang]["train"]
+        if train["tokens"] == 0:
+            raise BalkdError(f"language '{source.lang}': its {train['lines']} train lines encode to no tokens "
+                             f"(only characters SentencePiece drops, e.g. zero-width ones): check "
+                             f"{source.files.get('all', source.files.get('train'))} or leave the language out")
+
+
 # --------------------------------------------------------------------------------------------------
 # The whole pipeline
 # --------------------------------------------------------------------------------------------------
@@ -339,6 +351,7 @@ def prepare(cfg: PrepareConfig, out: Path) -> dict:
     dictionary = build_dictionary(train_counts)
     dictionary.save(str(out / "dict.txt"))
     split_stats = binarize(cfg, sizes, dictionary, work, out)
+    check_tokens(cfg, split_stats)
     for lang in sizes:
         shutil.copyfile(out / "dict.txt", out / lang / "dict.txt")
     shutil.rmtree(work)

@@ -1,8 +1,9 @@
 """The raw text ``balkd-prepare`` reads: which file holds which language, and its lines.
 
 ``--raw de=de.txt,en=en.txt`` (or pre-split ``de=train.txt:valid.txt:test.txt``) and ``--raw-dir``
-name the files; :func:`text_lines` streams a file's non-blank lines, refusing invalid UTF-8 with
-the file and line number, and splits (or truncates) a line too long for SentencePiece and fairseq.
+name the files; :func:`text_lines` streams a file's non-blank lines (ended by ``\n``, ``\r\n`` or a
+lone ``\r``, as in text mode), refusing invalid UTF-8 with the file and line number, and splits (or
+truncates) a line too long for SentencePiece and fairseq.
 """
 import re
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from ..errors import BalkdError
 from ..files import numbered_lines
 
 LM_SPLITS = ("train", "valid", "test")  # fairseq's masked-LM split names (probing data uses train/dev/test)
-LANGUAGE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+LANGUAGE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]*$")  # no "_": it separates split and language (valid_de)
 LONG_LINE_MODES = ("split", "truncate")
 # SentencePiece skips training lines over 4192 bytes, and fairseq's ``sample_break_mode: complete`` aborts
 # on a line longer than a block: a 1 MB line without spaces must not reach either of them whole.
@@ -34,7 +35,12 @@ class LanguageSource:
 
 def _check_language_name(lang: str, flag: str) -> None:
     if not LANGUAGE_NAME.match(lang):
-        raise BalkdError(f"{flag}: bad language name {lang!r} (letters, digits, '_' and '-', starting with a letter)")
+        hint = f"; e.g. {lang.replace('_', '-')!r}" if "_" in lang else ""
+        raise BalkdError(f"{flag}: bad language name {lang!r} (letters, digits and '-', starting with a letter: '_' "
+                         f"separates split and language in fairseq's subset names such as valid_de{hint})")
+    if lang in LM_SPLITS:
+        raise BalkdError(f"{flag}: {lang!r} is a split name, not a language name (fairseq would read "
+                         f"--valid-subset {lang} as a split)")
 
 
 def parse_raw_spec(spec: str) -> List[LanguageSource]:
@@ -61,15 +67,16 @@ def parse_raw_spec(spec: str) -> List[LanguageSource]:
     return sources
 
 
-def sources_from_dir(raw_dir: Path) -> List[LanguageSource]:
-    """Every ``<lang>.txt`` in raw_dir, sorted by language."""
+def sources_from_dir(raw_dir: Path, wanted: Optional[List[str]] = None) -> List[LanguageSource]:
+    """Every ``<lang>.txt`` in raw_dir (of the ``wanted`` languages, if given), sorted by language."""
     if not raw_dir.is_dir():
         raise BalkdError(f"--raw-dir: not a directory: {raw_dir}")
     sources = [LanguageSource(p.stem, {"all": p}) for p in sorted(raw_dir.glob("*.txt"))]
     if not sources:
         raise BalkdError(f"--raw-dir: no <lang>.txt file in {raw_dir}")
     for source in sources:
-        _check_language_name(source.lang, f"--raw-dir {raw_dir}")
+        if wanted is None or source.lang in wanted:  # another file there (notes.txt, "de copy.txt") is not an input
+            _check_language_name(source.lang, f"--raw-dir {raw_dir}")
     return sources
 
 
@@ -81,17 +88,20 @@ def text_lines(path: Path, on_bytes: Optional[Callable[[int], None]] = None, max
     characters, at a space where there is one ("split"), or cut to its first piece ("truncate");
     ``on_long`` is called once per such line.
     """
-    for _, text in numbered_lines(path, "text", on_bytes):
-        text = text.strip()
-        if not text:
-            continue
-        if max_chars and len(text) > max_chars:
-            if on_long is not None:
-                on_long()
-            pieces = split_long_line(text, max_chars)
-            yield from pieces[:1] if long_lines == "truncate" else pieces
-        else:
-            yield text
+    for _, line in numbered_lines(path, "text", on_bytes):
+        # a lone carriage return ends a line for every later reader (Python's and fairseq's text mode): here too,
+        # so classic-Mac files and stray \r keep the line counts the splits are cut by
+        for text in line.split("\r"):
+            text = text.strip()
+            if not text:
+                continue
+            if max_chars and len(text) > max_chars:
+                if on_long is not None:
+                    on_long()
+                pieces = split_long_line(text, max_chars)
+                yield from pieces[:1] if long_lines == "truncate" else pieces
+            else:
+                yield text
 
 
 def split_long_line(text: str, max_chars: int) -> List[str]:
