@@ -7,7 +7,8 @@ that errors of fairseq's own start-up checks such as an unwritable ``--save-dir`
 
 * install the one-line error handling (:func:`balkd_fairseq.errors.install_error_handling`);
 * make fairseq's checkpoint saving atomic (:mod:`balkd_fairseq.atomic_checkpoints`);
-* lock the run's ``--save-dir`` (:mod:`balkd_fairseq.locks`) and refuse one it cannot write;
+* lock the run's ``--save-dir`` (:mod:`balkd_fairseq.locks`) and refuse one it cannot write or that lies
+  inside the data directory;
 * stop fairseq's data prefetch thread before the interpreter exits (see :func:`stop_prefetch_threads`).
 """
 import atexit
@@ -49,12 +50,27 @@ def start_task_run():
         return None
     save_dir = cfg.checkpoint.save_dir
     if os.path.realpath(save_dir) not in _locked_save_dirs:
+        _refuse_save_dir_inside_data(save_dir, getattr(getattr(cfg, "task", None), "data", None))
         check_writable_dir(save_dir, "--save-dir")
         from .locks import hold_directory_lock
 
         hold_directory_lock(save_dir, "--save-dir")
         _locked_save_dirs.add(os.path.realpath(save_dir))
     return cfg.checkpoint
+
+
+def _refuse_save_dir_inside_data(save_dir: str, data) -> None:
+    """Checkpoints never go into DATA: its subdirectories are languages, so every later command would trip on them."""
+    if not isinstance(data, str) or not data:
+        return
+    root = os.path.realpath(data.split(os.pathsep)[0])
+    if os.path.commonpath([os.path.realpath(save_dir), root]) == root:
+        try:
+            os.rmdir(save_dir)  # fairseq-train created it, empty, before setting up the task
+        except OSError:
+            pass
+        raise BalkdError(f"--save-dir: {save_dir} is or lies inside the data directory {data}; checkpoints are never "
+                         "written into DATA (its subdirectories are languages): choose another directory")
 
 
 def chosen_for_this_run(task_name: str) -> bool:

@@ -26,7 +26,7 @@ import pytest
 import torch
 from _tiny_models import tiny_project, write_probing_data
 from fairseq.data import Dictionary
-from helpers import distill_args, json_log_records, run_fairseq_train, write_split
+from helpers import TINY_ARCH, distill_args, json_log_records, run_fairseq_train, write_split
 from warm import python_command, warm_env
 
 import balkd_fairseq  # noqa: F401  (allowlists what fairseq checkpoints contain)
@@ -302,6 +302,40 @@ def case_save_dir_in_use_by_another_run(env):  # both runs used to exit 0, overw
     return invocation
 
 
+def case_train_bin_truncated(env):  # a ValueError traceback at the first batch reading past the file's end
+    data = copy_data(env)
+    binary = data / "bb" / "train.bin"
+    binary.write_bytes(binary.read_bytes()[:100])
+    return train(env, ["language 'bb'", f"{binary} is truncated (100 bytes"], data=data)
+
+
+def case_student_save_dir_inside_the_data(env):  # wrote DATA/ckpt/dict.txt; 'ckpt' then broke every command on DATA
+    data = copy_data(env)
+    args = distill_args(data, data / "ckpt", env.spec, updates=2)
+    return Invocation("fairseq-train", args, ["--save-dir", "lies inside the data directory"], [data],
+                      never_created=[data / "ckpt"])
+
+
+def case_max_tokens_below_the_longest_block(env):  # fairseq's "Sentences lengths should not exceed" assertion
+    return train(env, ["--max-tokens 6 is smaller than the 'train' split's longest block ("], extra=["--max-tokens", "6"])
+
+
+def case_balkd_train_without_arch(env):  # fairseq's RuntimeError with no message
+    save = Path(shutil.copytree(env.previous, env.tmp / "save"))
+    args = [a for a in distill_args(env.data, save, env.spec) if a not in ("--arch", "roberta_base")]
+    return Invocation("train", args, ["--arch is missing", "e.g. --arch roberta_base"], [save])
+
+
+def case_train_teachers_best_without_validation(env):  # trained every teacher, then "no checkpoint_best.pt"
+    save = env.tmp / "TEACHERS"
+    save.mkdir()
+    (save / "notes.txt").write_text("the user's", encoding="utf-8")
+    return Invocation("train_teachers", [str(env.data), "--save-dir", str(save), "--use-checkpoint", "best", "--",
+                                         *TINY_ARCH, "--disable-validation"],
+                      ["--use-checkpoint best needs validation", "--disable-validation"], [save],
+                      never_created=[save / "aa"])
+
+
 def eval_lm(env, checkpoint, expected, data=None):
     out = env.tmp / "OUT"
     (out / "m").mkdir(parents=True)
@@ -442,6 +476,28 @@ def case_probe_merge_across_checkpoints(env):
     earlier = {"kind": "probing", "checkpoint_sha256": "0" * 64, "tasks": {"ner": {"languages": ["aa", "bb"]}}}
     return probe_run(env, ["holds ner results of other settings", "checkpoint_sha256: 000000000000 there"],
                      extra=["--tasks", "pos"], earlier=json.dumps(earlier))
+
+
+def case_probe_beside_lm_scores_of_another_checkpoint(env):  # balkd-report showed both as one model
+    invocation = probe_run(env, ["holds results of another checkpoint", "(sha256 000000000000 there, sha256 "])
+    (env.tmp / "OUT" / "m" / "lm.json").write_text(json.dumps({"kind": "lm", "checkpoint_sha256": "0" * 64}),
+                                                   encoding="utf-8")
+    return invocation
+
+
+def case_eval_beside_probes_of_another_checkpoint(env):  # balkd-report showed both as one model
+    invocation = eval_lm(env, env.teachers["aa"], ["OUT/m/probe.json holds results of another checkpoint",
+                                                   f"({env.teachers['bb']} there, {env.teachers['aa']} now)"])
+    (env.tmp / "OUT" / "m" / "probe.json").write_text(
+        json.dumps({"kind": "probing", "checkpoint": str(env.teachers["bb"])}), encoding="utf-8")
+    return invocation
+
+
+def case_eval_output_of_a_model_is_a_file(env):  # a traceback after every model was scored, the others written
+    invocation = eval_lm(env, env.teachers["aa"], ["--output-dir", "OUT/z exists and is not a directory"])
+    (env.tmp / "OUT" / "z").write_text("the user's file", encoding="utf-8")
+    invocation.args += ["--checkpoint", f"z={env.teachers['bb']}"]
+    return invocation
 
 
 def case_probe_output_holds_another_file(env):

@@ -218,6 +218,7 @@ def test_discovered_language_with_separator_is_refused(tiny_data, tmp_path):
     ({"sampling_alpha": float("nan")}, "--sampling-alpha must be a finite number"),
     ({"sampling_alpha": -0.5}, "--sampling-alpha must be >= 0"),
     ({"samples_per_language": -4}, "--samples-per-language must be >= 0"),
+    ({"samples_per_language": 5, "balance": "none"}, "--samples-per-language needs a balancing mode"),
     ({"mask_prob": 1.0}, r"--mask-prob must be in \(0, 1\)"),
     ({"tokens_per_sample": 1}, "--tokens-per-sample must be >= 2"),
     ({"leave_unmasked_prob": 0.6, "random_token_prob": 0.6}, "must be <= 1"),

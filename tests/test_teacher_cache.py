@@ -249,9 +249,16 @@ def test_cli_refuses_to_overwrite_and_needs_max_epoch(cache_dir, tiny_data, teac
 
 @pytest.mark.slow
 def test_fairseq_train_from_cache_until_the_cache_ends(cache_dir, tiny_data, teacher_spec, tmp_path):
-    """Two cached epochs train and validate (per language); epoch 3 stops with the clear error."""
+    """Two cached epochs train and validate (per language); epoch 3 stops with the clear error. A --max-epoch
+    past the cache is refused before the first update."""
+    too_many = distill_args(tiny_data, tmp_path / "early", teacher_spec, updates=1000,
+                            extra=["--teacher-cache", str(cache_dir), "--max-epoch", str(EPOCHS + 1)])
+    proc = run_fairseq_train(too_many, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert f"--max-epoch {EPOCHS + 1}: --teacher-cache {cache_dir} holds train epochs 1..{EPOCHS}" in proc.stderr
+    assert not json_log_records(proc.stdout, "train_inner") and not (tmp_path / "early" / "checkpoint_last.pt").exists()
     args = distill_args(tiny_data, tmp_path / "ckpt", teacher_spec, updates=1000,
-                        extra=["--teacher-cache", str(cache_dir), "--max-epoch", str(EPOCHS + 1), "--valid-subset", VALID])
+                        extra=["--teacher-cache", str(cache_dir), "--valid-subset", VALID])  # bounded by updates only
     proc = run_fairseq_train(args, check=False)
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "epoch 3 is not cached" in proc.stderr and "Traceback" not in proc.stderr

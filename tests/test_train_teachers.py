@@ -60,6 +60,24 @@ def test_trains_each_language_then_skips_complete_ones(tiny_data, tmp_path, caps
     assert last.read_bytes() == before, "a finished teacher was trained one more update"
     assert "the run is finished, nothing to do" in (save / "aa" / "train.log").read_text()
 
+    # other flags that train it no further (its schedule is done): refused, the record keeps the flags it had
+    done = (save / "aa" / "teacher_done.json").read_text()
+    at = more.index("--lr") + 1
+    other_lr = more[:at] + ["0.01"] + more[at + 1:]
+    capsys.readouterr()
+    assert main([str(data), "--save-dir", str(save), "--languages", "aa", *other_lr]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1
+    assert "finished with other settings (flags from '--lr 0.001' there, '--lr 0.01' now)" in err.splitlines()[-1]
+    assert (save / "aa" / "teacher_done.json").read_text() == done and last.read_bytes() == before
+
+    # DATA prepared again with another dictionary: a finished teacher is not skipped as complete
+    original = (data / "dict.txt").read_text(encoding="utf-8")
+    (data / "dict.txt").write_text(original + "zzextra 1\n", encoding="utf-8")
+    assert main([str(data), "--save-dir", str(save), "--languages", "aa", *more]) == 2
+    assert "'aa'" in (err := capsys.readouterr().err) and "trained with another dictionary" in err
+    (data / "dict.txt").write_text(original, encoding="utf-8")
+
     # --force retrains from scratch (not a resume past --max-update), and leaves no old files behind
     assert main([str(data), "--save-dir", str(save), "--languages", "aa", "--force", *FLAGS]) == 0
     assert torch.load(last, weights_only=True)["optimizer_history"][-1]["num_updates"] == 2
@@ -88,6 +106,24 @@ def test_force_sets_the_old_teacher_aside_until_the_new_one_is_done(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert set_aside_previous_run(str(empty)) is None, "nothing to set aside"
+
+
+def test_an_interrupted_force_retraining_puts_the_finished_teacher_back(tiny_data, tmp_path, monkeypatch):
+    from balkd_fairseq.cli import train_teachers
+
+    lang_dir = tmp_path / "aa"
+    lang_dir.mkdir()
+    (lang_dir / "checkpoint_last.pt").write_bytes(b"finished")
+    (lang_dir / "teacher_done.json").write_text("{}")
+
+    def interrupted(data, lang, directory, *args):
+        (lang_dir / "checkpoint_last.pt").write_bytes(b"11 updates of 100000")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_teachers, "_train", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_one(str(tiny_data), "aa", str(lang_dir), FLAGS[1:], fresh=True)
+    assert (lang_dir / "checkpoint_last.pt").read_bytes() == b"finished" and not (lang_dir / ".previous").exists()
 
 
 def test_errors_name_the_problem(tiny_data, tmp_path, capsys):

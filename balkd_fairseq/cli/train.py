@@ -67,6 +67,12 @@ def flag_value(args: List[str], flag: str) -> Optional[str]:
     return None
 
 
+def check_arch(args: List[str], where: str = "") -> None:
+    """fairseq-train without --arch ends in a RuntimeError with no message: name the flag instead."""
+    if not (has_flag(args, "--arch") or has_flag(args, "-a") or has_flag(args, "--help") or has_flag(args, "-h")):
+        raise BalkdError(f"--arch is missing{where}: fairseq-train needs a model architecture, e.g. --arch roberta_base")
+
+
 def visible_gpus() -> int:
     import torch
 
@@ -134,6 +140,7 @@ def _main(argv: Optional[List[str]]) -> int:
     env = dict(os.environ)
     if "RANK" not in env and "SLURM_PROCID" in env and int(env.get("SLURM_NTASKS", "1")) > 1:
         os.environ.update(slurm_master_env(env))
+    check_arch(args)
     full = fairseq_args(args, env, on_cpu, gpus)
     from fairseq_cli import train as fairseq_train
 

@@ -9,7 +9,10 @@ with the flags after ``--``, saving to TEACHERS/<lang>/. Nothing is written into
 a teacher is trained with is copied beside its checkpoints (TEACHERS/<lang>/dict.txt), so the student
 can check it without the data, and its hash goes into TEACHERS/<lang>/teacher_done.json.
 It is resumable: an interrupted language resumes from its checkpoint_last.pt, and a language whose
-teacher is already complete (same flags) is skipped. At the end it writes TEACHERS/teachers.json,
+teacher is already complete (same flags and dictionary) is skipped. A teacher finished with other
+flags is resumed as fairseq resumes (e.g. a larger --max-update trains it further); if that trains it
+no further, it is refused rather than recorded under flags it was not trained with. One trained with
+another dictionary is refused (``--force`` retrains either from scratch). At the end it writes TEACHERS/teachers.json,
 the ``--teachers`` mapping the student needs.
 
 ``--init-from CHECKPOINT`` starts every teacher from one checkpoint (typically the HL-balanced
@@ -27,7 +30,7 @@ from typing import Dict, List, Optional
 
 from tqdm import tqdm
 
-from ..data.dictionary_hash import record_dictionary
+from ..data.dictionary_hash import dict_file_sha256, record_dictionary
 from ..data.languages import resolve_languages
 from ..errors import BalkdError
 from ..files import read_json
@@ -37,6 +40,7 @@ from ..processes import run_child
 from ..sharding import languages_of_shard, resolve_shard
 from ..teacher_init import check_init_checkpoint, init_flags, record_init
 from .common import ArgumentParser, run_cli
+from .train import check_arch
 
 # a teacher is one process: the rank of a torchrun/SLURM worker chose its shard of languages (--shard),
 # it must not make the teacher's fairseq-train join a distributed job
@@ -129,6 +133,40 @@ def is_complete(lang_dir: str, signature: str) -> bool:
     return isinstance(record, dict) and record.get("signature") == signature
 
 
+COMPLETE, ABSENT = "complete", "absent"  # what a language's directory holds (else: how its settings differ)
+
+
+def finished_teacher(lang: str, lang_dir: str, signature: str, fairseq_args: List[str], dictionary: str) -> str:
+    """COMPLETE (a finished teacher of these settings: skipped), ABSENT (none finished: train or resume), or how
+    the finished teacher's settings differ from these (fairseq then resumes it, which trains it further or not
+    at all). A finished teacher trained with another dictionary (DATA prepared again) is refused."""
+    path = os.path.join(lang_dir, DONE_FILE)
+    record = read_json(path, "balkd-train-teachers") if os.path.isfile(path) else None
+    if not isinstance(record, dict):
+        return ABSENT
+    if record.get("dictionary_sha256") not in (None, dict_file_sha256(dictionary)):
+        raise BalkdError(f"teacher for {lang!r} in {lang_dir} was trained with another dictionary than {dictionary} "
+                         "(was DATA prepared again?): pass --force to retrain it, or use another --save-dir")
+    if record.get("signature") == signature:
+        return COMPLETE
+    return _flag_difference(record.get("fairseq_args") or [], fairseq_args)
+
+
+def checkpoint_stamp(lang_dir: str):
+    """(size, mtime) of checkpoint_last.pt: fairseq rewrites it whenever it trains."""
+    path = os.path.join(lang_dir, "checkpoint_last.pt")
+    return (os.path.getsize(path), os.stat(path).st_mtime_ns) if os.path.isfile(path) else None
+
+
+def _flag_difference(before: List[str], now: List[str]) -> str:
+    if before == now:
+        return "the same flags, another --init-from checkpoint"
+    i = next((k for k, (a, b) in enumerate(zip(before, now)) if a != b), min(len(before), len(now)))
+    if 0 < i and not (before[i:i + 1] or now[i:i + 1] or ["--"])[0].startswith("--"):
+        i -= 1  # a value differs: show its flag too
+    return f"flags from {' '.join(before[i:i + 2]) or 'their end'!r} there, {' '.join(now[i:i + 2]) or 'their end'!r} now"
+
+
 def check_save_dir_outside_data(save_dir: str, data: str, langs: List[str]) -> None:
     """Teachers are written into SAVE/<lang>/: never into DATA (its <lang>/ holds the user's binarized text)."""
     data_real = os.path.realpath(data)
@@ -196,7 +234,7 @@ def train_one(data: str, lang: str, lang_dir: str, fairseq_args: List[str], init
     previous = set_aside_previous_run(lang_dir) if fresh else None
     try:
         digest = _train(data, lang, lang_dir, fairseq_args, init)
-    except BalkdError:
+    except BaseException:  # also Ctrl-C: the half-trained teacher must not take the finished one's place
         if previous is not None:
             restore_previous_run(lang_dir, previous)
         raise
@@ -239,6 +277,10 @@ def _main(argv: Optional[List[str]]) -> int:
         raise BalkdError("do not pass --save-dir, --task or --criterion after '--': balkd-train-teachers sets them")
     langs = languages_of(args.data, args.languages, subset_flags(fairseq_args)["train"])
     check_save_dir_outside_data(args.save_dir, args.data, langs)
+    check_arch(fairseq_args, " after '--'")
+    if args.use_checkpoint == "best" and "--disable-validation" in fairseq_args:
+        raise BalkdError("--use-checkpoint best needs validation, but '--disable-validation' is given after '--' "
+                         "(no checkpoint_best.pt is written): use --use-checkpoint last or validate")
     init = check_init_checkpoint(args.init_from, os.path.join(args.data, "dict.txt"), fairseq_args) if args.init_from else None
     signature = run_signature(fairseq_args, init)
     shard = resolve_shard(args.shard)
@@ -248,9 +290,15 @@ def _main(argv: Optional[List[str]]) -> int:
     for lang in tqdm(languages_of_shard(langs, sizes, shard), desc=f"teachers{f' (shard {shard})' if shard else ''}",
                      unit="lang"):
         lang_dir = os.path.join(args.save_dir, lang)
-        if args.force or not is_complete(lang_dir, signature):
+        finished = finished_teacher(lang, lang_dir, signature, fairseq_args, os.path.join(args.data, "dict.txt"))
+        if args.force or finished != COMPLETE:
             tqdm.write(f"training teacher for {lang} (log: {os.path.join(lang_dir, 'train.log')})")
+            stamp = checkpoint_stamp(lang_dir) if finished != ABSENT and not args.force else None
             digest = train_one(args.data, lang, lang_dir, fairseq_args, init, fresh=args.force)
+            if stamp is not None and checkpoint_stamp(lang_dir) == stamp:
+                raise BalkdError(f"teacher for {lang!r} in {lang_dir} had finished with other settings ({finished}) "
+                                 "and these train it no further (its schedule is done), so it keeps its record: pass "
+                                 "--force to retrain it from scratch with these, or use another --save-dir")
             write_json(os.path.join(lang_dir, DONE_FILE), {"signature": signature, "fairseq_args": fairseq_args,
                                                            "dictionary_sha256": digest, "init_from": init})
         else:

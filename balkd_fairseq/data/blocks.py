@@ -11,6 +11,7 @@ from typing import Optional
 
 import numpy as np
 from fairseq.data import MaskTokensDataset
+from fairseq.data.indexed_dataset import MMapIndexedDataset
 from fairseq.tasks.masked_lm import MaskedLMConfig, MaskedLMTask
 
 from ..errors import BalkdError
@@ -55,8 +56,26 @@ def language_blocks(root: str, lang: str, split: str, dictionary, cfg, combine: 
         raise BalkdError(f"language {lang!r}: cannot read {prefix}.{{bin,idx}}: {err}") from None
     if len(blocks) == 0:
         raise BalkdError(f"language {lang!r} has an empty {split} split: {prefix}.bin")
+    check_bin_complete(prefix, lang)
     check_block_lengths(blocks, cfg, lang, split, prefix)
     return blocks
+
+
+def check_bin_complete(prefix: str, lang: str) -> None:
+    """A ``.bin`` shorter than its index says (an interrupted copy, a full disk) fails only when a missing
+    item is read, deep inside a batch: refuse it at load time."""
+    try:
+        index = MMapIndexedDataset.Index(prefix + ".idx")
+    except (OSError, ValueError, AssertionError, struct.error):
+        return  # not fairseq's mmap format: the other readers check their own files
+    if len(index) == 0:
+        return
+    pointer, size = index[len(index) - 1]
+    expected = int(pointer) + int(size) * np.dtype(index.dtype).itemsize
+    found = os.path.getsize(prefix + ".bin")
+    if found < expected:
+        raise BalkdError(f"language {lang!r}: {prefix}.bin is truncated ({found:,} bytes; its index describes "
+                         f"{expected:,}): copy or prepare it again")
 
 
 def check_block_lengths(blocks, cfg, lang: str, split: str, prefix: str) -> None:

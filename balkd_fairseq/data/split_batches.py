@@ -5,10 +5,28 @@ fairseq's ``batch_by_size`` drops the last ``len % --required-batch-size-multipl
 gives zero batches, as does one whose every block is skipped as longer than ``--max-tokens``
 (``--skip-invalid-size-inputs-valid-test``). fairseq then ends with
 "The dataset is empty" (a traceback) at its first batch; this names the split, its size and the flag.
+A block longer than ``--max-tokens`` is dropped from the training split (fairseq skips it) and fails the
+other splits' batching with an assertion (a traceback) unless ``--skip-invalid-size-inputs-valid-test``;
+:func:`check_blocks_fit` names the flags instead.
 """
 from typing import List, Optional
 
+import numpy as np
+
 from ..errors import BalkdError
+
+
+def check_blocks_fit(dataset, split: str, max_tokens: Optional[int], skipped: bool) -> None:
+    """Refuse a split with a block longer than ``max_tokens`` that fairseq would not skip (``skipped``)."""
+    sizes = getattr(dataset, "sizes", None)  # what fairseq batches by: a block's tokens
+    if isinstance(sizes, (list, tuple)):
+        sizes = sizes[0] if sizes else None
+    if not max_tokens or skipped or sizes is None or len(sizes) == 0:
+        return
+    longest = int(np.max(sizes))
+    if longest > max_tokens:
+        raise BalkdError(f"--max-tokens {max_tokens} is smaller than the {split!r} split's longest block "
+                         f"({longest} tokens): raise --max-tokens to at least {longest} or lower --tokens-per-sample")
 
 
 def check_split_has_batches(batches, split: str, languages: List[str], blocks: int, required_multiple: int,

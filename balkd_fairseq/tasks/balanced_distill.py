@@ -60,7 +60,7 @@ from ..data.resume_settings import (
     resumed_checkpoint,
     stop_if_finished,
 )
-from ..data.split_batches import check_split_has_batches
+from ..data.split_batches import check_blocks_fit, check_split_has_batches
 from ..data.subset_dataset import EpochSubsetDataset, LanguageDraw
 from ..errors import BalkdError
 from ..soft_labels.fallback import FALLBACK_RULES
@@ -197,6 +197,9 @@ def check_settings(cfg) -> None:
     at_least("language_run_batches", 1)
     if cfg.language_run_batches > 1 and not cfg.batch_by_language:
         raise BalkdError("--language-run-batches needs --batch-by-language (a run is of one-language batches)")
+    if cfg.samples_per_language and str(cfg.balance) == "none":
+        raise BalkdError("--samples-per-language needs a balancing mode (--balance subsample, upsample or "
+                         "temperature): --balance none trains on every sample as it is")
     at_least("tokens_per_sample", 2)  # one position is <s>
     at_least("mask_multiple_length", 1)
     at_least("mask_stdev", 0)
@@ -436,8 +439,12 @@ class BalancedDistillTask(MaskedLMTask):
         )
 
     def get_batch_iterator(self, dataset, **kwargs):
-        iterator = super().get_batch_iterator(dataset, **kwargs)
         split = next((name for name, loaded in self.datasets.items() if loaded is dataset), None)
+        # fairseq skips the training split's blocks longer than --max-tokens without a word per block (and asserts on
+        # the others' unless --skip-invalid-size-inputs-valid-test): both are a --max-tokens below the block length
+        skipped = kwargs.get("ignore_invalid_inputs", False) and split != self.train_subset_name
+        check_blocks_fit(dataset, split or "given", kwargs.get("max_tokens"), skipped)
+        iterator = super().get_batch_iterator(dataset, **kwargs)
         if split is not None and hasattr(iterator, "frozen_batches"):  # (fairseq batches it next anyway)
             check_split_has_batches(iterator.frozen_batches, split, self._split_languages(split)[1], len(dataset),
                                     kwargs.get("required_batch_size_multiple", 1), kwargs.get("max_tokens"),
@@ -459,6 +466,7 @@ class BalancedDistillTask(MaskedLMTask):
             from ..soft_labels.cache import TeacherCache
 
             source = TeacherCache.open(self.cfg.teacher_cache, self)
+            self._check_cached_epochs(source.epochs.get(self.train_subset_name) or [])
             logger.info(f"soft labels from the teacher cache {self.cfg.teacher_cache}; teachers are not loaded")
         elif self.cfg.teachers:
             from ..soft_labels.online import TeacherSet
@@ -468,6 +476,17 @@ class BalancedDistillTask(MaskedLMTask):
             raise BalkdError("soft labels need --teachers (teacher checkpoints) or --teacher-cache (a balkd-cache-teachers directory)")
         record_manifest(self.state, source.manifest())
         return source
+
+    def _check_cached_epochs(self, cached: List[int]) -> None:
+        """A --max-epoch past the cache would stop the run at the first epoch it lacks: refuse it before training."""
+        from ..task_run import fairseq_run_config
+
+        run = fairseq_run_config()
+        max_epoch = int(getattr(getattr(run, "optimization", None), "max_epoch", 0) or 0)
+        if cached and max_epoch > max(cached):
+            raise BalkdError(f"--max-epoch {max_epoch}: --teacher-cache {self.cfg.teacher_cache} holds train epochs "
+                             f"{min(cached)}..{max(cached)}; rebuild it with --max-epoch {max_epoch} or train for "
+                             f"--max-epoch {max(cached)}")
 
     def reduce_metrics(self, logging_outputs, criterion):
         super().reduce_metrics(logging_outputs, criterion)
