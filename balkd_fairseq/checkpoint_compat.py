@@ -82,8 +82,6 @@ def describe_load_error(err: BaseException) -> str:
     first = lines[0].split(". ")[0] if lines else type(err).__name__
     if "PytorchStreamReader" in text or isinstance(err, (EOFError, pickle.UnpicklingError)):
         return f"truncated or corrupt file ({first})"
-    if isinstance(err, (KeyError, AttributeError, UnicodeDecodeError)):  # torch's legacy reader on other bytes
-        return f"not a file torch.save wrote ({type(err).__name__}: {first})"
     return f"{type(err).__name__}: {first}"
 
 

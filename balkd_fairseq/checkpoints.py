@@ -55,7 +55,10 @@ def _readable(path: str, what: str, read: Callable[[], dict]) -> dict:
 def _read(path: str) -> dict:
     """The unpickled checkpoint, ``torch.load(mmap=True)`` where torch allows it (fairseq passes torch.load an
     open file, which torch cannot map)."""
-    state = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+    except (KeyError, AttributeError, UnicodeDecodeError) as err:  # torch's legacy reader on other bytes
+        raise NotACheckpoint(f"not a file torch.save wrote ({type(err).__name__}: {err})") from None
     if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
         raise NotACheckpoint(f"a torch file holding {_what_it_holds(state)}, not a fairseq checkpoint "
                              "(no 'model' weights)")

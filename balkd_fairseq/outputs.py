@@ -105,9 +105,16 @@ def check_replaceable(out: PathLike, inputs: Iterable[PathLike] = (), flag: str 
         raise BalkdError(f"{flag}: {out} was not created by balkd-fairseq (it has no {marker}); refusing to "
                          "replace it: remove it yourself or choose another directory")
     creator = _marker_command(real / marker) if command and (real / marker).is_file() else command
-    if creator != command:
+    if _command_stem(creator) != _command_stem(command):
         raise BalkdError(f"{flag}: {out} was written by {creator}, not {command}; refusing to replace it: "
                          "choose another directory")
+
+
+def _command_stem(command: Optional[str]) -> str:
+    """``balkd-synth``, ``synth.py`` (``python -m balkd_fairseq.cli.synth``) and ``synth`` name one command."""
+    name = os.path.basename(str(command))
+    name = name[:-len(".py")] if name.endswith(".py") else name
+    return name[len("balkd-"):] if name.startswith("balkd-") else name
 
 
 def _marker_command(path: Path) -> str:

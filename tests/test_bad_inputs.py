@@ -487,9 +487,10 @@ def case_probe_beside_lm_scores_of_another_checkpoint(env):  # balkd-report show
 
 def case_eval_beside_probes_of_another_checkpoint(env):  # balkd-report showed both as one model
     invocation = eval_lm(env, env.teachers["aa"], ["OUT/m/probe.json holds results of another checkpoint",
-                                                   f"({env.teachers['bb']} there, {env.teachers['aa']} now)"])
+                                                   "(sha256 000000000000 there, sha256 "])
     (env.tmp / "OUT" / "m" / "probe.json").write_text(
-        json.dumps({"kind": "probing", "checkpoint": str(env.teachers["bb"])}), encoding="utf-8")
+        json.dumps({"kind": "probing", "checkpoint": str(env.teachers["bb"]), "checkpoint_sha256": "0" * 64}),
+        encoding="utf-8")
     return invocation
 
 

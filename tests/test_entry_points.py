@@ -268,3 +268,17 @@ def test_each_training_run_in_one_process_locks_and_gets_its_own_save_dir(monkey
     assert locked == [str(tmp_path / "one"), str(tmp_path / "two")]
     monkeypatch.setattr(task_run, "fairseq_run_config", lambda: None)  # no run (yet): nothing to lock or record
     assert task_run.start_task_run() is None
+
+
+@pytest.mark.parametrize("args, refused", [(["DATA"], True), (["DATA", "--arch", "roberta_base"], False),
+                                           (["DATA", "-a", "roberta_base"], False), (["DATA", "-aroberta_base"], False),
+                                           (["DATA", "--arch=roberta_base"], False)])
+def test_balkd_train_names_a_missing_arch(args, refused):
+    from balkd_fairseq.cli.train import check_arch
+    from balkd_fairseq.errors import BalkdError
+
+    if refused:
+        with pytest.raises(BalkdError, match="--arch is missing"):
+            check_arch(args)
+    else:
+        check_arch(args)

@@ -48,6 +48,19 @@ def test_replace_guard(tmp_path):
     check_replaceable(tmp_path / "absent", [raw / "de.txt"])
 
 
+def test_force_replaces_only_what_the_same_command_wrote(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "dict.txt").write_text("a 1\n")
+    write_marker(out, "balkd-prepare", complete=True)
+    with pytest.raises(BalkdError, match="written by balkd-prepare, not balkd-export"):
+        check_replaceable(out, [], command="balkd-export")
+    check_replaceable(out, [], command="balkd-prepare")
+    write_marker(out, "synth.py", complete=True)  # python -m balkd_fairseq.cli.synth, before markers named commands
+    check_replaceable(out, [], command="balkd-synth")
+    check_replaceable(out, [])  # no command given: any balkd output (the cache's own guard)
+
+
 def test_inputs_reached_through_a_symlink_are_still_inputs(tmp_path):
     raw = tmp_path / "raw"
     raw.mkdir()

@@ -86,6 +86,10 @@ def test_iob2_strips_wikiann_prefixes_of_several_parts(tmp_path, code):
 def test_iob2_a_colon_in_one_token_is_not_a_language_prefix(tmp_path):
     text = "ftp:files\tO\nserver\tO\n\nftp:backup\tO\n"
     assert [s.words for s in read_iob2(_write(tmp_path, "x.iob2", text))] == [["ftp:files", "server"], ["ftp:backup"]]
+    one_word_first = "ftp:files\tO\n\nftp:backup\tO\nserver\tO\n"
+    assert [s.words for s in read_iob2(_write(tmp_path, "y.iob2", one_word_first))] == [["ftp:files"],
+                                                                                       ["ftp:backup", "server"]]
+    assert [s.words for s in read_iob2(_write(tmp_path, "z.iob2", "en:Paris\tB-LOC\n"))] == [["en:Paris"]]
 
 
 def test_iob2_document_markers_end_a_sentence_and_are_not_words(tmp_path):

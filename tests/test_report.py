@@ -245,19 +245,23 @@ def _set(directory, name, **fields):
 
 def test_lm_scores_and_probes_of_different_checkpoints_in_one_run_are_refused(tmp_path, capsys):
     write_run(tmp_path / "HL", seed=1)
-    _set(tmp_path / "HL", "lm.json", checkpoint="/ck/HL-balanced.pt")  # re-evaluated under the same name
-    _set(tmp_path / "HL", "probe.json", checkpoint="/ck/HL.pt")
+    _set(tmp_path / "HL", "lm.json", checkpoint="/ck/HL-balanced.pt", checkpoint_sha256="a" * 64)  # re-evaluated
+    _set(tmp_path / "HL", "probe.json", checkpoint="/ck/HL.pt", checkpoint_sha256="b" * 64)  # under the same name
     argv = ["--no-plot", "--model", f"HL={tmp_path / 'HL'}", "--output-dir", str(tmp_path / "out")]
     assert report.main(argv) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "scores /ck/HL-balanced.pt but" in err and "probes /ck/HL.pt" in err
+    assert err.count("\n") == 1 and "scores sha256 aaaaaaaaaaaa but" in err and "probes sha256 bbbbbbbbbbbb" in err
     assert not os.path.exists(tmp_path / "out")
-    # by content where both record it: another path to the same file is the same checkpoint
-    _set(tmp_path / "HL", "lm.json", checkpoint_sha256="a" * 64)
-    _set(tmp_path / "HL", "probe.json", checkpoint_sha256="a" * 64)
+    _set(tmp_path / "HL", "probe.json", checkpoint_sha256="a" * 64)  # the same content under another path
     assert report.main(argv) == 0
-    _set(tmp_path / "HL", "probe.json", checkpoint_sha256="b" * 64)
-    assert report.main(argv) == 2 and "scores sha256 aaaaaaaaaaaa but" in capsys.readouterr().err
+    _set(tmp_path / "HL", "probe.json", random_init=1)  # balkd-probe --random-init: the untrained control
+    assert report.main(argv) == 2
+    assert "probes the untrained weights of --random-init 1" in capsys.readouterr().err
+    # an older lm.json records the path only, which a moved project changes: a warning, not a refusal
+    _set(tmp_path / "HL", "lm.json", checkpoint_sha256=None)
+    _set(tmp_path / "HL", "probe.json", random_init=None)
+    assert report.main(argv) == 0
+    assert "recorded by path only" in capsys.readouterr().err
 
 
 def test_languages_leaves_out_a_language_only_probed(tmp_path, capsys):

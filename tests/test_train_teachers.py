@@ -76,6 +76,8 @@ def test_trains_each_language_then_skips_complete_ones(tiny_data, tmp_path, caps
     (data / "dict.txt").write_text(original + "zzextra 1\n", encoding="utf-8")
     assert main([str(data), "--save-dir", str(save), "--languages", "aa", *more]) == 2
     assert "'aa'" in (err := capsys.readouterr().err) and "trained with another dictionary" in err
+    assert main([str(data), "--save-dir", str(save), "--languages", "aa", "--force", *more]) == 0  # the remedy
+    assert (save / "aa" / "dict.txt").read_text(encoding="utf-8") == original + "zzextra 1\n"
     (data / "dict.txt").write_text(original, encoding="utf-8")
 
     # --force retrains from scratch (not a resume past --max-update), and leaves no old files behind

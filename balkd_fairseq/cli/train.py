@@ -69,7 +69,8 @@ def flag_value(args: List[str], flag: str) -> Optional[str]:
 
 def check_arch(args: List[str], where: str = "") -> None:
     """fairseq-train without --arch ends in a RuntimeError with no message: name the flag instead."""
-    if not (has_flag(args, "--arch") or has_flag(args, "-a") or has_flag(args, "--help") or has_flag(args, "-h")):
+    short = any(a.startswith("-a") and not a.startswith("--") for a in args)  # -a NAME or -aNAME
+    if not (has_flag(args, "--arch") or short or has_flag(args, "--help") or has_flag(args, "-h")):
         raise BalkdError(f"--arch is missing{where}: fairseq-train needs a model architecture, e.g. --arch roberta_base")
 
 

@@ -290,10 +290,11 @@ def _main(argv: Optional[List[str]]) -> int:
     for lang in tqdm(languages_of_shard(langs, sizes, shard), desc=f"teachers{f' (shard {shard})' if shard else ''}",
                      unit="lang"):
         lang_dir = os.path.join(args.save_dir, lang)
-        finished = finished_teacher(lang, lang_dir, signature, fairseq_args, os.path.join(args.data, "dict.txt"))
-        if args.force or finished != COMPLETE:
+        finished = ABSENT if args.force else finished_teacher(lang, lang_dir, signature, fairseq_args,
+                                                               os.path.join(args.data, "dict.txt"))
+        if finished != COMPLETE:
             tqdm.write(f"training teacher for {lang} (log: {os.path.join(lang_dir, 'train.log')})")
-            stamp = checkpoint_stamp(lang_dir) if finished != ABSENT and not args.force else None
+            stamp = checkpoint_stamp(lang_dir) if finished != ABSENT else None
             digest = train_one(args.data, lang, lang_dir, fairseq_args, init, fresh=args.force)
             if stamp is not None and checkpoint_stamp(lang_dir) == stamp:
                 raise BalkdError(f"teacher for {lang!r} in {lang_dir} had finished with other settings ({finished}) "

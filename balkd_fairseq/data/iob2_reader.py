@@ -4,9 +4,9 @@ Tags must be IOB2 names (``O``, ``B-TYPE``, ``I-TYPE``). An ``I-TYPE`` that does
 entity of its type (after ``O``, at a sentence start, or after another type) is read as
 ``B-TYPE``, the way conlleval reads it and IOB1 files mean it; the reader warns once per file with
 the number of such tags and the first line. WikiANN prefixes every token with its language
-(``en:London``, ``zh-min-nan:...``); when every token of the file's first sentence carries the same
-such prefix, it is stripped from every token that starts with it (one token alone, e.g. ``ftp:files``,
-is not a prefix). CoNLL's document markers (a ``-DOCSTART-`` token) end a sentence and are not
+(``en:London``, ``zh-min-nan:...``); when every token of the file's first three sentences (at least
+two tokens) carries the same such prefix, it is stripped from every token that starts with it (one
+token alone, e.g. ``ftp:files``, is not a prefix). CoNLL's document markers (a ``-DOCSTART-`` token) end a sentence and are not
 words. A UTF-8 byte-order mark at the start of the file is ignored. Malformed lines raise
 :class:`BalkdError` naming the file and line number.
 """
@@ -57,11 +57,15 @@ def read_iob2(path: str) -> List[TaggedSentence]:
 
 
 def _strip_language_prefix(sentences: List[TaggedSentence]) -> None:
-    prefix = _language_prefix(sentences[0].words) if sentences else None
+    first_words = [w for sentence in sentences[:PREFIX_EVIDENCE_SENTENCES] for w in sentence.words]
+    prefix = _language_prefix(first_words) if len(first_words) >= 2 else None
     if prefix:
         for sentence in sentences:
             sentence.words[:] = [w[len(prefix):] if w.startswith(prefix) and len(w) > len(prefix) else w
                                  for w in sentence.words]
+
+
+PREFIX_EVIDENCE_SENTENCES = 3  # a language prefix is on every token of these (WikiANN prefixes every token)
 
 
 def _language_prefix(words: List[str]) -> Optional[str]:

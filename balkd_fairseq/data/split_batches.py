@@ -6,8 +6,8 @@ gives zero batches, as does one whose every block is skipped as longer than ``--
 (``--skip-invalid-size-inputs-valid-test``). fairseq then ends with
 "The dataset is empty" (a traceback) at its first batch; this names the split, its size and the flag.
 A block longer than ``--max-tokens`` is dropped from the training split (fairseq skips it) and fails the
-other splits' batching with an assertion (a traceback) unless ``--skip-invalid-size-inputs-valid-test``;
-:func:`check_blocks_fit` names the flags instead.
+other splits' batching with an assertion (a traceback; their size filter is by ``--tokens-per-sample``
+only); :func:`check_blocks_fit` names the flags instead.
 """
 from typing import List, Optional
 
@@ -16,12 +16,12 @@ import numpy as np
 from ..errors import BalkdError
 
 
-def check_blocks_fit(dataset, split: str, max_tokens: Optional[int], skipped: bool) -> None:
-    """Refuse a split with a block longer than ``max_tokens`` that fairseq would not skip (``skipped``)."""
+def check_blocks_fit(dataset, split: str, max_tokens: Optional[int]) -> None:
+    """Refuse a split with a block longer than ``max_tokens``."""
     sizes = getattr(dataset, "sizes", None)  # what fairseq batches by: a block's tokens
     if isinstance(sizes, (list, tuple)):
         sizes = sizes[0] if sizes else None
-    if not max_tokens or skipped or sizes is None or len(sizes) == 0:
+    if not max_tokens or sizes is None or len(sizes) == 0:
         return
     longest = int(np.max(sizes))
     if longest > max_tokens:

@@ -6,6 +6,7 @@ per-language values, the per-item scores written beside them (for the paired boo
 evaluation settings that must agree across runs for their numbers to be comparable.
 """
 import glob
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -17,6 +18,8 @@ from .item_scores import LM_ITEMS, PROBE_ITEMS, group_items, read_items
 from .mrr import LEGACY_MLM_PPL, MLM_PPL
 from .probe_results import OWN_WORDS_EPOCHS
 from .results_io import checkpoint_difference, read_json
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -134,9 +137,14 @@ def _check_one_checkpoint(name: str, run: Run, payloads: Dict[str, dict]) -> Non
     if "lm" not in payloads or "probing" not in payloads:
         return
     difference = checkpoint_difference(payloads["lm"], payloads["probing"])
-    if difference:
-        raise BalkdError(f"--model {name}: {run.sources['lm']} scores {difference[0]} but {run.sources['probing']} "
-                         f"probes {difference[1]}; a run's results must come from one checkpoint")
+    if difference is None:
+        return
+    scored, probed, by_content = difference
+    message = f"--model {name}: {run.sources['lm']} scores {scored} but {run.sources['probing']} probes {probed}"
+    if not by_content:  # older lm.json files record the path only; a moved project changes it
+        logger.warning(f"{message} (recorded by path only: the same file moved, or another checkpoint?)")
+        return
+    raise BalkdError(f"{message}; a run's results must come from one checkpoint")
 
 
 def _items_beside(path: str, name: str) -> Optional[Dict[str, np.ndarray]]:

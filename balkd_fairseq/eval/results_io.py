@@ -1,4 +1,5 @@
 """Small helpers shared by the ``balkd-eval-lm`` / ``balkd-probe`` / ``balkd-report`` commands."""
+import logging
 import os
 from typing import List, Optional, Tuple
 
@@ -6,6 +7,8 @@ from ..data import languages as data_languages
 from ..errors import BalkdError
 from ..files import read_json as read_json_file
 from ..outputs import write_json as write_json_file
+
+logger = logging.getLogger(__name__)
 
 LM_RESULTS = "lm.json"
 PROBING_RESULTS = "probe.json"
@@ -48,17 +51,26 @@ def check_can_write(out_dir: str, flag: str = "--output-dir") -> None:
         raise BalkdError(f"{flag}: {existing} is not writable (cannot write {out_dir})")
 
 
-def checkpoint_difference(a: dict, b: dict) -> Optional[Tuple[str, str]]:
-    """How the checkpoints two result payloads were computed from differ: (a's, b's), or None (the same, or unknown).
+def checkpoint_difference(a: dict, b: dict) -> Optional[Tuple[str, str, bool]]:
+    """How the weights two result payloads were computed from differ: (a's, b's, known by content), or None.
 
-    Compared by content (``checkpoint_sha256``) where both record it, else by path (older lm.json files)."""
+    By content (``checkpoint_sha256``, and ``random_init`` for balkd-probe's untrained control) where both
+    record it; else by resolved path (older lm.json files), which a moved project changes: not proof."""
+    if a.get("random_init") != b.get("random_init"):
+        return _weights(a), _weights(b), True
     if a.get("checkpoint_sha256") and b.get("checkpoint_sha256"):
         if a["checkpoint_sha256"] == b["checkpoint_sha256"]:
             return None
-        return f"sha256 {a['checkpoint_sha256'][:12]}", f"sha256 {b['checkpoint_sha256'][:12]}"
-    if a.get("checkpoint") and b.get("checkpoint") and a["checkpoint"] != b["checkpoint"]:
-        return a["checkpoint"], b["checkpoint"]
+        return f"sha256 {a['checkpoint_sha256'][:12]}", f"sha256 {b['checkpoint_sha256'][:12]}", True
+    paths = [p.get("checkpoint") for p in (a, b)]
+    if all(paths) and os.path.realpath(paths[0]) != os.path.realpath(paths[1]):
+        return paths[0], paths[1], False
     return None
+
+
+def _weights(payload: dict) -> str:
+    seed = payload.get("random_init")
+    return f"the untrained weights of --random-init {seed}" if seed is not None else "trained weights"
 
 
 def refuse_other_checkpoint(out_dir: str, other: str, ours: dict) -> None:
@@ -68,10 +80,16 @@ def refuse_other_checkpoint(out_dir: str, other: str, ours: dict) -> None:
     if not os.path.isfile(path):
         return
     difference = checkpoint_difference(read_json(path), ours)
-    if difference:
-        raise BalkdError(f"{path} holds results of another checkpoint ({difference[0]} there, {difference[1]} now); "
-                         "refusing to put both in one directory, which balkd-report reads as one model: use another "
-                         "--output-dir or checkpoint NAME, or remove that directory")
+    if difference is None:
+        return
+    there, now, by_content = difference
+    if not by_content:
+        logger.warning(f"{path} holds results of {there} (recorded by path only), these are of {now}; if that is "
+                       "not the same file moved, use another --output-dir or checkpoint NAME")
+        return
+    raise BalkdError(f"{path} holds results of another checkpoint ({there} there, {now} now); refusing to put both "
+                     "in one directory, which balkd-report reads as one model: remove the stale results there, or "
+                     "use another --output-dir or checkpoint NAME")
 
 
 def write_json(path: str, payload: dict) -> None:

@@ -440,10 +440,10 @@ class BalancedDistillTask(MaskedLMTask):
 
     def get_batch_iterator(self, dataset, **kwargs):
         split = next((name for name, loaded in self.datasets.items() if loaded is dataset), None)
-        # fairseq skips the training split's blocks longer than --max-tokens without a word per block (and asserts on
-        # the others' unless --skip-invalid-size-inputs-valid-test): both are a --max-tokens below the block length
-        skipped = kwargs.get("ignore_invalid_inputs", False) and split != self.train_subset_name
-        check_blocks_fit(dataset, split or "given", kwargs.get("max_tokens"), skipped)
+        # fairseq skips the training split's blocks longer than --max-tokens and asserts on the other splits' (their
+        # filter is by --tokens-per-sample only, whatever --skip-invalid-size-inputs-valid-test): both mean a
+        # --max-tokens below the block length
+        check_blocks_fit(dataset, split or "given", kwargs.get("max_tokens"))
         iterator = super().get_batch_iterator(dataset, **kwargs)
         if split is not None and hasattr(iterator, "frozen_batches"):  # (fairseq batches it next anyway)
             check_split_has_batches(iterator.frozen_batches, split, self._split_languages(split)[1], len(dataset),
