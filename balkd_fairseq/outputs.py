@@ -87,6 +87,11 @@ def _contains(directory: Path, path: Path) -> bool:
     return path == directory or directory in path.parents
 
 
+def lies_within(path: PathLike, directory: PathLike) -> bool:
+    """Whether ``path`` is ``directory`` or lies inside it, links resolved."""
+    return _contains(Path(os.path.realpath(directory)), Path(os.path.realpath(path)))
+
+
 def check_replaceable(out: PathLike, inputs: Iterable[PathLike] = (), flag: str = "--out",
                       marker: str = MARKER, command: Optional[str] = None) -> None:
     """Refuse to remove or replace ``out`` unless a balkd command created it (it holds ``marker``, the

@@ -61,10 +61,9 @@ def start_task_run():
 
 def _refuse_save_dir_inside_data(save_dir: str, data) -> None:
     """Checkpoints never go into DATA: its subdirectories are languages, so every later command would trip on them."""
-    if not isinstance(data, str) or not data:
-        return
-    root = os.path.realpath(data.split(os.pathsep)[0])
-    if os.path.commonpath([os.path.realpath(save_dir), root]) == root:
+    from .outputs import lies_within
+
+    if isinstance(data, str) and data and lies_within(save_dir, data.split(os.pathsep)[0]):
         try:
             os.rmdir(save_dir)  # fairseq-train created it, empty, before setting up the task
         except OSError:

@@ -35,7 +35,7 @@ from ..data.languages import resolve_languages
 from ..errors import BalkdError
 from ..files import read_json
 from ..locks import LOCK_NAME, hold_directory_lock
-from ..outputs import write_json
+from ..outputs import lies_within, write_json
 from ..processes import run_child
 from ..sharding import languages_of_shard, resolve_shard
 from ..teacher_init import check_init_checkpoint, init_flags, record_init
@@ -169,11 +169,8 @@ def _flag_difference(before: List[str], now: List[str]) -> str:
 
 def check_save_dir_outside_data(save_dir: str, data: str, langs: List[str]) -> None:
     """Teachers are written into SAVE/<lang>/: never into DATA (its <lang>/ holds the user's binarized text)."""
-    data_real = os.path.realpath(data)
-    inside_data = os.path.commonpath([os.path.realpath(save_dir), data_real]) == data_real
-    holding_data = [lang for lang in langs
-                    if os.path.commonpath([os.path.realpath(os.path.join(save_dir, lang)), data_real])
-                    == os.path.realpath(os.path.join(save_dir, lang))]
+    inside_data = lies_within(save_dir, data)
+    holding_data = [lang for lang in langs if lies_within(data, os.path.join(save_dir, lang))]
     if inside_data or holding_data:
         where = save_dir if inside_data else os.path.join(save_dir, holding_data[0])
         raise BalkdError(f"--save-dir: {where} is or lies inside the data directory {data} (or holds it); "
