@@ -511,6 +511,11 @@ def case_valid_subset_smaller_than_the_batch_size_multiple(env):  # was fairseq'
                  extra=["--valid-subset", "valid_bb", "--required-batch-size-multiple", "8"])
 
 
+def case_valid_subset_names_a_language_not_in_the_run(env):  # was "language 'aa' has no valid_zz split"
+    return train(env, ["split 'valid_zz'", "'zz' is not one of the languages (aa,bb)"],
+                 extra=["--valid-subset", "valid_zz"])
+
+
 CASES = {name[len("case_"):]: fn for name, fn in sorted(globals().items()) if name.startswith("case_")}
 
 

@@ -6,14 +6,14 @@ import pytest
 import torch
 from helpers import TINY_ARCH
 
-from balkd_fairseq.cli.train_teachers import (
+from balkd_fairseq.cli.train_teachers import main
+from balkd_fairseq.data.dictionary_hash import dict_file_sha256
+from balkd_fairseq.teacher_training.runs import (
     language_subset_args,
-    main,
     restore_previous_run,
     set_aside_previous_run,
     train_one,
 )
-from balkd_fairseq.data.dictionary_hash import dict_file_sha256
 
 pytestmark = pytest.mark.slow
 
@@ -52,6 +52,7 @@ def test_trains_each_language_then_skips_complete_ones(tiny_data, tmp_path, caps
     more = FLAGS[:at] + ["3"] + FLAGS[at + 1:]
     assert main([str(data), "--save-dir", str(save), "--languages", "aa", *more]) == 0
     assert "Loaded checkpoint" in (save / "aa" / "train.log").read_text()
+    assert json.loads((save / "teachers.json").read_text()) == mapping, "--languages aa dropped bb's teacher"
 
     # balkd-train itself (any task) does not train a finished run past its --max-update
     last = save / "aa" / "checkpoint_last.pt"
@@ -111,7 +112,7 @@ def test_force_sets_the_old_teacher_aside_until_the_new_one_is_done(tmp_path):
 
 
 def test_an_interrupted_force_retraining_puts_the_finished_teacher_back(tiny_data, tmp_path, monkeypatch):
-    from balkd_fairseq.cli import train_teachers
+    from balkd_fairseq.teacher_training import runs as train_teachers
 
     lang_dir = tmp_path / "aa"
     lang_dir.mkdir()
@@ -163,8 +164,8 @@ def test_shards_train_disjoint_languages_and_the_last_writes_teachers_json(tiny_
 
 def test_teachers_bounded_by_max_update_are_shared_out_by_count_not_by_size():
     """Every teacher of a --max-update run trains as long whatever its data: by size, one worker got de alone."""
-    from balkd_fairseq.cli.train_teachers import shard_weights
     from balkd_fairseq.sharding import Shard, languages_of_shard
+    from balkd_fairseq.teacher_training.runs import shard_weights
 
     sizes = {"de": 5000, "es": 4000, "eu": 80, "tr": 70}
     by_count = shard_weights(sizes, ["--arch", "roberta_base", "--max-update", "500"])
@@ -185,11 +186,53 @@ def test_the_dictionary_is_recorded_beside_the_checkpoints_and_another_is_refuse
     assert record_dictionary(str(source), str(save)) == dict_file_sha256(str(source))  # again: nothing to do
     other = tmp_path / "other.txt"
     other.write_text("zz 1\n")
-    # another dictionary is never replaced, with or without checkpoints beside it
-    for checkpoint in (None, "checkpoint_best.pt"):
-        if checkpoint:
-            (save / checkpoint).write_bytes(b"a model trained with dict.txt")
-        with pytest.raises(BalkdError, match=r"--save-dir .*save holds another dictionary \(.*save/dict.txt differs from "
-                                             r".*other.txt\)"):
-            record_dictionary(str(other), str(save))
-        assert (save / "dict.txt").read_bytes() == source.read_bytes()
+    # another dictionary beside a checkpoint is never replaced
+    (save / "checkpoint_best.pt").write_bytes(b"a model trained with dict.txt")
+    with pytest.raises(BalkdError, match=r"--save-dir .*save holds another dictionary \(.*save/dict.txt differs from "
+                                         r".*other.txt\)"):
+        record_dictionary(str(other), str(save))
+    assert (save / "dict.txt").read_bytes() == source.read_bytes()
+    # with none beside it, a run that failed before its first save left it: it belongs to no model
+    (save / "checkpoint_best.pt").unlink()
+    assert record_dictionary(str(other), str(save)) == dict_file_sha256(str(other))
+    assert (save / "dict.txt").read_bytes() == other.read_bytes()
+
+
+def test_teachers_json_keeps_other_languages_whose_checkpoints_exist(tmp_path, capsys):
+    from balkd_fairseq.teacher_training.teachers_json import previous_entries
+
+    out = tmp_path / "teachers.json"
+    assert previous_entries(str(out), {"aa": "new"}) == {}
+    kept_checkpoint = tmp_path / "bb.pt"
+    kept_checkpoint.write_bytes(b"x")
+    out.write_text(json.dumps({"aa": "old", "bb": str(kept_checkpoint), "cc": str(tmp_path / "gone.pt"),
+                               "dd": {"checkpoint": str(kept_checkpoint), "init_from": {"sha256": "0"}}}))
+    kept = previous_entries(str(out), {"aa": "new"})
+    assert kept == {"bb": str(kept_checkpoint), "dd": {"checkpoint": str(kept_checkpoint), "init_from": {"sha256": "0"}}}
+    assert "dropped 'cc'" in capsys.readouterr().out
+    out.write_text("[]")
+    with pytest.raises(Exception, match="is not a teachers.json"):
+        previous_entries(str(out), {"aa": "new"})
+
+
+def test_a_teacher_resumed_under_other_flags_records_every_run(tmp_path):
+    from balkd_fairseq.teacher_training.records import mark_complete, record_run, recorded_runs
+
+    lang_dir = tmp_path / "aa"
+    lang_dir.mkdir()
+    first, second = ["--lr", "0.001"], ["--lr", "0.002"]
+    record_run(str(lang_dir), first, None)  # interrupted before it finished
+    record_run(str(lang_dir), first, None)  # resumed the same way: nothing new
+    assert len(recorded_runs(str(lang_dir))) == 1
+    record_run(str(lang_dir), second, None)  # resumed with another --lr, and finished
+    changed = mark_complete(str(lang_dir), "sig", second, "digest", None)
+    assert changed and "--lr 0.001" in changed and "--lr 0.002" in changed
+    done = json.loads((lang_dir / "teacher_done.json").read_text())
+    assert done["fairseq_args"] == second
+    assert [run["fairseq_args"] for run in done["trained_under"]] == [first, second]
+
+    plain = tmp_path / "bb"
+    plain.mkdir()
+    record_run(str(plain), first, None)
+    assert mark_complete(str(plain), "sig", first, "digest", None) is None
+    assert "trained_under" not in json.loads((plain / "teacher_done.json").read_text())

@@ -57,16 +57,19 @@ def record_dictionary(source: str, save_dir: str) -> str:
 
     A save directory is then a model on its own: ``RobertaModel.from_pretrained(SAVE)``, a teacher,
     a ``--teacher-fallback`` or ``balkd-export`` find their vocabulary there. A ``dict.txt`` with
-    other symbols already there is refused, never replaced: it belongs to the checkpoints beside it,
-    or the directory is not the one the user meant.
+    other symbols beside a checkpoint (``*.pt``) is refused, never replaced: it belongs to the
+    checkpoints beside it, or the directory is not the one the user meant. With no checkpoint beside
+    it, it was left by a run that failed before its first save, and is replaced.
     """
     target = os.path.join(save_dir, "dict.txt")
     digest = dict_file_sha256(source, "shared dictionary")
     if os.path.isfile(target):
-        if dict_file_sha256(target, "dictionary in --save-dir") != digest:
+        if dict_file_sha256(target, "dictionary in --save-dir") == digest:
+            return digest
+        if any(name.endswith(".pt") for name in os.listdir(save_dir)):
             raise BalkdError(f"--save-dir {save_dir} holds another dictionary ({target} differs from {source}): "
                              "it belongs to a model trained on other data; use another --save-dir")
-        return digest
+        # no checkpoint beside it: left by a run that failed before saving one, it belongs to no model
     os.makedirs(save_dir, exist_ok=True)
     atomic_copy(source, target)
     return digest

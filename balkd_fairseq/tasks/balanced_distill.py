@@ -51,7 +51,7 @@ from ..data.epoch_order import EpochShuffledDataset
 from ..data.fingerprint import masking_fingerprint
 from ..data.language_batches import LanguageBatchedDataset
 from ..data.language_runs import LanguageRunBatchIterator
-from ..data.languages import resolve_languages, split_and_language
+from ..data.languages import SUBSET_LANGUAGE_SEPARATOR, resolve_languages, split_and_language
 from ..data.mask_origin import MaskOriginDataset, SampleAddress
 from ..data.resume_settings import (
     RESUME_SETTINGS,
@@ -389,7 +389,18 @@ class BalancedDistillTask(MaskedLMTask):
         if split in languages:
             raise BalkdError(f"split name {split!r} is a language; use {split}_<lang> style names")
         base, lang = split_and_language(split, languages)
+        if lang is None:
+            self._refuse_unknown_split_language(split, languages)
         return (base, [lang]) if lang is not None else (split, list(languages))
+
+    def _refuse_unknown_split_language(self, split: str, languages: List[str]) -> None:
+        """'valid_xx' with no such split but a 'valid' one: a typo of a language, named as such."""
+        base, sep, lang = split.rpartition(SUBSET_LANGUAGE_SEPARATOR)
+        first = os.path.join(self.data_root, languages[0])
+        if sep and base and not os.path.isfile(os.path.join(first, split + ".idx")) \
+                and os.path.isfile(os.path.join(first, base + ".idx")):
+            raise BalkdError(f"split {split!r} (--train-subset/--valid-subset): {lang!r} is not one of the languages "
+                             f"({','.join(languages)}); per-language splits are named {base}_<lang>")
 
     def _balanced(self, blocks, languages, epoch):
         sizes = [len(ds) for ds in blocks]

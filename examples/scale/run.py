@@ -3,11 +3,11 @@
     python examples/scale/run.py                          # 100 languages into outputs/scale
     python examples/scale/run.py --num-languages 12 --out /tmp/scale12 --teacher-epochs 4 ...
 
-Stages (each skipped when its output is complete, as in examples/toy/pipeline.py, whose helpers
-this reuses): balkd-synth --num-languages N -> balkd-prepare -> balkd-train-teachers --shard I/2
-(two concurrent workers) -> balkd-cache-teachers, next to the HL student -> HL-balanced next to
-Ours (which reads the cache) -> balkd-eval-lm -> balkd-report --groups-by-size -> a plot of each
-model's per-language MLM-PPL against the language's training size.
+Stages (each skipped when its output is complete, as in examples/toy/pipeline.py, whose runner,
+configurations and cost helpers this reuses): balkd-synth --num-languages N -> balkd-prepare ->
+balkd-train-teachers --shard I/2 (two concurrent workers) -> balkd-cache-teachers, next to the HL
+student -> HL-balanced next to Ours (which reads the cache) -> balkd-eval-lm -> balkd-report
+--groups-by-size -> a plot of each model's per-language MLM-PPL against the language's training size.
 
 Teacher budgets grow with the language's size: every teacher gets the same flags, --max-epoch E
 and --max-update CAP, so a language with b batches per epoch trains for min(CAP, E * b) updates;
@@ -31,9 +31,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "examples", "toy"))
-import pipeline as toy  # noqa: E402  (the toy pipeline's stage, skip and cost helpers)
+import configurations as toy_configs  # noqa: E402  (the toy pipeline's model and configurations)
+import cost as toy_cost  # noqa: E402  (what each model cost)
+import runner  # noqa: E402  (commands, completion markers)
 
-STUDENTS = toy.PAPER_CONFIGS  # HL, HL-balanced, Ours
+STUDENTS = toy_configs.PAPER_CONFIGS  # HL, HL-balanced, Ours
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,7 +109,7 @@ def model_flags(a) -> List[str]:
 
 def train_flags(a) -> List[str]:
     """The toy pipeline's optimisation flags with this run's block length and batch size."""
-    flags = toy.common_flags(a.seed)
+    flags = toy_configs.common_flags(a.seed)
     flags[flags.index("--tokens-per-sample") + 1] = str(a.tokens_per_sample)
     flags[flags.index("--batch-size") + 1] = str(a.batch_size)
     # no prefetch thread: a run stopping mid-epoch otherwise waits up to 30 s at exit for it to stop, 100 times
@@ -134,18 +136,18 @@ class Paths:
 
 # ------------------------------------------------------------------------------------------- stages
 def make_data(p: Paths, a) -> None:
-    if toy.done(p.synth) and toy.done(p.data):
+    if runner.done(p.synth) and runner.done(p.data):
         print(f"data in {p.data} is complete; reused")
         return
-    toy.step(f"{a.num_languages} generated languages -> {p.synth}")
-    toy.run(["balkd-synth", "--out", p.synth, "--num-languages", str(a.num_languages), "--high-size", str(a.high_size),
+    runner.step(f"{a.num_languages} generated languages -> {p.synth}")
+    runner.run(["balkd-synth", "--out", p.synth, "--num-languages", str(a.num_languages), "--high-size", str(a.high_size),
              "--low-size", str(a.low_size), "--seed", str(a.seed), "--workers", str(a.jobs), "--quiet", "--force"])
-    toy.mark_done(p.synth)
-    toy.step(f"one SentencePiece vocabulary + binarized data -> {p.data}")
-    toy.run(["balkd-prepare", "--raw-dir", os.path.join(p.synth, "raw"), "--out", p.data, "--vocab-size", str(a.vocab),
+    runner.mark_done(p.synth)
+    runner.step(f"one SentencePiece vocabulary + binarized data -> {p.data}")
+    runner.run(["balkd-prepare", "--raw-dir", os.path.join(p.synth, "raw"), "--out", p.data, "--vocab-size", str(a.vocab),
              "--valid-lines", str(a.valid_lines), "--test-lines", str(a.test_lines), "--seed", str(a.seed),
              "--threads", str(a.jobs), "--quiet", "--force"])
-    toy.mark_done(p.data)
+    runner.mark_done(p.data)
 
 
 def train_blocks(p: Paths, tokens_per_sample: int) -> Dict[str, int]:
@@ -164,10 +166,10 @@ def teacher_budgets(p: Paths, a) -> Dict[str, int]:
 
 
 def train_teachers(p: Paths, a) -> dict:
-    if toy.done(p.teachers):
-        return toy.read_done(p.teachers)
+    if runner.done(p.teachers):
+        return runner.read_done(p.teachers)
     workers = a.jobs
-    toy.step(f"{a.num_languages} teachers, budgets growing with size, {a.teacher_shards or workers} shards on "
+    runner.step(f"{a.num_languages} teachers, budgets growing with size, {a.teacher_shards or workers} shards on "
              f"{workers} concurrent workers -> {p.teachers}")
     # validate every few updates and at the end of the last epoch (a small language stops at --max-epoch)
     validation = ["--validate-interval-updates", str(a.teacher_valid_every), "--save-interval-updates",
@@ -187,8 +189,8 @@ def train_teachers(p: Paths, a) -> dict:
         raise SystemExit(f"the teacher workers finished but {p.teachers}/teachers.json is missing")
     budgets = write_budgets(p, a, teacher_budgets(p, a))
     cost = {"updates": sum(b["ran"] for b in budgets.values()), "wall_seconds": round(wall, 1),
-            "tokens": sum(toy.tokens_trained(os.path.join(p.teachers, lang, "train.log")) for lang in budgets)}
-    toy.mark_done(p.teachers, cost)
+            "tokens": sum(runner.tokens_trained(os.path.join(p.teachers, lang, "train.log")) for lang in budgets)}
+    runner.mark_done(p.teachers, cost)
     return cost
 
 
@@ -232,15 +234,15 @@ def balanced_epochs(p: Paths, a) -> int:
 
 def student_flags(p: Paths, a, name: str) -> List[str]:
     """Task, model and optimisation flags of a student; the cache is built from Ours' (same masks and draw)."""
-    flags = [f.replace("{teachers}", os.path.join(p.teachers, "teachers.json")) for f in toy.CONFIGS[name]]
+    flags = [f.replace("{teachers}", os.path.join(p.teachers, "teachers.json")) for f in toy_configs.CONFIGS[name]]
     epochs = ["--max-epoch", str(balanced_epochs(p, a))] if "subsample" in flags else []
     return [p.data, "--task", "balanced_distill", *flags, *model_flags(a), *train_flags(a),
-            *toy.schedule(a.student_updates), *epochs, "--disable-validation"]
+            *toy_configs.schedule(a.student_updates), *epochs, "--disable-validation"]
 
 
 def student_job(p: Paths, a, name: str) -> Tuple[str, List[str], str]:
     # Ours reads its teachers' soft labels from the cache (the teachers' files are still checked against it)
-    cached = ["--teacher-cache", p.cache] if "{teachers}" in toy.CONFIGS[name] else []
+    cached = ["--teacher-cache", p.cache] if "{teachers}" in toy_configs.CONFIGS[name] else []
     cmd = ["balkd-train", *student_flags(p, a, name), *cached, "--save-interval", "1000000",
            "--save-dir", os.path.join(p.checkpoints, name)]
     return name, cmd, os.path.join(p.checkpoints, f"{name}.log")
@@ -258,24 +260,24 @@ def train_students(p: Paths, a) -> Dict[str, dict]:
     rounds = [[("cache", cache_job(p, a), os.path.join(p.logs, "cache.stage")), ("HL", student_job(p, a, "HL"), os.path.join(p.checkpoints, "HL"))],
               [(name, student_job(p, a, name), os.path.join(p.checkpoints, name)) for name in ("HL-balanced", "Ours")]]
     for jobs in rounds:
-        todo = [(job, marker) for name, job, marker in jobs if not toy.done(marker)]
+        todo = [(job, marker) for name, job, marker in jobs if not runner.done(marker)]
         for _, marker in todo:
             shutil.rmtree(marker, ignore_errors=True)  # an unfinished run of this script's own: start it again
         if todo:
-            toy.step(f"{' and '.join(job[0] for job, _ in todo)}, {a.jobs} at a time")
+            runner.step(f"{' and '.join(job[0] for job, _ in todo)}, {a.jobs} at a time")
             seconds = run_parallel([job for job, _ in todo], a.jobs)
             for job, marker in todo:
                 info = {"wall_seconds": round(seconds[job[0]], 1)}
                 if job[0] != "cache":
-                    info.update(updates=a.student_updates, tokens=toy.tokens_trained(job[2]))
-                toy.mark_done(marker, info)
-        costs.update({name: toy.read_done(marker) for name, _, marker in jobs})
+                    info.update(updates=a.student_updates, tokens=runner.tokens_trained(job[2]))
+                runner.mark_done(marker, info)
+        costs.update({name: runner.read_done(marker) for name, _, marker in jobs})
     return costs
 
 
 def evaluate(p: Paths, a) -> None:
     """balkd-eval-lm on the test split, the models split over --jobs processes (a process start costs seconds)."""
-    todo = [name for name in STUDENTS if not toy.done(os.path.join(p.results, name))]
+    todo = [name for name in STUDENTS if not runner.done(os.path.join(p.results, name))]
     groups = [todo[i::a.jobs] for i in range(a.jobs) if todo[i::a.jobs]]
     jobs = [(f"eval {','.join(group)}",
              ["balkd-eval-lm", *[f"--checkpoint={name}={os.path.join(p.checkpoints, name, 'checkpoint_last.pt')}"
@@ -284,16 +286,16 @@ def evaluate(p: Paths, a) -> None:
               str(a.seed), "--output-dir", p.results, "--cpu"], os.path.join(p.logs, f"eval_{'_'.join(group)}.log"))
             for group in groups]
     if jobs:
-        toy.step(f"masked-LM scores per language of {', '.join(todo)} -> {p.results}")
+        runner.step(f"masked-LM scores per language of {', '.join(todo)} -> {p.results}")
         run_parallel(jobs, a.jobs)
         for name in todo:
-            toy.mark_done(os.path.join(p.results, name))
+            runner.mark_done(os.path.join(p.results, name))
 
 
 def report(p: Paths) -> None:
-    toy.step(f"report, languages grouped by training size -> {p.report}")
+    runner.step(f"report, languages grouped by training size -> {p.report}")
     models = [f"--model={name}={os.path.join(p.results, name)}" for name in STUDENTS]
-    toy.run(["balkd-report", *models, "--compare=Ours:HL,HL-balanced", "--groups-by-size", "--sizes",
+    runner.run(["balkd-report", *models, "--compare=Ours:HL,HL-balanced", "--groups-by-size", "--sizes",
              os.path.join(p.data, "stats.json"), "--output-dir", p.report])
 
 
@@ -346,8 +348,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     evaluate(p, a)
     report(p)
     plot_per_language(p, os.path.join(p.report, "per_language_mlm_ppl.png"))
-    costs = {name: toy.model_cost(students[name], teachers if name == "Ours" else None) for name in STUDENTS}
-    toy.write_cost({name: [cost] for name, cost in costs.items()}, os.path.join(p.report, "cost.md"))
+    costs = {name: toy_cost.model_cost(students[name], teachers if name == "Ours" else None) for name in STUDENTS}
+    toy_cost.write_cost({name: [each] for name, each in costs.items()}, os.path.join(p.report, "cost.md"))
     with open(os.path.join(p.report, "stages.json"), "w", encoding="utf-8") as f:
         json.dump({"teachers": teachers, **students, "total_wall_seconds": round(time.monotonic() - start, 1)}, f, indent=1)
     print(f"\nDone in {(time.monotonic() - start) / 60:.1f} min.\n  table:  {p.report}/report.md\n"

@@ -47,6 +47,7 @@ from configurations import (  # noqa: E402
     schedule,
     settings_from_env,
 )
+from cost import model_cost, total_cost, write_cost  # noqa: E402
 from runner import Job, done, mark_done, read_done, run, run_jobs, step, tokens_trained  # noqa: E402
 
 
@@ -209,10 +210,6 @@ def cache_epochs(layout: Layout) -> int:
     with open(os.path.join(layout.checkpoints, "HL-balanced.log"), encoding="utf-8") as f:
         epochs = [int(m.group(1)) for m in re.finditer(r"begin training epoch (\d+)", f.read())]
     return max(epochs)
-
-
-def total_cost(parts: List[dict]) -> dict:
-    return {key: round(sum(p.get(key, 0) for p in parts), 1) for key in ("updates", "tokens", "wall_seconds")}
 
 
 def give_dictionary(layout: Layout, student: str) -> None:
@@ -388,26 +385,6 @@ def export_and_query(layout: Layout, name: str) -> None:
     subprocess.run([sys.executable, "-c", fairseq_query, os.path.join(out, "fairseq"), query], check=True)
     subprocess.run([sys.executable, "-c", hf_query, os.path.join(out, "hf"), query], check=True,
                    env=dict(os.environ, HF_HUB_OFFLINE="1"))
-
-
-def write_cost(costs: Dict[str, List[dict]], path: str) -> None:
-    """Markdown: per configuration, mean over seeds of what it cost (teachers included for distilled students)."""
-    lines = ["| model | runs | teacher updates | student updates | tokens (M) | wall (min) |", "|---|---|---|---|---|---|"]
-    for name, runs in costs.items():
-        def mean(key):
-            return sum(r.get(key, 0) for r in runs) / len(runs)
-        lines.append(f"| {name} | {len(runs)} | {mean('teacher_updates'):.0f} | {mean('student_updates'):.0f} | "
-                     f"{mean('tokens') / 1e6:.2f} | {mean('wall_seconds') / 60:.1f} |")
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("Compute per model (mean over seeds; distilled students include their teachers).\n\n")
-        f.write("\n".join(lines) + "\n")
-
-
-def model_cost(student: dict, teachers: Optional[dict]) -> dict:
-    teachers = teachers or {}
-    return {"teacher_updates": teachers.get("updates", 0), "student_updates": student["updates"],
-            "tokens": student["tokens"] + teachers.get("tokens", 0),
-            "wall_seconds": student["wall_seconds"] + teachers.get("wall_seconds", 0)}
 
 
 def run_in_lanes(layout: Layout, s: Settings, configs: List[str]) -> None:

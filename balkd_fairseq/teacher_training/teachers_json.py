@@ -1,0 +1,42 @@
+"""TEACHERS/teachers.json: the ``--teachers`` mapping the student reads (language -> teacher checkpoint)."""
+import os
+from typing import Dict, Optional
+
+from tqdm import tqdm
+
+from ..errors import BalkdError
+from ..files import read_json
+
+
+def teacher_checkpoint(lang_dir: str, which: str) -> str:
+    path = os.path.join(lang_dir, f"checkpoint_{which}.pt")
+    if not os.path.isfile(path):
+        raise BalkdError(f"no {os.path.basename(path)} in {lang_dir} (use --use-checkpoint last, or enable validation)")
+    return os.path.abspath(path)
+
+
+def teacher_entry(checkpoint: str, init: Optional[dict]):
+    """A teachers.json value: the checkpoint path, or with --init-from ``{"checkpoint": PATH, "init_from": {...}}``."""
+    return {"checkpoint": checkpoint, "init_from": init} if init else checkpoint
+
+
+def previous_entries(path: str, mapping: Dict[str, object]) -> Dict[str, object]:
+    """With --languages, the entries of other languages already in teachers.json: training teachers a few
+    languages at a time (one job per language) must not drop the ones trained before. An entry whose
+    checkpoint is gone is dropped, with a warning, so the file never points at nothing."""
+    if not os.path.isfile(path):
+        return {}
+    previous = read_json(path, "balkd-train-teachers: existing teachers.json")
+    if not isinstance(previous, dict):
+        raise BalkdError(f"{path} is not a teachers.json (a JSON object language -> checkpoint): "
+                         "move it away, it would be replaced")
+    kept = {}
+    for lang, entry in previous.items():
+        checkpoint = entry.get("checkpoint") if isinstance(entry, dict) else entry
+        if lang in mapping:
+            continue
+        if isinstance(checkpoint, str) and os.path.isfile(checkpoint):
+            kept[lang] = entry
+        else:
+            tqdm.write(f"warning: {path}: dropped {lang!r}, its checkpoint {checkpoint!r} no longer exists")
+    return kept
