@@ -231,3 +231,15 @@ def test_batch_without_masked_positions_gives_zero_loss_reaching_every_parameter
 def test_bad_hyperparameters_are_rejected(cfg, flag):
     with pytest.raises(BalkdError, match=flag):
         make_criterion([TableLM(t) for t in tables(0, 2)], **cfg)
+
+
+def test_the_losses_checkpoint_selection_compares_keep_five_decimals():
+    # fairseq's --best-checkpoint-metric and --patience read the rounded meter: 0.0834 and 0.0832 must differ
+    ln2 = math.log(2)
+    outs = [{"loss": 0.08342 * ln2 * 100, "hard_loss": 0.0, "distill_loss": 0.08342 * ln2 * 100, "sample_size": 100,
+             "distill_positions": 100, "teacher_entropy": 0.0, "top1_agree": 0.0, "nonfinite_teacher_batches": 0}]
+    with metrics.aggregate() as agg:
+        MultiTeacherDistillCriterion.reduce_metrics(outs)
+        values = agg.get_smoothed_values()
+    assert values["loss"] == pytest.approx(0.08342, abs=1e-9)
+    assert values["distill_loss"] == pytest.approx(0.08342, abs=1e-9)

@@ -82,3 +82,13 @@ def test_iterator_keeps_runs_per_worker_and_resumes_at_the_same_batch():
     resumed = LanguageRunBatchIterator.from_iterator(make_iterator(batches), langs, run_length=3)
     resumed.load_state_dict(state)
     assert list(resumed.next_epoch_itr(shuffle=True)) == rest and len(seen + rest) == len(batches)
+
+
+def test_short_runs_come_last_so_steps_of_several_batches_keep_one_language():
+    batches, langs = grouped_batches([22, 14, 30, 18])  # 11, 7, 15 and 9 batches: a short run each
+    batches_per_step, run_length = 2, 6  # R = 3 steps of --update-freq 2
+    order = shuffled_runs(batches, langs, run_length, seed=3)
+    assert sorted(map(tuple, order)) == sorted(map(tuple, batches))
+    full_runs = sum(n // run_length for n in (11, 7, 15, 9))
+    steps = [order[i:i + batches_per_step] for i in range(0, full_runs * run_length, batches_per_step)]
+    assert all(len({langs[b[0]] for b in step}) == 1 for step in steps)

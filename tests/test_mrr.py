@@ -271,9 +271,9 @@ def _write_dict(path, symbols):
 
 
 def test_dictionary_check_names_both_files_and_the_first_differing_symbol(tmp_path):
+    from balkd_fairseq.data.dictionary_check import EMBED_KEY, check_checkpoint_dictionary
     from balkd_fairseq.data.dictionary_hash import dictionary_sha256, load_model_dictionary
     from balkd_fairseq.errors import BalkdError
-    from balkd_fairseq.eval.dictionary_check import EMBED_KEY, check_checkpoint_dictionary
 
     (tmp_path / "ckpt").mkdir()
     checkpoint = str(tmp_path / "ckpt" / "checkpoint_best.pt")

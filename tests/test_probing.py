@@ -14,11 +14,11 @@ from seqeval.scheme import IOB2
 
 import balkd_fairseq  # noqa: F401  (allowlists what fairseq checkpoints contain)
 from balkd_fairseq.cli import probe as probe_cli
+from balkd_fairseq.data.dictionary_check import EMBED_KEY as EMBEDDING_KEY
+from balkd_fairseq.data.dictionary_check import check_checkpoint_dictionary as check_dictionary
 from balkd_fairseq.data.dictionary_hash import DICTIONARY_HASH_KEY, dict_file_sha256
 from balkd_fairseq.errors import BalkdError
 from balkd_fairseq.eval import probing_matrix
-from balkd_fairseq.eval.dictionary_check import EMBED_KEY as EMBEDDING_KEY
-from balkd_fairseq.eval.dictionary_check import check_checkpoint_dictionary as check_dictionary
 from balkd_fairseq.eval.features import FrozenEncoder
 from balkd_fairseq.eval.item_scores import group_items, read_items
 from balkd_fairseq.eval.probe_training import ProbeTrainingConfig, epoch_order, train_probe

@@ -7,9 +7,11 @@ rebuilt from (seed, epoch)) and into the next epoch's new draw (``--balance-draw
 with the most state to rebuild); the final weights must be identical too.
 """
 import os
+import shutil
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -186,3 +188,28 @@ def test_a_finished_run_is_not_trained_past_its_max_update(tiny_data, tmp_path):
     from balkd_fairseq.checkpoints import load_checkpoint_state
 
     assert load_checkpoint_state(str(last), "test")["optimizer_history"][-1]["num_updates"] == 3
+
+
+@pytest.mark.slow
+def test_weights_of_another_dictionary_are_refused_whatever_brings_them_in(tiny_data, tmp_path):
+    save = tmp_path / "s"
+    run_fairseq_train(hard_label_args(tiny_data, save, 1), warm=True)
+    last = save / "checkpoint_last.pt"
+    other = Path(shutil.copytree(tiny_data, tmp_path / "other"))
+    lines = (other / "dict.txt").read_text().splitlines()
+    lines[0], lines[1] = lines[1], lines[0]  # the same size, other symbols at the first two ids
+    (other / "dict.txt").write_text("\n".join(lines) + "\n")
+    for i, (updates, extra) in enumerate([
+        (4, ["--finetune-from-model", str(last)]),
+        (4, ["--restore-file", str(last), "--reset-optimizer", "--reset-dataloader"]),
+        (4, ["--restore-file", str(last), "--reset-data-settings"]),
+        (1, ["--restore-file", str(last)]),  # a finished run's checkpoint: refused, not "finished"
+    ]):
+        fresh = tmp_path / f"fresh{i}"
+        proc = run_fairseq_train(hard_label_args(other, fresh, updates, extra), check=False, warm=True)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        line = proc.stderr.strip().splitlines()[-1]
+        flag = extra[0]
+        assert f"cannot start from {last} ({flag}): DATA dictionary {other / 'dict.txt'} is not the dictionary" in line
+        assert "first difference at symbol" in line, line
+        assert not list(fresh.glob("*.pt"))

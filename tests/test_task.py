@@ -356,3 +356,51 @@ def test_mask_views_share_one_replacement_distribution_and_mask_as_stock_fairseq
             view.set_epoch(2)
         for i in range(len(src)):
             assert torch.equal(src[i], stock_src[i]) and torch.equal(tgt[i], stock_tgt[i])
+
+
+def sentencepiece_data(root, symbols, words):
+    """DATA with a SentencePiece-like dictionary: sentences of whole words, each a run of pieces."""
+    import random
+
+    from fairseq.data import Dictionary
+    from helpers import write_split
+
+    dictionary = Dictionary()
+    for symbol in symbols:
+        dictionary.add_symbol(symbol)
+    dictionary.finalize()
+    root.mkdir()
+    dictionary.save(str(root / "dict.txt"))
+    rng = random.Random(0)
+    for lang in ("aa", "bb"):
+        (root / lang).mkdir()
+        for split in ("train", "valid"):
+            write_split(dictionary, [[p for _ in range(6) for p in rng.choice(words)] for _ in range(30)],
+                        str(root / lang / split))
+    return root
+
+
+def test_mask_whole_words_masks_all_pieces_of_a_word_or_none(tmp_path):
+    words = [["▁ab", "cd", "ef"], ["▁gh", "ij"], ["▁k"]]
+    data = sentencepiece_data(tmp_path / "data", ["▁ab", "cd", "ef", "▁gh", "ij", "▁k"], words)
+    task = make_task(data, mask_whole_words=True, mask_prob=0.3, tokens_per_sample=64)
+    task.load_dataset("train")
+    d, pad = task.source_dictionary, task.source_dictionary.pad()
+    checked = partly = 0
+    for i in range(len(task.dataset("train"))):
+        item = task.dataset("train")[i]
+        original = torch.where(item["target"].ne(pad), item["target"], item["net_input.src_tokens"])
+        masked = item["target"].ne(pad).tolist()
+        symbols = [d[t] for t in original.tolist()]
+        starts = [k for k, s in enumerate(symbols) if s.startswith("▁")] + [len(symbols)]
+        for begin, end in zip(starts, starts[1:]):
+            span = [k for k in range(begin, end) if symbols[k] not in ("</s>", "<s>")]
+            checked += len(span) > 1
+            partly += len({masked[k] for k in span}) > 1
+    assert checked > 100 and partly == 0, f"{partly} of {checked} multi-piece words were masked in part"
+
+
+def test_mask_whole_words_needs_a_sentencepiece_vocabulary(tiny_data):
+    task = make_task(tiny_data, mask_whole_words=True)
+    with pytest.raises(BalkdError, match="--mask-whole-words: no symbol of .*dict.txt starts with '▁'"):
+        task.load_dataset("train")

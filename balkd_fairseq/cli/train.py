@@ -163,12 +163,15 @@ def stop_if_run_finished() -> None:
     """Exit 0 with a message when the run in ``--save-dir`` already reached ``--max-update`` (any task).
 
     fairseq-train would resume it, take one update past the limit and overwrite its checkpoints;
-    ``balanced_distill`` checks this itself, the stock tasks (e.g. the teachers' masked_lm) do not.
+    ``balanced_distill`` checks this itself (after its dictionary and settings checks), the stock tasks
+    (e.g. the teachers' masked_lm) do not.
     """
     from fairseq import options
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
     cfg = convert_namespace_to_omegaconf(options.parse_args_and_arch(options.get_training_parser()))
+    if getattr(cfg.task, "_name", None) == "balanced_distill":
+        return  # the task checks this itself, after checking the checkpoint belongs to the run
     path = resumed_checkpoint(cfg.checkpoint)
     records = read_records(path) if path is not None else None
     if records is not None and not cfg.checkpoint.reset_optimizer:

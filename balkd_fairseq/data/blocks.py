@@ -83,11 +83,14 @@ def check_block_lengths(blocks, cfg, lang: str, split: str, prefix: str) -> None
     by name, instead of failing at its first batch (fairseq refuses it only when it is drawn)."""
     longest = int(blocks.sizes.max())
     if longest > cfg.tokens_per_sample:
+        truncated = str(getattr(cfg, "shorten_method", "none")) == "truncate"
+        why = (" (--shorten-method truncate cuts lines to --tokens-per-sample tokens, one more than a block holds "
+               "beside <s>: fairseq's masked_lm skips such lines, this task refuses them)") if truncated else ""
         raise BalkdError(
-            f"language {lang!r}: {prefix}.bin holds a line of {longest - 1} tokens (item {int(blocks.sizes.argmax())}), "
-            f"longer than a block of --tokens-per-sample {cfg.tokens_per_sample} with --sample-break-mode "
-            f"{cfg.sample_break_mode}: use --sample-break-mode none (blocks cross line ends), a larger "
-            "--tokens-per-sample, or split long lines when preparing (balkd-prepare --max-line-chars)"
+            f"language {lang!r}: {prefix}.bin holds a line of {longest - 1} tokens (in block "
+            f"{int(blocks.sizes.argmax())}), longer than a block of --tokens-per-sample {cfg.tokens_per_sample} with "
+            f"--sample-break-mode {cfg.sample_break_mode}{why}: use --sample-break-mode none (blocks cross line "
+            "ends), a larger --tokens-per-sample, or split long lines when preparing (balkd-prepare --max-line-chars)"
         )
 
 

@@ -11,7 +11,7 @@ import logging
 import os
 import pickle
 import sys
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 
@@ -47,17 +47,44 @@ def resumed_checkpoint(checkpoint_cfg) -> Optional[str]:
     return path if os.path.isfile(path) else None
 
 
-def read_records(path: str) -> Optional[dict]:
-    """The checkpoint's recorded cfg.task, task_state, update count and --max-update, without reading its
-    tensors (memory-mapped); None when it is unreadable (fairseq's own loading then reports it by name)."""
+def loaded_checkpoint(checkpoint_cfg) -> Optional[Tuple[str, str]]:
+    """(path, the flag that chose it) of the checkpoint whose weights fairseq-train starts from, as
+    ``checkpoint_utils.load_checkpoint`` finds it, or None (random initialisation). Unlike
+    :func:`resumed_checkpoint` also with ``--reset-dataloader`` and for a ``--finetune-from-model`` start:
+    whatever resets, the weights are loaded."""
+    suffix = getattr(checkpoint_cfg, "checkpoint_suffix", "") or ""
+    restore = checkpoint_cfg.restore_file
+    if restore == "checkpoint_last.pt":
+        path = os.path.join(checkpoint_cfg.save_dir, f"checkpoint_last{suffix}.pt")
+        if os.path.exists(path):
+            return path, "--save-dir"
+        for flag in ("continue_once", "finetune_from_model"):
+            start = getattr(checkpoint_cfg, flag, None)
+            if start:
+                return (start, flag_name(flag)) if os.path.isfile(start) else None
+        return None
+    path = restore.replace(".pt", suffix + ".pt")
+    return (path, "--restore-file") if os.path.isfile(path) else None
+
+
+def read_state(path: str) -> Optional[dict]:
+    """The checkpoint's state dict, tensors memory-mapped when the file allows; None when it is unreadable
+    (fairseq's own loading then reports it by name)."""
     try:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         except RuntimeError:  # not the zip format mmap needs
             state = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError):
-        return None  # fairseq's own loading reports an unreadable checkpoint, by name
-    if not isinstance(state, dict):
+        return None
+    return state if isinstance(state, dict) else None
+
+
+def read_records(path: str) -> Optional[dict]:
+    """The checkpoint's recorded cfg.task, task_state, update count and --max-update, without reading its
+    tensors (memory-mapped); None when it is unreadable (fairseq's own loading then reports it by name)."""
+    state = read_state(path)
+    if state is None:
         return None
     cfg = state.get("cfg") or {}
     history = state.get("optimizer_history") or [{}]
@@ -100,8 +127,9 @@ def check_resume_settings(path: str, records: dict, current: dict, dictionary_sh
     if DICTIONARY_HASH_KEY not in records["task_state"] or not records["task"].get("languages"):
         raise BalkdError(
             f"{path} does not record its data settings (written by an older balkd-fairseq or another task), so "
-            "resuming it could silently change the data; it still loads for evaluation. Use a new --save-dir, "
-            "or pass --reset-data-settings to resume it with the current settings"
+            "resuming it could silently change the data; it still loads for evaluation. Use a new --save-dir "
+            "(or --finetune-from-model to start from its weights alone), or pass --reset-data-settings to resume it "
+            "with the current settings"
         )
     if records["task_state"][DICTIONARY_HASH_KEY] != dictionary_sha256:
         raise BalkdError(

@@ -16,8 +16,8 @@ import numpy as np
 from ..errors import BalkdError
 
 
-def check_blocks_fit(dataset, split: str, max_tokens: Optional[int]) -> None:
-    """Refuse a split with a block longer than ``max_tokens``."""
+def check_blocks_fit(dataset, split: str, max_tokens: Optional[int], flag: str = "--max-tokens") -> None:
+    """Refuse a split with a block longer than ``max_tokens`` (given by ``flag``)."""
     sizes = getattr(dataset, "sizes", None)  # what fairseq batches by: a block's tokens
     if isinstance(sizes, (list, tuple)):
         sizes = sizes[0] if sizes else None
@@ -25,8 +25,8 @@ def check_blocks_fit(dataset, split: str, max_tokens: Optional[int]) -> None:
         return
     longest = int(np.max(sizes))
     if longest > max_tokens:
-        raise BalkdError(f"--max-tokens {max_tokens} is smaller than the {split!r} split's longest block "
-                         f"({longest} tokens): raise --max-tokens to at least {longest} or lower --tokens-per-sample")
+        raise BalkdError(f"{flag} {max_tokens} is smaller than the {split!r} split's longest block "
+                         f"({longest} tokens): raise {flag} to at least {longest} or lower --tokens-per-sample")
 
 
 def check_split_has_batches(batches, split: str, languages: List[str], blocks: int, required_multiple: int,

@@ -13,10 +13,10 @@ from fairseq import checkpoint_utils
 from fairseq.data import data_utils
 
 from ..checkpoints import load_checkpoint_state, model_config
+from ..data.dictionary_check import check_checkpoint_dictionary
 from ..data.subword_alignment import AlignedSentence
 from ..errors import BalkdError
 from .batching import padded_batches
-from .dictionary_check import check_checkpoint_dictionary
 from .word_pooling import pool_words
 
 logger = logging.getLogger(__name__)

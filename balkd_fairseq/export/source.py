@@ -6,9 +6,9 @@ from typing import Optional
 from fairseq.data import Dictionary
 
 from ..checkpoints import load_checkpoint_state, model_config
+from ..data.dictionary_check import check_checkpoint_dictionary
 from ..data.dictionary_hash import load_model_dictionary, recorded_dictionary_sha256, recorded_languages
 from ..errors import BalkdError
-from ..eval.dictionary_check import check_checkpoint_dictionary
 
 DICT_FILE = "dict.txt"
 SPM_FILE = "spm.model"  # balkd-prepare's SentencePiece model (prepare.train_sentencepiece: prefix DATA/spm)

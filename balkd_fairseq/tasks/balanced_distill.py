@@ -37,7 +37,6 @@ from fairseq.data import (
     RawLabelDataset,
     RightPadDataset,
 )
-from fairseq.data.encoders.utils import get_whole_word_mask
 from fairseq.dataclass import ChoiceEnum
 from fairseq.tasks import register_task
 from fairseq.tasks.masked_lm import MaskedLMConfig, MaskedLMTask
@@ -46,6 +45,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from ..data.balancing import BALANCE_DRAWS, BALANCE_MODES, target_sizes
 from ..data.blocks import SharedReplacementWeights, language_blocks, masked_pair
+from ..data.dictionary_check import check_checkpoint_dictionary
 from ..data.dictionary_hash import DICTIONARY_HASH_KEY, dictionary_sha256, load_model_dictionary, record_dictionary
 from ..data.epoch_order import EpochShuffledDataset
 from ..data.fingerprint import masking_fingerprint
@@ -56,12 +56,15 @@ from ..data.mask_origin import MaskOriginDataset, SampleAddress
 from ..data.resume_settings import (
     RESUME_SETTINGS,
     check_resume_settings,
+    loaded_checkpoint,
     read_records,
+    read_state,
     resumed_checkpoint,
     stop_if_finished,
 )
 from ..data.split_batches import check_blocks_fit, check_split_has_batches
 from ..data.subset_dataset import EpochSubsetDataset, LanguageDraw
+from ..data.word_starts import check_bpe_for_word_starts, sentencepiece_word_starts
 from ..errors import BalkdError
 from ..soft_labels.fallback import FALLBACK_RULES
 from ..soft_labels.manifest import MANIFEST_KEY, check_resumed_manifest, record_manifest, recorded_manifest
@@ -253,6 +256,8 @@ class BalancedDistillTask(MaskedLMTask):
             self.languages: List[str] = [lang.strip() for lang in str(cfg.languages or "").split(",") if lang.strip()]
             return
         check_settings(cfg)
+        if cfg.mask_whole_words and _root_config(cfg) is not None:
+            check_bpe_for_word_starts(_root_config(cfg).get("bpe"))
         self.languages = resolve_languages(self.data_root, cfg.languages)
         self._record_languages()
         self._check_resume()
@@ -321,17 +326,34 @@ class BalancedDistillTask(MaskedLMTask):
         return values
 
     def _check_resume(self) -> None:
+        """Before any data is read: the weights the run starts from must be of DATA's dictionary, a resumed
+        run must keep its data settings, and a finished one stops (in that order: a checkpoint that does
+        not belong to this run is refused, not called finished)."""
         root = _root_config(self.cfg)
         if root is None or "checkpoint" not in root:
             return
+        self._check_start_weights(root.checkpoint)
         path = resumed_checkpoint(root.checkpoint)
         records = read_records(path) if path is not None else None
         if records is None:
             return
-        if not root.checkpoint.get("reset_optimizer", False) and "optimization" in root:
-            stop_if_finished(path, records, root.optimization.max_update)
         if not self.cfg.reset_data_settings:
             check_resume_settings(path, records, self.resume_settings(), self.state.state_dict[DICTIONARY_HASH_KEY])
+        if not root.checkpoint.get("reset_optimizer", False) and "optimization" in root:
+            stop_if_finished(path, records, root.optimization.max_update)
+
+    def _check_start_weights(self, checkpoint_cfg) -> None:
+        """Embeddings of another dictionary of the same size load without complaint and train on wrong
+        symbols, whatever --reset-* flags or --finetune-from-model brought them in."""
+        start = loaded_checkpoint(checkpoint_cfg)
+        state = read_state(start[0]) if start is not None else None
+        if state is None or not isinstance(state.get("model"), dict):
+            return
+        path, flag = start
+        try:
+            check_checkpoint_dictionary(state, path, os.path.join(self.data_root, "dict.txt"), data_flag="DATA")
+        except BalkdError as err:
+            raise BalkdError(f"cannot start from {path} ({flag}): {err}") from None
 
     # ------------------------------------------------------------------ public data interface
     def sample_address(self, sample) -> SampleAddress:
@@ -387,7 +409,8 @@ class BalancedDistillTask(MaskedLMTask):
         """'valid' -> all languages; 'valid_de' -> just de."""
         languages = self._languages_for_data()
         if split in languages:
-            raise BalkdError(f"split name {split!r} is a language; use {split}_<lang> style names")
+            raise BalkdError(f"split name {split!r} is a language: per-language splits are named <split>_<lang>, "
+                             f"e.g. valid_{split}")
         base, lang = split_and_language(split, languages)
         if lang is None:
             self._refuse_unknown_split_language(split, languages)
@@ -416,12 +439,12 @@ class BalancedDistillTask(MaskedLMTask):
         return [EpochSubsetDataset(ds, draw, epoch) for ds, draw in zip(blocks, draws)]
 
     def _whole_word_mask(self):
-        """fairseq's word-start mask over the dictionary (or None), built once: it depends only on the
-        dictionary and the BPE, and a copy per language would grow with the number of languages."""
+        """SentencePiece's word-start mask over the dictionary (or None; see ``data/word_starts.py``), built
+        once: it depends only on the dictionary, and a copy per language would grow with the languages."""
         if not self.cfg.mask_whole_words:
             return None
         if self._word_starts is None:
-            self._word_starts = get_whole_word_mask(self.args, self.source_dictionary)
+            self._word_starts = sentencepiece_word_starts(self.source_dictionary, os.path.join(self.data_root, "dict.txt"))
         return self._word_starts
 
     def _with_masks_and_lang(self, dataset, lang_id: int, base_split: str = ""):
@@ -454,15 +477,24 @@ class BalancedDistillTask(MaskedLMTask):
         # fairseq skips the training split's blocks longer than --max-tokens and asserts on the other splits' (their
         # filter is by --tokens-per-sample only, whatever --skip-invalid-size-inputs-valid-test): both mean a
         # --max-tokens below the block length
-        check_blocks_fit(dataset, split or "given", kwargs.get("max_tokens"))
+        flag = "--max-tokens" if split in (None, self.train_subset_name) else "--max-tokens-valid (default: --max-tokens)"
+        check_blocks_fit(dataset, split or "given", kwargs.get("max_tokens"), flag)
         iterator = super().get_batch_iterator(dataset, **kwargs)
         if split is not None and hasattr(iterator, "frozen_batches"):  # (fairseq batches it next anyway)
             check_split_has_batches(iterator.frozen_batches, split, self._split_languages(split)[1], len(dataset),
                                     kwargs.get("required_batch_size_multiple", 1), kwargs.get("max_tokens"),
                                     kwargs.get("max_sentences"))
         if self.cfg.language_run_batches > 1 and isinstance(dataset, LanguageBatchedDataset):
-            return LanguageRunBatchIterator.from_iterator(iterator, dataset.sample_langs, self.cfg.language_run_batches)
+            run_length = self.cfg.language_run_batches * self._batches_per_step(kwargs.get("epoch", 1))
+            return LanguageRunBatchIterator.from_iterator(iterator, dataset.sample_langs, run_length)
         return iterator
+
+    def _batches_per_step(self, epoch: int) -> int:
+        """--update-freq of this epoch (as fairseq's train loop reads it): a run of R steps is R times that many
+        batches of one language, so that no step mixes languages."""
+        root = _root_config(self.cfg)
+        update_freq = list(root.optimization.update_freq) if root is not None and "optimization" in root else [1]
+        return int(update_freq[min(max(epoch, 1), len(update_freq)) - 1]) if update_freq else 1
 
     def _ordered(self, dataset, sample_langs, epoch, reshuffle: bool):
         if self.cfg.batch_by_language:

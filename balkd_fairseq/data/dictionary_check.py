@@ -13,13 +13,13 @@ import logging
 import os
 from typing import Optional
 
-from ..data.dictionary_hash import (
+from ..errors import BalkdError
+from .dictionary_hash import (
     dictionary_sha256,
     first_symbol_difference,
     load_model_dictionary,
     recorded_dictionary_sha256,
 )
-from ..errors import BalkdError
 
 logger = logging.getLogger(__name__)
 
@@ -43,18 +43,19 @@ def _trained_on(state: dict) -> Optional[str]:
 
 
 def _symbol_mismatch(checkpoint: str, checkpoint_dict: str, data_dict: str, checkpoint_symbols,
-                     data_symbols) -> BalkdError:
+                     data_symbols, data_flag: str) -> BalkdError:
     index, ours, theirs = first_symbol_difference(checkpoint_symbols, data_symbols)
     return BalkdError(
-        f"--data dictionary {data_dict} is not the dictionary of the checkpoint {checkpoint}: first difference "
+        f"{data_flag} dictionary {data_dict} is not the dictionary of the checkpoint {checkpoint}: first difference "
         f"at symbol {index}: {ours!r} in {checkpoint_dict}, {theirs!r} in {data_dict}"
     )
 
 
-def check_checkpoint_dictionary(state: dict, checkpoint: str, data_dict: str) -> str:
+def check_checkpoint_dictionary(state: dict, checkpoint: str, data_dict: str, data_flag: str = "--data") -> str:
     """Raise :class:`BalkdError` unless ``data_dict`` (``DATA/dict.txt``) is the checkpoint's dictionary; else
-    say what it was checked against: ``"hash"`` (recorded), ``"beside"`` (``dict.txt`` beside it) or ``"size"``."""
-    data = load_model_dictionary(data_dict, "--data")
+    say what it was checked against: ``"hash"`` (recorded), ``"beside"`` (``dict.txt`` beside it) or ``"size"``.
+    ``data_flag`` names where ``data_dict`` came from in the messages."""
+    data = load_model_dictionary(data_dict, data_flag)
     recorded = recorded_dictionary_sha256(state)
     beside = _beside(checkpoint)
     own = load_model_dictionary(beside, f"dictionary beside {checkpoint}") if beside else None
@@ -62,26 +63,26 @@ def check_checkpoint_dictionary(state: dict, checkpoint: str, data_dict: str) ->
         if recorded == dictionary_sha256(data):
             return "hash"
         if own is not None and dictionary_sha256(own) == recorded:
-            raise _symbol_mismatch(checkpoint, beside, data_dict, own.symbols, data.symbols)
+            raise _symbol_mismatch(checkpoint, beside, data_dict, own.symbols, data.symbols, data_flag)
         trained_on = _trained_on(state)
         if trained_on is not None and os.path.realpath(trained_on) != os.path.realpath(data_dict):
             original = load_model_dictionary(trained_on, f"dictionary {checkpoint} was trained with")
             if dictionary_sha256(original) == recorded:
-                raise _symbol_mismatch(checkpoint, trained_on, data_dict, original.symbols, data.symbols)
+                raise _symbol_mismatch(checkpoint, trained_on, data_dict, original.symbols, data.symbols, data_flag)
         raise BalkdError(
-            f"--data dictionary {data_dict} is not the dictionary of the checkpoint {checkpoint}: "
+            f"{data_flag} dictionary {data_dict} is not the dictionary of the checkpoint {checkpoint}: "
             f"the checkpoint recorded dictionary sha256 {recorded[:12]}…, {data_dict} has "
             f"{dictionary_sha256(data)[:12]}…"
         )
     rows = state.get("model", {}).get(EMBED_KEY)
     if rows is not None and rows.shape[0] != len(data):
         raise BalkdError(
-            f"--data dictionary {data_dict} is not the dictionary of the checkpoint {checkpoint}: the checkpoint "
+            f"{data_flag} dictionary {data_dict} is not the dictionary of the checkpoint {checkpoint}: the checkpoint "
             f"embeds {rows.shape[0]} symbols, {data_dict} gives {len(data)} (with <mask>)"
         )
     if own is not None:
         if first_symbol_difference(own.symbols, data.symbols) is not None:
-            raise _symbol_mismatch(checkpoint, beside, data_dict, own.symbols, data.symbols)
+            raise _symbol_mismatch(checkpoint, beside, data_dict, own.symbols, data.symbols, data_flag)
         return "beside"
     logger.warning(
         f"{checkpoint} records no dictionary and has no dict.txt beside it: only the dictionary size was checked"
