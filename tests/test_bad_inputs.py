@@ -506,14 +506,25 @@ def case_probe_output_holds_another_file(env):
 
 
 # entry (issue 14): fairseq's batching drops the last len % --required-batch-size-multiple blocks of a split
-def case_valid_subset_smaller_than_the_batch_size_multiple(env):  # was fairseq's "The dataset is empty" traceback
+# (validation splits are now batched with a multiple of 1, so only a training split can be this small)
+def case_train_subset_smaller_than_the_batch_size_multiple(env):  # was fairseq's "The dataset is empty" traceback
     return train(env, ["'valid_bb' split of language 'bb'", "fewer than --required-batch-size-multiple 8"],
-                 extra=["--valid-subset", "valid_bb", "--required-batch-size-multiple", "8"])
+                 extra=["--train-subset", "valid_bb", "--required-batch-size-multiple", "8", "--reset-data-settings"])
 
 
 def case_valid_subset_names_a_language_not_in_the_run(env):  # was "language 'aa' has no valid_zz split"
     return train(env, ["split 'valid_zz'", "'zz' is not one of the languages (aa,bb)"],
                  extra=["--valid-subset", "valid_zz"])
+
+
+def case_best_checkpoint_metric_of_a_language_not_in_the_run(env):  # was a KeyError after the first epoch
+    return train(env, ["--best-checkpoint-metric distill_zz", "'zz' is not one of the languages (aa,bb)"],
+                 extra=["--best-checkpoint-metric", "distill_zz"])
+
+
+def case_model_with_fewer_positions_than_a_block(env):  # fairseq skipped nearly every block, with one warning
+    return train(env, ["at most 16 positions (--max-positions)", "--tokens-per-sample 32"],
+                 extra=["--max-positions", "16", "--reset-optimizer"])
 
 
 CASES = {name[len("case_"):]: fn for name, fn in sorted(globals().items()) if name.startswith("case_")}

@@ -404,3 +404,14 @@ def test_mask_whole_words_needs_a_sentencepiece_vocabulary(tiny_data):
     task = make_task(tiny_data, mask_whole_words=True)
     with pytest.raises(BalkdError, match="--mask-whole-words: no symbol of .*dict.txt starts with '▁'"):
         task.load_dataset("train")
+
+
+def test_validation_scores_every_block_whatever_the_batch_size_multiple(tiny_data):
+    task = make_task(tiny_data)
+    task.load_dataset("valid")
+    valid = task.dataset("valid")
+    batches = task.get_batch_iterator(valid, max_sentences=4, required_batch_size_multiple=8, seed=1).frozen_batches
+    assert sorted(i for batch in batches for i in batch) == list(range(len(valid))) and len(valid) % 8
+    task.load_dataset("train")
+    train = task.get_batch_iterator(task.dataset("train"), max_sentences=8, required_batch_size_multiple=8, seed=1)
+    assert all(len(batch) % 8 == 0 for batch in train.frozen_batches), "training batches keep fairseq's multiple"

@@ -64,11 +64,12 @@ from ..data.resume_settings import (
 )
 from ..data.split_batches import check_blocks_fit, check_split_has_batches
 from ..data.subset_dataset import EpochSubsetDataset, LanguageDraw
-from ..data.word_starts import check_bpe_for_word_starts, sentencepiece_word_starts
+from ..data.word_starts import sentencepiece_word_starts
 from ..errors import BalkdError
 from ..soft_labels.fallback import FALLBACK_RULES
 from ..soft_labels.manifest import MANIFEST_KEY, check_resumed_manifest, record_manifest, recorded_manifest
 from ..task_run import chosen_for_this_run, start_task_run
+from .run_checks import check_model_positions, check_run_config
 
 logger = logging.getLogger(__name__)
 
@@ -250,15 +251,15 @@ class BalancedDistillTask(MaskedLMTask):
         self._parts = {}  # loaded split -> [(lang_id, masked dataset of that language)]
         self._replacement_weights = SharedReplacementWeights()  # one copy for every language's mask views
         self._word_starts = None  # --mask-whole-words: built on first use
+        self.for_inference = for_inference
         if for_inference:
             # only the dictionary is needed; the languages are the ones the checkpoint recorded (if any)
             # (unchecked: a checkpoint written before the codes were checked must still load)
             self.languages: List[str] = [lang.strip() for lang in str(cfg.languages or "").split(",") if lang.strip()]
             return
         check_settings(cfg)
-        if cfg.mask_whole_words and _root_config(cfg) is not None:
-            check_bpe_for_word_starts(_root_config(cfg).get("bpe"))
         self.languages = resolve_languages(self.data_root, cfg.languages)
+        check_run_config(cfg, _root_config(cfg), self.languages)
         self._record_languages()
         self._check_resume()
 
@@ -280,6 +281,12 @@ class BalancedDistillTask(MaskedLMTask):
             raise BalkdError(f"shared dictionary not found: {path} (expected DATA/dict.txt next to DATA/<lang>/)")
         load_model_dictionary(path, "DATA/dict.txt")  # one line for a malformed file (e.g. a duplicate symbol)
         return super().load_dict(cfg)
+
+    def build_model(self, cfg, from_checkpoint=False):
+        model = super().build_model(cfg, from_checkpoint)
+        if not from_checkpoint and not self.for_inference:  # a model to train on this task's blocks
+            check_model_positions(model, self.cfg.tokens_per_sample)
+        return model
 
     def build_criterion(self, cfg, from_checkpoint=False):
         criterion = CRITERION_REGISTRY.get(getattr(cfg, "_name", None))
@@ -477,8 +484,11 @@ class BalancedDistillTask(MaskedLMTask):
         # fairseq skips the training split's blocks longer than --max-tokens and asserts on the other splits' (their
         # filter is by --tokens-per-sample only, whatever --skip-invalid-size-inputs-valid-test): both mean a
         # --max-tokens below the block length
-        flag = "--max-tokens" if split in (None, self.train_subset_name) else "--max-tokens-valid (default: --max-tokens)"
+        training = split in (None, self.train_subset_name)
+        flag = "--max-tokens" if training else "--max-tokens-valid (default: --max-tokens)"
         check_blocks_fit(dataset, split or "given", kwargs.get("max_tokens"), flag)
+        if not training:  # fairseq would drop the last len % --required-batch-size-multiple blocks unscored
+            kwargs["required_batch_size_multiple"] = 1
         iterator = super().get_batch_iterator(dataset, **kwargs)
         if split is not None and hasattr(iterator, "frozen_batches"):  # (fairseq batches it next anyway)
             check_split_has_batches(iterator.frozen_batches, split, self._split_languages(split)[1], len(dataset),
