@@ -11,9 +11,11 @@ the plugin's tasks when a run of them starts (:mod:`balkd_fairseq.task_run`), an
 ``PathManager`` name of ``fairseq.checkpoint_utils`` only (the module that saves checkpoints) to
 :class:`CheckpointPathManager`: its ``copy`` writes ``<dst>.tmp`` and renames it over ``<dst>``, and
 a checkpoint ``.tmp`` it opens for writing is removed when the write fails, with one line naming the
-checkpoint and the reason. Every other ``PathManager`` user in the process is unchanged.
+checkpoint and the reason (the traceback fairseq logs first is filtered out of its ``checkpoint_utils``
+logger). Every other ``PathManager`` user in the process is unchanged.
 """
 import contextlib
+import logging
 import os
 import shutil
 
@@ -78,8 +80,19 @@ class CheckpointPathManager(file_io.PathManager):
         return handle
 
 
+class _SaveTracebackFilter(logging.Filter):
+    """fairseq logs the traceback of a failed ``torch.save`` before re-raising it; the error it raises
+    becomes one line naming the checkpoint and the reason (:func:`_removed_on_failure`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno >= logging.ERROR and str(record.msg).startswith("Traceback (most recent call last)"))
+
+
 def enable_atomic_checkpoint_copies() -> None:
     """Idempotently make ``fairseq.checkpoint_utils`` save through :class:`CheckpointPathManager`."""
     from fairseq import checkpoint_utils
 
     checkpoint_utils.PathManager = CheckpointPathManager
+    saving_logger = logging.getLogger(checkpoint_utils.__name__)
+    if not any(isinstance(f, _SaveTracebackFilter) for f in saving_logger.filters):
+        saving_logger.addFilter(_SaveTracebackFilter())

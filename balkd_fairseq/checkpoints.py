@@ -207,6 +207,7 @@ class CheckpointFacts:
     masked_lm: bool  # a roberta_* architecture with model weights
     max_positions: Optional[int]  # cfg.model.max_positions, else cfg.task.tokens_per_sample
     embed_rows: Optional[int]  # rows of EMBED_KEY: the vocabulary the model was trained with
+    train_subset: Optional[str] = None  # cfg.dataset.train_subset: '<lang>/train' for balkd-train-teachers' teachers
 
     @classmethod
     def of_state(cls, state: dict, what: str, path: str) -> "CheckpointFacts":
@@ -214,8 +215,15 @@ class CheckpointFacts:
         arch = _architecture(cfg)
         positions = getattr(cfg.model, "max_positions", None) or getattr(getattr(cfg, "task", None), "tokens_per_sample", None)
         rows = state["model"].get(EMBED_KEY) if isinstance(state.get("model"), dict) else None
+        subset = getattr(getattr(cfg, "dataset", None), "train_subset", None)
         return cls(None if arch is None else str(arch), _is_roberta(arch) and "model" in state,
-                   None if positions is None else int(positions), None if rows is None else int(rows.shape[0]))
+                   None if positions is None else int(positions), None if rows is None else int(rows.shape[0]),
+                   subset if isinstance(subset, str) else None)
+
+    def trained_language(self) -> Optional[str]:
+        """The language directory a teacher trained on (``--train-subset de/train``), if it says."""
+        head, sep, _ = (self.train_subset or "").partition("/")
+        return head if sep and head else None
 
     @classmethod
     def parse(cls, value) -> Optional["CheckpointFacts"]:
@@ -223,11 +231,11 @@ class CheckpointFacts:
         names = [f.name for f in fields(cls)]
         if not isinstance(value, dict) or sorted(value) != sorted(names):
             return None
-        arch, masked_lm, positions, rows = (value[name] for name in names)
-        if not (arch is None or isinstance(arch, str)) or not isinstance(masked_lm, bool) \
+        arch, masked_lm, positions, rows, subset = (value[name] for name in names)
+        if not all(v is None or isinstance(v, str) for v in (arch, subset)) or not isinstance(masked_lm, bool) \
                 or not all(v is None or (isinstance(v, int) and not isinstance(v, bool)) for v in (positions, rows)):
             return None
-        return cls(arch, masked_lm, positions, rows)
+        return cls(arch, masked_lm, positions, rows, subset)
 
     def require_masked_lm(self, what: str, path: str) -> None:
         """The check :func:`model_config` makes, with the same error."""

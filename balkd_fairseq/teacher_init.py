@@ -11,11 +11,14 @@ Which init a teacher directory was trained from is recorded in TEACHERS/<lang>/t
 (written before training starts), so a rerun with another ``--init-from`` is refused instead of
 continuing a teacher trained from another start.
 """
+import argparse
 import os
 from typing import List, Optional
 
+from fairseq.models import ARCH_CONFIG_REGISTRY
+
 from .checkpoints import EMBED_KEY, load_checkpoint_state, model_config
-from .data.dictionary_hash import dict_file_sha256, load_model_dictionary, recorded_dictionary_sha256
+from .data.dictionary_check import check_checkpoint_dictionary
 from .errors import BalkdError
 from .files import file_sha256, read_json
 from .outputs import write_json
@@ -51,21 +54,41 @@ def check_init_checkpoint(path: str, data_dict: str, fairseq_args: List[str]) ->
         raise BalkdError(f"--init-from sets where teachers start: do not pass {', '.join(conflicting)} after '--'")
     state = load_checkpoint_state(path, what)
     cfg = model_config(state, what, path)
-    dictionary = load_model_dictionary(data_dict, "shared dictionary")
-    rows = state["model"].get(EMBED_KEY)
-    if rows is None or rows.shape[0] != len(dictionary):
-        raise BalkdError(f"{what}: the checkpoint embeds {None if rows is None else rows.shape[0]} symbols but "
-                         f"{data_dict} has {len(dictionary)}: teachers must share the student's vocabulary")
-    recorded = recorded_dictionary_sha256(state)
-    if recorded is not None and recorded != dict_file_sha256(data_dict, "shared dictionary"):
-        raise BalkdError(f"{what}: the checkpoint was trained with another dictionary than {data_dict}")
-    given = passthrough_values(fairseq_args)
-    for name in SHAPE_FLAGS:
+    if state["model"].get(EMBED_KEY) is None:
+        raise BalkdError(f"{what}: the checkpoint has no token embedding ({EMBED_KEY}): not a masked LM")
+    try:  # the recorded hash, else a dict.txt beside the checkpoint (a teacher's), else the embedding size
+        check_checkpoint_dictionary(state, path, data_dict, data_flag="DATA")
+    except BalkdError as err:
+        raise BalkdError(f"{what}: teachers must share the student's vocabulary: {err}") from None
+    implied = implied_architecture(fairseq_args)
+    for name, value in implied.items():
         stored = getattr(cfg.model, "_name" if name == "arch" else name, None)
-        if name in given and stored is not None and str(stored) != given[name]:
-            raise BalkdError(f"{what}: the checkpoint has --{name.replace('_', '-')} {stored} but the teachers are "
-                             f"given {given[name]}: pass the init checkpoint's architecture after '--'")
+        if stored is not None and str(stored) != str(value):
+            raise BalkdError(f"{what}: the checkpoint has --{name.replace('_', '-')} {stored} but the teachers' flags "
+                             f"give {value}: pass the init checkpoint's architecture after '--'")
     return {"path": os.path.abspath(path), "sha256": file_sha256(path)}
+
+
+def implied_architecture(fairseq_args: List[str]) -> dict:
+    """The shape settings the flags after '--' give a teacher: those passed, and the defaults of their --arch
+    (a bare ``--arch roberta_base`` means 12 layers of 768). Only what is known: no --arch, no defaults."""
+    given = passthrough_values(fairseq_args)
+    arch = given.get("arch")
+    values = {name: given[name] for name in SHAPE_FLAGS if name in given}
+    if arch is None or arch not in ARCH_CONFIG_REGISTRY:
+        return values
+    namespace = argparse.Namespace(**{name: _number(value) for name, value in values.items() if name != "arch"})
+    ARCH_CONFIG_REGISTRY[arch](namespace)
+    values.update({name: getattr(namespace, name) for name in SHAPE_FLAGS
+                   if name != "arch" and getattr(namespace, name, None) is not None})
+    return values
+
+
+def _number(value: str):
+    try:
+        return int(value)
+    except ValueError:
+        return value
 
 
 def init_flags(init: Optional[dict]) -> List[str]:

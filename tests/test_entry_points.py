@@ -1,6 +1,7 @@
 """Importing the plugin changes nothing; its runs get one-line errors on every entry point; saving never loses
 the previous checkpoint; a run that stops at --max-update exits 0 every time."""
 import errno
+import logging
 import os
 import signal
 import subprocess
@@ -157,12 +158,18 @@ def _save_with_the_plugin(monkeypatch, tmp_path, failure):
     (RuntimeError("[enforce fail at inline_container.cc:778] . PytorchStreamWriter failed writing file data/3"),
      "PytorchStreamWriter failed writing file"),
 ])
-def test_a_failed_save_keeps_the_previous_checkpoint_and_names_the_path(monkeypatch, tmp_path, failure, reason):
+def test_a_failed_save_keeps_the_previous_checkpoint_and_names_the_path(monkeypatch, tmp_path, failure, reason,
+                                                                        capfd):
     from balkd_fairseq.errors import BalkdError
 
     checkpoint_utils, last = _save_with_the_plugin(monkeypatch, tmp_path, failure)
-    with pytest.raises(BalkdError) as err:
-        checkpoint_utils.torch_persistent_save({"model": {}}, str(last))
+    logging.getLogger(checkpoint_utils.__name__).addHandler(handler := logging.StreamHandler(sys.stderr))
+    try:
+        with pytest.raises(BalkdError) as err:
+            checkpoint_utils.torch_persistent_save({"model": {}}, str(last))
+    finally:
+        logging.getLogger(checkpoint_utils.__name__).removeHandler(handler)
+    assert "Traceback" not in capfd.readouterr().err, "fairseq's logged traceback comes before the one line"
     assert f"could not write checkpoint {last}: " in str(err.value) and reason in str(err.value)
     assert last.read_bytes() == b"previous complete checkpoint"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_last.pt"]  # no *.tmp left
@@ -282,3 +289,14 @@ def test_balkd_train_names_a_missing_arch(args, refused):
             check_arch(args)
     else:
         check_arch(args)
+
+
+def test_balkd_train_on_cpu_refuses_a_world_size_without_a_launcher():
+    from balkd_fairseq.cli.train import check_cpu_world_size
+    from balkd_fairseq.errors import BalkdError
+
+    with pytest.raises(BalkdError, match="--distributed-world-size 2 on CPU: .* torchrun --nproc_per_node 2"):
+        check_cpu_world_size(["DATA", "--distributed-world-size", "2"], {}, on_cpu=True)
+    check_cpu_world_size(["DATA", "--distributed-world-size", "2"], {"RANK": "0", "WORLD_SIZE": "2"}, on_cpu=True)
+    check_cpu_world_size(["DATA", "--distributed-world-size=2"], {}, on_cpu=False)  # fairseq spawns per GPU
+    check_cpu_world_size(["DATA", "--distributed-world-size", "1"], {}, on_cpu=True)

@@ -96,6 +96,19 @@ def test_mismatched_init_checkpoint_is_refused_in_one_line(tiny_data, tiny_teach
     assert "--encoder-layers 2" in err and len(err.strip().splitlines()) == 1
     assert train_teachers([*base, "--init-from", str(tiny_teachers["aa"]), *FLAGS, "--reset-optimizer"]) == 2
     assert "--reset-optimizer" in capsys.readouterr().err
+    # a stock teacher (no recorded hash) of another dictionary of the same size: its dict.txt tells
+    swapped = write_checkpoint(tiny_teachers["aa"], tmp_path / "s" / "checkpoint.pt", lambda state: None)
+    lines = (swapped.parent / "dict.txt").read_text(encoding="utf-8").splitlines(keepends=True)
+    (swapped.parent / "dict.txt").write_text("".join([lines[1], lines[0], *lines[2:]]), encoding="utf-8")
+    assert train_teachers([*base, "--init-from", str(swapped), *FLAGS]) == 2
+    err = capsys.readouterr().err
+    assert "first difference at symbol 4" in err and len(err.strip().splitlines()) == 1, err
+    # flags that leave the layers to --arch roberta_base's default (12) do not fit a 2-layer checkpoint
+    at = FLAGS.index("--encoder-layers")
+    defaults = FLAGS[:at] + FLAGS[at + 2:]
+    assert train_teachers([*base, "--init-from", str(tiny_teachers["aa"]), *defaults]) == 2
+    err = capsys.readouterr().err
+    assert "--encoder-layers 2 but the teachers' flags give 12" in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "t" / "bb" / "checkpoint_last.pt").exists()
 
 

@@ -55,3 +55,8 @@ def test_scale_runner_trains_reports_and_plots_twelve_languages(tmp_path):
         assert sorted(scores) == sorted(languages) and all(s["mlm_ppl"] > 1 for s in scores.values())
     plot = out / "report" / "per_language_mlm_ppl.png"
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 10_000
+
+    # a rerun with other settings would reuse the finished stages: refused, naming the setting
+    rerun = subprocess.run([*cmd, "--student-updates", "7"], env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode != 0 and "--student-updates 6 -> 7" in rerun.stderr, rerun.stderr[-2000:]
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

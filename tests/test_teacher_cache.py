@@ -308,3 +308,22 @@ def test_the_cache_is_built_language_by_language_with_one_teacher_resident(tiny_
     assert teachers.take_stats()["teacher_loads"] == len(task.languages), "each teacher loaded once, not per epoch"
     assert len(teachers.models) <= 1
     assert manifest["splits"] == {"train": [1, 2], "valid": [1]}
+
+
+def test_a_full_disk_while_caching_names_the_shard(tmp_path):
+    import errno
+
+    from balkd_fairseq.soft_labels.cache_build import ShardWriter
+
+    class FullDisk:
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def close(self):
+            pass
+
+    writer = ShardWriter(str(tmp_path), "bb", num_samples=2, k=4)
+    writer._ids.close()
+    writer._ids = FullDisk()
+    with pytest.raises(BalkdError, match=rf"could not write the teacher cache shard {tmp_path / 'bb'}\.\*: No space left"):
+        writer.add(np.array([0]), np.array([1]), np.zeros((1, 4)), np.zeros((1, 4)))

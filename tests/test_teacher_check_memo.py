@@ -122,3 +122,26 @@ def test_a_malformed_fact_is_recomputed_and_the_others_kept(tmp_path):
     open(memo_path(str(path)), "w").write(json.dumps(dict(record, seven="7")))
     assert remembered(str(path), "seven", compute, parse) == 7 and len(computed) == 2
     assert json.loads(open(memo_path(str(path))).read())["eight"] == 8
+
+
+def test_a_teacher_replaced_after_start_up_is_refused_when_it_is_loaded(tiny_data, tiny_teachers, tmp_path):
+    paths, spec = copy_teachers(tiny_teachers, tmp_path)
+    teachers = TeacherSet.from_task(make_task(tiny_data, teachers=spec, max_resident_teachers=1))
+    teachers._model(0)  # aa as checked: loads
+    shutil.copy(paths["aa"], paths["bb"])  # bb retrained in place while the run goes on
+    with pytest.raises(BalkdError, match=rf"teacher for language 'bb': {paths['bb']} was replaced or changed after "
+                                         "the run checked it at start-up"):
+        teachers._model(1)
+
+
+def test_a_teacher_trained_on_another_language_is_named_in_a_warning(tiny_data, tiny_teachers, tmp_path, caplog):
+    from balkd_fairseq.checkpoints import load_checkpoint_state
+
+    paths, spec = copy_teachers(tiny_teachers, tmp_path)
+    state = load_checkpoint_state(str(paths["bb"]), "test")
+    state["cfg"]["dataset"]["train_subset"] = "aa/train"  # as balkd-train-teachers trains aa's teacher
+    torch.save(state, str(paths["bb"]))
+    with caplog.at_level("WARNING"):
+        TeacherSet.from_task(make_task(tiny_data, teachers=spec, max_resident_teachers=1))
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "trained on" in r.getMessage()]
+    assert len(warnings) == 1 and "teacher for language 'bb'" in warnings[0] and "'aa/train'" in warnings[0], warnings

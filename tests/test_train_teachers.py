@@ -236,3 +236,16 @@ def test_a_teacher_resumed_under_other_flags_records_every_run(tmp_path):
     record_run(str(plain), first, None)
     assert mark_complete(str(plain), "sig", first, "digest", None) is None
     assert "trained_under" not in json.loads((plain / "teacher_done.json").read_text())
+
+
+def test_a_failed_teacher_says_why_from_its_log(tmp_path):
+    from balkd_fairseq.teacher_training.runs import failure_reason
+
+    log = tmp_path / "train.log"
+    log.write_text("2026 | INFO | x\nTraceback (most recent call last):\n  File \"a.py\", line 1\n"
+                   "Exception: The dataset is empty. This could indicate that all elements in the dataset have been "
+                   "skipped. Try increasing the max number of allowed tokens or using a larger dataset.\n")
+    assert "--required-batch-size-multiple 1 after '--'" in failure_reason(str(log))
+    log.write_text("Traceback (most recent call last):\n  File \"a.py\", line 1\nValueError: something odd\n")
+    assert failure_reason(str(log)) == ": ValueError: something odd"
+    assert failure_reason(str(tmp_path / "missing.log")) == ""

@@ -132,6 +132,14 @@ def fairseq_args(args: List[str], env: Dict[str, str], on_cpu: bool, gpus: int =
     return out
 
 
+def check_cpu_world_size(args: List[str], env: Dict[str, str], on_cpu: bool) -> None:
+    """fairseq starts one process per GPU by itself; on CPU the processes come from a launcher."""
+    size = flag_value(args, "--distributed-world-size")
+    if on_cpu and launcher_env(env) is None and size is not None and size.isdigit() and int(size) > 1:
+        raise BalkdError(f"--distributed-world-size {size} on CPU: fairseq starts processes only one per GPU; start "
+                         f"them with torchrun --nproc_per_node {size} balkd-train ... (or srun), without this flag")
+
+
 def _main(argv: Optional[List[str]]) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in ("-h", "--help"):
@@ -142,6 +150,7 @@ def _main(argv: Optional[List[str]]) -> int:
     if "RANK" not in env and "SLURM_PROCID" in env and int(env.get("SLURM_NTASKS", "1")) > 1:
         os.environ.update(slurm_master_env(env))
     check_arch(args)
+    check_cpu_world_size(args, env, on_cpu)
     full = fairseq_args(args, env, on_cpu, gpus)
     from fairseq_cli import train as fairseq_train
 

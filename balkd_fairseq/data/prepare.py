@@ -210,6 +210,7 @@ def train_sentencepiece(cfg: PrepareConfig, sample_path: Path, model_prefix: Pat
         )
     except (RuntimeError, OSError) as err:
         reason = re.sub(r"^.*\] ", "", " ".join(str(err).split()))  # drop SentencePiece's source location
+        reason = reason.replace("--character_coverage", "--character-coverage")  # its advice, in our flag's name
         raise BalkdError(f"--vocab-size {cfg.vocab_size}: SentencePiece training failed: {reason}") from None
 
 

@@ -60,22 +60,34 @@ class ShardWriter:
         starts = self.rows + np.concatenate([[0], np.cumsum(counts)[:-1]])
         self.index[sample_ids, 0] = starts
         self.index[sample_ids, 1] = counts
-        self._ids.write(np.ascontiguousarray(ids, dtype=np.int32).tobytes())
-        self._probs.write(np.ascontiguousarray(probs, dtype=np.float16).tobytes())
+        with self._named_on_failure():
+            self._ids.write(np.ascontiguousarray(ids, dtype=np.int32).tobytes())
+            self._probs.write(np.ascontiguousarray(probs, dtype=np.float16).tobytes())
         self.rows += int(counts.sum())
 
     def close(self) -> None:
-        self._ids.close()
-        self._probs.close()
+        with self._named_on_failure():
+            self._ids.close()
+            self._probs.close()
         missing = np.nonzero(self.index[:, 0] < 0)[0]
         if missing.size:
             raise RuntimeError(f"{self.prefix}: samples {missing[:5].tolist()} were never written")
-        with open(self.prefix + ".index.npy.tmp", "wb") as f:
-            np.save(f, self.index)
-        for name, dtype in (("ids", np.int32), ("probs", np.float16)):
-            _raw_to_npy(f"{self.prefix}.{name}.raw", f"{self.prefix}.{name}.npy.tmp", dtype, self.rows, self.k)
+        with self._named_on_failure():
+            with open(self.prefix + ".index.npy.tmp", "wb") as f:
+                np.save(f, self.index)
+            for name, dtype in (("ids", np.int32), ("probs", np.float16)):
+                _raw_to_npy(f"{self.prefix}.{name}.raw", f"{self.prefix}.{name}.npy.tmp", dtype, self.rows, self.k)
         for name in SHARD_FILES:  # complete files only ever appear under their final names
             os.replace(f"{self.prefix}.{name}.npy.tmp", f"{self.prefix}.{name}.npy")
+
+    @contextlib.contextmanager
+    def _named_on_failure(self):
+        """A raw write's OSError (a full disk) names no file: name the shard and the cache being built."""
+        try:
+            yield
+        except OSError as err:
+            raise BalkdError(f"could not write the teacher cache shard {self.prefix}.*: {err.strerror or err} "
+                             "(the cache is built in a .partial folder; a rerun resumes it)") from err
 
 
 def _raw_to_npy(raw: str, npy: str, dtype, rows: int, k: int, chunk_rows: int = 1 << 16) -> None:

@@ -22,7 +22,7 @@ import torch
 from ..errors import BalkdError
 from ..eval.masked_lm_eval import MaskingConfig, masked_dataset, score_dataset, split_prefix
 from ..files import file_sha256
-from .teacher_loading import TeacherSpec, check_and_build_teacher
+from .teacher_loading import FALLBACK_TEACHER, TeacherSpec, check_and_build_teacher
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def choose_teachers(task, mapping: Dict[str, object], languages: List[str]) -> D
     if rule not in FALLBACK_RULES:
         raise BalkdError(f"--teacher-fallback-rule must be one of {', '.join(FALLBACK_RULES)}, got {rule!r}")
     fallback_spec = TeacherSpec(task.cfg.teacher_fallback)
-    fallback_model, fallback_record = check_and_build_teacher(task, f"{languages[0]} (fallback)", fallback_spec)
+    fallback_model, fallback_record = check_and_build_teacher(task, FALLBACK_TEACHER, fallback_spec)
     fallback_sha = fallback_record.sha256
     fallback_losses = {lang: validation_loss(fallback_model, task, lang, subset) for lang in languages}
     del fallback_model

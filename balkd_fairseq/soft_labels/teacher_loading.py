@@ -154,8 +154,11 @@ def check_serves_task(positions: Optional[int], task, what: str, path: str) -> N
         )
 
 
+FALLBACK_TEACHER = "<fallback>"  # the language argument that means the --teacher-fallback model
+
+
 def teacher_name(lang: str) -> str:
-    return f"teacher for language {lang!r}"
+    return "--teacher-fallback" if lang == FALLBACK_TEACHER else f"teacher for language {lang!r}"
 
 
 def state_loader(path: str, what: str) -> Callable[[], dict]:
@@ -179,6 +182,10 @@ def check_teacher(task, lang: str, spec: TeacherSpec, student_sha256: Optional[s
     dict_sha256 = check_dictionary(spec, student, student_sha256 or symbols_sha256(student.symbols), facts.embed_rows,
                                    what)
     check_serves_task(facts.max_positions, task, what, spec.checkpoint)
+    trained_on = facts.trained_language()
+    if trained_on is not None and trained_on != lang and lang != FALLBACK_TEACHER:
+        logger.warning(f"{what}: {spec.checkpoint} was trained on {facts.train_subset!r} (its --train-subset), "
+                       f"not on {lang!r}: is --teachers mapping {lang!r} to another language's teacher?")
     return TeacherRecord(lang, os.path.abspath(spec.checkpoint), memoized_sha256(spec.checkpoint), dict_sha256)
 
 
@@ -239,9 +246,13 @@ class TeacherLoader:
         self.dtype = dtype
         self.configs = ModelConfigs()
         self._built_from = weakref.WeakKeyDictionary()  # model -> model key of the configuration it was built from
+        # the files as checked at start-up, which the manifest records: a teacher retrained in place during a
+        # long run (balkd-train-teachers --force, a larger --max-update) must not be used under the old record
+        self._checked = {path: _content_stamp(path) for path in set(checkpoints)}
 
     def __call__(self, lang_id: int, spare: Optional[RobertaModel] = None) -> RobertaModel:
         lang, path = self.task.languages[lang_id], self.checkpoints[lang_id]
+        self._check_unchanged(lang, path)
         state, model_key = self.configs.load(path, teacher_name(lang))
         if spare is not None and model_key is not None and self._built_from.get(spare) == model_key \
                 and _same_shapes(spare.state_dict(), state["model"]):
@@ -251,6 +262,23 @@ class TeacherLoader:
         if model_key is not None:
             self._built_from[model] = model_key
         return model
+
+
+    def _check_unchanged(self, lang: str, path: str) -> None:
+        try:
+            unchanged = _content_stamp(path) == self._checked[path]
+        except OSError:
+            unchanged = False
+        if not unchanged:
+            raise BalkdError(f"{teacher_name(lang)}: {path} was replaced or changed after the run checked it at start-up "
+                             "(was the teacher retrained?): the checkpoints record the teacher as it was; put it back, "
+                             "or resume with --reset-teachers to continue with the new one")
+
+
+def _content_stamp(path: str):
+    """(size, mtime): what rewriting a file changes, unlike chmod or a new hard link (ctime)."""
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns
 
 
 def check_and_build_teacher(task, lang: str, spec: TeacherSpec, student_sha256: Optional[str] = None):

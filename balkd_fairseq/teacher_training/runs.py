@@ -133,8 +133,35 @@ def _train(data: str, lang: str, lang_dir: str, fairseq_args: List[str], init: O
     with open(log_path, "a", encoding="utf-8") as log:
         returncode = run_child(cmd, stdout=log, stderr=subprocess.STDOUT, env=single_process_env())
     if returncode != 0:
-        raise BalkdError(f"teacher for language {lang!r} failed (exit {returncode}); see {log_path}")
+        raise BalkdError(f"teacher for language {lang!r} failed (exit {returncode}){failure_reason(log_path)}; "
+                         f"see {log_path}")
     return digest
+
+
+# fairseq's messages for mistakes in the flags after '--', and what to do about them
+KNOWN_FAILURES = (
+    ("The dataset is empty", "a split gives no batch: it has fewer blocks than --required-batch-size-multiple "
+                             "(default 8); pass --required-batch-size-multiple 1 after '--'"),
+    ("Error(s) in loading state_dict", "the checkpoint it starts or resumes from has another architecture than "
+                                       "the flags after '--'"),
+)
+
+
+def failure_reason(log_path: str) -> str:
+    """': <why>' from the end of a failed teacher's log: a known fairseq failure explained, else its last
+    error line (the log keeps the whole traceback)."""
+    try:
+        with open(log_path, encoding="utf-8", errors="replace") as f:
+            tail = f.readlines()[-200:]
+    except OSError:
+        return ""
+    text = "".join(tail)
+    for marker, explanation in KNOWN_FAILURES:
+        if marker in text:
+            return f": {explanation}"
+    errors = [line.strip() for line in tail if line.strip() and not line.startswith((" ", "\t"))
+              and ("Error" in line.split(":", 1)[0] or line.startswith("balkd-fairseq: error:"))]
+    return f": {errors[-1][:300]}" if errors else ""
 
 
 def shard_weights(sizes: Dict[str, int], fairseq_args: List[str]) -> Dict[str, int]:

@@ -333,6 +333,26 @@ def plot_per_language(p: Paths, out_png: str) -> None:
     os.replace(partial, out_png)
 
 
+NOT_SETTINGS = ("out", "fresh", "jobs", "teacher_shards")  # where and how fast: the results do not depend on them
+
+
+def check_same_settings(root: str, a: argparse.Namespace) -> None:
+    """Finished stages are reused, so a rerun into the same --out must have the settings they were made with."""
+    path = os.path.join(root, "settings.json")
+    settings = {name: value for name, value in sorted(vars(a).items()) if name not in NOT_SETTINGS}
+    if not os.path.isfile(path):
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(settings, f, indent=1)
+        return
+    with open(path, encoding="utf-8") as f:
+        recorded = json.load(f)
+    changed = [f"--{name.replace('_', '-')} {recorded.get(name)} -> {value}" for name, value in settings.items()
+               if recorded.get(name) != value]
+    if changed:
+        raise SystemExit(f"examples/scale/run.py: {root} was made with other settings ({'; '.join(changed)}) and its "
+                         "finished stages would be reused: use another --out, or --fresh to start over")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     a = build_parser().parse_args(argv)
     if a.low_size <= a.valid_lines + a.test_lines:
@@ -341,6 +361,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         shutil.rmtree(a.out, ignore_errors=True)
     p = Paths(os.path.abspath(a.out))
     os.makedirs(p.root, exist_ok=True)
+    check_same_settings(p.root, a)
     start = time.monotonic()
     make_data(p, a)
     teachers = train_teachers(p, a)
