@@ -107,7 +107,8 @@ def check_coverage(languages: List[str], mapping: Dict[str, object]) -> None:
             f"{', '.join(sorted(mapping)) or 'none'})"
         )
     for lang in sorted(set(mapping) - set(languages)):
-        logger.warning(f"teacher for language {lang!r} ({mapping[lang].checkpoint}) is not used: {lang!r} is not in the data")
+        checkpoint = getattr(mapping[lang], "checkpoint", mapping[lang])
+        logger.warning(f"teacher for language {lang!r} ({checkpoint}) is not used: {lang!r} is not in the data")
 
 
 def check_dictionary(spec: TeacherSpec, student: Dictionary, student_sha256: str, embed_rows: Optional[int],
