@@ -18,12 +18,14 @@ import contextlib
 import logging
 import os
 import shutil
+import sys
 
 from fairseq import file_io
 
 from .errors import BalkdError
 from .outputs import atomic_copy, remove_quietly
 
+WRITE_FAILED = "failed writing file"  # torch's PytorchStreamWriter message for a write that did not happen
 TMP_SUFFIX = ".tmp"  # fairseq's torch_persistent_save writes <checkpoint>.tmp, then renames it
 
 
@@ -81,11 +83,15 @@ class CheckpointPathManager(file_io.PathManager):
 
 
 class _SaveTracebackFilter(logging.Filter):
-    """fairseq logs the traceback of a failed ``torch.save`` before re-raising it; the error it raises
-    becomes one line naming the checkpoint and the reason (:func:`_removed_on_failure`)."""
+    """fairseq logs the traceback of a failed ``torch.save`` before re-raising it. A failed write (an OSError,
+    or torch's "failed writing file") becomes one line naming the checkpoint and the reason
+    (:func:`_removed_on_failure`): its traceback is dropped. Any other failure keeps it."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.levelno >= logging.ERROR and str(record.msg).startswith("Traceback (most recent call last)"))
+        if record.levelno < logging.ERROR or not str(record.msg).startswith("Traceback (most recent call last)"):
+            return True
+        err = sys.exc_info()[1]
+        return not (isinstance(err, OSError) or (isinstance(err, RuntimeError) and WRITE_FAILED in str(err)))
 
 
 def enable_atomic_checkpoint_copies() -> None:

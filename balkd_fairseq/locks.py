@@ -98,6 +98,16 @@ def release_all() -> None:
         release(lock_path)
 
 
+@contextlib.contextmanager
+def held_lock(path, what: str, wait: bool = False):
+    """``path`` locked for the ``with`` block (see :func:`acquire`)."""
+    acquire(path, what, wait=wait)
+    try:
+        yield
+    finally:
+        release(path)
+
+
 def hold_directory_lock(directory, what: str) -> None:
     """Lock ``directory`` (created if missing) for the rest of this process: ``DIR/.balkd.lock``."""
     directory = Path(os.path.realpath(directory))

@@ -78,7 +78,10 @@ def implied_architecture(fairseq_args: List[str]) -> dict:
     if arch is None or arch not in ARCH_CONFIG_REGISTRY:
         return values
     namespace = argparse.Namespace(**{name: _number(value) for name, value in values.items() if name != "arch"})
-    ARCH_CONFIG_REGISTRY[arch](namespace)
+    try:
+        ARCH_CONFIG_REGISTRY[arch](namespace)
+    except (AttributeError, AssertionError, TypeError, ValueError, KeyError):  # defaults needing other flags
+        return values
     values.update({name: getattr(namespace, name) for name in SHAPE_FLAGS
                    if name != "arch" and getattr(namespace, name, None) is not None})
     return values

@@ -175,6 +175,17 @@ def test_a_failed_save_keeps_the_previous_checkpoint_and_names_the_path(monkeypa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_last.pt"]  # no *.tmp left
 
 
+def test_a_save_that_fails_for_another_reason_keeps_fairseqs_traceback(monkeypatch, tmp_path, capfd):
+    checkpoint_utils, last = _save_with_the_plugin(monkeypatch, tmp_path, TypeError("cannot pickle 'generator'"))
+    logging.getLogger(checkpoint_utils.__name__).addHandler(handler := logging.StreamHandler(sys.stderr))
+    try:
+        with pytest.raises(TypeError):
+            checkpoint_utils.torch_persistent_save({"model": {}}, str(last))
+    finally:
+        logging.getLogger(checkpoint_utils.__name__).removeHandler(handler)
+    assert "Traceback" in capfd.readouterr().err, "a bug's traceback is not a full disk's: it stays"
+
+
 KILLED_WHILE_SAVING = """
 import sys, torch
 import balkd_fairseq

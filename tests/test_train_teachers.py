@@ -196,23 +196,34 @@ def test_the_dictionary_is_recorded_beside_the_checkpoints_and_another_is_refuse
     (save / "checkpoint_best.pt").unlink()
     assert record_dictionary(str(other), str(save)) == dict_file_sha256(str(other))
     assert (save / "dict.txt").read_bytes() == other.read_bytes()
+    # ... but another prepared DATA given as --save-dir by mistake keeps its dictionary
+    (save / "spm.model").write_bytes(b"sentencepiece")
+    with pytest.raises(BalkdError, match="holds another dictionary"):
+        record_dictionary(str(source), str(save))
+    assert (save / "dict.txt").read_bytes() == other.read_bytes()
 
 
 def test_teachers_json_keeps_other_languages_whose_checkpoints_exist(tmp_path, capsys):
     from balkd_fairseq.teacher_training.teachers_json import previous_entries
 
     out = tmp_path / "teachers.json"
-    assert previous_entries(str(out), {"aa": "new"}) == {}
+    assert previous_entries(str(out), {"aa": "new"}, "sha") == {}
     kept_checkpoint = tmp_path / "bb.pt"
     kept_checkpoint.write_bytes(b"x")
+    other = tmp_path / "ee" / "checkpoint_last.pt"  # a teacher of another dictionary
+    other.parent.mkdir()
+    other.write_bytes(b"y")
+    (other.parent / "teacher_done.json").write_text(json.dumps({"dictionary_sha256": "other"}))
     out.write_text(json.dumps({"aa": "old", "bb": str(kept_checkpoint), "cc": str(tmp_path / "gone.pt"),
-                               "dd": {"checkpoint": str(kept_checkpoint), "init_from": {"sha256": "0"}}}))
-    kept = previous_entries(str(out), {"aa": "new"})
+                               "dd": {"checkpoint": str(kept_checkpoint), "init_from": {"sha256": "0"}},
+                               "ee": str(other)}))
+    kept = previous_entries(str(out), {"aa": "new"}, "sha")
     assert kept == {"bb": str(kept_checkpoint), "dd": {"checkpoint": str(kept_checkpoint), "init_from": {"sha256": "0"}}}
-    assert "dropped 'cc'" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "dropped 'cc'" in printed and "dropped 'ee'" in printed and "another dictionary" in printed
     out.write_text("[]")
     with pytest.raises(Exception, match="is not a teachers.json"):
-        previous_entries(str(out), {"aa": "new"})
+        previous_entries(str(out), {"aa": "new"}, "sha")
 
 
 def test_a_teacher_resumed_under_other_flags_records_every_run(tmp_path):
@@ -249,3 +260,27 @@ def test_a_failed_teacher_says_why_from_its_log(tmp_path):
     log.write_text("Traceback (most recent call last):\n  File \"a.py\", line 1\nValueError: something odd\n")
     assert failure_reason(str(log)) == ": ValueError: something odd"
     assert failure_reason(str(tmp_path / "missing.log")) == ""
+    # the log is appended to across runs: only this run's part counts
+    earlier = "Exception: The dataset is empty. This could indicate ...\n"
+    log.write_text(earlier + "fairseq-train: error: unrecognized arguments: --bogus-flag 3\n")
+    assert failure_reason(str(log), len(earlier)) == ": fairseq-train: error: unrecognized arguments: --bogus-flag 3"
+
+
+def test_a_run_that_failed_before_saving_is_not_recorded_as_trained_under(tiny_data, tmp_path, monkeypatch):
+    from balkd_fairseq.teacher_training import runs
+    from balkd_fairseq.teacher_training.records import recorded_runs
+
+    lang_dir = tmp_path / "aa"
+    monkeypatch.setattr(runs, "run_child", lambda *args, **kwargs: 1)  # fails at start-up, saves nothing
+    with pytest.raises(Exception, match="teacher for language 'aa' failed"):
+        train_one(str(tiny_data), "aa", str(lang_dir), ["--required-batch-size-multiple", "8"])
+    assert recorded_runs(str(lang_dir)) == []
+
+    def saves_then_fails(*args, **kwargs):
+        (lang_dir / "checkpoint_last.pt").write_bytes(b"10 updates")
+        return 1
+
+    monkeypatch.setattr(runs, "run_child", saves_then_fails)
+    with pytest.raises(Exception, match="teacher for language 'aa' failed"):
+        train_one(str(tiny_data), "aa", str(lang_dir), ["--lr", "1"])
+    assert [run["fairseq_args"] for run in recorded_runs(str(lang_dir))] == [["--lr", "1"]], "it trained: kept"

@@ -133,9 +133,11 @@ def fairseq_args(args: List[str], env: Dict[str, str], on_cpu: bool, gpus: int =
 
 
 def check_cpu_world_size(args: List[str], env: Dict[str, str], on_cpu: bool) -> None:
-    """fairseq starts one process per GPU by itself; on CPU the processes come from a launcher."""
+    """fairseq starts one process per GPU by itself; on CPU the processes come from a launcher (or are started
+    by hand, each with --distributed-init-method and its --distributed-rank)."""
     size = flag_value(args, "--distributed-world-size")
-    if on_cpu and launcher_env(env) is None and size is not None and size.isdigit() and int(size) > 1:
+    by_hand = any(has_flag(args, flag) for flag in ("--distributed-init-method", "--distributed-port"))
+    if on_cpu and not by_hand and launcher_env(env) is None and size is not None and size.isdigit() and int(size) > 1:
         raise BalkdError(f"--distributed-world-size {size} on CPU: fairseq starts processes only one per GPU; start "
                          f"them with torchrun --nproc_per_node {size} balkd-train ... (or srun), without this flag")
 

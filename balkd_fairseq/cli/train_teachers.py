@@ -28,8 +28,10 @@ from typing import Dict, List, Optional
 
 from tqdm import tqdm
 
+from ..data.dictionary_hash import dict_file_sha256
 from ..data.languages import resolve_languages
 from ..errors import BalkdError
+from ..locks import LOCK_NAME, held_lock
 from ..outputs import write_json
 from ..sharding import languages_of_shard, resolve_shard
 from ..teacher_init import check_init_checkpoint
@@ -147,8 +149,10 @@ def _main(argv: Optional[List[str]]) -> int:
     mapping: Dict[str, object] = {lang: teacher_entry(teacher_checkpoint(os.path.join(args.save_dir, lang), args.use_checkpoint), init)
                                   for lang in langs}
     out = os.path.join(args.save_dir, "teachers.json")
-    kept = previous_entries(out, mapping) if args.languages.strip(", ") else {}
-    write_json(out, {**kept, **mapping}, indent=1)
+    # jobs of one language each may finish together: one at a time reads, merges and writes the file
+    with held_lock(os.path.join(args.save_dir, ".teachers.json" + LOCK_NAME), f"{out}", wait=True):
+        kept = previous_entries(out, mapping, dict_file_sha256(os.path.join(args.data, "dict.txt"))) if args.languages.strip(", ") else {}
+        write_json(out, {**kept, **mapping}, indent=1)
     print(f"teachers: {out}" + (f" (kept from before: {','.join(sorted(kept))})" if kept else ""))
     return 0
 

@@ -18,6 +18,7 @@ from typing import List, Optional, Sequence
 from fairseq.data import Dictionary
 
 from ..errors import BalkdError
+from ..locks import LOCK_NAME
 from ..outputs import atomic_copy
 
 DICTIONARY_HASH_KEY = "dictionary_sha256"
@@ -52,24 +53,29 @@ def dict_file_sha256(path: str, what: str = "dictionary") -> str:
     return dictionary_sha256(load_model_dictionary(path, what))
 
 
+# what a run that failed before its first checkpoint leaves in its save dir (the teachers' records included)
+RUN_LEFTOVERS = {"dict.txt", "train.log", LOCK_NAME, "teacher_init.json", "teacher_runs.json"}
+
+
 def record_dictionary(source: str, save_dir: str) -> str:
     """Copy the dictionary a model trains with beside its checkpoints (atomically); its sha256.
 
     A save directory is then a model on its own: ``RobertaModel.from_pretrained(SAVE)``, a teacher,
     a ``--teacher-fallback`` or ``balkd-export`` find their vocabulary there. A ``dict.txt`` with
     other symbols beside a checkpoint (``*.pt``) is refused, never replaced: it belongs to the
-    checkpoints beside it, or the directory is not the one the user meant. With no checkpoint beside
-    it, it was left by a run that failed before its first save, and is replaced.
+    checkpoints beside it, or the directory is not the one the user meant (another DATA, say). Only
+    when the directory holds nothing but what a run that failed before its first save leaves
+    (:data:`RUN_LEFTOVERS`) is it replaced.
     """
     target = os.path.join(save_dir, "dict.txt")
     digest = dict_file_sha256(source, "shared dictionary")
     if os.path.isfile(target):
         if dict_file_sha256(target, "dictionary in --save-dir") == digest:
             return digest
-        if any(name.endswith(".pt") for name in os.listdir(save_dir)):
+        if set(os.listdir(save_dir)) - RUN_LEFTOVERS:
             raise BalkdError(f"--save-dir {save_dir} holds another dictionary ({target} differs from {source}): "
                              "it belongs to a model trained on other data; use another --save-dir")
-        # no checkpoint beside it: left by a run that failed before saving one, it belongs to no model
+        # nothing else there: left by a run that failed before its first save, it belongs to no model
     os.makedirs(save_dir, exist_ok=True)
     atomic_copy(source, target)
     return digest

@@ -5,9 +5,10 @@ the batches one by one: with L languages and K < L resident teachers nearly ever
 teacher that is not loaded. ``--language-run-batches R`` makes the order a shuffle of *runs*: R
 consecutive (global) batches of one language, the runs' order drawn from (seed, epoch) exactly as
 fairseq draws its batch order, so a resumed run fast-forwards to the same position. Under data
-parallelism and with ``--update-freq F`` a run is R steps of every worker (R x F x world-size batches),
-so all workers share the language of a step. A language's last run is shorter when its batches do
-not divide evenly; those runs come at the epoch's end, where steps may then mix languages.
+parallelism a run is R steps of every worker (R x world-size batches), so all workers share the
+language of a step (R counts batches: with ``--update-freq F`` a multiple of F keeps steps whole).
+A language's last run is shorter when its batches do not divide evenly; those runs come at the
+epoch's end, where steps may then mix languages.
 """
 from typing import List, Sequence
 
@@ -30,8 +31,8 @@ def language_runs(batches: Sequence[Sequence[int]], sample_langs: np.ndarray, ru
 
 def shuffled_runs(batches, sample_langs: np.ndarray, run_length: int, seed: int) -> List[list]:
     """The runs in an order drawn from ``seed``: the full runs shuffled, then the shorter ones (each language's
-    last) shuffled. A step takes ``run_length`` / R consecutive batches; a short run in the middle would shift
-    every later run across step boundaries, so that only the steps at the epoch's end mix languages."""
+    last) shuffled. A short run in the middle would shift every later run across step boundaries (steps of
+    several batches: data parallelism, --update-freq); last, only the steps at the epoch's end mix languages."""
     runs = language_runs(batches, sample_langs, run_length)
     full = [run for run in runs if len(run) == run_length]
     short = [run for run in runs if len(run) < run_length]

@@ -33,18 +33,12 @@ def flag_name(setting: str) -> str:
 
 
 def resumed_checkpoint(checkpoint_cfg) -> Optional[str]:
-    """The checkpoint fairseq-train will resume from (as ``checkpoint_utils.load_checkpoint`` finds it), or None."""
-    suffix = getattr(checkpoint_cfg, "checkpoint_suffix", "") or ""
-    if getattr(checkpoint_cfg, "reset_dataloader", False):
+    """The checkpoint fairseq-train will resume from (its data loader position included), or None: a start
+    from --finetune-from-model and --reset-dataloader begin the data anew."""
+    start = loaded_checkpoint(checkpoint_cfg)
+    if getattr(checkpoint_cfg, "reset_dataloader", False) or start is None or start[1] == "--finetune-from-model":
         return None
-    restore = checkpoint_cfg.restore_file
-    if restore == "checkpoint_last.pt":
-        path = os.path.join(checkpoint_cfg.save_dir, f"checkpoint_last{suffix}.pt")
-        if not os.path.exists(path):
-            return getattr(checkpoint_cfg, "continue_once", None)  # a fine-tune start resets the data loader
-    else:
-        path = restore.replace(".pt", suffix + ".pt")
-    return path if os.path.isfile(path) else None
+    return start[0]
 
 
 def loaded_checkpoint(checkpoint_cfg) -> Optional[Tuple[str, str]]:

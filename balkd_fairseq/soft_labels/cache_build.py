@@ -90,15 +90,16 @@ class ShardWriter:
                              "(the cache is built in a .partial folder; a rerun resumes it)") from err
 
 
-def _raw_to_npy(raw: str, npy: str, dtype, rows: int, k: int, chunk_rows: int = 1 << 16) -> None:
-    out = np.lib.format.open_memmap(npy, mode="w+", dtype=dtype, shape=(rows, k))
-    if rows:
-        src = np.memmap(raw, dtype=dtype, mode="r", shape=(rows, k))
-        for start in range(0, rows, chunk_rows):
-            out[start:start + chunk_rows] = src[start:start + chunk_rows]
-        del src
-    out.flush()
-    del out
+def _raw_to_npy(raw: str, npy: str, dtype, rows: int, k: int) -> None:
+    """The raw rows as an .npy file: its header, then the bytes as they are (C order). Plain writes, not a
+    memory map: a full disk is then an OSError naming the shard, not a SIGBUS at page writeback."""
+    dtype = np.dtype(dtype)
+    if os.path.getsize(raw) != rows * k * dtype.itemsize:
+        raise RuntimeError(f"{raw}: {os.path.getsize(raw)} bytes, expected {rows} rows of {k} x {dtype}")
+    with open(npy, "wb") as out, open(raw, "rb") as src:
+        np.lib.format.write_array_header_1_0(
+            out, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": (rows, k)})
+        shutil.copyfileobj(src, out, 16 * 1024 * 1024)
     os.remove(raw)
 
 
@@ -123,7 +124,7 @@ def build_cache(task, teachers, root: str, subsets: Dict[str, List[int]], k: int
         if build.is_complete(lang):
             logger.info(f"{lang}: already cached in {build.partial}; skipped")
             continue
-        with held_lock(build.language_lock(lang), f"--cache-dir {root}: language {lang!r}"):
+        with locks.held_lock(build.language_lock(lang), f"--cache-dir {root}: language {lang!r}"):
             build.cache_language(lang, batch_size, max_tokens, device, progress)
     return build.merge()
 
@@ -165,15 +166,6 @@ def plan_splits(task, subsets: Dict[str, List[int]]) -> Dict[str, List[int]]:
     for subset, epochs in subsets.items():
         plan.setdefault(task.base_split(subset), set()).update(int(e) for e in epochs)
     return {split: sorted(epochs) for split, epochs in sorted(plan.items())}
-
-
-@contextlib.contextmanager
-def held_lock(path: str, what: str, wait: bool = False):
-    locks.acquire(path, what, wait=wait)
-    try:
-        yield
-    finally:
-        locks.release(path)
 
 
 class CacheBuild:
@@ -248,7 +240,7 @@ class CacheBuild:
     def merge(self) -> Optional[dict]:
         """Verify every language, write the manifest and move the cache into place; None if languages are missing."""
         parent, name = os.path.split(self.root.rstrip(os.sep))
-        with held_lock(os.path.join(parent, f".{name}.merge{locks.LOCK_NAME}"), f"--cache-dir {self.given_root}", wait=True):
+        with locks.held_lock(os.path.join(parent, f".{name}.merge{locks.LOCK_NAME}"), f"--cache-dir {self.given_root}", wait=True):
             if not os.path.isdir(self.partial):  # another worker merged it while this one waited
                 return read_manifest(self.root)
             records = {}

@@ -68,7 +68,7 @@ from ..data.word_starts import sentencepiece_word_starts
 from ..errors import BalkdError
 from ..soft_labels.fallback import FALLBACK_RULES
 from ..soft_labels.manifest import MANIFEST_KEY, check_resumed_manifest, record_manifest, recorded_manifest
-from ..task_run import chosen_for_this_run, start_task_run
+from ..task_run import chosen_for_this_run, fairseq_run_config, start_task_run
 from .run_checks import check_model_positions, check_run_config
 
 logger = logging.getLogger(__name__)
@@ -261,7 +261,8 @@ class BalancedDistillTask(MaskedLMTask):
         self.languages = resolve_languages(self.data_root, cfg.languages)
         check_run_config(cfg, _root_config(cfg), self.languages)
         self._record_languages()
-        self._check_resume()
+        if fairseq_run_config() is not None:  # a training run (not eval-lm or a cache build with its flags)
+            self._check_resume()
 
     @classmethod
     def setup_task(cls, cfg, from_checkpoint=False, **kwargs):
@@ -495,16 +496,8 @@ class BalancedDistillTask(MaskedLMTask):
                                     kwargs.get("required_batch_size_multiple", 1), kwargs.get("max_tokens"),
                                     kwargs.get("max_sentences"))
         if self.cfg.language_run_batches > 1 and isinstance(dataset, LanguageBatchedDataset):
-            run_length = self.cfg.language_run_batches * self._batches_per_step(kwargs.get("epoch", 1))
-            return LanguageRunBatchIterator.from_iterator(iterator, dataset.sample_langs, run_length)
+            return LanguageRunBatchIterator.from_iterator(iterator, dataset.sample_langs, self.cfg.language_run_batches)
         return iterator
-
-    def _batches_per_step(self, epoch: int) -> int:
-        """--update-freq of this epoch (as fairseq's train loop reads it): a run of R steps is R times that many
-        batches of one language, so that no step mixes languages."""
-        root = _root_config(self.cfg)
-        update_freq = list(root.optimization.update_freq) if root is not None and "optimization" in root else [1]
-        return int(update_freq[min(max(epoch, 1), len(update_freq)) - 1]) if update_freq else 1
 
     def _ordered(self, dataset, sample_langs, epoch, reshuffle: bool):
         if self.cfg.batch_by_language:

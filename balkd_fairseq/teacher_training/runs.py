@@ -17,7 +17,7 @@ from ..locks import LOCK_NAME, hold_directory_lock
 from ..outputs import lies_within
 from ..processes import run_child
 from ..teacher_init import init_flags, record_init
-from .records import record_run
+from .records import checkpoint_stamp, record_run, restore_runs
 
 # a teacher is one process: the rank of a torchrun/SLURM worker chose its shard of languages (--shard),
 # it must not make the teacher's fairseq-train join a distributed job
@@ -124,43 +124,58 @@ def train_one(data: str, lang: str, lang_dir: str, fairseq_args: List[str], init
 def _train(data: str, lang: str, lang_dir: str, fairseq_args: List[str], init: Optional[dict]) -> str:
     digest = record_dictionary(os.path.join(data, "dict.txt"), lang_dir)
     record_init(lang_dir, lang, init)
-    record_run(lang_dir, fairseq_args, init)
+    stamp, runs_before = checkpoint_stamp(lang_dir), record_run(lang_dir, fairseq_args, init)
     # balkd-train: fairseq-train with the plugin, and an exit that never aborts in the prefetch thread
     cmd = [sys.executable, "-m", "balkd_fairseq.cli.train", data,
            "--task", "masked_lm", "--criterion", "masked_lm", "--save-dir", lang_dir,
            *init_flags(init), *language_subset_args(fairseq_args, lang)]
     log_path = os.path.join(lang_dir, "train.log")
-    with open(log_path, "a", encoding="utf-8") as log:
-        returncode = run_child(cmd, stdout=log, stderr=subprocess.STDOUT, env=single_process_env())
+    log_start = os.path.getsize(log_path) if os.path.isfile(log_path) else 0
+    try:
+        with open(log_path, "a", encoding="utf-8") as log:
+            returncode = run_child(cmd, stdout=log, stderr=subprocess.STDOUT, env=single_process_env())
+    except BaseException:
+        _forget_untrained_run(lang_dir, stamp, runs_before)
+        raise
     if returncode != 0:
-        raise BalkdError(f"teacher for language {lang!r} failed (exit {returncode}){failure_reason(log_path)}; "
-                         f"see {log_path}")
+        _forget_untrained_run(lang_dir, stamp, runs_before)
+        raise BalkdError(f"teacher for language {lang!r} failed (exit {returncode})"
+                         f"{failure_reason(log_path, log_start)}; see {log_path}")
     return digest
+
+
+def _forget_untrained_run(lang_dir: str, stamp, runs_before) -> None:
+    """A run that failed or was stopped before it saved a checkpoint trained nothing: it is not one the teacher
+    was trained under (its fix, e.g. the flag the error advised, must not read as a change of settings)."""
+    if checkpoint_stamp(lang_dir) == stamp:
+        restore_runs(lang_dir, runs_before)
 
 
 # fairseq's messages for mistakes in the flags after '--', and what to do about them
 KNOWN_FAILURES = (
     ("The dataset is empty", "a split gives no batch: it has fewer blocks than --required-batch-size-multiple "
-                             "(default 8); pass --required-batch-size-multiple 1 after '--'"),
+                             "(default 8; pass --required-batch-size-multiple 1 after '--'), or --max-tokens is "
+                             "below its blocks"),
     ("Error(s) in loading state_dict", "the checkpoint it starts or resumes from has another architecture than "
                                        "the flags after '--'"),
 )
 
 
-def failure_reason(log_path: str) -> str:
-    """': <why>' from the end of a failed teacher's log: a known fairseq failure explained, else its last
-    error line (the log keeps the whole traceback)."""
+def failure_reason(log_path: str, start: int = 0) -> str:
+    """': <why>' from what a failed teacher's run appended to its log (from byte ``start``; the log is kept
+    across runs): a known fairseq failure explained, else its last error line (the log has the traceback)."""
     try:
-        with open(log_path, encoding="utf-8", errors="replace") as f:
-            tail = f.readlines()[-200:]
+        with open(log_path, "rb") as f:
+            f.seek(start)
+            tail = f.read().decode("utf-8", errors="replace").splitlines()[-200:]
     except OSError:
         return ""
-    text = "".join(tail)
+    text = "\n".join(tail)
     for marker, explanation in KNOWN_FAILURES:
         if marker in text:
             return f": {explanation}"
     errors = [line.strip() for line in tail if line.strip() and not line.startswith((" ", "\t"))
-              and ("Error" in line.split(":", 1)[0] or line.startswith("balkd-fairseq: error:"))]
+              and ("Error" in line.split(":", 1)[0] or ": error:" in line)]
     return f": {errors[-1][:300]}" if errors else ""
 
 

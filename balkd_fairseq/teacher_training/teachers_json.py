@@ -6,6 +6,7 @@ from tqdm import tqdm
 
 from ..errors import BalkdError
 from ..files import read_json
+from .records import DONE_FILE
 
 
 def teacher_checkpoint(lang_dir: str, which: str) -> str:
@@ -20,10 +21,11 @@ def teacher_entry(checkpoint: str, init: Optional[dict]):
     return {"checkpoint": checkpoint, "init_from": init} if init else checkpoint
 
 
-def previous_entries(path: str, mapping: Dict[str, object]) -> Dict[str, object]:
+def previous_entries(path: str, mapping: Dict[str, object], dictionary_sha256: str) -> Dict[str, object]:
     """With --languages, the entries of other languages already in teachers.json: training teachers a few
     languages at a time (one job per language) must not drop the ones trained before. An entry whose
-    checkpoint is gone is dropped, with a warning, so the file never points at nothing."""
+    checkpoint is gone, or whose completion record names another dictionary (DATA prepared again), is
+    dropped with a warning, so the file never points at nothing or at a teacher of other symbols."""
     if not os.path.isfile(path):
         return {}
     previous = read_json(path, "balkd-train-teachers: existing teachers.json")
@@ -35,8 +37,17 @@ def previous_entries(path: str, mapping: Dict[str, object]) -> Dict[str, object]
         checkpoint = entry.get("checkpoint") if isinstance(entry, dict) else entry
         if lang in mapping:
             continue
-        if isinstance(checkpoint, str) and os.path.isfile(checkpoint):
-            kept[lang] = entry
-        else:
+        if not (isinstance(checkpoint, str) and os.path.isfile(checkpoint)):
             tqdm.write(f"warning: {path}: dropped {lang!r}, its checkpoint {checkpoint!r} no longer exists")
+        elif _recorded_dictionary(checkpoint) not in (None, dictionary_sha256):
+            tqdm.write(f"warning: {path}: dropped {lang!r}, its teacher {checkpoint} was trained with another "
+                       "dictionary than DATA/dict.txt")
+        else:
+            kept[lang] = entry
     return kept
+
+
+def _recorded_dictionary(checkpoint: str) -> Optional[str]:
+    done = os.path.join(os.path.dirname(checkpoint), DONE_FILE)
+    record = read_json(done, "balkd-train-teachers") if os.path.isfile(done) else None
+    return record.get("dictionary_sha256") if isinstance(record, dict) else None

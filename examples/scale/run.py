@@ -336,11 +336,12 @@ def plot_per_language(p: Paths, out_png: str) -> None:
 NOT_SETTINGS = ("out", "fresh", "jobs", "teacher_shards")  # where and how fast: the results do not depend on them
 
 
-def check_same_settings(root: str, a: argparse.Namespace) -> None:
-    """Finished stages are reused, so a rerun into the same --out must have the settings they were made with."""
+def check_same_settings(root: str, a: argparse.Namespace, anything_finished: bool) -> None:
+    """Finished stages are reused, so a rerun into the same --out must have the settings they were made with
+    (a first run that failed before finishing a stage may be rerun with others)."""
     path = os.path.join(root, "settings.json")
     settings = {name: value for name, value in sorted(vars(a).items()) if name not in NOT_SETTINGS}
-    if not os.path.isfile(path):
+    if not os.path.isfile(path) or not anything_finished:
         with open(path, "w", encoding="utf-8") as f:
             json.dump(settings, f, indent=1)
         return
@@ -361,7 +362,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         shutil.rmtree(a.out, ignore_errors=True)
     p = Paths(os.path.abspath(a.out))
     os.makedirs(p.root, exist_ok=True)
-    check_same_settings(p.root, a)
+    check_same_settings(p.root, a, anything_finished=runner.done(p.synth))
     start = time.monotonic()
     make_data(p, a)
     teachers = train_teachers(p, a)
