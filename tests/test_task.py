@@ -415,3 +415,45 @@ def test_validation_scores_every_block_whatever_the_batch_size_multiple(tiny_dat
     task.load_dataset("train")
     train = task.get_batch_iterator(task.dataset("train"), max_sentences=8, required_batch_size_multiple=8, seed=1)
     assert all(len(batch) % 8 == 0 for batch in train.frozen_batches), "training batches keep fairseq's multiple"
+
+
+def test_split_messages_name_the_flag_and_the_fix(tiny_data):
+    task = make_task(tiny_data)
+    with pytest.raises(BalkdError, match="split name 'aa' is a language: .*e.g. valid_aa"):
+        task.load_dataset("aa")
+    task.load_dataset("valid")
+    with pytest.raises(BalkdError, match=r"--max-tokens-valid \(default: --max-tokens\) 8 is smaller than the 'valid'"):
+        task.get_batch_iterator(task.dataset("valid"), max_tokens=8, seed=1)
+
+
+def test_language_runs_that_update_freq_does_not_divide_are_warned_about(caplog):
+    from omegaconf import OmegaConf
+
+    from balkd_fairseq.tasks.run_checks import warn_runs_across_steps
+
+    task_cfg = OmegaConf.create({"language_run_batches": 3})
+    with caplog.at_level("WARNING"):
+        warn_runs_across_steps(task_cfg, OmegaConf.create({"optimization": {"update_freq": [2]}}))
+        warn_runs_across_steps(task_cfg, OmegaConf.create({"optimization": {"update_freq": [3]}}))
+    warnings = [r.getMessage() for r in caplog.records if "--language-run-batches" in r.getMessage()]
+    assert len(warnings) == 1 and "not a multiple of --update-freq 2" in warnings[0]
+
+
+def test_the_start_weights_are_checked_in_training_runs_only(tiny_data, tmp_path, monkeypatch):
+    # eval-lm and balkd-cache-teachers take a training command line (a --save-dir, by default ./checkpoints,
+    # that may hold anything): only fairseq-train starts from its weights
+    from omegaconf import OmegaConf
+
+    from balkd_fairseq.checkpoints import EMBED_KEY
+    from balkd_fairseq.tasks import balanced_distill
+
+    save = tmp_path / "checkpoints"
+    save.mkdir()
+    torch.save({"model": {EMBED_KEY: torch.zeros(5, 4)}}, save / "checkpoint_last.pt")  # another vocabulary
+    root = OmegaConf.create({"task": OmegaConf.structured(BalancedDistillConfig(data=str(tiny_data), tokens_per_sample=32)),
+                             "checkpoint": {"save_dir": str(save), "restore_file": "checkpoint_last.pt"}})
+    BalancedDistillTask.setup_task(root.task)  # not a training run: nothing to check
+    monkeypatch.setattr(balanced_distill, "fairseq_run_config", lambda: object())
+    monkeypatch.setattr(balanced_distill, "start_task_run", lambda: None)
+    with pytest.raises(BalkdError, match=r"cannot start from .*checkpoint_last.pt \(--save-dir\): .*embeds 5 symbols"):
+        BalancedDistillTask.setup_task(root.task)

@@ -162,3 +162,10 @@ def test_pickled_object_outside_allowlist_is_refused_not_executed(tmp_path, tiny
     with pytest.raises(BalkdError, match=r"'bb'.*outside balkd-fairseq's checkpoint allowlist.*refused"):
         TeacherSet.from_task(task)
     assert not marker.exists()
+
+
+def test_the_fallback_model_is_named_by_its_flag():
+    from balkd_fairseq.soft_labels.teacher_loading import FALLBACK_TEACHER, teacher_name
+
+    assert teacher_name(FALLBACK_TEACHER) == "--teacher-fallback"
+    assert teacher_name("de") == "teacher for language 'de'"
