@@ -42,8 +42,6 @@ from ..teacher_training.records import (
     finished_teacher,
     is_complete,
     mark_complete,
-    recorded_runs,
-    restore_runs,
     run_signature,
 )
 from ..teacher_training.runs import (
@@ -128,10 +126,8 @@ def _main(argv: Optional[List[str]]) -> int:
         if finished != COMPLETE:
             tqdm.write(f"training teacher for {lang} (log: {os.path.join(lang_dir, 'train.log')})")
             stamp = checkpoint_stamp(lang_dir) if finished != ABSENT else None
-            runs_before = recorded_runs(lang_dir) if stamp is not None else []
             digest = train_one(args.data, lang, lang_dir, fairseq_args, init, fresh=args.force)
             if stamp is not None and checkpoint_stamp(lang_dir) == stamp:
-                restore_runs(lang_dir, runs_before)
                 raise BalkdError(f"teacher for {lang!r} in {lang_dir} had finished with other settings ({finished}) "
                                  "and these train it no further (its schedule is done), so it keeps its record: pass "
                                  "--force to retrain it from scratch with these, or use another --save-dir")

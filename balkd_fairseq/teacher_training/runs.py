@@ -134,19 +134,18 @@ def _train(data: str, lang: str, lang_dir: str, fairseq_args: List[str], init: O
     try:
         with open(log_path, "a", encoding="utf-8") as log:
             returncode = run_child(cmd, stdout=log, stderr=subprocess.STDOUT, env=single_process_env())
-    except BaseException:
+    finally:
         _forget_untrained_run(lang_dir, stamp, runs_before)
-        raise
     if returncode != 0:
-        _forget_untrained_run(lang_dir, stamp, runs_before)
         raise BalkdError(f"teacher for language {lang!r} failed (exit {returncode})"
                          f"{failure_reason(log_path, log_start)}; see {log_path}")
     return digest
 
 
 def _forget_untrained_run(lang_dir: str, stamp, runs_before) -> None:
-    """A run that failed or was stopped before it saved a checkpoint trained nothing: it is not one the teacher
-    was trained under (its fix, e.g. the flag the error advised, must not read as a change of settings)."""
+    """A run that saved no checkpoint trained nothing (it failed or was stopped first, or resumed a teacher
+    whose schedule was done): it is not one the teacher was trained under (its fix, e.g. the flag the error
+    advised, must not read as a change of settings)."""
     if checkpoint_stamp(lang_dir) == stamp:
         restore_runs(lang_dir, runs_before)
 
