@@ -457,3 +457,28 @@ def test_the_start_weights_are_checked_in_training_runs_only(tiny_data, tmp_path
     monkeypatch.setattr(balanced_distill, "start_task_run", lambda: None)
     with pytest.raises(BalkdError, match=r"cannot start from .*checkpoint_last.pt \(--save-dir\): .*embeds 5 symbols"):
         BalancedDistillTask.setup_task(root.task)
+
+
+def test_an_fsdp_rank_checks_its_own_shard_of_the_start_weights(tiny_data, tmp_path, monkeypatch):
+    # with --use-sharded-state fairseq's trainer loads checkpoint_last-shard<rank>.pt: that is what is checked
+    from omegaconf import OmegaConf
+
+    from balkd_fairseq.checkpoints import EMBED_KEY
+    from balkd_fairseq.data.resume_settings import loaded_checkpoint, shard_suffix
+    from balkd_fairseq.tasks import balanced_distill
+
+    save = tmp_path / "checkpoints"
+    save.mkdir()
+    torch.save({"model": {EMBED_KEY: torch.zeros(5, 4)}}, save / "checkpoint_last-shard1.pt")
+    sharded = {"ddp_backend": "fully_sharded", "use_sharded_state": True, "distributed_rank": 1}
+    assert shard_suffix(OmegaConf.create(sharded)) == "-shard1"
+    assert shard_suffix(OmegaConf.create({**sharded, "use_sharded_state": False})) == ""
+    assert shard_suffix(OmegaConf.create({**sharded, "ddp_backend": "c10d"})) == ""
+    root = OmegaConf.create({"task": OmegaConf.structured(BalancedDistillConfig(data=str(tiny_data), tokens_per_sample=32)),
+                             "checkpoint": {"save_dir": str(save), "restore_file": "checkpoint_last.pt"},
+                             "distributed_training": sharded})
+    assert loaded_checkpoint(root.checkpoint) is None  # the unsharded name is not there
+    monkeypatch.setattr(balanced_distill, "fairseq_run_config", lambda: object())
+    monkeypatch.setattr(balanced_distill, "start_task_run", lambda: None)
+    with pytest.raises(BalkdError, match=r"cannot start from .*checkpoint_last-shard1.pt \(--save-dir\): .*embeds 5"):
+        BalancedDistillTask.setup_task(root.task)

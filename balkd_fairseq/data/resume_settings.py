@@ -32,21 +32,31 @@ def flag_name(setting: str) -> str:
     return "--" + setting.replace("_", "-")
 
 
-def resumed_checkpoint(checkpoint_cfg) -> Optional[str]:
+def shard_suffix(distributed_cfg) -> str:
+    """What fairseq's trainer adds to this rank's checkpoint names: with FSDP's sharded state every rank
+    saves and loads its own ``checkpoint_last-shard<rank>.pt`` (``Trainer.checkpoint_suffix``)."""
+    if distributed_cfg is None or distributed_cfg.get("ddp_backend") != "fully_sharded":
+        return ""
+    if not distributed_cfg.get("use_sharded_state", False):
+        return ""
+    return f"-shard{distributed_cfg.get('distributed_rank', 0) or 0}"
+
+
+def resumed_checkpoint(checkpoint_cfg, shard: str = "") -> Optional[str]:
     """The checkpoint fairseq-train will resume from (its data loader position included), or None: a start
     from --finetune-from-model and --reset-dataloader begin the data anew."""
-    start = loaded_checkpoint(checkpoint_cfg)
+    start = loaded_checkpoint(checkpoint_cfg, shard)
     if getattr(checkpoint_cfg, "reset_dataloader", False) or start is None or start[1] == "--finetune-from-model":
         return None
     return start[0]
 
 
-def loaded_checkpoint(checkpoint_cfg) -> Optional[Tuple[str, str]]:
+def loaded_checkpoint(checkpoint_cfg, shard: str = "") -> Optional[Tuple[str, str]]:
     """(path, the flag that chose it) of the checkpoint whose weights fairseq-train starts from, as
     ``checkpoint_utils.load_checkpoint`` finds it, or None (random initialisation). Unlike
     :func:`resumed_checkpoint` also with ``--reset-dataloader`` and for a ``--finetune-from-model`` start:
-    whatever resets, the weights are loaded."""
-    suffix = getattr(checkpoint_cfg, "checkpoint_suffix", "") or ""
+    whatever resets, the weights are loaded. ``shard``: :func:`shard_suffix` of the run."""
+    suffix = (getattr(checkpoint_cfg, "checkpoint_suffix", "") or "") + shard
     restore = checkpoint_cfg.restore_file
     if restore == "checkpoint_last.pt":
         path = os.path.join(checkpoint_cfg.save_dir, f"checkpoint_last{suffix}.pt")

@@ -60,6 +60,7 @@ from ..data.resume_settings import (
     read_records,
     read_state,
     resumed_checkpoint,
+    shard_suffix,
     stop_if_finished,
 )
 from ..data.split_batches import check_blocks_fit, check_split_has_batches
@@ -340,8 +341,9 @@ class BalancedDistillTask(MaskedLMTask):
         root = _root_config(self.cfg)
         if root is None or "checkpoint" not in root:
             return
-        self._check_start_weights(root.checkpoint)
-        path = resumed_checkpoint(root.checkpoint)
+        shard = shard_suffix(root.get("distributed_training"))
+        self._check_start_weights(root.checkpoint, shard)
+        path = resumed_checkpoint(root.checkpoint, shard)
         records = read_records(path) if path is not None else None
         if records is None:
             return
@@ -350,10 +352,10 @@ class BalancedDistillTask(MaskedLMTask):
         if not root.checkpoint.get("reset_optimizer", False) and "optimization" in root:
             stop_if_finished(path, records, root.optimization.max_update)
 
-    def _check_start_weights(self, checkpoint_cfg) -> None:
+    def _check_start_weights(self, checkpoint_cfg, shard: str) -> None:
         """Embeddings of another dictionary of the same size load without complaint and train on wrong
         symbols, whatever --reset-* flags or --finetune-from-model brought them in."""
-        start = loaded_checkpoint(checkpoint_cfg)
+        start = loaded_checkpoint(checkpoint_cfg, shard)
         state = read_state(start[0]) if start is not None else None
         if state is None or not isinstance(state.get("model"), dict):
             return

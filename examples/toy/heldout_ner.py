@@ -87,15 +87,20 @@ def make_probe_files(synth: str, out: str) -> List[str]:
     return meta["languages"]
 
 
-def probe(run_dir: str, bench: str, name: str, checkpoint: str, languages: List[str], ner_dir: str,
+def results_dir(pooling: str) -> str:
+    """Where a run's held-out-name results go: first-subword pooling keeps session 14's directory."""
+    return RESULTS if pooling == "first" else f"{RESULTS}-{pooling}"
+
+
+def probe(run_dir: str, bench: str, name: str, checkpoint: str, languages: List[str], ner_dir: str, pooling: str,
           extra: Tuple[str, ...] = ()) -> None:
-    out = os.path.join(run_dir, RESULTS, name)
+    out = os.path.join(run_dir, results_dir(pooling), name)
     if done(out):
         return
     step(f"{os.path.basename(run_dir)} {name}: NER probe with held-out names")
     run(["balkd-probe", "--checkpoint", f"{name}={checkpoint}", *extra, "--data", os.path.join(bench, "data"),
          "--languages", ",".join(languages), "--tasks", "ner", "--ner-dir", ner_dir, "--seed", "1",
-         "--output-dir", os.path.join(run_dir, RESULTS), "--cpu"])
+         "--word-pooling", pooling, "--output-dir", os.path.join(run_dir, results_dir(pooling)), "--cpu"])
     for lm_file in ("lm.json", "lm_items.npz"):  # the report reads a model's LM and probing results from one place
         whole = os.path.join(run_dir, "results", name, lm_file)
         if os.path.exists(whole) and not os.path.lexists(os.path.join(out, lm_file)):
@@ -103,14 +108,14 @@ def probe(run_dir: str, bench: str, name: str, checkpoint: str, languages: List[
     mark_done(out)
 
 
-def report(root: str, preset: str, seeds: List[int], configs: List[str]) -> None:
+def report(root: str, preset: str, seeds: List[int], configs: List[str], pooling: str) -> None:
     groups = PRESET_GROUPS[preset]
     group_flags = ["--low", *groups["low"].split(), "--high", *groups["high"].split(), "--single", groups["single"]]
-    runs = [os.path.join(root, preset, f"seed{seed}", RESULTS) for seed in seeds]
+    runs = [os.path.join(root, preset, f"seed{seed}", results_dir(pooling)) for seed in seeds]
     models = [f"--model={name}={os.path.join(results, name)}" for name in [*configs, CONTROL] for results in runs]
     students = [name for name in configs if set(TEACHER_SETS) & set(CONFIGS[name])]
     baselines = [name for name in configs if name not in students]
-    out = os.path.join(root, preset, "heldout-ner-report")
+    out = os.path.join(root, preset, "heldout-ner-report" + ("" if pooling == "first" else f"-{pooling}"))
     step(f"report ({preset}) -> {out}")
     run(["balkd-report", *models, *[f"--compare={name}:{','.join(baselines)}" for name in students], *group_flags,
          "--output-dir", out])
@@ -125,6 +130,9 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", default="1,2,3", help="comma-separated training seeds of data seed 1 (default: 1,2,3)")
     parser.add_argument("--configs", default="HL,HL-balanced,Ours+fallback+hard0.3",
                         help="configurations whose checkpoints are probed (the untrained control is added)")
+    parser.add_argument("--word-pooling", choices=("first", "mean", "last"), default="first",
+                        help="balkd-probe --word-pooling; other than first, results go to results-heldout-ner-<pooling>/ "
+                             "and heldout-ner-report-<pooling>/ (default: first)")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     configs = args.configs.split(",")
@@ -136,11 +144,11 @@ def main(argv=None) -> int:
             run_dir = os.path.join(args.out, preset, f"seed{seed}")
             for name in configs:
                 probe(run_dir, bench, name, os.path.join(run_dir, "checkpoints", name, "checkpoint_last.pt"), languages,
-                      os.path.join(ner_root, "ner"))
+                      os.path.join(ner_root, "ner"), args.word_pooling)
             hl_balanced = os.path.join(run_dir, "checkpoints", "HL-balanced", "checkpoint_last.pt")
-            probe(run_dir, bench, CONTROL, hl_balanced, languages, os.path.join(ner_root, "ner"),
+            probe(run_dir, bench, CONTROL, hl_balanced, languages, os.path.join(ner_root, "ner"), args.word_pooling,
                   ("--random-init", str(seed)))
-        report(args.out, preset, seeds, configs)
+        report(args.out, preset, seeds, configs, args.word_pooling)
     return 0
 
 
