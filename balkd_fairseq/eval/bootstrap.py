@@ -131,8 +131,10 @@ def paired_bootstrap_levels(benchmarks: Sequence[Tuple[Sequence[LanguageItems], 
     drawn = rng.integers(0, count, size=(replicates, count))
     total = np.zeros(replicates)
     for slot in range(count):
-        inner = np.stack([_replicate_differences(a, b, log_scale, replicates, rng) for a, b in benchmarks])
-        total += inner[drawn[:, slot], np.arange(replicates)]
+        for k, (a, b) in enumerate(benchmarks):  # inner resamples only for the replicates that drew k here
+            rows = np.flatnonzero(drawn[:, slot] == k)
+            if rows.size:
+                total[rows] += _replicate_differences(a, b, log_scale, rows.size, rng)
     point = float(np.mean([_point(a, b, log_scale) for a, b in benchmarks]))
     return _interval(point * scale, total / count * scale, confidence)
 
