@@ -494,6 +494,15 @@ def case_eval_beside_probes_of_another_checkpoint(env):  # balkd-report showed b
     return invocation
 
 
+def case_eval_over_lm_scores_of_another_checkpoint(env):  # a seed loop with one default NAME kept the last seed
+    invocation = eval_lm(env, env.teachers["aa"], ["OUT/m/lm.json holds results of another checkpoint",
+                                                   "refusing to replace them"])
+    (env.tmp / "OUT" / "m" / "lm.json").write_text(
+        json.dumps({"kind": "lm", "checkpoint": str(env.teachers["bb"]), "checkpoint_sha256": "0" * 64}),
+        encoding="utf-8")
+    return invocation
+
+
 def case_eval_output_of_a_model_is_a_file(env):  # a traceback after every model was scored, the others written
     invocation = eval_lm(env, env.teachers["aa"], ["--output-dir", "OUT/z exists and is not a directory"])
     (env.tmp / "OUT" / "z").write_text("the user's file", encoding="utf-8")

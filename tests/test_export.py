@@ -278,6 +278,22 @@ def test_model_card_says_when_the_probes_were_few_shot(tmp_path):
     assert "POS/NER probes were trained on the first 30 sentences" in "\n".join(results_section(str(tmp_path / "r")))
 
 
+def test_refuses_results_of_another_checkpoint(project, tmp_path, capsys):
+    # the model card would show the other checkpoint's numbers under this one's name
+    from balkd_fairseq.files import file_sha256
+
+    results = tmp_path / "results"
+    shutil.copytree(project["results"], results)
+    lm = json.loads((results / "lm.json").read_text())
+    (results / "lm.json").write_text(json.dumps({**lm, "checkpoint_sha256": file_sha256(str(project["old"]))}))
+    assert_refused([project["new"], "--data", project["data"], "--out", tmp_path / "x", "--results", results], capsys,
+                   f"--results: {results / 'lm.json'} holds results of another checkpoint")
+    assert not (tmp_path / "x").exists()
+    (results / "lm.json").write_text(json.dumps({**lm, "checkpoint_sha256": file_sha256(str(project["new"]))}))
+    assert export_main([str(project["new"]), "--data", str(project["data"]), "--out", str(tmp_path / "x"),
+                        "--format", "fairseq", "--results", str(results)]) == 0
+
+
 def test_old_checkpoint_without_hash_is_checked_by_size(project, tmp_path, capsys):
     assert export_main([str(project["old"]), "--data", str(project["data"]), "--out", str(tmp_path / "x"),
                         "--format", "fairseq"]) == 0

@@ -29,11 +29,10 @@ from ..eval.masked_lm_eval import (
 from ..eval.mrr import MLM_PPL, MaskedLMScores
 from ..eval.results_io import (
     LM_RESULTS,
-    PROBING_RESULTS,
     check_can_write,
     parse_languages,
     parse_named_path,
-    refuse_other_checkpoint,
+    refuse_other_results,
     write_json,
 )
 from ..files import file_sha256
@@ -109,7 +108,7 @@ def _validate(args):
                   for name, path in models}
     for name, identity in identities.items():
         check_can_write(os.path.join(args.output_dir, name))
-        refuse_other_checkpoint(os.path.join(args.output_dir, name), PROBING_RESULTS, identity)
+        refuse_other_results(os.path.join(args.output_dir, name), identity)
     languages = parse_languages(args.languages, "--languages") if args.languages else _languages_with_split(args)
     for lang in languages:
         split_prefix(args.data, lang, args.split)

@@ -36,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="comma-separated formats to write: fairseq, hf (default: fairseq,hf)")
     parser.add_argument("--results", metavar="DIR",
                         help="a balkd-eval-lm / balkd-probe output folder of this model (its *.json files); "
-                        "adds the per-language results table to the model card")
+                        "adds the per-language results table to the model card. Results of another checkpoint "
+                        "(by the sha256 they record) are refused")
     parser.add_argument("--force", action="store_true",
                         help="replace DIR if an earlier balkd-export wrote it; never deletes a folder that "
                         "balkd-export did not write or that is or holds an input")
@@ -65,6 +66,25 @@ def _validate(args):
     return formats
 
 
+def check_results_of_checkpoint(results_dir: str, checkpoint: str) -> None:
+    """A model card must not show another checkpoint's numbers: --results is easily the wrong run's folder."""
+    from ..eval.results_io import LM_RESULTS, PROBING_RESULTS, checkpoint_difference, read_json
+    from ..files import file_sha256
+
+    ours = {"checkpoint": os.path.abspath(checkpoint), "checkpoint_sha256": file_sha256(checkpoint)}
+    for results in (LM_RESULTS, PROBING_RESULTS):
+        path = os.path.join(results_dir, results)
+        difference = checkpoint_difference(read_json(path), ours) if os.path.isfile(path) else None
+        if difference is None:
+            continue
+        there, exported, by_content = difference
+        if not by_content:
+            logger.warning(f"--results: {path} holds results of {there} (recorded by path only), exporting {exported}")
+            continue
+        raise BalkdError(f"--results: {path} holds results of another checkpoint ({there} there, {exported} exported); "
+                         "give the results folder of this checkpoint")
+
+
 def export(args, formats) -> Path:
     from ..export.fairseq_dir import write_fairseq_dir
     from ..export.model_card import model_card
@@ -73,6 +93,8 @@ def export(args, formats) -> Path:
 
     inputs = [args.checkpoint, args.data] + ([args.results] if args.results else [])
     check_output_dir(Path(args.out), args.force, "--out", inputs, "balkd-export")  # before the (slow) checkpoint load
+    if args.results:
+        check_results_of_checkpoint(args.results, args.checkpoint)
     source = load_source(args.checkpoint, args.data)
     extra = None
     with staged_output_dir(Path(args.out), args.force, "--out", inputs, command="balkd-export") as staging:

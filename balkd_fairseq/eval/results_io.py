@@ -74,8 +74,10 @@ def _weights(payload: dict) -> str:
 
 
 def refuse_other_checkpoint(out_dir: str, other: str, ours: dict) -> None:
-    """Refuse to write results of ``ours['checkpoint']`` beside ``out_dir/other`` when that file holds another
-    checkpoint's: ``balkd-report`` reads one directory as one model, so they would be shown as one."""
+    """Refuse to write results of ``ours['checkpoint']`` into ``out_dir`` when its file ``other`` holds another
+    checkpoint's: ``balkd-report`` reads one directory as one model, so they would be shown as one, and a
+    results file of the same name would be replaced (a loop over seeds' ``ck/s<N>/Ours/x.pt``, all named
+    ``Ours`` by default, would keep the last seed only)."""
     path = os.path.join(out_dir, other)
     if not os.path.isfile(path):
         return
@@ -87,9 +89,15 @@ def refuse_other_checkpoint(out_dir: str, other: str, ours: dict) -> None:
         logger.warning(f"{path} holds results of {there} (recorded by path only), these are of {now}; if that is "
                        "not the same file moved, use another --output-dir or checkpoint NAME")
         return
-    raise BalkdError(f"{path} holds results of another checkpoint ({there} there, {now} now); refusing to put both "
-                     "in one directory, which balkd-report reads as one model: remove the stale results there, or "
-                     "use another --output-dir or checkpoint NAME")
+    raise BalkdError(f"{path} holds results of another checkpoint ({there} there, {now} now); refusing to replace "
+                     "them or put both in one directory, which balkd-report reads as one model: remove the stale "
+                     "results there, or use another --output-dir or checkpoint NAME")
+
+
+def refuse_other_results(out_dir: str, ours: dict) -> None:
+    """:func:`refuse_other_checkpoint` for every results file a model's directory can hold."""
+    for results in (LM_RESULTS, PROBING_RESULTS):
+        refuse_other_checkpoint(out_dir, results, ours)
 
 
 def write_json(path: str, payload: dict) -> None:
