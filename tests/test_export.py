@@ -383,6 +383,13 @@ def test_a_checkpoint_without_a_hash_is_checked_against_the_dictionary_beside_it
     assert "against the `dict.txt` beside the checkpoint" in (tmp_path / "x" / "README.md").read_text(encoding="utf-8")
 
 
+def without_spm_hash(data: Path) -> None:
+    """stats.json as an older balkd-prepare wrote it (no sha256 of spm.model): the other checks must see it."""
+    stats = json.loads((data / "stats.json").read_text(encoding="utf-8"))
+    del stats["sentencepiece"]["sha256"]
+    (data / "stats.json").write_text(json.dumps(stats), encoding="utf-8")
+
+
 def test_refuses_a_sentencepiece_model_other_than_the_dictionarys(project, tmp_path, capsys):
     import sentencepiece as spm
 
@@ -395,7 +402,28 @@ def test_refuses_a_sentencepiece_model_other_than_the_dictionarys(project, tmp_p
                                    minloglevel=2)
     shutil.copy(tmp_path / "other.model", data / "spm.model")
     assert_refused([project["new"], "--data", data, "--out", tmp_path / "x"], capsys,
+                   f"--data: {data / 'spm.model'} is not the SentencePiece model {data} was prepared with",
+                   "records sha256")
+    without_spm_hash(data)
+    assert_refused([project["new"], "--data", data, "--out", tmp_path / "x"], capsys,
                    f"pieces of {data / 'spm.model'} are not in {data / 'dict.txt'}")
+
+
+def test_refuses_a_sentencepiece_model_of_the_same_text_with_another_vocabulary(project, tmp_path, capsys):
+    # an earlier balkd-prepare of the same corpus: most pieces shared, so only re-encoding the text shows it
+    import sentencepiece as spm
+
+    data = Path(shutil.copytree(project["data"], tmp_path / "data"))
+    without_spm_hash(data)
+    raw = sorted(str(p) for p in (project["root"] / "raw").glob("*.txt"))
+    spm.SentencePieceTrainer.train(input=",".join(raw), model_prefix=str(tmp_path / "earlier"), vocab_size=340,
+                                   character_coverage=0.995, minloglevel=2)
+    shutil.copy(tmp_path / "earlier.model", data / "spm.model")
+    assert_refused([project["new"], "--data", data, "--out", tmp_path / "x"], capsys,
+                   f"{data / 'spm.model'} segments", "differently from how they were prepared")
+    shutil.copy(project["data"] / "spm.model", data / "spm.model")  # the right model passes without the hash
+    assert export_main([str(project["new"]), "--data", str(data), "--out", str(tmp_path / "y"),
+                        "--format", "fairseq"]) == 0
 
 
 @pytest.mark.parametrize("option", ["treat_whitespace_as_suffix", "user_defined_symbol"])

@@ -36,6 +36,7 @@ from typing import Callable, Dict, FrozenSet, Iterator, List, Optional, Tuple
 from tqdm import tqdm
 
 from ..errors import BalkdError
+from ..files import file_sha256
 from ..outputs import write_json
 from .line_sampling import RepeatingSampler, SelectionSampler, sp_sample_sizes
 from .raw_text import DEFAULT_MAX_LINE_CHARS, LM_SPLITS, LONG_LINE_MODES, LanguageSource, text_lines
@@ -365,7 +366,8 @@ def prepare(cfg: PrepareConfig, out: Path) -> dict:
             for s in cfg.sources
         },
         "dictionary_size": len(dictionary),
-        "sentencepiece": {"vocab_size": _spm_size(out / "spm.model"), "requested_vocab_size": cfg.vocab_size,
+        "sentencepiece": {"vocab_size": _spm_size(out / "spm.model"), "sha256": file_sha256(str(out / "spm.model")),
+                          "requested_vocab_size": cfg.vocab_size,
                           "alpha": cfg.sp_alpha, "sample_lines": sum(sample_sizes.values()),
                           "sample_cap": cfg.sp_sample_sentences, "character_coverage": cfg.character_coverage},
         "long_lines": {"max_chars": cfg.max_line_chars, "mode": cfg.long_lines},

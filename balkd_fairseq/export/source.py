@@ -8,6 +8,7 @@ from fairseq.data import Dictionary
 from ..checkpoints import load_checkpoint_state, model_config
 from ..data.dictionary_check import check_checkpoint_dictionary
 from ..data.dictionary_hash import load_model_dictionary, recorded_dictionary_sha256, recorded_languages
+from ..data.sentencepiece_check import check_sentencepiece_matches
 from ..errors import BalkdError
 
 DICT_FILE = "dict.txt"
@@ -58,27 +59,6 @@ def load_source(checkpoint: str, data: str) -> ExportSource:
     dict_file = os.path.join(data, DICT_FILE)
     checked = check_checkpoint_dictionary(state, checkpoint, dict_file)
     dictionary = load_model_dictionary(dict_file, "--data")
-    check_spm_matches(os.path.join(data, SPM_FILE), dictionary, dict_file)
+    check_sentencepiece_matches(os.path.join(data, SPM_FILE), dictionary, dict_file, data, "--data")
     return ExportSource(os.path.abspath(checkpoint), os.path.abspath(data), state, dictionary,
                         recorded_dictionary_sha256(state), checked)
-
-
-# Pieces a dictionary built from the SentencePiece-encoded corpus lacks are pieces that corpus never produced:
-# a few percent. Most of them missing means dict.txt was built with another SentencePiece model.
-MAX_MISSING_PIECES = 0.5
-
-
-def check_spm_matches(spm_file: str, dictionary: Dictionary, dict_file: str) -> None:
-    """Refuse a SentencePiece model most of whose pieces ``dict.txt`` lacks: not the model it was built with."""
-    import sentencepiece as spm
-
-    try:
-        sp = spm.SentencePieceProcessor(model_file=spm_file)
-    except (OSError, RuntimeError) as err:
-        raise BalkdError(f"--data: {spm_file} is not a SentencePiece model: {str(err).splitlines()[0]}") from None
-    pieces = [sp.id_to_piece(i) for i in range(sp.get_piece_size())
-              if not (sp.is_control(i) or sp.is_unknown(i) or sp.is_unused(i))]
-    missing = sum(dictionary.index(piece) == dictionary.unk() for piece in pieces)
-    if pieces and missing > MAX_MISSING_PIECES * len(pieces):
-        raise BalkdError(f"--data: {missing:,} of the {len(pieces):,} pieces of {spm_file} are not in {dict_file}: "
-                         "that dictionary was built with another SentencePiece model")

@@ -1,0 +1,115 @@
+"""Is a SentencePiece model the one a data directory's ``dict.txt`` and binarized text were made with?
+
+Text encoded with another model (an earlier ``balkd-prepare`` of the same text, another vocabulary size)
+still looks up in the dictionary, mostly, and gives plausible but wrong probing scores and exports. What is
+compared, best evidence first:
+
+1. the model's sha256 against the one ``balkd-prepare`` records in ``DATA/stats.json``;
+2. the binarized text: pieces the model made, joined back into text and encoded again by the same model,
+   come out the same; another model segments some sentences differently (even one of the same text
+   with another vocabulary size, which shares most pieces);
+3. the model's pieces against the dictionary: most of them missing means another model made it.
+"""
+import json
+import os
+from typing import List, Optional
+
+from ..errors import BalkdError
+from ..files import file_sha256
+
+# Sentences of the binarized text encoded again (per language, at most a few languages): enough to see a
+# model that segments differently, cheap beside loading a checkpoint.
+SENTENCES_PER_LANGUAGE = 200
+LANGUAGES_CHECKED = 8
+# The right model re-encodes every sentence identically; another one of the same text differs on many.
+MAX_RESEGMENTED = 0.02
+# Pieces the encoded corpus never produced are missing from a correct dictionary: a few percent.
+MAX_MISSING_PIECES = 0.5
+
+
+def load_processor(spm_file: str, flag: str):
+    import sentencepiece as spm
+
+    if not os.path.isfile(spm_file):
+        raise BalkdError(f"{flag}: SentencePiece model not found: {spm_file}")
+    try:
+        return spm.SentencePieceProcessor(model_file=spm_file)
+    except (OSError, RuntimeError) as err:
+        raise BalkdError(f"{flag}: {spm_file} is not a SentencePiece model: {str(err).splitlines()[0]}") from None
+
+
+def recorded_sha256(data_dir: str) -> Optional[str]:
+    """The sha256 of ``spm.model`` that ``DATA/stats.json`` records, or None (data of an older balkd-prepare, or
+    not balkd-prepare's)."""
+    path = os.path.join(data_dir, "stats.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            stats = json.load(f)
+    except (OSError, ValueError):
+        return None
+    record = stats.get("sentencepiece") if isinstance(stats, dict) else None
+    value = record.get("sha256") if isinstance(record, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def check_sentencepiece_matches(spm_file: str, dictionary, dict_file: str, data_dir: str, flag: str):
+    """The loaded processor of ``spm_file`` after refusing a model other than the one ``dict_file`` was built
+    with (``dictionary``: fairseq's Dictionary of ``dict_file``; ``data_dir``: where stats.json may be)."""
+    processor = load_processor(spm_file, flag)
+    recorded = recorded_sha256(data_dir)
+    if recorded is not None and recorded != (actual := file_sha256(spm_file)):
+        raise BalkdError(f"{flag}: {spm_file} is not the SentencePiece model {data_dir} was prepared with "
+                         f"({os.path.join(data_dir, 'stats.json')} records sha256 {recorded[:12]}, the file has "
+                         f"{actual[:12]})")
+    _check_text_encodes_alike(processor, spm_file, dictionary, data_dir, flag)
+    _check_pieces_are_symbols(processor, spm_file, dictionary, dict_file, flag)
+    return processor
+
+
+def _check_text_encodes_alike(processor, spm_file: str, dictionary, data_dir: str, flag: str) -> None:
+    checked = resegmented = 0
+    for prefix in _binarized_splits(data_dir)[:LANGUAGES_CHECKED]:
+        for ids in _first_sentences(prefix, dictionary):
+            if dictionary.unk() in ids:  # <unk> lost the characters: nothing to re-encode
+                continue
+            pieces = [dictionary[i] for i in ids if i != dictionary.eos()]
+            if any(processor.piece_to_id(piece) == processor.unk_id() for piece in pieces):
+                continue  # symbols the model lacks (the user's own, or another model's): check 3 weighs those
+            text = processor.decode_pieces(pieces)  # byte-fallback pieces too; a piece it lacks decodes as ⁇
+            checked += 1
+            resegmented += processor.encode(text, out_type=str) != pieces
+    if checked and resegmented > MAX_RESEGMENTED * checked:
+        raise BalkdError(f"{flag}: {spm_file} segments {resegmented} of {checked} sentences of {data_dir}'s binarized "
+                         "text differently from how they were prepared: it is not the SentencePiece model that made "
+                         "them")
+
+
+def _binarized_splits(data_dir: str) -> List[str]:
+    """One binarized split per language (``DATA/<lang>/valid``, else test or train): export needs none."""
+    from .languages import discover_languages
+
+    found = []
+    for lang in discover_languages(data_dir):
+        for split in ("valid", "test", "train"):
+            prefix = os.path.join(data_dir, lang, split)
+            if os.path.isfile(prefix + ".idx") and os.path.isfile(prefix + ".bin"):
+                found.append(prefix)
+                break
+    return found
+
+
+def _first_sentences(prefix: str, dictionary):
+    from fairseq.data import data_utils
+
+    dataset = data_utils.load_indexed_dataset(prefix, dictionary)
+    for i in range(min(len(dataset), SENTENCES_PER_LANGUAGE)):
+        yield dataset[i].tolist()
+
+
+def _check_pieces_are_symbols(processor, spm_file: str, dictionary, dict_file: str, flag: str) -> None:
+    pieces = [processor.id_to_piece(i) for i in range(processor.get_piece_size())
+              if not (processor.is_control(i) or processor.is_unknown(i) or processor.is_unused(i))]
+    missing = sum(dictionary.index(piece) == dictionary.unk() for piece in pieces)
+    if pieces and missing > MAX_MISSING_PIECES * len(pieces):
+        raise BalkdError(f"{flag}: {missing:,} of the {len(pieces):,} pieces of {spm_file} are not in {dict_file}: "
+                         "that dictionary was built with another SentencePiece model")
