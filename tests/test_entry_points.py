@@ -311,3 +311,15 @@ def test_balkd_train_on_cpu_refuses_a_world_size_without_a_launcher():
     check_cpu_world_size(["DATA", "--distributed-world-size", "2"], {"RANK": "0", "WORLD_SIZE": "2"}, on_cpu=True)
     check_cpu_world_size(["DATA", "--distributed-world-size=2"], {}, on_cpu=False)  # fairseq spawns per GPU
     check_cpu_world_size(["DATA", "--distributed-world-size", "1"], {}, on_cpu=True)
+
+
+@pytest.mark.parametrize("command", ["eval_lm", "export", "prepare", "probe", "report", "synth", "train_teachers"])
+def test_help_explains_every_flag_and_prints_no_format_escapes(command):
+    # argparse %-formats help strings but not the description: a "%%" there is printed as is
+    import importlib
+
+    parser = importlib.import_module(f"balkd_fairseq.cli.{command}").build_parser()
+    text = parser.format_help()
+    assert "%%" not in text and "%(" not in text
+    undocumented = [a.option_strings for a in parser._actions if a.option_strings and not a.help]
+    assert not undocumented, undocumented

@@ -27,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Build the results table (rows Low-Res / High-Res / size groups / {lang} / All; columns model x "
         "(MRR, MLM-PPL, PPPL when evaluated with --pppl, POS I-L, POS Z-S, NER I-L, NER Z-S)) as Markdown and CSV, "
         "plus a PNG plot per language. A cell is the mean ± standard deviation over a model's runs (seeds); "
-        "MLM-PPL is the perplexity of 15%%-masked text, PPPL the pseudo-perplexity (one token masked at a time).",
+        "MLM-PPL is the perplexity of masked text (balkd-eval-lm --mask-prob, 15% by default), PPPL the pseudo-perplexity "
+        "(one token masked at a time).",
     )
     parser.add_argument("--model", action="append", required=True, metavar="NAME=PATH[,PATH]",
                         help="one run of a model: NAME=directory (its lm.json / probe.json and per-item .npz) or "

@@ -66,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="comma-separated languages (default: every subdirectory of DATA not starting with '.', sorted). "
                         "With it, teachers.json keeps the entries it already holds for other languages")
     parser.add_argument("--use-checkpoint", choices=["last", "best"], default="last",
-                        help="which checkpoint teachers.json points to: the final one (last) or the best validation one (best)")
+                        help="which checkpoint teachers.json points to: the final one (last) or the best validation one (best) "
+                        "(default: last)")
     parser.add_argument("--force", action="store_true", help="retrain every language from scratch, also those whose teacher is already complete (the "
                              "old teacher is kept in LANG/.previous until the new one has finished)")
     parser.add_argument("--init-from", metavar="CHECKPOINT",
