@@ -596,12 +596,13 @@ def test_bad_input_gives_one_error_line_exit_2_and_overwrites_nothing(case, env)
 
 
 # ----------------------------------------------------------------------------- not errors
-def test_teacher_for_a_language_not_in_the_data_is_a_warning(tiny_data, teacher_spec, tmp_path):
+def test_teacher_for_a_language_the_run_leaves_out_is_a_warning(tiny_data, teacher_spec, tmp_path):
     proc = run_fairseq_train(distill_args(tiny_data, tmp_path / "s", teacher_spec, updates=1, extra=["--languages", "aa"]),
                              warm=True)
     log = proc.stdout + proc.stderr
     warnings = [line for line in log.splitlines() if "WARNING" in line and "'bb'" in line]
-    assert len(warnings) == 1 and "is not used: 'bb' is not in the data" in warnings[0], warnings
+    # 'bb' is in the data: the warning must not say it is not (--languages left it out)
+    assert len(warnings) == 1 and "is not used: 'bb' is not one of the run's languages (aa:" in warnings[0], warnings
     assert [r["num_updates"] for r in json_log_records(proc.stdout, "train_inner")] == ["1"]
 
 
