@@ -58,6 +58,14 @@ def read_json(path: str, what: str) -> object:
     return parse_json(text, where)
 
 
+COMPRESSION_MAGIC = {b"\x1f\x8b": "gzip", b"\xfd7zXZ\x00": "xz", b"BZh": "bzip2", b"\x28\xb5\x2f\xfd": "zstd"}
+
+
+def compression(head: bytes) -> Optional[str]:
+    """The compression format whose magic number ``head`` starts with, or None."""
+    return next((name for magic, name in COMPRESSION_MAGIC.items() if head.startswith(magic)), None)
+
+
 def numbered_lines(path, kind: str, on_bytes: Optional[Callable[[int], None]] = None) -> Iterator[Tuple[int, str]]:
     """(line number from 1, line without its line break) of a UTF-8 text file of the given ``kind``.
 
@@ -79,6 +87,9 @@ def numbered_lines(path, kind: str, on_bytes: Optional[Callable[[int], None]] = 
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as err:
+                compressed = compression(raw) if line_no == 1 else None
+                if compressed is not None:  # corpora ship compressed (CC-100: .txt.xz): say so, not "not UTF-8"
+                    raise BalkdError(f"{path}: {compressed}-compressed, not text: decompress it first") from None
                 raise BalkdError(
                     f"{path}: line {line_no}: not UTF-8 text ({err.reason} at byte {err.start} of the line)"
                 ) from None

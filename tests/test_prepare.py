@@ -27,7 +27,8 @@ from balkd_fairseq.data.prepare import (
     split_sizes,
     train_sentencepiece,
 )
-from balkd_fairseq.data.raw_text import LanguageSource
+from balkd_fairseq.data.raw_text import LanguageSource, sources_from_dir
+from balkd_fairseq.errors import BalkdError
 from balkd_fairseq.outputs import MARKER, is_complete_output, write_marker
 
 SPLITS = ("train", "valid", "test")
@@ -284,6 +285,52 @@ def test_language_too_small_for_its_splits(tmp_path, existing_out, capsys):
     assert run_forced(f"de={good_file(tmp_path)},xx={small}", existing_out) == 2
     assert_one_error_line(capsys, str(small), "'xx'", "--valid-lines", "--test-lines")
     assert_untouched(existing_out)
+
+
+def test_compressed_file_is_named_as_compressed(tmp_path, existing_out, capsys):
+    # corpora ship compressed (CC-100: .txt.xz); "not UTF-8" would send the user looking for an encoding problem
+    import gzip
+    import lzma
+
+    for name, compress, kind in (("de.txt.gz", gzip.compress, "gzip"), ("de.txt.xz", lzma.compress, "xz")):
+        packed = tmp_path / name
+        packed.write_bytes(compress("".join(f"a line {i}\n" for i in range(30)).encode()))
+        assert run_forced(f"de={packed},en={good_file(tmp_path)}", existing_out) == 2
+        assert_one_error_line(capsys, str(packed), f"{kind}-compressed", "decompress it first")
+        assert_untouched(existing_out)
+
+
+def test_raw_dir_names_the_files_it_does_not_read(tmp_path, capsys):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    good_file(raw, "en.txt")
+    for name in ("ar.TXT", "th.text", "de.txt.gz", "notes.md"):
+        (raw / name).write_bytes(b"x\n")
+    sources = sources_from_dir(raw)
+    assert [s.lang for s in sources] == ["en"]
+    err = capsys.readouterr().err
+    assert "not read: ar.TXT, de.txt.gz, th.text" in err and "notes.md" not in err
+    (raw / "en.txt").unlink()
+    with pytest.raises(BalkdError, match=r"no <lang>.txt file in .*\(not read: ar.TXT, de.txt.gz, th.text"):
+        sources_from_dir(raw)
+
+
+def test_presplit_input_refuses_one_file_as_two_splits(tmp_path, existing_out, capsys):
+    train = good_file(tmp_path, "train.txt")
+    spec = f"xx={train}:{good_file(tmp_path, 'valid.txt', 5)}:{tmp_path / '.' / 'train.txt'}"
+    assert run_forced(spec, existing_out) == 2
+    assert_one_error_line(capsys, "'xx'", "is both the train and the test split")
+    assert_untouched(existing_out)
+
+
+def test_a_language_left_with_little_training_text_is_warned(tmp_path, caplog):
+    cfg = PrepareConfig([LanguageSource("de", {"all": good_file(tmp_path, "de.txt", 100)}),
+                         LanguageSource("xx", {"all": good_file(tmp_path, "xx.txt", 12)})],
+                        vocab_size=50, valid_lines=4, test_lines=4, progress=False)
+    with caplog.at_level("WARNING"):
+        count_lines(cfg)
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 1 and "language 'xx': 4 of its 12 lines are left for training" in warned[0], warned
 
 
 def test_missing_file(tmp_path, existing_out, capsys):

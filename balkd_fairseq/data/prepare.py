@@ -24,6 +24,7 @@ Output layout (what the ``balanced_distill`` task reads)::
     DATA/<lang>/{train,valid,test}.{bin,idx}, DATA/<lang>/dict.txt (a copy)
 """
 import itertools
+import logging
 import random
 import re
 import shutil
@@ -41,6 +42,7 @@ from ..outputs import write_json
 from .line_sampling import RepeatingSampler, SelectionSampler, sp_sample_sizes
 from .raw_text import DEFAULT_MAX_LINE_CHARS, LM_SPLITS, LONG_LINE_MODES, LanguageSource, text_lines
 
+logger = logging.getLogger(__name__)
 ENCODE_BATCH = 1000
 EOS_WORD = "</s>"  # fairseq Dictionary's end-of-sentence symbol, counted once per line
 
@@ -131,6 +133,10 @@ def count_lines(cfg: PrepareConfig, long_lines: Optional[Counter] = None) -> Dic
                     f"{source.files['all']}: language '{source.lang}' has {n} non-blank lines, too few for "
                     f"--valid-lines {cfg.valid_lines} + --test-lines {cfg.test_lines} and a training split "
                     f"(needs at least {needed + 1})")
+            if n is not None and n - needed < needed:
+                logger.warning(f"language '{source.lang}': {n - needed} of its {n} lines are left for training after "
+                               f"--valid-lines {cfg.valid_lines} + --test-lines {cfg.test_lines}; lower those for a "
+                               "language this small")
     return counts
 
 

@@ -5,6 +5,8 @@ name the files; :func:`text_lines` streams a file's non-blank lines (ended by ``
 lone ``\r``, as in text mode), refusing invalid UTF-8 with the file and line number, and splits (or
 truncates) a line too long for SentencePiece and fairseq.
 """
+import logging
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +14,8 @@ from typing import Callable, Dict, Iterator, List, Optional
 
 from ..errors import BalkdError
 from ..files import numbered_lines
+
+logger = logging.getLogger(__name__)
 
 LM_SPLITS = ("train", "valid", "test")  # fairseq's masked-LM split names (probing data uses train/dev/test)
 LANGUAGE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]*$")  # no "_": it separates split and language (valid_de)
@@ -59,6 +63,7 @@ def parse_raw_spec(spec: str) -> List[LanguageSource]:
             files = {"all": parts[0]}
         elif len(parts) == 3:
             files = dict(zip(LM_SPLITS, parts))
+            _check_distinct_splits(lang, files)
         else:
             raise BalkdError(f"--raw: language '{lang}': give one file or three (TRAIN:VALID:TEST), got {len(parts)}")
         sources.append(LanguageSource(lang, files))
@@ -67,13 +72,37 @@ def parse_raw_spec(spec: str) -> List[LanguageSource]:
     return sources
 
 
+def _check_distinct_splits(lang: str, files: Dict[str, Path]) -> None:
+    """The same file as two splits scores the model on its training text (or validates on its test text)."""
+    seen: Dict[Path, str] = {}
+    for split, path in files.items():
+        key = Path(os.path.realpath(path))
+        if key in seen:
+            raise BalkdError(f"--raw: language '{lang}': {path} is both the {seen[key]} and the {split} split; "
+                             "give three different files (TRAIN:VALID:TEST)")
+        seen[key] = split
+
+
+def _text_like_files(raw_dir: Path) -> List[str]:
+    """Files a user likely meant as a language's text but that --raw-dir does not read: another case or
+    extension (``ar.TXT``, ``th.text``) or compressed (``de.txt.xz``, as CC-100 ships)."""
+    pattern = re.compile(r"^[^.]+\.(txt|text)(\.(gz|xz|bz2|zst))?$", re.IGNORECASE)
+    return [p.name for p in sorted(raw_dir.iterdir())
+            if p.is_file() and pattern.match(p.name) and not p.name.endswith(".txt")]
+
+
 def sources_from_dir(raw_dir: Path, wanted: Optional[List[str]] = None) -> List[LanguageSource]:
     """Every ``<lang>.txt`` in raw_dir (of the ``wanted`` languages, if given), sorted by language."""
     if not raw_dir.is_dir():
         raise BalkdError(f"--raw-dir: not a directory: {raw_dir}")
     sources = [LanguageSource(p.stem, {"all": p}) for p in sorted(raw_dir.glob("*.txt"))]
+    skipped = _text_like_files(raw_dir)
     if not sources:
-        raise BalkdError(f"--raw-dir: no <lang>.txt file in {raw_dir}")
+        hint = f" (not read: {', '.join(skipped)}; name them <lang>.txt, decompressed)" if skipped else ""
+        raise BalkdError(f"--raw-dir: no <lang>.txt file in {raw_dir}{hint}")
+    if skipped:
+        logger.warning(f"--raw-dir {raw_dir}: not read: {', '.join(skipped)} (only <lang>.txt files are inputs; "
+                       "decompress and rename one to include it)")
     for source in sources:
         if wanted is None or source.lang in wanted:  # another file there (notes.txt, "de copy.txt") is not an input
             _check_language_name(source.lang, f"--raw-dir {raw_dir}")
