@@ -233,6 +233,17 @@ def case_conllu_malformed_line(env):
     return probe(env, "pos", "bb", "test", 4, "3\tonly\tthree", ["malformed CoNLL-U line"])
 
 
+def case_conllu_sentences_without_a_blank_line(env):  # were read as one sentence, cut at the encoder's length
+    invocation = probe(env, "pos", "bb", "train", 1, "# sent_id = 0", [])  # line 1 as written: edited below
+    path = env.tmp / "PROBE" / "pos" / "bb" / "train.conllu"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    blank = lines.index("")
+    path.write_text("\n".join(lines[:blank] + lines[blank + 1:]) + "\n", encoding="utf-8")
+    restart = blank + 3  # 1-based: the next sentence's '# sent_id' and '# text' lines, then its word 1
+    invocation.expected = [f"{path}:{restart}:", "token id 1 after", "without a blank line between sentences"]
+    return invocation
+
+
 def case_iob2_malformed_line(env):
     return probe(env, "ner", "aa", "train", 2, "aa:word\tX-PER", ["'X-PER' is not an IOB2 tag"])
 
@@ -510,6 +521,11 @@ def case_eval_output_of_a_model_is_a_file(env):  # a traceback after every model
     return invocation
 
 
+def case_probe_two_checkpoints_of_one_name(env):  # both results would go to OUT/m, the later overwriting
+    return probe_run(env, ["--checkpoint: two models share a name (m, m)"],
+                     extra=["--checkpoint", f"m={env.teachers['bb']}"])
+
+
 def case_probe_output_holds_another_file(env):
     return probe_run(env, ["probe.json exists and is not a balkd-probe result"], extra=["--tasks", "pos"])
 
@@ -633,7 +649,8 @@ def test_teacher_with_non_finite_outputs_is_skipped_warned_and_counted(tiny_data
 
 
 def test_test_labels_unseen_in_training_are_scored_as_errors(tmp_path_factory, tmp_path):
-    """balkd-probe end to end: a POS tag only in bb's test file cannot be predicted, so it counts as wrong."""
+    """balkd-probe end to end: a POS tag only in bb's test file cannot be predicted, so it counts as wrong, with a
+    warning naming it."""
     project = tiny_project(tmp_path_factory)
     probe_dir = tmp_path / "PROBE"
     shutil.copytree(project.probe_dir, probe_dir)
@@ -658,3 +675,6 @@ def test_test_labels_unseen_in_training_are_scored_as_errors(tmp_path_factory, t
     assert matrix["bb"]["bb"] <= 1 - unseen / words + 1e-9
     assert matrix["aa"]["bb"] <= 1 - unseen / words + 1e-9
     assert matrix["bb"]["bb"] > 0.5  # the rest is still tagged (the synthetic tags follow from the words)
+    for probe_lang in ("aa", "bb"):  # scored as errors, but not silently: one warning per probe
+        assert f"pos {probe_lang}: label(s) UNSEEN never occur in the probe's training sentences, so the test words " \
+               f"carrying them count as errors (bb: {unseen})" in proc.stderr, proc.stderr[-3000:]

@@ -17,13 +17,15 @@ from balkd_fairseq.cli import probe as probe_cli
 from balkd_fairseq.data.dictionary_check import EMBED_KEY as EMBEDDING_KEY
 from balkd_fairseq.data.dictionary_check import check_checkpoint_dictionary as check_dictionary
 from balkd_fairseq.data.dictionary_hash import DICTIONARY_HASH_KEY, dict_file_sha256
+from balkd_fairseq.data.sentencepiece_check import load_processor
+from balkd_fairseq.data.subword_alignment import AlignedSentence, TaggedSentence
 from balkd_fairseq.errors import BalkdError
 from balkd_fairseq.eval import probing_matrix
 from balkd_fairseq.eval.features import FrozenEncoder
 from balkd_fairseq.eval.item_scores import group_items, read_items
 from balkd_fairseq.eval.probe_training import ProbeTrainingConfig, epoch_order, train_probe
-from balkd_fairseq.eval.probing_data import LabelSet, encode_split, load_sentencepiece, read_tagged
-from balkd_fairseq.eval.probing_run import ProbingTaskData, read_task
+from balkd_fairseq.eval.probing_data import EncodedSplit, LabelSet, encode_split, read_tagged
+from balkd_fairseq.eval.probing_run import LanguageData, ProbingTaskData, encode_task, read_task, run_task
 from balkd_fairseq.eval.tagging_metrics import f1_from_counts, ner_counts, ner_f1, pos_accuracy, pos_counts
 
 
@@ -221,7 +223,7 @@ def project(tmp_path_factory):
 def _encoded_split(project, encoder, lang="aa", split="train", pooling="first"):
     sentences = read_tagged(os.path.join(project.probe_dir, "pos", lang, f"{split}.conllu"))
     labels = LabelSet.from_sentences(sentences)
-    sp = load_sentencepiece(os.path.join(project.data, "spm.model"))
+    sp = load_processor(os.path.join(project.data, "spm.model"), "--data")
     enc = encode_split(sentences, sp, encoder.dictionary, encoder.max_positions)
     enc.features = encoder.word_features(enc.aligned, max_tokens=256, pooling=pooling)  # several padded batches
     return enc, labels
@@ -480,3 +482,97 @@ def test_a_few_shot_probe_gets_the_updates_of_a_probe_on_the_whole_split(monkeyp
     steps.clear()
     train_probe(features, labels, 2, ProbeTrainingConfig(epochs=3, batch_size=8, words_per_epoch=100))
     assert len(steps) == 3 * 13  # 100 words: 13 batches an epoch
+
+
+@pytest.mark.slow
+def test_balkd_probe_probes_every_checkpoint_given(project, tmp_path, capsys):
+    """--checkpoint repeated: one OUT/NAME per model (argparse used to keep the last one, silently)."""
+    argv = _probe_argv(project, tmp_path, "--checkpoint", f"again={project.checkpoint}", "--tasks", "pos", "--epochs", "1")
+    assert probe_cli.main(argv) == 0
+    first, again = _read(tmp_path), json.loads((tmp_path / "again" / "probe.json").read_text(encoding="utf-8"))
+    assert (first["name"], again["name"]) == ("tiny", "again")
+    assert first["tasks"]["pos"]["matrix"] == again["tasks"]["pos"]["matrix"], "the same weights, data and seed"
+    out = capsys.readouterr().out
+    assert "| tiny | pos | aa |" in out and "| again | pos | aa |" in out
+
+
+# ---------------------------------------------------------------- what balkd-probe warns about
+def _warnings(caplog):
+    return [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+
+
+@pytest.mark.slow
+def test_split_warnings_name_the_task_and_what_becomes_of_cut_words(project, caplog):
+    encoder = FrozenEncoder.from_checkpoint(project.checkpoint, project.data)
+    encoder.max_positions = 6  # <s>, four subwords, </s>: the long sentence below loses words
+    sp = load_processor(os.path.join(project.data, "spm.model"), "--data")
+    long = TaggedSentence(["ta", "miru", "dasa", "ko", "sabo", "lenta", "ni", "gorim"], ["O"] * 8)
+    foreign = TaggedSentence(["ЖЖЖ", "ЩЩЩ"], ["O", "O"])  # characters the vocabulary lacks
+    data = {"aa": LanguageData(splits={split: [long, foreign] for split in ("train", "dev", "test")})}
+    with caplog.at_level("WARNING"):
+        encoded = encode_task(data, encoder, sp, task_name="ner")
+    cut = sum(pos < 0 for pos in encoded["aa"]["train"].aligned[0].word_positions)
+    assert cut > 0
+    warnings = _warnings(caplog)
+    assert f"ner aa train: {cut} words beyond the encoder's length limit are left out of the probe's training" in warnings
+    assert f"ner aa dev: {cut} words beyond the encoder's length limit count as errors in the dev score that picks " \
+           "the probe's epoch" in warnings
+    assert f"ner aa test: {cut} words beyond the encoder's length limit count as errors" in warnings
+    unknown = [w for w in warnings if "<unk>" in w]
+    assert [w.split(":")[0] for w in unknown] == ["ner aa train", "ner aa dev", "ner aa test"]
+    assert all("characters the vocabulary lacks, or an --spm-model other than" in w for w in unknown)
+
+
+def _encoded(tag_rows):
+    """An encoded split of made-up words with random features, one sentence per row of tags."""
+    sentences = [TaggedSentence([f"w{i}" for i in range(len(tags))], tags) for tags in tag_rows]
+    aligned = [AlignedSentence(torch.zeros(len(tags) + 2, dtype=torch.long), list(range(1, len(tags) + 1)),
+                               list(range(2, len(tags) + 2))) for tags in tag_rows]
+    return EncodedSplit(sentences, aligned, [torch.randn(len(tags), 4) for tags in tag_rows])
+
+
+def test_test_labels_the_probe_never_saw_are_named_once_per_probe(tmp_path, caplog):
+    encoded = {
+        "aa": {"train": _encoded([["NOUN", "VERB"]]), "test": _encoded([["NOUN", "X"], ["X", "VERB"]])},
+        "bb": {"train": _encoded([["NOUN", "X"]]), "test": _encoded([["VERB", "Y"]])},
+    }
+    with caplog.at_level("WARNING"):
+        run_task(ProbingTaskData("pos", str(tmp_path)), encoded, ProbeTrainingConfig(epochs=1))
+    assert _warnings(caplog) == [
+        "pos aa: label(s) X, Y never occur in the probe's training sentences, so the test words carrying them count "
+        "as errors (aa: 2, bb: 1)",
+        "pos bb: label(s) VERB, Y never occur in the probe's training sentences, so the test words carrying them "
+        "count as errors (aa: 1, bb: 2)",
+    ]
+
+
+def test_a_ner_probe_trained_without_entities_is_warned_about(tmp_path, caplog):
+    encoded = {
+        "aa": {"train": _encoded([["O", "O"], ["O"]]), "test": _encoded([["B-PER", "O"]])},
+        "bb": {"train": _encoded([["B-PER", "O"]]), "test": _encoded([["O", "B-PER"]])},
+    }
+    with caplog.at_level("WARNING"):
+        block, _ = run_task(ProbingTaskData("ner", str(tmp_path)), encoded, ProbeTrainingConfig(epochs=1))
+    assert block["matrix"]["aa"] == {"aa": 0.0, "bb": 0.0}
+    assert [w for w in _warnings(caplog) if "no entities" in w] == [
+        f"ner aa: the probe's training sentences from {tmp_path / 'aa' / 'train.iob2'} have no entities (every tag "
+        "is O), so it can only predict O: F1 0 on every test file with entities"
+    ]
+
+
+def test_a_missing_dev_file_is_warned_about_naming_a_likely_one(tmp_path, caplog):
+    sentence = "1\tta\t_\tDET\t_\t_\t_\t_\t_\t_\n\n"
+    for lang, splits in {"aa": ("train", "valid", "test"), "bb": ("train", "test"), "cc": ("train", "dev", "test")}.items():
+        (tmp_path / lang).mkdir()
+        for split in splits:
+            (tmp_path / lang / f"{split}.conllu").write_text(sentence, encoding="utf-8")
+    with caplog.at_level("WARNING"):
+        data = read_task(ProbingTaskData("pos", str(tmp_path)), ["aa", "bb", "cc"])
+    assert [sorted(data[lang].splits) for lang in ("aa", "bb", "cc")] == [["test", "train"], ["test", "train"],
+                                                                           ["dev", "test", "train"]]
+    no_dev = "no dev file {}, so the probe keeps its last epoch instead of the one with the best dev score"
+    assert _warnings(caplog) == [
+        f"pos aa: {no_dev.format(tmp_path / 'aa' / 'dev.conllu')}; is {tmp_path / 'aa' / 'valid.conllu'} the dev "
+        "split? Name it dev.conllu",
+        f"pos bb: {no_dev.format(tmp_path / 'bb' / 'dev.conllu')}",
+    ]

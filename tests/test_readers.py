@@ -56,6 +56,17 @@ def test_conllu_malformed_line_names_file_and_line(tmp_path, bad_line, expected)
     assert str(err.value).startswith(path) and expected in str(err.value)
 
 
+def test_conllu_sentences_without_a_blank_line_between_them_are_refused(tmp_path):
+    """Run together, two sentences would be read as one (and cut at the encoder's length limit)."""
+    run_together = _write(tmp_path, "joined.conllu", CONLLU.replace(".\tPUNCT\t_\t_\t1\tpunct\t_\t_\n\n", ".\tPUNCT\t_\t_\t1\tpunct\t_\t_\n"))
+    with pytest.raises(BalkdError) as err:
+        read_conllu(run_together)
+    assert str(err.value) == f"{run_together}:13: token id 1 after 6 without a blank line between sentences"
+    backwards = _write(tmp_path, "backwards.conllu", CONLLU.replace("6\t.\t", "4\t.\t"))
+    with pytest.raises(BalkdError, match=r"backwards.conllu:11: token id 4 after 5: ids must rise"):
+        read_conllu(backwards)
+
+
 def test_conllu_missing_or_empty_file(tmp_path):
     with pytest.raises(BalkdError, match="not found"):
         read_conllu(str(tmp_path / "nope.conllu"))

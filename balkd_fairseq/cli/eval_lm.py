@@ -31,7 +31,7 @@ from ..eval.results_io import (
     LM_RESULTS,
     check_can_write,
     parse_languages,
-    parse_named_path,
+    parse_named_checkpoints,
     refuse_other_results,
     write_json,
 )
@@ -97,13 +97,7 @@ def _validate(args):
         raise BalkdError(f"--max-tokens ({args.max_tokens}) must be at least --tokens-per-sample ({args.tokens_per_sample})")
     if not os.path.isfile(os.path.join(args.data, "dict.txt")):
         raise BalkdError(f"--data: dictionary not found: {os.path.join(args.data, 'dict.txt')}")
-    models = [parse_named_path(value, "--checkpoint") for value in args.checkpoint]
-    names = [name for name, _ in models]
-    if len(set(names)) != len(names):
-        raise BalkdError(f"--checkpoint: two models share a name ({', '.join(names)}); use NAME=PATH")
-    for name, path in models:
-        if not os.path.isfile(path):
-            raise BalkdError(f"--checkpoint {name}: file not found: {path}")
+    models = parse_named_checkpoints(args.checkpoint)
     identities = {name: {"checkpoint": os.path.abspath(path), "checkpoint_sha256": file_sha256(path)}
                   for name, path in models}
     for name, identity in identities.items():

@@ -1,4 +1,4 @@
-"""balkd-probe: POS / NER probing of one checkpoint, in-language and zero-shot.
+"""balkd-probe: POS / NER probing of checkpoints, in-language and zero-shot.
 
 For every task and language a probe is trained on the frozen encoder's features of that language's
 train split (model selection on dev when present) and tested on every language's test split. The
@@ -17,15 +17,15 @@ import sys
 import torch
 
 from ..errors import BalkdError
+from ..eval import probe_results
 from ..eval.item_scores import PROBE_ITEMS
 from ..eval.probe_training import ProbeTrainingConfig
 from ..eval.results_io import (
-    LM_RESULTS,
     PROBING_RESULTS,
     check_can_write,
     parse_languages,
-    parse_named_path,
-    refuse_other_checkpoint,
+    parse_named_checkpoints,
+    refuse_other_results,
 )
 from ..eval.word_pooling import WORD_POOLINGS
 from ..files import file_sha256
@@ -45,14 +45,16 @@ def build_parser() -> argparse.ArgumentParser:
         "without gold entities is undefined (null). Running other tasks into the same OUT/NAME adds them to the "
         "results there (same checkpoint and settings required).",
     )
-    parser.add_argument("--checkpoint", required=True, metavar="[NAME=]PATH",
-                        help="checkpoint to probe; NAME (default: its directory name) names OUT/NAME/probe.json")
+    parser.add_argument("--checkpoint", action="append", required=True, metavar="[NAME=]PATH",
+                        help="checkpoint to probe; repeat for several models (each probed on the same data). NAME "
+                        "(default: its directory name) names OUT/NAME/probe.json; two models of one NAME are refused")
     parser.add_argument("--data", required=True, metavar="DATA",
                         help="the LM's data directory: DATA/dict.txt (must be the checkpoint's dictionary) and DATA/spm.model")
     parser.add_argument("--languages", required=True, metavar="L1,L2", help="comma-separated languages to probe")
     parser.add_argument("--probe-dir", metavar="PROBE_DIR",
                         help="probing data as balkd-synth writes it: PROBE_DIR/pos/<lang>/{train,dev,test}.conllu "
-                        "and PROBE_DIR/ner/<lang>/{train,dev,test}.iob2 (dev optional)")
+                        "and PROBE_DIR/ner/<lang>/{train,dev,test}.iob2 (dev optional: without it a probe keeps its last "
+                        "epoch, with a warning)")
     parser.add_argument("--pos-dir", help="POS data root holding <lang>/{train,dev,test}.conllu (default: PROBE_DIR/pos)")
     parser.add_argument("--ner-dir", help="NER data root holding <lang>/{train,dev,test}.iob2 (default: PROBE_DIR/ner)")
     parser.add_argument("--tasks", default="pos,ner", help="comma-separated subset of pos,ner (default: pos,ner)")
@@ -75,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=1,
                         help="seed of probe initialisation and shuffling, >= 0 (default: 1)")
     parser.add_argument("--random-init", type=int, default=None, metavar="SEED",
-                        help="probe the checkpoint's architecture with fresh weights (fairseq's initialisation, seeded "
+                        help="probe each checkpoint's architecture with fresh weights (fairseq's initialisation, seeded "
                              "by SEED) instead of its trained ones: the control that says how much of a score the "
                              "pretraining explains rather than the probe and the word identities (give it its own "
                              "NAME, e.g. --checkpoint random-init=CKPT). Recorded in probe.json (default: off)")
@@ -132,9 +134,7 @@ def _task_data(args, names):
 def _validate(args):
     _check_numbers(args)
     task_names = parse_tasks(args.tasks)
-    name, checkpoint = parse_named_path(args.checkpoint, "--checkpoint")
-    if not os.path.isfile(checkpoint):
-        raise BalkdError(f"--checkpoint: file not found: {checkpoint}")
+    models = parse_named_checkpoints(args.checkpoint)
     if not os.path.isfile(os.path.join(args.data, "dict.txt")):
         raise BalkdError(f"--data: dictionary not found: {os.path.join(args.data, 'dict.txt')}")
     spm_model = args.spm_model or os.path.join(args.data, "spm.model")
@@ -144,77 +144,113 @@ def _validate(args):
     tasks = _task_data(args, task_names)
     for task in tasks:
         task.check(languages)
+    return [_model(name, path, args) for name, path in models], spm_model, languages, tasks
+
+
+def _model(name: str, checkpoint: str, args) -> dict:
+    """What names one model's weights in its results; refuses its OUT/NAME before any model is probed."""
+    identity = {
+        "name": name,
+        "checkpoint": os.path.abspath(checkpoint),
+        "checkpoint_sha256": file_sha256(checkpoint),
+        "random_init": args.random_init,  # None: the checkpoint's trained weights
+    }
     out_dir = os.path.join(args.output_dir, name)
     check_can_write(out_dir)
-    return name, checkpoint, spm_model, languages, tasks, out_dir
+    refuse_other_results(out_dir, identity)
+    return identity
 
 
 def _main(argv=None) -> int:
-    from tqdm import tqdm
-
-    from ..data.dictionary_hash import dictionary_sha256
-    from ..eval import probe_results
-    from ..eval.features import FrozenEncoder
-    from ..eval.probing_data import load_sentencepiece
-    from ..eval.probing_run import data_sha256, encode_task, read_task, run_task
+    from ..eval.probing_run import read_task
 
     args = build_parser().parse_args(argv)
-    name, checkpoint, spm_model, languages, tasks, out_dir = _validate(args)
+    models, spm_model, languages, tasks = _validate(args)
     data = {task.name: read_task(task, languages, args.train_sentences) for task in tasks}
     device = "cuda" if torch.cuda.is_available() and not args.cpu else "cpu"
-    encoder = FrozenEncoder.from_checkpoint(checkpoint, args.data, args.layer, device, random_init=args.random_init)
+    # Results are written only once every model has been probed: a bad checkpoint overwrites nothing.
+    probed = [_probe_model(identity, args, languages, tasks, data, spm_model, device) for identity in models]
+    payloads = []
+    for out_dir, header, blocks, items, earlier in probed:
+        payloads.append(probe_results.write(out_dir, header, blocks, items, earlier))
+        logger.info(f"wrote {os.path.join(out_dir, PROBING_RESULTS)} and {os.path.join(out_dir, PROBE_ITEMS)}")
+    print(format_summary(payloads))
+    return 0
+
+
+def _probe_model(identity: dict, args, languages, tasks, data, spm_model: str, device: str):
+    """(OUT/NAME, header, task blocks, per-item counts, earlier results kept) of one checkpoint, not yet written."""
+    from ..data.dictionary_hash import dictionary_sha256
+    from ..data.sentencepiece_check import check_sentencepiece_matches
+    from ..eval.features import FrozenEncoder
+
+    encoder = FrozenEncoder.from_checkpoint(identity["checkpoint"], args.data, args.layer, device,
+                                            random_init=args.random_init)
     dictionary_hash = dictionary_sha256(encoder.dictionary)
     cfg = ProbeTrainingConfig(
         hidden_dim=args.hidden_dim if args.probe == "mlp" else 0, epochs=args.epochs, lr=args.lr,
         batch_size=args.batch_size, seed=args.seed,
     )
-    header = {
-        "kind": "probing",
-        "name": name,
-        "checkpoint": os.path.abspath(checkpoint),
-        "checkpoint_sha256": file_sha256(checkpoint),
-        "dictionary_sha256": dictionary_hash,
-        "layer": encoder.layer,
-        "num_layers": encoder.num_layers,
-        "word_pooling": args.word_pooling,
-        "probe": args.probe,
-        "training": {k: v for k, v in vars(cfg).items() if k != "words_per_epoch"},  # (per language: epoch_size)
-        "random_init": args.random_init,  # None: the checkpoint's trained weights
-        "train_sentences": args.train_sentences,  # None: every sentence of the train splits
-        "epoch_size": probe_results.WHOLE_SPLIT_EPOCHS if args.train_sentences else probe_results.OWN_WORDS_EPOCHS,
-    }
-    refuse_other_checkpoint(out_dir, LM_RESULTS, header)
+    header = _header(identity, dictionary_hash, encoder, cfg, args)
+    out_dir = os.path.join(args.output_dir, identity["name"])
     earlier = probe_results.load_mergeable(out_dir, header, [task.name for task in tasks])
-    sp = load_sentencepiece(spm_model)
+    # after the checks above, which need no SentencePiece model
+    sp = check_sentencepiece_matches(spm_model, encoder.dictionary, os.path.join(args.data, "dict.txt"), args.data,
+                                     "--spm-model" if args.spm_model else "--data")
+    blocks, items = _run_tasks(identity["name"], encoder, sp, cfg, dictionary_hash, data, tasks, languages, args)
+    return out_dir, header, blocks, items, earlier
+
+
+def _run_tasks(name: str, encoder, sp, cfg: ProbeTrainingConfig, dictionary_hash: str, data, tasks, languages, args):
+    """(JSON block per task, per-item counts) of one model: features of every split, then the probes."""
+    from tqdm import tqdm
+
+    from ..eval.probing_run import data_sha256, encode_task, run_task
+
     n_splits = sum(len(d.splits) for task_data in data.values() for d in task_data.values())
-    with tqdm(total=n_splits, desc="features", unit="split", file=sys.stderr) as progress:
-        encoded = {task: encode_task(task_data, encoder, sp, progress, args.word_pooling)
+    with tqdm(total=n_splits, desc=f"{name} features", unit="split", file=sys.stderr) as progress:
+        encoded = {task: encode_task(task_data, encoder, sp, progress, args.word_pooling, task)
                    for task, task_data in data.items()}
     blocks, items = {}, {}
-    with tqdm(total=len(tasks) * len(languages), desc="probes", unit="probe", file=sys.stderr) as progress:
+    with tqdm(total=len(tasks) * len(languages), desc=f"{name} probes", unit="probe",
+              file=sys.stderr) as progress:
         for task in tasks:
             words_per_epoch = ({lang: d.whole_train_words for lang, d in data[task.name].items()}
                                if args.train_sentences else None)
             blocks[task.name], task_items = run_task(task, encoded[task.name], cfg, progress, words_per_epoch)
             blocks[task.name]["data_sha256"] = data_sha256(task, languages, dictionary_hash)
             items.update(task_items)
-    payload = probe_results.write(out_dir, header, blocks, items, earlier)
-    logger.info(f"wrote {os.path.join(out_dir, PROBING_RESULTS)} and {os.path.join(out_dir, PROBE_ITEMS)}")
-    print(format_summary(payload))
-    return 0
+    return blocks, items
+
+
+def _header(identity: dict, dictionary_hash: str, encoder, cfg: ProbeTrainingConfig, args) -> dict:
+    """What probe.json records of how its scores were computed (its settings must agree to merge tasks)."""
+    return {
+        "kind": "probing",
+        **identity,
+        "dictionary_sha256": dictionary_hash,
+        "layer": encoder.layer,
+        "num_layers": encoder.num_layers,
+        "word_pooling": args.word_pooling,
+        "probe": args.probe,
+        "training": {k: v for k, v in vars(cfg).items() if k != "words_per_epoch"},  # (per language: epoch_size)
+        "train_sentences": args.train_sentences,  # None: every sentence of the train splits
+        "epoch_size": probe_results.WHOLE_SPLIT_EPOCHS if args.train_sentences else probe_results.OWN_WORDS_EPOCHS,
+    }
 
 
 def _percent(value) -> str:
     return "undefined" if value is None else f"{100 * value:.1f}"
 
 
-def format_summary(payload) -> str:
-    lines = ["| task | lang | I-L | Z-S |", "|---|---|---|---|"]
-    for task, block in payload["tasks"].items():
-        for lang in block["languages"]:
-            zs = block["zero_shot"][lang]
-            zs_text = "–" if zs is None and len(block["languages"]) == 1 else _percent(zs)
-            lines.append(f"| {task} | {lang} | {_percent(block['in_language'][lang])} | {zs_text} |")
+def format_summary(payloads) -> str:
+    lines = ["| model | task | lang | I-L | Z-S |", "|---|---|---|---|---|"]
+    for payload in payloads:
+        for task, block in payload["tasks"].items():
+            for lang in block["languages"]:
+                zs = block["zero_shot"][lang]
+                zs_text = "–" if zs is None and len(block["languages"]) == 1 else _percent(zs)
+                lines.append(f"| {payload['name']} | {task} | {lang} | {_percent(block['in_language'][lang])} | {zs_text} |")
     return "\n".join(lines)
 
 

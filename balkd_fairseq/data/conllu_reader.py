@@ -1,7 +1,8 @@
 """Universal Dependencies CoNLL-U files -> (word, UPOS) sentences, parsed with the ``conllu`` package.
 
 Multiword-token ranges (``1-2``) and empty nodes (``8.1``) are skipped: the syntactic words of a
-range are listed on their own lines, and empty nodes are not surface words. A UTF-8 byte-order mark
+range are listed on their own lines, and empty nodes are not surface words. Word ids must rise within a
+sentence: an id that restarts (or goes back) is a missing blank line between sentences, refused. A UTF-8 byte-order mark
 at the start of the file is ignored. Malformed lines raise :class:`BalkdError` naming the file and
 line number, and so does a file whose every FORM is ``_`` (UD treebanks whose text is distributed
 separately), which would probe nothing.
@@ -25,10 +26,13 @@ def read_conllu(path: str) -> List[TaggedSentence]:
     sentences = []
     for block in _sentence_blocks(path):
         words, tags = [], []
+        previous_id = 0
         for line_no, line in block:
             token = _parse_token(path, line_no, line)
             if not isinstance(token["id"], int):  # (1, '-', 2) range or (8, '.', 1) empty node
                 continue
+            _check_id_order(path, line_no, previous_id, token["id"])
+            previous_id = token["id"]
             words.append(token["form"])
             tags.append(token["upos"])
         if words:
@@ -39,6 +43,17 @@ def read_conllu(path: str) -> List[TaggedSentence]:
         raise BalkdError(f"{path}: every FORM is '{HIDDEN_FORM}' (a treebank distributed without its text); "
                          "probing needs the words: restore them with the treebank's own tools")
     return sentences
+
+
+def _check_id_order(path: str, line_no: int, previous_id: int, token_id: int) -> None:
+    """Word ids rise within a sentence; one that does not starts another sentence run into this one, which would
+    make one giant sentence, cut at the encoder's length limit."""
+    if token_id > previous_id:
+        return
+    if token_id == 1:
+        raise BalkdError(f"{path}:{line_no}: token id 1 after {previous_id} without a blank line between sentences")
+    raise BalkdError(f"{path}:{line_no}: token id {token_id} after {previous_id}: ids must rise within a sentence "
+                     "(is a blank line between sentences missing?)")
 
 
 def _sentence_blocks(path: str) -> Iterator[List[Tuple[int, str]]]:

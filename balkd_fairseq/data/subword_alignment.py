@@ -3,7 +3,8 @@
 A sentence becomes ``<s> pieces... </s>`` in the LM's dictionary; a word is represented by the
 encoder's states at its subwords (``eval/word_pooling.py``: the first, the last or their mean).
 Sentences longer than ``max_tokens`` are cut; a word whose first subword was cut gets position -1
-(it is scored as an error, never dropped), a word cut after its first subword keeps the pieces left.
+(scored as an error in dev and test; a probe's training leaves it out), a word cut after its first subword
+keeps the pieces left.
 """
 from dataclasses import dataclass
 from typing import List

@@ -29,19 +29,6 @@ def read_tagged(path: str, data_format: str = "auto") -> List[TaggedSentence]:
     return READERS[detect_format(path) if data_format == "auto" else data_format](path)
 
 
-def load_sentencepiece(path: str):
-    import sentencepiece as spm
-
-    if not os.path.isfile(path):
-        raise BalkdError(f"SentencePiece model not found: {path}")
-    processor = spm.SentencePieceProcessor()
-    try:
-        processor.Load(path)
-    except (OSError, RuntimeError) as err:
-        raise BalkdError(f"{path} is not a SentencePiece model: {err}") from None
-    return processor
-
-
 class LabelSet:
     """The labels a probe can predict; a label outside the set maps to :attr:`unseen_id`."""
 

@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 TASK_METRICS = {"pos": "accuracy", "ner": "f1"}
 TASK_EXTENSIONS = {"pos": "conllu", "ner": "iob2"}
 PROBING_SPLITS = ("train", "dev", "test")
+# other names a dev split often has; a file of one of them is what a user likely meant as dev
+OTHER_DEV_NAMES = ("valid", "validation", "val")
 UNKNOWN_WARNING_RATE = 0.05
 # above this share of words starting with a bare "▁" piece, first-subword probes under-read the language
 BARE_BOUNDARY_WARNING_RATE = 0.25
@@ -56,6 +58,12 @@ class ProbingTaskData:
             for split in ("train", "test"):
                 if not os.path.isfile(self.path(lang, split)):
                     raise BalkdError(f"{self.name} data for language {lang!r}: {self.path(lang, split)} not found")
+
+    def dev_lookalikes(self, lang: str) -> List[str]:
+        """Files of ``lang`` named like a dev split under another common name (``valid.*``, ``val.*``, ...)."""
+        directory = os.path.join(self.root, lang)
+        return sorted(os.path.join(directory, name) for name in os.listdir(directory)
+                      if name.split(".", 1)[0].lower() in OTHER_DEV_NAMES and os.path.isfile(os.path.join(directory, name)))
 
     def files(self, languages: List[str]) -> List[Tuple[str, str, str]]:
         """(language, split, path) of every file a run reads, in reading order (dev only when present)."""
@@ -93,12 +101,23 @@ def read_task(task: ProbingTaskData, languages: List[str], train_sentences: Opti
     data = {lang: LanguageData() for lang in languages}
     for lang, split, path in task.files(languages):
         data[lang].splits[split] = read_tagged(path, task.extension)
+    for lang, lang_data in data.items():
+        if "dev" not in lang_data.splits:
+            _warn_no_dev(task, lang)
     for lang_data in data.values():
         lang_data.whole_train_words = sum(len(sentence.words) for sentence in lang_data.splits["train"])
     if train_sentences is not None:
         for lang, lang_data in data.items():
             lang_data.splits["train"] = _first_sentences(lang_data.splits["train"], train_sentences, task.path(lang, "train"))
     return data
+
+
+def _warn_no_dev(task: ProbingTaskData, lang: str) -> None:
+    lookalikes = task.dev_lookalikes(lang)
+    hint = f"; is {' or '.join(lookalikes)} the dev split? Name it {os.path.basename(task.path(lang, 'dev'))}" \
+        if lookalikes else ""
+    logger.warning(f"{task.name} {lang}: no dev file {task.path(lang, 'dev')}, so the probe keeps its last epoch "
+                   f"instead of the one with the best dev score{hint}")
 
 
 def _first_sentences(sentences: list, count: int, path: str) -> list:
@@ -108,27 +127,43 @@ def _first_sentences(sentences: list, count: int, path: str) -> list:
 
 
 def encode_task(data: Dict[str, LanguageData], encoder, sp, progress=None,
-                pooling: str = "first") -> Dict[str, Dict[str, EncodedSplit]]:
-    """Align and compute the word features of every split once (``pooling``: see :mod:`.word_pooling`)."""
+                pooling: str = "first", task_name: str = "") -> Dict[str, Dict[str, EncodedSplit]]:
+    """Align and compute the word features of every split once (``pooling``: see :mod:`.word_pooling`).
+
+    ``task_name`` starts the warnings about a split, as POS and NER read different files of a language."""
     encoded = {}
     for lang, lang_data in data.items():
         encoded[lang] = {}
         for split, sentences in lang_data.splits.items():
             enc = encode_split(sentences, sp, encoder.dictionary, encoder.max_positions)
             enc.features = encoder.word_features(enc.aligned, pooling=pooling)
-            if unknown_rate(enc, encoder.dictionary) > UNKNOWN_WARNING_RATE:
-                logger.warning(
-                    f"{lang} {split}: {100 * unknown_rate(enc, encoder.dictionary):.0f}% of subwords are <unk>; "
-                    "is --spm-model the SentencePiece model DATA/dict.txt was built from?"
-                )
+            _warn_about_split(f"{task_name} {lang}".strip(), split, enc, encoder.dictionary)
             if pooling == "first" and split == "test":
                 _warn_bare_boundaries(lang, bare_boundary_rate(enc, encoder.dictionary))
-            if count_cut_words(enc):
-                logger.warning(f"{lang} {split}: {count_cut_words(enc)} words beyond the encoder's length limit count as errors")
             encoded[lang][split] = enc
             if progress is not None:
                 progress.update(1)
     return encoded
+
+
+# what becomes of the words cut off by the encoder's length limit, by split (see EncodedSplit)
+CUT_WORDS_FATE = {
+    "train": "are left out of the probe's training",
+    "dev": "count as errors in the dev score that picks the probe's epoch",
+    "test": "count as errors",
+}
+
+
+def _warn_about_split(label: str, split: str, enc: EncodedSplit, dictionary) -> None:
+    rate = unknown_rate(enc, dictionary)
+    if rate > UNKNOWN_WARNING_RATE:
+        logger.warning(
+            f"{label} {split}: {100 * rate:.0f}% of subwords are <unk>: characters the vocabulary lacks, or an "
+            "--spm-model other than the SentencePiece model DATA/dict.txt was built from?"
+        )
+    cut = count_cut_words(enc)
+    if cut:
+        logger.warning(f"{label} {split}: {cut} words beyond the encoder's length limit {CUT_WORDS_FATE[split]}")
 
 
 def _warn_bare_boundaries(lang: str, rate: float) -> None:
@@ -160,6 +195,20 @@ def _dev_scorer(task: ProbingTaskData, lang: str, dev: Optional[EncodedSplit], l
     return lambda head: FROM_COUNTS[metric](evaluate(head, dev, label_set, metric))
 
 
+def _warn_unseen_labels(task_name: str, train_lang: str, label_set: LabelSet, encoded) -> None:
+    """Test words whose gold label the probe never saw in training cannot be tagged right: say so, once per probe."""
+    unseen = {test_lang: [tag for tags in splits["test"].gold for tag in tags if tag not in label_set.index]
+              for test_lang, splits in encoded.items()}
+    labels = sorted({tag for tags in unseen.values() for tag in tags})
+    if not labels:
+        return
+    words = ", ".join(f"{test_lang}: {len(tags)}" for test_lang, tags in unseen.items() if tags)
+    logger.warning(
+        f"{task_name} {train_lang}: label(s) {', '.join(labels)} never occur in the probe's training sentences, so "
+        f"the test words carrying them count as errors ({words})"
+    )
+
+
 def run_task(task: ProbingTaskData, encoded, cfg: ProbeTrainingConfig, progress=None,
              words_per_epoch: Optional[Dict[str, int]] = None) -> Tuple[dict, Dict[str, np.ndarray]]:
     """Train one probe per language and fill the train x test matrix.
@@ -184,6 +233,12 @@ def run_task(task: ProbingTaskData, encoded, cfg: ProbeTrainingConfig, progress=
         splits = encoded[train_lang]
         label_set = LabelSet.from_sentences(splits["train"].sentences)
         label_sets[train_lang] = label_set.labels
+        if metric == "f1" and not has_entities(splits["train"]):
+            logger.warning(
+                f"{task_name} {train_lang}: the probe's training sentences from {task.path(train_lang, 'train')} have "
+                "no entities (every tag is O), so it can only predict O: F1 0 on every test file with entities"
+            )
+        _warn_unseen_labels(task_name, train_lang, label_set, encoded)
         features, labels = splits["train"].word_matrix(label_set)
         dev_score = _dev_scorer(task, train_lang, splits.get("dev"), label_set, metric)
         lang_cfg = replace(cfg, words_per_epoch=(words_per_epoch or {}).get(train_lang, 0))

@@ -40,6 +40,21 @@ def parse_named_path(value: str, flag: str) -> Tuple[str, str]:
     return name, path
 
 
+def parse_named_checkpoints(values: List[str], flag: str = "--checkpoint") -> List[Tuple[str, str]]:
+    """Every ``[NAME=]PATH`` of a repeated checkpoint flag, as (NAME, PATH).
+
+    Two models of one NAME are refused: their results would share ``OUT/NAME``, the later overwriting the
+    earlier (as a NAME taken from the directory of two checkpoints beside each other would)."""
+    models = [parse_named_path(value, flag) for value in values]
+    names = [name for name, _ in models]
+    if len(set(names)) != len(names):
+        raise BalkdError(f"{flag}: two models share a name ({', '.join(names)}); use NAME=PATH")
+    for name, path in models:
+        if not os.path.isfile(path):
+            raise BalkdError(f"{flag} {name}: file not found: {path}")
+    return models
+
+
 def check_can_write(out_dir: str, flag: str = "--output-dir") -> None:
     """Refuse an output directory that cannot be written now rather than after the models are scored."""
     existing = out_dir
