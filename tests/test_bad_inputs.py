@@ -485,7 +485,7 @@ def case_probe_dictionary_differs(env):
 
 def case_probe_merge_across_checkpoints(env):
     earlier = {"kind": "probing", "checkpoint_sha256": "0" * 64, "tasks": {"ner": {"languages": ["aa", "bb"]}}}
-    return probe_run(env, ["holds ner results of other settings", "checkpoint_sha256: 000000000000 there"],
+    return probe_run(env, ["OUT/m/probe.json holds results of another checkpoint", "(sha256 000000000000 there"],
                      extra=["--tasks", "pos"], earlier=json.dumps(earlier))
 
 

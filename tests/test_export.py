@@ -66,7 +66,28 @@ def rename_dictionary_entries(data: Path) -> list:
     text = "".join(f"{renamed.get(sym, sym)} {count}\n" for sym, count in entries)
     for path in [data / "dict.txt"] + sorted(data.glob("*/dict.txt")):
         path.write_text(text, encoding="utf-8")
+    unknown_in_binarized_text(data, list(renamed.values()))
     return chosen
+
+
+def unknown_in_binarized_text(data: Path, symbols: list) -> None:
+    """The binarized text as a dictionary without those pieces would have encoded it: <unk> in their place."""
+    from fairseq.data import Dictionary, data_utils, indexed_dataset
+
+    dictionary = Dictionary.load(str(data / "dict.txt"))
+    ids = torch.tensor([dictionary.index(symbol) for symbol in symbols])
+    for index in sorted(data.glob("*/*.idx")):
+        prefix = str(index)[: -len(".idx")]
+        dataset = data_utils.load_indexed_dataset(prefix, None)
+        items = [dataset[i].clone() for i in range(len(dataset))]
+        del dataset
+        builder = indexed_dataset.make_builder(prefix + ".tmp.bin", impl="mmap", vocab_size=len(dictionary))
+        for item in items:
+            item[torch.isin(item, ids)] = dictionary.unk()
+            builder.add_item(item)
+        builder.finalize(prefix + ".tmp.idx")
+        os.replace(prefix + ".tmp.bin", prefix + ".bin")
+        os.replace(prefix + ".tmp.idx", prefix + ".idx")
 
 
 def record_dictionary(checkpoint: Path, data: Path, languages: list, out: Path, sha256=None) -> Path:

@@ -151,6 +151,30 @@ def test_eval_lm_refuses_data_with_another_dictionary(project, tmp_path, capsys)
     assert not os.path.exists(tmp_path / "out")
 
 
+def test_eval_lm_refuses_a_diverged_model_instead_of_scoring_it_mrr_1(project, tmp_path, capsys):
+    # no logit is strictly above a NaN gold logit: every rank would be 1
+    state = torch.load(project.checkpoint, weights_only=False)
+    key = next(k for k in state["model"] if k.endswith("fc2.weight"))
+    state["model"][key][:] = float("nan")
+    diverged = tmp_path / "diverged.pt"
+    torch.save(state, diverged)
+    for extra in ([], ["--pppl", "--pppl-max-sentences", "2"]):
+        argv = [f"--checkpoint=D={diverged}", "--data", project.data, "--languages", "aa", "--output-dir",
+                str(tmp_path / "out"), "--tokens-per-sample", "64", "--cpu", *extra]
+        assert eval_lm.main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert f"--checkpoint D ({diverged}), aa test: the model's logits are not finite" in err, err
+        assert not os.path.exists(tmp_path / "out")
+
+
+def test_pppl_refuses_non_finite_logits_too():
+    from balkd_fairseq.eval.mrr import NonFiniteLogits, check_finite
+
+    check_finite(torch.zeros(2, 3))
+    with pytest.raises(NonFiniteLogits):
+        check_finite(torch.tensor([[0.0, float("inf")]]))
+
+
 @pytest.mark.slow
 def test_eval_lm_counts_unknown_targets_and_warns_about_a_language_the_vocabulary_does_not_cover(
         project, tmp_path, capsys):

@@ -368,7 +368,8 @@ def test_balkd_probe_adds_a_task_to_earlier_results_and_refuses_other_settings(p
     assert {p.name: p.read_bytes() for p in (tmp_path / "tiny").iterdir()} == before
     # the random-init control is another model: its results never merge with the trained weights' ones
     assert probe_cli.main(_probe_argv(project, tmp_path, "--tasks", "pos", "--random-init", "3", *fast)) == 2
-    assert "random_init: None there, 3 now" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert "holds results of another checkpoint (trained weights there, the untrained weights of --random-init 3 " \
+        "now)" in capsys.readouterr().err.strip().splitlines()[-1]
     assert {p.name: p.read_bytes() for p in (tmp_path / "tiny").iterdir()} == before
     assert _read(tmp_path)["random_init"] is None
     # nor do probes trained on fewer sentences (--train-sentences)

@@ -300,6 +300,23 @@ def test_rejects_non_result_json(tmp_path, capsys):
     assert "not a balkd-eval-lm or balkd-probe result" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("metric,value,shown", [("mrr", "NaN", "nan"), ("mrr", "1.5", "1.5"),
+                                                 ("mlm_ppl", "Infinity", "inf"), ("pppl", '"12"', "'12'")])
+def test_rejects_scores_that_are_not_numbers_in_range(tmp_path, capsys, metric, value, shown):
+    # a diverged model's NaN would be averaged, and compared, like any other score
+    write_run(tmp_path / "r", seed=1)
+    lm = tmp_path / "r" / "lm.json"
+    payload = json.loads(lm.read_text(encoding="utf-8"))
+    lang = next(iter(payload["languages"]))
+    text = json.dumps({**payload, "languages": {**payload["languages"], lang: {
+        **payload["languages"][lang], metric: "VALUE"}}}).replace('"VALUE"', value)
+    lm.write_text(text, encoding="utf-8")
+    assert report.main(["--model", f"X={tmp_path / 'r'}", "--output-dir", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"{lm}: {lang} {metric} is {shown}, not a number" in err, err
+    assert not (tmp_path / "o").exists()
+
+
 # ---------------------------------------------------------------------------------------------- bootstrap
 def _lang(runs):
     """LanguageItems of one language: ``runs`` = list of 1-D per-item values (den = 1)."""

@@ -26,7 +26,7 @@ from ..eval.masked_lm_eval import (
     score_dataset,
     split_prefix,
 )
-from ..eval.mrr import MLM_PPL, MaskedLMScores
+from ..eval.mrr import MLM_PPL, MaskedLMScores, NonFiniteLogits
 from ..eval.results_io import (
     LM_RESULTS,
     check_can_write,
@@ -168,8 +168,11 @@ def score_checkpoint(name, path, identity: dict, languages, args, cfg: MaskingCo
     dictionary = task.source_dictionary
     results, items = {}, {}
     for lang in languages:
-        results[lang], lang_items = score_language(
-            model, dictionary, split_prefix(args.data, lang, args.split), f"{name} {lang}", args, cfg, device)
+        try:
+            results[lang], lang_items = score_language(
+                model, dictionary, split_prefix(args.data, lang, args.split), f"{name} {lang}", args, cfg, device)
+        except NonFiniteLogits as err:
+            raise BalkdError(f"--checkpoint {name} ({path}), {lang} {args.split}: {err}") from None
         items.update({f"{lang}/{field}": array for field, array in lang_items.items()})
     payload = {
         "kind": "lm",

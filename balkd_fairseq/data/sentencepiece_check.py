@@ -73,10 +73,9 @@ def _check_text_encodes_alike(processor, spm_file: str, dictionary, data_dir: st
             if dictionary.unk() in ids:  # <unk> lost the characters: nothing to re-encode
                 continue
             pieces = [dictionary[i] for i in ids if i != dictionary.eos()]
-            if any(processor.piece_to_id(piece) == processor.unk_id() for piece in pieces):
-                continue  # symbols the model lacks (the user's own, or another model's): check 3 weighs those
-            text = processor.decode_pieces(pieces)  # byte-fallback pieces too; a piece it lacks decodes as ⁇
             checked += 1
+            # a piece this model lacks is another model's: it decodes as ⁇ and does not come back
+            text = processor.decode_pieces(pieces)
             resegmented += processor.encode(text, out_type=str) != pieces
     if checked and resegmented > MAX_RESEGMENTED * checked:
         raise BalkdError(f"{flag}: {spm_file} segments {resegmented} of {checked} sentences of {data_dir}'s binarized "

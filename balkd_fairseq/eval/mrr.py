@@ -15,6 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import BalkdError
+
 MLM_PPL = "mlm_ppl"
 LEGACY_MLM_PPL = "pseudo_perplexity"  # the key result files used before the rename
 
@@ -23,6 +25,16 @@ def gold_ranks(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Rank (1 = best) of each gold token: ``logits`` is (N, V), ``targets`` is (N,)."""
     gold = logits.gather(-1, targets.unsqueeze(-1))
     return 1 + (logits > gold).sum(dim=-1)
+
+
+class NonFiniteLogits(BalkdError):
+    """A diverged model: no logit is above a NaN gold logit, so every rank would be 1 and the MRR 1.0."""
+
+
+def check_finite(logits: torch.Tensor) -> None:
+    if not torch.isfinite(logits).all():
+        raise NonFiniteLogits("the model's logits are not finite (NaN or inf): a diverged checkpoint, whose MRR "
+                              "would read 1.0; evaluate an earlier checkpoint")
 
 
 @dataclass
@@ -37,6 +49,7 @@ class MaskedLMScores:
         if targets.numel() == 0:
             return
         logits = logits.float()
+        check_finite(logits)
         ranks = gold_ranks(logits, targets)
         self.reciprocal_ranks.append((1.0 / ranks.double()).cpu().numpy())
         self.nlls.append(F.cross_entropy(logits, targets, reduction="none").double().cpu().numpy())

@@ -21,6 +21,7 @@ from fairseq.data import data_utils
 
 from ..errors import BalkdError
 from .batching import padded_batches
+from .mrr import check_finite
 
 
 @dataclass
@@ -86,6 +87,7 @@ def score_sentences(model, sentences: Sequence[torch.Tensor], dictionary, max_to
     for batch in batches(copies, max_tokens):
         src, masked, targets = collate(batch, dictionary)
         logits = model(src.to(device), masked_tokens=masked.to(device))[0]  # one row per copy, in batch order
+        check_finite(logits)
         losses = F.cross_entropy(logits.float(), targets.to(device), reduction="none").double().cpu().numpy()
         ids = np.array([copy.sentence for copy in batch])
         np.add.at(nll, ids, losses)

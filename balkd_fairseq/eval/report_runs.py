@@ -7,6 +7,7 @@ evaluation settings that must agree across runs for their numbers to be comparab
 """
 import glob
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -160,13 +161,26 @@ def _add_lm(run: Run, payload: dict, path: str) -> None:
     for lang, scores in languages.items():
         if not isinstance(scores, dict):
             raise BalkdError(f"{path}: the scores of language {lang!r} are not a JSON object")
-        run.values["mrr"][lang] = scores.get("mrr")
-        run.values[MLM_PPL][lang] = scores.get(MLM_PPL, scores.get(LEGACY_MLM_PPL))  # files from before the rename
+        run.values["mrr"][lang] = _score(scores.get("mrr"), path, lang, "mrr", upper=1.0)
+        run.values[MLM_PPL][lang] = _score(scores.get(MLM_PPL, scores.get(LEGACY_MLM_PPL)), path, lang, MLM_PPL)
         if scores.get("pppl") is not None:
-            run.values["pppl"][lang] = scores["pppl"]
+            run.values["pppl"][lang] = _score(scores["pppl"], path, lang, "pppl")
         if items is not None:
             _add_lm_items(run, group_items(items, lang), lang)
     run.settings["lm"] = lm_settings(payload)
+
+
+def _score(value, path: str, lang: str, metric: str, upper: float = math.inf) -> Optional[float]:
+    """A recorded score, refused when it is not a number in range: a NaN (a diverged model's) would be
+    averaged and compared like any other, and an MRR of inf is not a fraction."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value)
+                                                                              and 0.0 <= value <= upper):
+        bounds = "[0, 1]" if upper == 1.0 else "finite and >= 0"
+        raise BalkdError(f"{path}: {lang} {metric} is {value!r}, not a number {bounds} (a diverged model? evaluate "
+                         "it again)")
+    return value
 
 
 def _add_lm_items(run: Run, fields: Dict[str, np.ndarray], lang: str) -> None:
