@@ -317,6 +317,25 @@ def test_rejects_scores_that_are_not_numbers_in_range(tmp_path, capsys, metric, 
     assert not (tmp_path / "o").exists()
 
 
+def test_a_new_report_removes_what_it_does_not_replace_and_never_a_users_file(tmp_path, capsys):
+    for name, shift in (("HL", 0.0), ("Ours", 0.2)):
+        write_run(tmp_path / name, seed=1, shift=shift)
+    models = ["--model", f"HL={tmp_path / 'HL'}", "--model", f"Ours={tmp_path / 'Ours'}"]
+    out = tmp_path / "o"
+    assert report.main(models + ["--compare", "Ours:HL", "--bootstrap", "50", "--output-dir", str(out)]) == 0
+    assert {p.name for p in out.iterdir()} == {"report.md", "report.csv", "report_compare.csv", "report.png"}
+    (out / "other.md").write_text("the user's notes", encoding="utf-8")
+    # HL alone, no plot: the comparison and plot of HL and Ours would describe models this table does not show
+    assert report.main(models[:2] + ["--no-plot", "--output-dir", str(out)]) == 0
+    assert {p.name for p in out.iterdir()} == {"report.md", "report.csv", "other.md"}
+    assert "Ours" not in (out / "report.md").read_text(encoding="utf-8")
+    (out / "mine.md").write_text("# my own table\n", encoding="utf-8")
+    capsys.readouterr()
+    assert report.main(models + ["--prefix", "mine", "--output-dir", str(out)]) == 2
+    assert "mine.md was not written by balkd-report; refusing to replace it" in capsys.readouterr().err
+    assert (out / "mine.md").read_text(encoding="utf-8") == "# my own table\n" and not (out / "mine.csv").exists()
+
+
 # ---------------------------------------------------------------------------------------------- bootstrap
 def _lang(runs):
     """LanguageItems of one language: ``runs`` = list of 1-D per-item values (den = 1)."""

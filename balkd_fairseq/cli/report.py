@@ -12,6 +12,7 @@ import sys
 from ..errors import BalkdError
 from ..eval import groups as table_groups
 from ..eval.report import compare, comparisons_csv, runs_csv, shown_metrics, to_markdown
+from ..eval.report_files import check_replaceable, remove_stale
 from ..eval.report_plot import plot_png
 from ..eval.report_runs import Model, assign_benchmarks, check_coverage, evaluation_differences, load_run
 from ..eval.results_io import parse_languages, read_json
@@ -169,6 +170,7 @@ def _main(argv=None) -> int:
     if not 0.0 < args.confidence < 1.0:
         raise BalkdError(f"--confidence must be between 0 and 1 (exclusive), got {args.confidence}")
     _check_output_dir(args.output_dir)
+    check_replaceable(os.path.join(args.output_dir, args.prefix))
     low, high, single = (_languages(getattr(args, f), f"--{f}") for f in ("low", "high", "single"))
     table_groups.check_disjoint({"--low": low, "--high": high})
     models = _models(args.model)
@@ -213,6 +215,7 @@ def _write_outputs(args, outputs, models, metrics, languages):
         with atomic_write(stem + ".png", mode="wb") as f:
             plot_png(models, metrics, languages, f)
         written.append(stem + ".png")
+    remove_stale(stem, written)
     logger.info(f"wrote {', '.join(written)}")
 
 
