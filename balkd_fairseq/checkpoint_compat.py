@@ -11,6 +11,7 @@ Safety is not switched off: any other pickled object is still refused, and never
 """
 import argparse
 import collections
+import errno
 import pickle
 import re
 import typing
@@ -80,12 +81,14 @@ def describe_load_error(err: BaseException) -> str:
         reason = lines[marker + 1] if marker is not None and marker + 1 < len(lines) else type(err).__name__
         return f"not a readable checkpoint (corrupt, or not written by torch.save): {reason}"
     first = lines[0].split(". ")[0] if lines else type(err).__name__
-    if "PytorchStreamReader" in text or isinstance(err, (EOFError, pickle.UnpicklingError)):
+    if "PytorchStreamReader" in text or isinstance(err, (EOFError, pickle.UnpicklingError)) \
+            or getattr(err, "errno", None) == errno.EINVAL:
         return f"truncated or corrupt file ({first})"
     return f"{type(err).__name__}: {first}"
 
 
 # what torch.load and fairseq's state-dict upgrade raise for a file that is not a readable fairseq checkpoint
-# (truncated zip, refused pickle, random bytes, a pickle of something else); anything else is a bug
+# (truncated zip, refused pickle, random bytes, a pickle of something else); anything else is a bug. OSError:
+# memory-mapping a zip cut inside a record's data fails with EINVAL, and a file can be unreadable
 UNREADABLE_CHECKPOINT_ERRORS = (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, KeyError, TypeError,
-                                AttributeError, UnicodeDecodeError, zipfile.BadZipFile)
+                                AttributeError, UnicodeDecodeError, zipfile.BadZipFile, OSError)

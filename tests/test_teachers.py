@@ -135,6 +135,18 @@ def test_truncated_checkpoint(tmp_path, tiny_data, tiny_teachers):
         TeacherSet.from_task(task)
 
 
+def test_a_checkpoint_cut_anywhere_is_one_error_naming_it(tmp_path, tiny_teachers):
+    # depending on where the cut falls torch raises RuntimeError, EOFError, or OSError (EINVAL from mmap)
+    from balkd_fairseq.checkpoints import load_checkpoint_state
+
+    whole = tiny_teachers["bb"].read_bytes()
+    broken = tmp_path / "broken.pt"
+    for cut in range(1000, len(whole), max(1, len(whole) // 60)):
+        broken.write_bytes(whole[:cut])
+        with pytest.raises(BalkdError, match=rf"CHECKPOINT: cannot load checkpoint {broken}: "):
+            load_checkpoint_state(str(broken), "CHECKPOINT")
+
+
 def test_missing_checkpoint(tiny_data, tiny_teachers):
     task = make_task(tiny_data, teachers=f"aa:{tiny_teachers['aa']},bb:/nowhere/bb.pt")
     with pytest.raises(BalkdError, match=r"teacher for language 'bb': checkpoint not found: /nowhere/bb.pt"):
