@@ -294,6 +294,13 @@ def test_output_dir_naming_a_file_is_one_error(tmp_path, capsys):
     assert "--output-dir" in capsys.readouterr().err and (tmp_path / "taken").read_text() == "keep me"
 
 
+@pytest.mark.parametrize("name", ["A|B", "Ours:v2", "x,y"])
+def test_model_names_that_the_table_or_compare_would_split_are_refused(tmp_path, capsys, name):
+    write_run(tmp_path / "r", seed=1)
+    assert report.main(["--model", f"{name}={tmp_path / 'r'}", "--output-dir", str(tmp_path / "o")]) == 2
+    assert f"--model: model name {name!r} holds" in capsys.readouterr().err
+
+
 def test_rejects_non_result_json(tmp_path, capsys):
     (tmp_path / "x.json").write_text('{"kind": "other"}', encoding="utf-8")
     assert report.main(["--model", f"X={tmp_path / 'x.json'}", "--output-dir", str(tmp_path / "o")]) == 2

@@ -82,12 +82,19 @@ def _languages(values, flag):
     return parse_languages(",".join(values), flag) if values else []
 
 
+MODEL_NAME_RESERVED = ("|", ":", ",")
+
+
 def _models(specs) -> list:
     models = {}
     for spec in specs:
         name, sep, paths = spec.partition("=")
         if not sep or not name or not paths:
             raise BalkdError(f"--model: cannot read {spec!r}; expected NAME=PATH[,PATH]")
+        reserved = [c for c in MODEL_NAME_RESERVED if c in name]
+        if reserved:  # '|' splits a Markdown table cell; ':' and ',' split --compare OURS:BASE,BASE
+            raise BalkdError(f"--model: model name {name!r} holds {' '.join(reserved)}, which the table or --compare "
+                             "would split; rename it")
         models.setdefault(name, Model(name)).runs.append(load_run(name, paths))
     for model in models.values():
         labels = [run.label for run in model.runs]
