@@ -301,6 +301,17 @@ def test_model_names_that_the_table_or_compare_would_split_are_refused(tmp_path,
     assert f"--model: model name {name!r} holds" in capsys.readouterr().err
 
 
+def test_the_plot_has_no_empty_panels(tmp_path, monkeypatch):
+    # runs evaluated but never probed: the plot shows the LM metrics only
+    write_run(tmp_path / "r", seed=1)
+    (tmp_path / "r" / "probe.json").unlink()
+    (tmp_path / "r" / "probe_items.npz").unlink()
+    plotted = []
+    monkeypatch.setattr(report, "plot_png", lambda models, metrics, languages, f: plotted.extend(m.key for m in metrics))
+    assert report.main(["--model", f"X={tmp_path / 'r'}", "--output-dir", str(tmp_path / "o")]) == 0
+    assert plotted and not [key for key in plotted if key.startswith(("pos", "ner"))], plotted
+
+
 def test_rejects_non_result_json(tmp_path, capsys):
     (tmp_path / "x.json").write_text('{"kind": "other"}', encoding="utf-8")
     assert report.main(["--model", f"X={tmp_path / 'x.json'}", "--output-dir", str(tmp_path / "o")]) == 2

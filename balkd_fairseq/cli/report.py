@@ -218,9 +218,10 @@ def _write_outputs(args, outputs, models, metrics, languages):
         with atomic_write(stem + suffix) as f:
             f.write(text)
     written = [stem + suffix for suffix in outputs]
-    if not args.no_plot:
+    plotted = [metric for metric in metrics if any(model.has(metric.key) for model in models)]  # no empty panels
+    if not args.no_plot and plotted:
         with atomic_write(stem + ".png", mode="wb") as f:
-            plot_png(models, metrics, languages, f)
+            plot_png(models, plotted, languages, f)
         written.append(stem + ".png")
     remove_stale(stem, written)
     logger.info(f"wrote {', '.join(written)}")
