@@ -427,6 +427,10 @@ def test_refuses_a_sentencepiece_model_other_than_the_dictionarys(project, tmp_p
                    "records sha256")
     without_spm_hash(data)
     assert_refused([project["new"], "--data", data, "--out", tmp_path / "x"], capsys,
+                   f"{data / 'spm.model'} segments", "differently from how they were prepared")
+    for lang in project["languages"]:  # export needs no binarized text: then the pieces are counted
+        shutil.rmtree(data / lang)
+    assert_refused([project["new"], "--data", data, "--out", tmp_path / "x"], capsys,
                    f"pieces of {data / 'spm.model'} are not in {data / 'dict.txt'}")
 
 
