@@ -42,9 +42,16 @@ def load_checkpoint_state(path: str, what: str, arg_overrides: Optional[dict] = 
     return _readable(path, what, lambda: _upgraded(_read(path), arg_overrides))
 
 
-def _readable(path: str, what: str, read: Callable[[], dict]) -> dict:
+def check_checkpoint_file(path: str, what: str) -> None:
+    if os.path.isdir(path):  # e.g. the --save-dir given for the checkpoint in it
+        raise BalkdError(f"{what}: {path} is a directory, not a checkpoint file (give e.g. "
+                         f"{os.path.join(path, 'checkpoint_best.pt')})")
     if not os.path.isfile(path):
         raise BalkdError(f"{what}: checkpoint not found: {path}")
+
+
+def _readable(path: str, what: str, read: Callable[[], dict]) -> dict:
+    check_checkpoint_file(path, what)
     allow_fairseq_checkpoints()
     try:
         return read()
@@ -252,8 +259,7 @@ def checkpoint_facts(path: str, what: str, load_state: Optional[Callable[[], dic
     Otherwise the state is loaded (``load_state()``, by default :func:`load_checkpoint_state`; pass a
     cached loader to reuse the state for building the model).
     """
-    if not os.path.isfile(path):
-        raise BalkdError(f"{what}: checkpoint not found: {path}")
+    check_checkpoint_file(path, what)
     load_state = load_state or functools.partial(load_checkpoint_state, path, what)
     return remembered(path, CHECKPOINT_FACTS, lambda: CheckpointFacts.of_state(load_state(), what, path),
                       CheckpointFacts.parse, asdict)

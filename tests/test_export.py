@@ -199,6 +199,8 @@ def test_folders_hold_what_stock_tools_need(exported):
     assert sorted(os.listdir(out / "fairseq")) == ["dict.txt", "model.pt", "spm.model"]
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= set(os.listdir(out / "hf"))
     assert json.loads((out / "hf" / "config.json").read_text())["architectures"] == ["XLMRobertaForMaskedLM"]
+    # transformers 4 does not know transformers 5's "TokenizersBackend"; both load this name
+    assert json.loads((out / "hf" / "tokenizer_config.json").read_text())["tokenizer_class"] == "PreTrainedTokenizerFast"
     state = torch.load(out / "fairseq" / "model.pt", weights_only=True)  # plain values only
     assert "last_optimizer_state" not in state and state["cfg"]["task"]["_name"] == "masked_lm"
     assert "teachers" not in state["cfg"]["model"] and state["cfg"]["criterion"]["_name"] == "masked_lm"
@@ -478,3 +480,147 @@ def test_refuses_an_unknown_format(project, tmp_path, capsys):
     assert_refused([project["new"], "--data", project["data"], "--out", tmp_path / "x", "--format", "fairseq,onnx"],
                    capsys, "--format", "onnx")
     assert not (tmp_path / "x").exists()
+
+
+def edited_checkpoint(source: Path, out: Path, edit) -> Path:
+    """``source`` with ``edit(state)`` applied: a checkpoint as another training setting writes it."""
+    state = torch.load(source)
+    edit(state)
+    torch.save(state, out)
+    return out
+
+
+def export_fairseq_only(checkpoint, project, out, *flags) -> int:
+    return export_main([str(checkpoint), "--data", str(project["data"]), "--out", str(out), "--format", "fairseq",
+                        *map(str, flags)])
+
+
+def test_hf_refuses_weights_it_has_no_place_for(project, tmp_path, capsys):
+    # --quant-noise-pq adds an input projection applied to the embeddings; XLMRobertaForMaskedLM has none
+    def quant_noise(state):
+        state["model"]["encoder.sentence_encoder.quant_noise.weight"] = torch.eye(32) * 2
+
+    checkpoint = edited_checkpoint(project["new"], tmp_path / "qn.pt", quant_noise)
+    assert_refused([checkpoint, "--data", project["data"], "--out", tmp_path / "x"], capsys,
+                   "--format hf:", "encoder.sentence_encoder.quant_noise.weight", "--format fairseq")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["qn.pt"]
+    assert export_fairseq_only(checkpoint, project, tmp_path / "x") == 0
+
+
+def test_hf_leaves_out_classification_heads_with_a_warning(project, caplog):
+    from balkd_fairseq.errors import BalkdError
+    from balkd_fairseq.export.hf import check_mappable
+
+    weights = dict(torch.load(project["new"])["model"])
+    assert "encoder.sentence_encoder.version" in weights  # fairseq's bookkeeping buffer: no weight, left out
+    check_mappable(weights)
+    assert not caplog.records
+    weights["classification_heads.sentiment.dense.weight"] = torch.zeros(32, 32)
+    check_mappable(weights)  # a fine-tuned model's head: the masked LM computes the same without it
+    assert "classification_heads.sentiment.dense.weight" in caplog.text and "left out" in caplog.text
+    weights["encoder.sentence_encoder.layers.0.self_attn.extra_proj.weight"] = torch.zeros(32, 32)
+    with pytest.raises(BalkdError, match=r"no place for .*layers\.0\.self_attn\.extra_proj\.weight"):
+        check_mappable(weights)
+
+
+def test_refuses_a_checkpoint_with_non_finite_weights(project, tmp_path, capsys):
+    def diverge(state):
+        state["model"]["encoder.sentence_encoder.layers.1.fc2.weight"][0, 3] = float("nan")
+        state["model"]["encoder.lm_head.dense.weight"][1, 1] = float("inf")
+
+    checkpoint = edited_checkpoint(project["new"], tmp_path / "nan.pt", diverge)
+    assert_refused([checkpoint, "--data", project["data"], "--out", tmp_path / "x", "--format", "fairseq"], capsys,
+                   "non-finite weights", "first in encoder.sentence_encoder.layers.1.fc2.weight")
+    assert not (tmp_path / "x").exists()
+
+
+def test_model_card_of_a_teacher_names_the_language_of_its_train_subset(project, tmp_path):
+    # balkd-train-teachers: stock masked_lm on DATA (the shared dict.txt) with --train-subset <lang>/train
+    def teacher(state):
+        state["cfg"]["task"].update(_name="masked_lm", data=str(project["data"]))
+        state["cfg"]["dataset"]["train_subset"] = "ru/train"
+
+    checkpoint = edited_checkpoint(project["old"], tmp_path / "checkpoint_best.pt", teacher)
+    assert export_fairseq_only(checkpoint, project, tmp_path / "x") == 0
+    card = (tmp_path / "x" / "README.md").read_text(encoding="utf-8")
+    assert card.startswith("---\nlanguage:\n- ru\nlicense:")
+    assert "| ru | " in card and "| de | " not in card and "does not record its language list" not in card
+
+
+def test_ema_weights_are_named_and_exported_on_request(project, tmp_path, capsys):
+    def with_ema(state):  # what fairseq-train --store-ema adds
+        ema = {k: v.clone() for k, v in state["model"].items()}
+        ema["encoder.lm_head.bias"] += 1.0
+        state["extra_state"]["ema"] = ema
+
+    checkpoint = edited_checkpoint(project["new"], tmp_path / "ema.pt", with_ema)
+    assert export_fairseq_only(checkpoint, project, tmp_path / "model") == 0
+    assert "also holds EMA weights" in capsys.readouterr().err
+    card = (tmp_path / "model" / "README.md").read_text(encoding="utf-8")
+    assert "EMA weights (`--store-ema`), which are not exported" in card
+    assert export_fairseq_only(checkpoint, project, tmp_path / "ema", "--ema") == 0
+    exported = torch.load(tmp_path / "ema" / "fairseq" / "model.pt", weights_only=True)["model"]
+    original = torch.load(project["new"])["model"]["encoder.lm_head.bias"]
+    assert torch.equal(exported["encoder.lm_head.bias"], original + 1.0)
+    assert "exported with `balkd-export --ema`" in (tmp_path / "ema" / "README.md").read_text(encoding="utf-8")
+    assert_refused([project["new"], "--data", project["data"], "--out", tmp_path / "x", "--ema"], capsys,
+                   "--ema:", "holds no EMA weights")
+
+
+def test_fairseq_folder_of_a_model_trained_with_encoder_layers_to_keep_loads_in_stock_fairseq(project, tmp_path, capsys):
+    from fairseq.models.roberta import RobertaModel
+
+    # fairseq-train --encoder-layers 3 --encoder-layers-to-keep 0,2 saves layers 0 and 2 as 0 and 1
+    def kept(state):
+        state["cfg"]["model"].encoder_layers_to_keep = "0,2"
+
+    checkpoint = edited_checkpoint(project["new"], tmp_path / "kept.pt", kept)
+    assert export_fairseq_only(checkpoint, project, tmp_path / "x") == 0
+    cfg = torch.load(tmp_path / "x" / "fairseq" / "model.pt", weights_only=True)["cfg"]["model"]
+    assert "encoder_layers_to_keep" not in cfg and cfg["encoder_layers"] == 2
+    folder = tmp_path / "x" / "fairseq"
+    hub = RobertaModel.from_pretrained(str(folder), "model.pt", bpe="sentencepiece",
+                                       sentencepiece_model=str(folder / "spm.model"))
+    assert len(hub.model.encoder.sentence_encoder.layers) == 2
+
+    def not_renumbered(state):
+        kept(state)
+        for key in [k for k in state["model"] if ".layers.1." in k]:
+            state["model"][key.replace(".layers.1.", ".layers.2.")] = state["model"].pop(key)
+
+    checkpoint = edited_checkpoint(project["new"], tmp_path / "gap.pt", not_renumbered)
+    assert_refused([checkpoint, "--data", project["data"], "--out", tmp_path / "y"], capsys,
+                   "holds encoder layers [0, 2], not 0..1 (encoder_layers_to_keep=0,2)")
+
+
+def test_messages_name_the_results_flag_and_a_checkpoint_directory(project, tmp_path, capsys):
+    empty = tmp_path / "results"
+    empty.mkdir()
+    assert_refused([project["new"], "--data", project["data"], "--out", tmp_path / "x", "--results", empty], capsys,
+                   f"--results: directory {empty} holds no .json results")
+    assert_refused([project["new"].parent, "--data", project["data"], "--out", tmp_path / "x"], capsys,
+                   f"CHECKPOINT: {project['new'].parent} is a directory, not a checkpoint file")
+    assert not (tmp_path / "x").exists()
+
+
+def test_model_card_words_the_vocabulary_and_the_output_projection_for_each_case():
+    from balkd_fairseq.export.model_card import _output_projection, hf_vocabulary_lines
+
+    assert hf_vocabulary_lines(100, 0) == ["Hugging Face vocabulary: ids 0–99 are fairseq's `dict.txt` ids.", ""]
+    assert "; id 100 is a SentencePiece piece `dict.txt` lacks" in hf_vocabulary_lines(100, 1)[0]
+    assert "; the 3 ids after them are SentencePiece pieces `dict.txt` lacks" in hf_vocabulary_lines(100, 3)[0]
+    assert _output_projection(True) == "the output projection is tied to the embedding"
+    assert "untied" in _output_projection(False) and "tied to" not in _output_projection(False)
+
+
+def test_force_names_the_files_it_removes(project, tmp_path, capsys):
+    out = tmp_path / "x"
+    assert export_fairseq_only(project["new"], project, out) == 0
+    (out / "notes.txt").write_text("mine")
+    (out / "fairseq" / "extra.bin").write_text("mine too")
+    capsys.readouterr()
+    assert export_fairseq_only(project["new"], project, out, "--force") == 0
+    removing = [line for line in capsys.readouterr().err.splitlines() if "--force: removing the earlier export" in line]
+    assert len(removing) == 1 and "(README.md, fairseq/, notes.txt)" in removing[0]
+    assert "2 file(s) this export does not write again: fairseq/extra.bin, notes.txt" in removing[0]
+    assert not (out / "notes.txt").exists()

@@ -1,6 +1,6 @@
 """balkd-export: a trained masked LM as a self-contained fairseq folder and a Hugging Face transformers folder.
 
-    balkd-export CHECKPOINT --data DATA --out DIR [--format fairseq,hf] [--results DIR] [--force]
+    balkd-export CHECKPOINT --data DATA --out DIR [--format fairseq,hf] [--results DIR] [--ema] [--force]
 
 writes DIR/fairseq (model.pt, dict.txt, spm.model), DIR/hf (config.json, model.safetensors, tokenizer)
 and DIR/README.md (a model card). See README "Using the student elsewhere".
@@ -38,9 +38,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a balkd-eval-lm / balkd-probe output folder of this model (its *.json files); "
                         "adds the per-language results table to the model card. Results of another checkpoint "
                         "(by the sha256 they record) are refused")
+    parser.add_argument("--ema", action="store_true",
+                        help="export the exponential moving average of the weights that fairseq-train --store-ema "
+                        "keeps in the checkpoint, instead of the model's weights")
     parser.add_argument("--force", action="store_true",
-                        help="replace DIR if an earlier balkd-export wrote it; never deletes a folder that "
-                        "balkd-export did not write or that is or holds an input")
+                        help="replace DIR if an earlier balkd-export wrote it (the files removed are logged, files "
+                        "added to it since included); never deletes a folder that balkd-export did not write or "
+                        "that is or holds an input")
     return parser
 
 
@@ -68,9 +72,11 @@ def _validate(args):
 
 def check_results_of_checkpoint(results_dir: str, checkpoint: str) -> None:
     """A model card must not show another checkpoint's numbers: --results is easily the wrong run's folder."""
+    from ..eval.report_runs import result_files
     from ..eval.results_io import LM_RESULTS, PROBING_RESULTS, checkpoint_difference, read_json
     from ..files import file_sha256
 
+    result_files(results_dir, "--results")  # a folder without results, before the slow work
     ours = {"checkpoint": os.path.abspath(checkpoint), "checkpoint_sha256": file_sha256(checkpoint)}
     for results in (LM_RESULTS, PROBING_RESULTS):
         path = os.path.join(results_dir, results)
@@ -95,7 +101,10 @@ def export(args, formats) -> Path:
     check_output_dir(Path(args.out), args.force, "--out", inputs, "balkd-export")  # before the (slow) checkpoint load
     if args.results:
         check_results_of_checkpoint(args.results, args.checkpoint)
-    source = load_source(args.checkpoint, args.data)
+    source = load_source(args.checkpoint, args.data, use_ema=args.ema)
+    if source.ema == "left out":
+        logger.warning(f"CHECKPOINT: {args.checkpoint} also holds EMA weights (--store-ema); exporting the model's "
+                       "weights, not the EMA's (balkd-export --ema exports the EMA's instead)")
     extra = None
     with staged_output_dir(Path(args.out), args.force, "--out", inputs, command="balkd-export") as staging:
         if "fairseq" in formats:
@@ -105,7 +114,34 @@ def export(args, formats) -> Path:
             extra = _write_hf(source, staging / "hf")
             logger.info("wrote the Hugging Face folder")
         (staging / "README.md").write_text(model_card(source, formats, extra, args.results), encoding="utf-8")
+        log_replaced(Path(os.path.realpath(args.out)), staging)
     return Path(args.out)
+
+
+def _files_under(directory: Path) -> set:
+    """The files under ``directory``, relative to it; a link to a directory counts as one file (it is not entered)."""
+    found = set()
+    for root, dirs, files in os.walk(directory):
+        found.update(os.path.relpath(os.path.join(root, name), directory)
+                     for name in files + [d for d in dirs if os.path.islink(os.path.join(root, d))])
+    return found
+
+
+def log_replaced(out: Path, staging: Path) -> None:
+    """--force: say what goes with the earlier export, by name the files this export does not write again
+    (a user's own files put into the folder are removed with it)."""
+    from ..outputs import MARKER
+
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    entries = ", ".join(sorted(p.name + ("/" if p.is_dir() else "") for p in out.iterdir() if p.name != MARKER))
+    not_rewritten = sorted(_files_under(out) - _files_under(staging) - {MARKER})
+    line = f"--force: removing the earlier export in {out} ({entries})"
+    if not_rewritten:
+        more = f" and {len(not_rewritten) - 10} more" if len(not_rewritten) > 10 else ""
+        line += f", including {len(not_rewritten)} file(s) this export does not write again: " \
+                f"{', '.join(not_rewritten[:10])}{more}"
+    (logger.warning if not_rewritten else logger.info)(line)
 
 
 def _write_hf(source, out: Path):

@@ -97,30 +97,33 @@ def spec_paths(spec: str) -> List[str]:
     return [spec] if os.path.exists(spec) else [p for p in spec.split(",") if p]
 
 
-def result_files(spec: str) -> List[str]:
-    """Files of one ``--model`` spec: comma-separated JSON files and/or directories of them."""
+def result_files(spec: str, flag: str = "--model") -> List[str]:
+    """Files of one ``--model`` spec (balkd-export: ``--results``): comma-separated JSON files and/or directories
+    of them; ``flag`` names the option in errors."""
     files = []
     for path in spec_paths(spec):
         if os.path.isdir(path):
             found = sorted(glob.glob(os.path.join(path, "*.json")))
             if not found:
-                raise BalkdError(f"--model: directory {path} holds no .json results")
+                raise BalkdError(f"{flag}: directory {path} holds no .json results")
             files.extend(found)
         elif os.path.isfile(path):
             files.append(path)
         else:
-            raise BalkdError(f"--model: no such file or directory: {path}")
+            raise BalkdError(f"{flag}: no such file or directory: {path}")
     return files
 
 
-def load_run(name: str, spec: str) -> Run:
+def load_run(name: str, spec: str, flag: str = "--model") -> Run:
+    """One run's results; errors name ``flag`` (balkd-report's ``--model NAME``, else ``flag`` alone)."""
+    where = f"--model {name}" if flag == "--model" else flag
     run = Run(label=spec_paths(spec)[0].rstrip(os.sep))
     payloads = {}
-    for path in result_files(spec):
+    for path in result_files(spec, flag):
         payload = read_json(path)
         kind = payload.get("kind")
         if kind in run.sources:
-            raise BalkdError(f"--model {name}: two {kind} result files in one run ({run.sources[kind]}, {path})")
+            raise BalkdError(f"{where}: two {kind} result files in one run ({run.sources[kind]}, {path})")
         if kind == "lm":
             _add_lm(run, payload, path)
         elif kind == "probing":
@@ -129,11 +132,11 @@ def load_run(name: str, spec: str) -> Run:
             raise BalkdError(f"{path}: not a balkd-eval-lm or balkd-probe result (\"kind\" is {kind!r})")
         run.sources[kind] = path
         payloads[kind] = payload
-    _check_one_checkpoint(name, run, payloads)
+    _check_one_checkpoint(where, run, payloads)
     return run
 
 
-def _check_one_checkpoint(name: str, run: Run, payloads: Dict[str, dict]) -> None:
+def _check_one_checkpoint(where: str, run: Run, payloads: Dict[str, dict]) -> None:
     """A run's LM scores and probes must come from one checkpoint: the table shows them as one model."""
     if "lm" not in payloads or "probing" not in payloads:
         return
@@ -141,7 +144,7 @@ def _check_one_checkpoint(name: str, run: Run, payloads: Dict[str, dict]) -> Non
     if difference is None:
         return
     scored, probed, by_content = difference
-    message = f"--model {name}: {run.sources['lm']} scores {scored} but {run.sources['probing']} probes {probed}"
+    message = f"{where}: {run.sources['lm']} scores {scored} but {run.sources['probing']} probes {probed}"
     if not by_content:  # older lm.json files record the path only; a moved project changes it
         logger.warning(f"{message} (recorded by path only: the same file moved, or another checkpoint?)")
         return

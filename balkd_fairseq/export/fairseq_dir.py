@@ -5,6 +5,9 @@ numbers): torch >= 2.6 loads that under ``weights_only=True`` with no allowlist,
 ``load_checkpoint_to_cpu`` turns it back into an OmegaConf config. The task becomes fairseq's own
 ``masked_lm`` (same masking and block settings; its data is this folder, which holds ``dict.txt``),
 the criterion ``masked_lm``. Optimizer state, teacher paths and the plugin's ``--user-dir`` are dropped.
+
+A model trained with ``--encoder-layers-to-keep`` holds only the kept layers, renumbered 0..N-1; fairseq
+would prune them again at load (and miss layers), so the config says N layers and keeps no list.
 """
 import argparse
 import dataclasses
@@ -55,10 +58,17 @@ def model_settings(model_cfg: dict, task_cfg: dict, criterion_cfg: dict) -> dict
     return model
 
 
-def inference_config(cfg) -> dict:
+def without_layer_pruning(model: dict, layers: int) -> dict:
+    """The model settings of the weights as saved: ``layers`` layers, none to prune (see the module doc)."""
+    model = {k: v for k, v in model.items() if k != "encoder_layers_to_keep"}
+    model["encoder_layers"] = layers
+    return model
+
+
+def inference_config(cfg, layers: int) -> dict:
     container = plain(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
     task_cfg, criterion_cfg = container.get("task") or {}, container.get("criterion") or {}
-    container["model"] = model_settings(container["model"], task_cfg, criterion_cfg)
+    container["model"] = without_layer_pruning(model_settings(container["model"], task_cfg, criterion_cfg), layers)
     container["task"] = masked_lm_task(task_cfg)
     container["criterion"] = {"_name": "masked_lm", "tpu": bool((container.get("common") or {}).get("tpu", False))}
     if container.get("common"):
@@ -70,8 +80,8 @@ def inference_state(source: ExportSource) -> dict:
     history = source.state.get("optimizer_history") or [{}]
     return {
         "args": None,
-        "cfg": inference_config(source.cfg),
-        "model": source.state["model"],
+        "cfg": inference_config(source.cfg, source.layers),
+        "model": source.weights,
         # fairseq's checkpoint upgrade expects these two; nothing to resume from is kept
         "optimizer_history": [{"criterion_name": "MaskedLmLoss", "optimizer_name": "none",
                                "lr_scheduler_state": {}, "num_updates": int(history[-1].get("num_updates", 0))}],

@@ -10,18 +10,44 @@ Vocabulary rows beyond fairseq's dictionary (pieces SentencePiece has but ``dict
 :mod:`.hf_tokenizer`) copy ``<unk>``'s input embedding, so the model computes exactly what fairseq
 computes for ``<unk>`` there; their output bias is :data:`NEVER_PREDICTED`, so the softmax over the
 vocabulary is fairseq's and fill-mask never proposes them.
+
+Every weight of the checkpoint must have its place in the Hugging Face model, or the conversion is
+refused (e.g. ``--quant-noise-pq``'s input projection, which fairseq applies to the embeddings), since the
+model would compute something else. Two kinds are left out because masked-LM inference never uses them:
+fairseq's ``version`` buffers (state-dict bookkeeping) and sentence-classification heads
+(``classification_heads.*``, a fine-tuned RoBERTa's; left out with a warning, the fairseq folder keeps them).
 """
+import logging
+import re
 from pathlib import Path
-from typing import List
+from typing import Dict, List, Optional
 
 import torch
 
 from ..errors import BalkdError
-from .source import ExportSource
+from .source import LAYER_KEY, ExportSource
+
+logger = logging.getLogger("balkd_fairseq.export")
 
 PREFIX = "encoder.sentence_encoder."
 LM_HEAD = "encoder.lm_head."
 NEVER_PREDICTED = -1e4  # output bias of the extra rows: exp(-1e4) is 0 in fp32 and fp16 alike
+COPIED = {  # fairseq weight -> transformers weight, as they are
+    PREFIX + "embed_positions.weight": "roberta.embeddings.position_embeddings.weight",
+    PREFIX + "layernorm_embedding.weight": "roberta.embeddings.LayerNorm.weight",
+    PREFIX + "layernorm_embedding.bias": "roberta.embeddings.LayerNorm.bias",
+    LM_HEAD + "dense.weight": "lm_head.dense.weight",
+    LM_HEAD + "dense.bias": "lm_head.dense.bias",
+    LM_HEAD + "layer_norm.weight": "lm_head.layer_norm.weight",
+    LM_HEAD + "layer_norm.bias": "lm_head.layer_norm.bias",
+}
+WITH_UNK_ROWS = {  # fairseq weight -> transformers weight, with rows for the extra pieces
+    PREFIX + "embed_tokens.weight": "roberta.embeddings.word_embeddings.weight",
+    LM_HEAD + "weight": "lm_head.decoder.weight",  # the embedding itself when tied
+}
+LM_BIAS = LM_HEAD + "bias"  # -> lm_head.bias, with NEVER_PREDICTED for the extra pieces
+UNUSED_BUFFER = re.compile(r"(^|\.)version$")  # fairseq's state-dict upgrade bookkeeping, not a weight
+CLASSIFICATION_HEAD = "classification_heads."
 LAYER_NAMES = {
     "self_attn.q_proj": "attention.self.query",
     "self_attn.k_proj": "attention.self.key",
@@ -59,13 +85,13 @@ def hf_config(source: ExportSource, vocab_size: int):
     from transformers import XLMRobertaConfig
 
     model_cfg = source.cfg.model
-    weights = source.state["model"]
+    weights = source.weights
     dictionary = source.dictionary
     embed = weights[PREFIX + "embed_tokens.weight"]
     return XLMRobertaConfig(
         vocab_size=vocab_size,
         hidden_size=embed.shape[1],
-        num_hidden_layers=len({k.split(".")[3] for k in weights if k.startswith(PREFIX + "layers.")}),
+        num_hidden_layers=source.layers,
         num_attention_heads=int(_arg(model_cfg, "encoder_attention_heads")),
         intermediate_size=weights[PREFIX + "layers.0.fc1.weight"].shape[0],
         hidden_act="gelu",  # check_convertible
@@ -87,32 +113,54 @@ def _with_unk_rows(matrix: torch.Tensor, unk: int, extra: int) -> torch.Tensor:
     return torch.cat([matrix, matrix[unk : unk + 1].expand(extra, *matrix.shape[1:])]) if extra else matrix
 
 
+def layer_weight_name(key: str) -> Optional[str]:
+    """The transformers name of a weight of a plain RoBERTa layer; None for any other key."""
+    match = LAYER_KEY.match(key)
+    if not match:
+        return None
+    module, _, param = key[match.end():].rpartition(".")
+    if module not in LAYER_NAMES:
+        return None
+    return f"roberta.encoder.layer.{match.group(1)}.{LAYER_NAMES[module]}.{param}"
+
+
+def _is_mapped(key: str) -> bool:
+    return key in COPIED or key in WITH_UNK_ROWS or key == LM_BIAS or layer_weight_name(key) is not None
+
+
+def _listed(keys: List[str]) -> str:
+    return ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+
+
+def check_mappable(weights: Dict[str, torch.Tensor]) -> None:
+    """Refuse a checkpoint the Hugging Face model would compute differently: a weight it has no place for,
+    or one it needs that the checkpoint lacks. Classification heads are left out with a warning."""
+    heads = [k for k in weights if k.startswith(CLASSIFICATION_HEAD)]
+    unmapped = [k for k in weights if not (_is_mapped(k) or k in heads or UNUSED_BUFFER.search(k))]
+    if unmapped:
+        raise BalkdError(f"--format hf: XLMRobertaForMaskedLM has no place for the checkpoint's weight(s) "
+                         f"{_listed(unmapped)}, so it would compute something else; export --format fairseq only "
+                         "(the fairseq folder keeps every weight)")
+    needed = [*COPIED, *WITH_UNK_ROWS, LM_BIAS, PREFIX + "layers.0.fc1.weight"]
+    missing = [k for k in needed if k not in weights]
+    if missing:
+        raise BalkdError(f"--format hf: the checkpoint lacks {_listed(missing)} (not a plain RoBERTa masked LM); "
+                         "export --format fairseq only")
+    if heads:
+        logger.warning(f"--format hf: the classification heads ({_listed(heads)}) are not part of the masked LM "
+                       "and are left out of the Hugging Face folder (the fairseq folder keeps them)")
+
+
 def hf_state_dict(source: ExportSource, extra: int) -> dict:
-    weights = source.state["model"]
+    weights = source.weights
     unk = source.dictionary.unk()
     hidden = weights[PREFIX + "embed_tokens.weight"].shape[1]
-    state = {
-        "roberta.embeddings.word_embeddings.weight": _with_unk_rows(weights[PREFIX + "embed_tokens.weight"], unk, extra),
-        "roberta.embeddings.position_embeddings.weight": weights[PREFIX + "embed_positions.weight"],
-        "roberta.embeddings.token_type_embeddings.weight": torch.zeros(1, hidden),
-        "roberta.embeddings.LayerNorm.weight": weights[PREFIX + "layernorm_embedding.weight"],
-        "roberta.embeddings.LayerNorm.bias": weights[PREFIX + "layernorm_embedding.bias"],
-        "lm_head.dense.weight": weights[LM_HEAD + "dense.weight"],
-        "lm_head.dense.bias": weights[LM_HEAD + "dense.bias"],
-        "lm_head.layer_norm.weight": weights[LM_HEAD + "layer_norm.weight"],
-        "lm_head.layer_norm.bias": weights[LM_HEAD + "layer_norm.bias"],
-        "lm_head.decoder.weight": _with_unk_rows(weights[LM_HEAD + "weight"], unk, extra),
-        "lm_head.bias": torch.cat([weights[LM_HEAD + "bias"], torch.full((extra,), NEVER_PREDICTED)]),
-    }
+    state = {name: weights[key] for key, name in COPIED.items()}
+    state.update({name: _with_unk_rows(weights[key], unk, extra) for key, name in WITH_UNK_ROWS.items()})
+    state["roberta.embeddings.token_type_embeddings.weight"] = torch.zeros(1, hidden)
+    state["lm_head.bias"] = torch.cat([weights[LM_BIAS], torch.full((extra,), NEVER_PREDICTED)])
     state["lm_head.decoder.bias"] = state["lm_head.bias"]
-    for key, value in weights.items():
-        if not key.startswith(PREFIX + "layers."):
-            continue
-        layer, rest = key[len(PREFIX + "layers."):].split(".", 1)
-        module, param = rest.rsplit(".", 1)
-        if module not in LAYER_NAMES:
-            raise BalkdError(f"--format hf: unexpected parameter {key} in the checkpoint (not a plain RoBERTa layer)")
-        state[f"roberta.encoder.layer.{layer}.{LAYER_NAMES[module]}.{param}"] = value
+    state.update({name: value for key, value in weights.items() if (name := layer_weight_name(key))})
     return {k: v.detach().float().contiguous() for k, v in state.items()}
 
 
@@ -121,6 +169,7 @@ def build_hf_model(source: ExportSource, extra_pieces: List[str]):
     from transformers import XLMRobertaForMaskedLM
 
     check_convertible(source.cfg.model)
+    check_mappable(source.weights)
     config = hf_config(source, len(source.dictionary) + len(extra_pieces))
     model = XLMRobertaForMaskedLM(config)
     missing, unexpected = model.load_state_dict(hf_state_dict(source, len(extra_pieces)), strict=False)

@@ -187,5 +187,16 @@ def check_supported(proto, spm_file: str) -> None:
                          "segmentation (--format fairseq still works)")
 
 
+# transformers 5 saves its fast tokenizer as "TokenizersBackend", a name transformers 4 does not know;
+# "PreTrainedTokenizerFast" is the same class under its transformers 4 name, which transformers 5 keeps as an alias
+TOKENIZER_CLASS = "PreTrainedTokenizerFast"
+
+
 def write_tokenizer(tokenizer, out: Path) -> None:
+    from ..files import read_json
+    from ..outputs import write_json
+
     tokenizer.save_pretrained(str(out))
+    config_file = out / "tokenizer_config.json"
+    config = read_json(str(config_file), "tokenizer_config.json")
+    write_json(config_file, {**config, "tokenizer_class": TOKENIZER_CLASS})

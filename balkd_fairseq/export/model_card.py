@@ -32,14 +32,21 @@ def estimated_samples(split: dict, task: dict) -> int:
 
 
 def model_languages(source: ExportSource, stats: Optional[dict], task: dict) -> Optional[List[str]]:
-    """The recorded languages; for a stock masked_lm checkpoint (a teacher) trained on DATA/<lang>, that
-    language; None if unknown."""
+    """The recorded languages; for a stock masked_lm checkpoint (a teacher), the language it was trained on;
+    None if unknown."""
     if source.languages:
         return source.languages
+    if task.get("_name") != "masked_lm":
+        return None
+    known = (stats or {}).get("languages", {})
+    # balkd-train-teachers trains on DATA with --train-subset <lang>/train (its shared dict.txt in place)
+    train_subset = str(getattr(getattr(source.cfg, "dataset", None), "train_subset", None) or "")
+    subset_language = train_subset.split("/")[0] if "/" in train_subset else ""
+    if subset_language and (not known or subset_language in known):
+        return [subset_language]
+    # a teacher trained on DATA/<lang> itself
     trained_on = os.path.basename(os.path.normpath(str(task.get("data", "")).split(os.pathsep)[0]))
-    if task.get("_name") == "masked_lm" and trained_on in (stats or {}).get("languages", {}):
-        return [trained_on]
-    return None
+    return [trained_on] if trained_on in known else None
 
 
 def languages_section(source: ExportSource, stats: Optional[dict], task: dict) -> List[str]:
@@ -92,19 +99,24 @@ def training_section(source: ExportSource) -> List[str]:
     return lines
 
 
+def _output_projection(tied: bool) -> str:
+    return ("the output projection is tied to the embedding" if tied
+            else "the output projection is untied from the embedding and counted separately")
+
+
 def architecture_section(source: ExportSource, extra_pieces: Optional[List[str]]) -> List[str]:
-    weights = source.state["model"]
+    weights = source.weights
     tied = not _model_arg(source, "untie_weights_roberta", False)
     n_params = sum(v.numel() for k, v in weights.items()
                    if not k.endswith(".version") and not (tied and k == "encoder.lm_head.weight"))
     arch = getattr(source.cfg.model, "arch", None) or getattr(source.cfg.model, "_name", "?")
     hidden = weights["encoder.sentence_encoder.embed_tokens.weight"].shape[1]
     lines = ["## Architecture", "",
-             f"fairseq `{arch}`: {_model_arg(source, 'encoder_layers')} layers, hidden size {hidden}, "
+             f"fairseq `{arch}`: {source.layers} layers, hidden size {hidden}, "
              f"FFN {_model_arg(source, 'encoder_ffn_embed_dim')}, {_model_arg(source, 'encoder_attention_heads')} heads, "
              f"{_model_arg(source, 'max_positions')} positions, vocabulary {len(source.dictionary):,} "
-             f"(`dict.txt` with `<mask>`); {n_params:,} parameters (the output projection is tied to the embedding"
-             f"{'' if tied else ' — here untied and counted separately'}).", ""]
+             f"(`dict.txt` with `<mask>`); {n_params:,} parameters ({_output_projection(tied)}).", ""]
+    lines += ema_lines(source)
     if source.recorded_sha256:
         lines += [f"Dictionary sha256 (recorded in the checkpoint and checked): `{source.recorded_sha256}`.", ""]
     elif source.dictionary_checked == "beside":
@@ -114,16 +126,33 @@ def architecture_section(source: ExportSource, extra_pieces: Optional[List[str]]
         lines += ["The checkpoint does not record its dictionary's hash (an older checkpoint); the export checked "
                   "only that `dict.txt` has as many symbols as the model has embedding rows.", ""]
     if extra_pieces is not None:
-        lines += [f"Hugging Face vocabulary: ids 0–{len(source.dictionary) - 1} are fairseq's `dict.txt` ids; the "
-                  f"{len(extra_pieces)} ids after them are SentencePiece pieces `dict.txt` lacks, which fairseq encodes "
-                  "as `<unk>`: their input embedding is `<unk>`'s and they are never predicted (output bias -1e4), so "
-                  "the model computes what fairseq computes (ids >= `config.fairseq_dictionary_size` are fairseq's "
-                  "`<unk>`).", ""]
+        lines += hf_vocabulary_lines(len(source.dictionary), len(extra_pieces))
     return lines
 
 
+def ema_lines(source: ExportSource) -> List[str]:
+    if source.ema == "exported":
+        return ["Weights: the exponential moving average (EMA) fairseq kept during training (`--store-ema`), "
+                "exported with `balkd-export --ema`.", ""]
+    if source.ema == "left out":
+        return ["Weights: the trained model's; the checkpoint also holds EMA weights (`--store-ema`), which are "
+                "not exported here (`balkd-export --ema` exports them instead).", ""]
+    return []
+
+
+def hf_vocabulary_lines(dictionary_size: int, extra: int) -> List[str]:
+    ids = f"Hugging Face vocabulary: ids 0–{dictionary_size - 1} are fairseq's `dict.txt` ids"
+    if not extra:
+        return [ids + ".", ""]
+    pieces = (f"id {dictionary_size} is a SentencePiece piece" if extra == 1 else
+              f"the {extra} ids after them are SentencePiece pieces")
+    return [f"{ids}; {pieces} `dict.txt` lacks, which fairseq encodes as `<unk>`: each has `<unk>`'s input "
+            "embedding and is never predicted (output bias -1e4), so the model computes what fairseq computes "
+            "(ids >= `config.fairseq_dictionary_size` are fairseq's `<unk>`).", ""]
+
+
 def results_section(results_dir: str) -> List[str]:
-    model = load_run("export", results_dir)  # one run: the exported checkpoint's
+    model = load_run("export", results_dir, "--results")  # one run: the exported checkpoint's
     metrics = [metric for metric in METRICS if model.values[metric.key]]
     languages = model.languages()
     lines = ["## Results", "", f"From `{os.path.basename(os.path.normpath(results_dir))}` (balkd-eval-lm / balkd-probe).", "",
