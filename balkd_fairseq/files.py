@@ -7,6 +7,7 @@ by line (raw text, CoNLL-U, IOB2) goes through :func:`numbered_lines`.
 """
 import hashlib
 import json
+import re
 from typing import Callable, Iterator, Optional, Tuple
 
 from .errors import BalkdError
@@ -58,11 +59,14 @@ def read_json(path: str, what: str) -> object:
     return parse_json(text, where)
 
 
-COMPRESSION_MAGIC = {b"\x1f\x8b": "gzip", b"\xfd7zXZ\x00": "xz", b"BZh": "bzip2", b"\x28\xb5\x2f\xfd": "zstd"}
+COMPRESSION_MAGIC = {b"\x1f\x8b": "gzip", b"\xfd7zXZ\x00": "xz", b"\x28\xb5\x2f\xfd": "zstd"}
+BZIP2_MAGIC = re.compile(rb"^BZh[1-9]1AY&SY")  # "BZh" alone starts ordinary text too; the block header does not
 
 
 def compression(head: bytes) -> Optional[str]:
     """The compression format whose magic number ``head`` starts with, or None."""
+    if BZIP2_MAGIC.match(head):
+        return "bzip2"
     return next((name for magic, name in COMPRESSION_MAGIC.items() if head.startswith(magic)), None)
 
 
@@ -84,12 +88,12 @@ def numbered_lines(path, kind: str, on_bytes: Optional[Callable[[int], None]] = 
         for line_no, raw in enumerate(f, start=1):
             if on_bytes is not None:
                 on_bytes(len(raw))
+            compressed = compression(raw) if line_no == 1 else None
+            if compressed is not None:  # corpora ship compressed (CC-100: .txt.xz): say so, not "not UTF-8"
+                raise BalkdError(f"{path}: {compressed}-compressed, not text: decompress it first")
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as err:
-                compressed = compression(raw) if line_no == 1 else None
-                if compressed is not None:  # corpora ship compressed (CC-100: .txt.xz): say so, not "not UTF-8"
-                    raise BalkdError(f"{path}: {compressed}-compressed, not text: decompress it first") from None
                 raise BalkdError(
                     f"{path}: line {line_no}: not UTF-8 text ({err.reason} at byte {err.start} of the line)"
                 ) from None

@@ -505,6 +505,11 @@ def case_eval_beside_probes_of_another_checkpoint(env):  # balkd-report showed b
     return invocation
 
 
+def case_eval_checkpoint_is_a_directory(env):  # the --save-dir given for the checkpoint in it
+    return eval_lm(env, env.teachers["aa"].parent, ["--checkpoint m:", "is a directory, not a checkpoint file",
+                                                    "checkpoint_best.pt"])
+
+
 def case_eval_over_lm_scores_of_another_checkpoint(env):  # a seed loop with one default NAME kept the last seed
     invocation = eval_lm(env, env.teachers["aa"], ["OUT/m/lm.json holds results of another checkpoint",
                                                    "refusing to replace them"])
@@ -618,7 +623,7 @@ def test_teacher_for_a_language_the_run_leaves_out_is_a_warning(tiny_data, teach
     log = proc.stdout + proc.stderr
     warnings = [line for line in log.splitlines() if "WARNING" in line and "'bb'" in line]
     # 'bb' is in the data: the warning must not say it is not (--languages left it out)
-    assert len(warnings) == 1 and "is not used: 'bb' is not one of the run's languages (aa:" in warnings[0], warnings
+    assert len(warnings) == 1 and "is not used: 'bb' is not among this run's languages (aa)" in warnings[0], warnings
     assert [r["num_updates"] for r in json_log_records(proc.stdout, "train_inner")] == ["1"]
 
 

@@ -455,11 +455,12 @@ def test_refuses_a_sentencepiece_model_of_the_same_text_with_another_vocabulary(
 
 @pytest.mark.parametrize("option", ["treat_whitespace_as_suffix", "user_defined_symbol"])
 def test_refuses_sentencepiece_options_the_tokenizer_cannot_mirror(project, option):
+    from balkd_fairseq.data.sentencepiece_check import read_model_proto
     from balkd_fairseq.errors import BalkdError
-    from balkd_fairseq.export.hf_tokenizer import USER_DEFINED, check_supported, load_spm_proto
+    from balkd_fairseq.export.hf_tokenizer import USER_DEFINED, check_supported
 
     path = str(project["data"] / "spm.model")
-    proto = load_spm_proto(path)
+    proto = read_model_proto(path, "--data")
     check_supported(proto, path)
     if option == "treat_whitespace_as_suffix":
         proto.trainer_spec.treat_whitespace_as_suffix = True

@@ -289,10 +289,12 @@ def test_language_too_small_for_its_splits(tmp_path, existing_out, capsys):
 
 def test_compressed_file_is_named_as_compressed(tmp_path, existing_out, capsys):
     # corpora ship compressed (CC-100: .txt.xz); "not UTF-8" would send the user looking for an encoding problem
+    import bz2
     import gzip
     import lzma
 
-    for name, compress, kind in (("de.txt.gz", gzip.compress, "gzip"), ("de.txt.xz", lzma.compress, "xz")):
+    for name, compress, kind in (("de.txt.gz", gzip.compress, "gzip"), ("de.txt.xz", lzma.compress, "xz"),
+                                 ("de.txt.bz2", bz2.compress, "bzip2")):
         packed = tmp_path / name
         packed.write_bytes(compress("".join(f"a line {i}\n" for i in range(30)).encode()))
         assert run_forced(f"de={packed},en={good_file(tmp_path)}", existing_out) == 2

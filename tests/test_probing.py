@@ -497,6 +497,23 @@ def test_balkd_probe_probes_every_checkpoint_given(project, tmp_path, capsys):
     assert "| tiny | pos | aa |" in out and "| again | pos | aa |" in out
 
 
+def test_a_later_checkpoints_refusal_comes_before_any_probe_is_trained(project, tmp_path, capsys, monkeypatch):
+    # with several --checkpoint, a refusal for the second must not throw away hours of probing the first
+    from balkd_fairseq.files import file_sha256
+
+    (tmp_path / "again").mkdir()
+    earlier = {"kind": "probing", "checkpoint": os.path.abspath(project.checkpoint), "random_init": None,
+               "checkpoint_sha256": file_sha256(project.checkpoint), "layer": 1, "tasks": {"ner": {}}}
+    (tmp_path / "again" / "probe.json").write_text(json.dumps(earlier), encoding="utf-8")
+    trained = []
+    monkeypatch.setattr(probe_cli, "_run_tasks", lambda name, *rest: trained.append(name))
+    argv = _probe_argv(project, tmp_path, "--checkpoint", f"again={project.checkpoint}", "--tasks", "pos")
+    assert probe_cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "again/probe.json holds ner results of other settings" in err and "layer: 1 there" in err, err
+    assert trained == [] and not (tmp_path / "tiny").exists()
+
+
 # ---------------------------------------------------------------- what balkd-probe warns about
 def _warnings(caplog):
     return [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]

@@ -354,6 +354,25 @@ def test_a_new_report_removes_what_it_does_not_replace_and_never_a_users_file(tm
     assert (out / "mine.md").read_text(encoding="utf-8") == "# my own table\n" and not (out / "mine.csv").exists()
 
 
+def test_earlier_reports_are_recognised_behind_a_long_banner_and_in_the_older_csv_layout(tmp_path):
+    from balkd_fairseq.eval.report_files import check_replaceable
+
+    banner = "**Mixed evaluations (--allow-mixed)**: " + "/a/long/path/of/a/run " * 400 + "\n\n"
+    (tmp_path / "report.md").write_text(banner + "| group | HL MRR |\n|---|---|\n", encoding="utf-8")
+    (tmp_path / "report.csv").write_text("group,HL MRR,HL MLM-PPL\nAll,0.1,20\n", encoding="utf-8")
+    check_replaceable(str(tmp_path / "report"))
+
+
+def test_the_table_note_gives_the_mask_rate_the_runs_were_scored_with(tmp_path):
+    write_run(tmp_path / "r", seed=1)
+    lm = tmp_path / "r" / "lm.json"
+    payload = json.loads(lm.read_text(encoding="utf-8"))
+    payload["masking"] = {**payload.get("masking", {}), "mask_prob": 0.3}
+    lm.write_text(json.dumps(payload), encoding="utf-8")
+    assert report.main(["--model", f"X={tmp_path / 'r'}", "--no-plot", "--output-dir", str(tmp_path / "o")]) == 0
+    assert "with 30 % of the tokens masked at once" in (tmp_path / "o" / "report.md").read_text(encoding="utf-8")
+
+
 # ---------------------------------------------------------------------------------------------- bootstrap
 def _lang(runs):
     """LanguageItems of one language: ``runs`` = list of 1-D per-item values (den = 1)."""

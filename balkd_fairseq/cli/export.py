@@ -71,24 +71,16 @@ def _validate(args):
 
 
 def check_results_of_checkpoint(results_dir: str, checkpoint: str) -> None:
-    """A model card must not show another checkpoint's numbers: --results is easily the wrong run's folder."""
+    """A model card must not show another checkpoint's numbers: --results is easily the wrong run's folder.
+    Every file the card reads is checked, whatever its name."""
     from ..eval.report_runs import result_files
-    from ..eval.results_io import LM_RESULTS, PROBING_RESULTS, checkpoint_difference, read_json
+    from ..eval.results_io import check_results_checkpoint
     from ..files import file_sha256
 
-    result_files(results_dir, "--results")  # a folder without results, before the slow work
+    files = result_files(results_dir, "--results")  # a folder without results, before the slow work
     ours = {"checkpoint": os.path.abspath(checkpoint), "checkpoint_sha256": file_sha256(checkpoint)}
-    for results in (LM_RESULTS, PROBING_RESULTS):
-        path = os.path.join(results_dir, results)
-        difference = checkpoint_difference(read_json(path), ours) if os.path.isfile(path) else None
-        if difference is None:
-            continue
-        there, exported, by_content = difference
-        if not by_content:
-            logger.warning(f"--results: {path} holds results of {there} (recorded by path only), exporting {exported}")
-            continue
-        raise BalkdError(f"--results: {path} holds results of another checkpoint ({there} there, {exported} exported); "
-                         "give the results folder of this checkpoint")
+    for path in files:
+        check_results_checkpoint(path, ours, "--results", "give the results folder of this checkpoint")
 
 
 def export(args, formats) -> Path:

@@ -13,9 +13,12 @@ import logging
 import math
 import os
 import sys
+from dataclasses import dataclass
 
 import torch
 
+from ..data.dictionary_hash import load_model_dictionary
+from ..data.sentencepiece_check import check_sentencepiece_matches
 from ..errors import BalkdError
 from ..eval import probe_results
 from ..eval.item_scores import PROBE_ITEMS
@@ -168,24 +171,40 @@ def _main(argv=None) -> int:
     models, spm_model, languages, tasks = _validate(args)
     data = {task.name: read_task(task, languages, args.train_sentences) for task in tasks}
     device = "cuda" if torch.cuda.is_available() and not args.cpu else "cpu"
-    # Results are written only once every model has been probed: a bad checkpoint overwrites nothing.
-    probed = [_probe_model(identity, args, languages, tasks, data, spm_model, device) for identity in models]
+    # Every model's refusals (dictionary, layer, earlier results) come before any probe is trained, and results
+    # are written only once every model has been probed: a bad checkpoint wastes no work and overwrites nothing.
+    checked = [_check_model(identity, args, tasks, device, keep=i == len(models) - 1)
+               for i, identity in enumerate(models)]
+    sp = check_sentencepiece_matches(spm_model, load_model_dictionary(os.path.join(args.data, "dict.txt"), "--data"),
+                                     os.path.join(args.data, "dict.txt"), args.data,
+                                     "--spm-model" if args.spm_model else "--data")
+    probed = [_probe_model(model, args, languages, tasks, data, sp, device) for model in checked]
     payloads = []
-    for out_dir, header, blocks, items, earlier in probed:
-        payloads.append(probe_results.write(out_dir, header, blocks, items, earlier))
-        logger.info(f"wrote {os.path.join(out_dir, PROBING_RESULTS)} and {os.path.join(out_dir, PROBE_ITEMS)}")
+    for model, (blocks, items) in zip(checked, probed):
+        payloads.append(probe_results.write(model.out_dir, model.header, blocks, items, model.earlier))
+        logger.info(f"wrote {os.path.join(model.out_dir, PROBING_RESULTS)} and "
+                    f"{os.path.join(model.out_dir, PROBE_ITEMS)}")
     print(format_summary(payloads))
     return 0
 
 
-def _probe_model(identity: dict, args, languages, tasks, data, spm_model: str, device: str):
-    """(OUT/NAME, header, task blocks, per-item counts, earlier results kept) of one checkpoint, not yet written."""
-    from ..data.dictionary_hash import dictionary_sha256
-    from ..data.sentencepiece_check import check_sentencepiece_matches
-    from ..eval.features import FrozenEncoder
+@dataclass
+class CheckedModel:
+    """A checkpoint whose results may be written: what they record, and what they add to (``earlier``)."""
 
-    encoder = FrozenEncoder.from_checkpoint(identity["checkpoint"], args.data, args.layer, device,
-                                            random_init=args.random_init)
+    identity: dict
+    out_dir: str
+    header: dict
+    earlier: object
+    cfg: ProbeTrainingConfig
+    dictionary_hash: str
+    encoder: object = None  # kept for the last model only: probing loads the others again, one at a time
+
+
+def _check_model(identity: dict, args, tasks, device: str, keep: bool) -> CheckedModel:
+    from ..data.dictionary_hash import dictionary_sha256
+
+    encoder = _load_encoder(identity, args, device)
     dictionary_hash = dictionary_sha256(encoder.dictionary)
     cfg = ProbeTrainingConfig(
         hidden_dim=args.hidden_dim if args.probe == "mlp" else 0, epochs=args.epochs, lr=args.lr,
@@ -194,11 +213,22 @@ def _probe_model(identity: dict, args, languages, tasks, data, spm_model: str, d
     header = _header(identity, dictionary_hash, encoder, cfg, args)
     out_dir = os.path.join(args.output_dir, identity["name"])
     earlier = probe_results.load_mergeable(out_dir, header, [task.name for task in tasks])
-    # after the checks above, which need no SentencePiece model
-    sp = check_sentencepiece_matches(spm_model, encoder.dictionary, os.path.join(args.data, "dict.txt"), args.data,
-                                     "--spm-model" if args.spm_model else "--data")
-    blocks, items = _run_tasks(identity["name"], encoder, sp, cfg, dictionary_hash, data, tasks, languages, args)
-    return out_dir, header, blocks, items, earlier
+    return CheckedModel(identity, out_dir, header, earlier, cfg, dictionary_hash, encoder if keep else None)
+
+
+def _load_encoder(identity: dict, args, device: str):
+    from ..eval.features import FrozenEncoder
+
+    return FrozenEncoder.from_checkpoint(identity["checkpoint"], args.data, args.layer, device,
+                                         random_init=args.random_init)
+
+
+def _probe_model(model: CheckedModel, args, languages, tasks, data, sp, device: str):
+    """(task blocks, per-item counts) of one checked checkpoint, not yet written."""
+    encoder = model.encoder or _load_encoder(model.identity, args, device)
+    model.encoder = None  # one encoder in memory at a time
+    return _run_tasks(model.identity["name"], encoder, sp, model.cfg, model.dictionary_hash, data, tasks, languages,
+                      args)
 
 
 def _run_tasks(name: str, encoder, sp, cfg: ProbeTrainingConfig, dictionary_hash: str, data, tasks, languages, args):

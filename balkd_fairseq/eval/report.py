@@ -224,6 +224,14 @@ def _train_sentences_note(runs: List[Run]) -> str:
             f"(balkd-probe --train-sentences){how}.")
 
 
+def mask_rate(runs) -> str:
+    """The share of tokens balkd-eval-lm masked at once (its --mask-prob), as the runs record it."""
+    rates = {run.settings["lm"].get("masking.mask_prob", 0.15) for run in runs if "lm" in run.settings}
+    if len(rates) == 1:
+        return f"{100 * rates.pop():g} %"
+    return "each evaluation's --mask-prob" if rates else "15 %"
+
+
 def to_markdown(models, metrics, rows, comparisons, replicates: int, mixed: List[str], confidence: float = 0.95,
                 across_benchmarks: bool = False) -> str:
     parts = []
@@ -235,7 +243,8 @@ def to_markdown(models, metrics, rows, comparisons, replicates: int, mixed: List
     groups = "; ".join(f"{label}: {', '.join(langs)}" for label, langs in rows)
     parts.append(
         "Mean ± standard deviation over runs (seeds) where a model has several. MRR as a fraction; "
-        "MLM-PPL = exp of the mean cross-entropy of the masked positions with 15 % of the tokens masked at once"
+        f"MLM-PPL = exp of the mean cross-entropy of the masked positions with {mask_rate(r for m in models for r in m.runs)} of the tokens "
+        "masked at once"
         + ("; PPPL = pseudo-perplexity, every token masked in turn (Salazar et al. 2020)" if any(m.key == "pppl" for m in metrics) else "")
         + " (perplexities: lower is better, geometric mean over a group); POS accuracy and NER F1 in %. "
         f"Runs: {runs}. Groups: {groups}.{probe_training_note([run for model in models for run in model.runs])}\n"

@@ -13,14 +13,15 @@ from ..errors import BalkdError
 
 logger = logging.getLogger(__name__)
 
-# how the first bytes of each output look when balkd-report wrote it (the table may follow a banner)
+# how each output looks when balkd-report wrote it, this version or an older one (whose CSV rows were
+# "group,HL MRR,..."); the table may follow an --allow-mixed banner of any length
 SIGNATURES: Dict[str, Callable[[bytes], bool]] = {
     ".md": lambda head: b"| group |" in head,
-    ".csv": lambda head: head.startswith(b"group,model,run,"),
-    "_compare.csv": lambda head: head.startswith(b"group,model,baseline,metric,"),
-    ".png": lambda head: head.startswith(b"\x89PNG") and b"Matplotlib version" in head,
+    ".csv": lambda head: head.startswith(b"group,"),
+    "_compare.csv": lambda head: head.startswith(b"group,"),
+    ".png": lambda head: head.startswith(b"\x89PNG") and b"Matplotlib version" in head[:4096],
 }
-HEAD_BYTES = 4096
+HEAD_BYTES = 1 << 20
 
 
 def _written_by_report(path: str, suffix: str) -> bool:

@@ -49,9 +49,10 @@ def parse_named_checkpoints(values: List[str], flag: str = "--checkpoint") -> Li
     names = [name for name, _ in models]
     if len(set(names)) != len(names):
         raise BalkdError(f"{flag}: two models share a name ({', '.join(names)}); use NAME=PATH")
+    from ..checkpoints import check_checkpoint_file
+
     for name, path in models:
-        if not os.path.isfile(path):
-            raise BalkdError(f"{flag} {name}: file not found: {path}")
+        check_checkpoint_file(path, f"{flag} {name}")
     return models
 
 
@@ -94,19 +95,29 @@ def refuse_other_checkpoint(out_dir: str, other: str, ours: dict) -> None:
     results file of the same name would be replaced (a loop over seeds' ``ck/s<N>/Ours/x.pt``, all named
     ``Ours`` by default, would keep the last seed only)."""
     path = os.path.join(out_dir, other)
-    if not os.path.isfile(path):
-        return
-    difference = checkpoint_difference(read_json(path), ours)
+    if os.path.isfile(path):
+        check_results_checkpoint(path, ours, "", "refusing to replace them or put both in one directory, which "
+                                 "balkd-report reads as one model: remove the stale results there, or use another "
+                                 "--output-dir or checkpoint NAME")
+
+
+def check_results_checkpoint(path: str, ours: dict, flag: str, refusal: str) -> None:
+    """Refuse (``flag``: the option to name, ``refusal``: what to do) a results file of another checkpoint
+    than ``ours``; a difference known by path only (older files, a moved project) is a warning."""
+    theirs = read_json(path)
+    difference = checkpoint_difference(theirs, ours)
     if difference is None:
         return
     there, now, by_content = difference
+    prefix = f"{flag}: " if flag else ""
     if not by_content:
-        logger.warning(f"{path} holds results of {there} (recorded by path only), these are of {now}; if that is "
-                       "not the same file moved, use another --output-dir or checkpoint NAME")
+        logger.warning(f"{prefix}{path} holds results of {there} (recorded by path only), these are of {now}; if that "
+                       "is not the same file moved, use the results of this checkpoint")
         return
-    raise BalkdError(f"{path} holds results of another checkpoint ({there} there, {now} now); refusing to replace "
-                     "them or put both in one directory, which balkd-report reads as one model: remove the stale "
-                     "results there, or use another --output-dir or checkpoint NAME")
+    changed = (os.path.realpath(theirs.get("checkpoint") or "") == os.path.realpath(ours["checkpoint"])
+               and theirs.get("checkpoint_sha256") != ours.get("checkpoint_sha256"))  # e.g. checkpoint_last.pt
+    what = "an earlier version of this checkpoint file (it changed since)" if changed else "another checkpoint"
+    raise BalkdError(f"{prefix}{path} holds results of {what} ({there} there, {now} now); {refusal}")
 
 
 def refuse_other_results(out_dir: str, ours: dict) -> None:

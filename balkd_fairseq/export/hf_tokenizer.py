@@ -47,6 +47,7 @@ from typing import List, Tuple
 
 from fairseq.data import Dictionary
 
+from ..data.sentencepiece_check import read_model_proto
 from ..errors import BalkdError
 
 RUN_OPEN, RUN_CLOSE = "\ue000", "\ue001"  # private use: bracket a run of characters SentencePiece does not know
@@ -57,19 +58,6 @@ SPECIAL_SCORE = 0.0
 NFKC_RULES = ("nmt_nfkc", "nfkc", "nmt_nfkc_cf", "nfkc_cf")  # SentencePiece's normalization rules built on NFKC
 # what fairseq's line splitting (str.split) treats as whitespace, besides the space SentencePiece escapes as "▁"
 SPLITTING_WHITESPACE = "".join(chr(c) for c in range(0x110000) if chr(c).isspace() and c != 0x20)
-
-
-def load_spm_proto(path: str):
-    from google.protobuf.message import DecodeError
-    from sentencepiece import sentencepiece_model_pb2
-
-    proto = sentencepiece_model_pb2.ModelProto()
-    with open(path, "rb") as f:
-        try:
-            proto.ParseFromString(f.read())
-        except DecodeError as err:
-            raise BalkdError(f"--data: {path} is not a SentencePiece model: {err}") from None
-    return proto
 
 
 def _pieces(proto) -> dict:
@@ -142,7 +130,7 @@ def build_tokenizer(dictionary: Dictionary, spm_file: str, max_length: int):
     from tokenizers.models import Unigram
     from transformers import PreTrainedTokenizerFast
 
-    proto = load_spm_proto(spm_file)
+    proto = read_model_proto(spm_file, "--data")
     check_supported(proto, spm_file)
     known = known_characters(proto)
     vocab, extra = vocabulary(dictionary, proto)

@@ -6,7 +6,7 @@ from typing import List, Optional
 from omegaconf import OmegaConf
 
 from ..data.balancing import target_sizes
-from ..eval.report import probe_training_note
+from ..eval.report import mask_rate, probe_training_note
 from ..eval.report_runs import METRICS, load_run
 from ..files import read_json
 from ..soft_labels.manifest import MANIFEST_KEY
@@ -161,8 +161,9 @@ def results_section(results_dir: str) -> List[str]:
         cells = [(model.values[m.key].get(lang), m.scale, ".3f" if m.key == "mrr" else ".1f") for m in metrics]
         lines.append(f"| {lang} | " + " | ".join("–" if v is None else format(v * scale, fmt) for v, scale, fmt in cells)
                      + " |")
-    return lines + ["", "MRR as a fraction; MLM-PPL = perplexity with 15 % of the tokens masked at once, PPPL = pseudo-perplexity "
-                       "(every token masked in turn); POS accuracy and NER F1 in %." + probe_training_note([model]), ""]
+    return lines + ["", f"MRR as a fraction; MLM-PPL = perplexity with {mask_rate([model])} of the tokens masked at "
+                    "once, PPPL = pseudo-perplexity (every token masked in turn); POS accuracy and NER F1 in %."
+                    + probe_training_note([model]), ""]
 
 
 def front_matter(languages: List[str], formats: List[str]) -> List[str]:

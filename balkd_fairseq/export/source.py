@@ -105,12 +105,13 @@ def load_source(checkpoint: str, data: str, use_ema: bool = False) -> ExportSour
     for name in (DICT_FILE, SPM_FILE):
         if not os.path.isfile(os.path.join(data, name)):
             raise BalkdError(f"--data: {os.path.join(data, name)} not found (balkd-prepare writes it)")
+    dict_file = os.path.join(data, DICT_FILE)
+    dictionary = load_model_dictionary(dict_file, "--data")
+    # DATA's own consistency first: it needs no checkpoint, which may take long to load
+    check_sentencepiece_matches(os.path.join(data, SPM_FILE), dictionary, dict_file, data, "--data")
     state = load_checkpoint_state(checkpoint, "CHECKPOINT")
     model_config(state, "CHECKPOINT", checkpoint)
-    dict_file = os.path.join(data, DICT_FILE)
     checked = check_checkpoint_dictionary(state, checkpoint, dict_file)
-    dictionary = load_model_dictionary(dict_file, "--data")
-    check_sentencepiece_matches(os.path.join(data, SPM_FILE), dictionary, dict_file, data, "--data")
     weights = exported_weights(state, checkpoint, use_ema)
     check_finite(weights, checkpoint, "EMA weights" if use_ema else "weights")
     check_layer_numbers(weights, state["cfg"].model, checkpoint)

@@ -108,8 +108,8 @@ def check_coverage(languages: List[str], mapping: Dict[str, object]) -> None:
         )
     for lang in sorted(set(mapping) - set(languages)):
         checkpoint = getattr(mapping[lang], "checkpoint", mapping[lang])
-        logger.warning(f"teacher for language {lang!r} ({checkpoint}) is not used: {lang!r} is not one of the run's "
-                       f"languages ({', '.join(languages)}: DATA's, or those --languages selects)")
+        logger.warning(f"teacher for language {lang!r} ({checkpoint}) is not used: {lang!r} is not among this run's "
+                       f"languages ({', '.join(languages)})")
 
 
 def check_dictionary(spec: TeacherSpec, student: Dictionary, student_sha256: str, embed_rows: Optional[int],
