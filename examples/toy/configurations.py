@@ -3,6 +3,7 @@
 Everything a run is parameterised by; ``pipeline.py`` turns it into commands. Settings default to the
 demo's; environment variables named like the fields (upper case, e.g. ``STUDENT_UPDATES=250``) override them.
 """
+import json
 import os
 from dataclasses import asdict, dataclass, fields
 from typing import Dict, List
@@ -103,7 +104,6 @@ class Settings:
     probe_test: int = 500
     eval_lines: int = 100
     threads: int = 2
-    quiet_progress: bool = False
     # the students validate (for the logs and TensorBoard) every this many epochs; training is seeded per
     # update, so the trained student is the same however often (or, STUDENT_VALIDATION=0 in sweeps, never)
     student_validation: bool = True
@@ -120,6 +120,14 @@ class Settings:
     probe_pooling: str = "first"
 
 
+BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False,
+            "": False}
+# the settings a finished step's results depend on: a sweep refuses to reuse its OUT when one of them changed
+# (threads, lanes, validation frequency and the extra probe variants change no trained model or score)
+RESULT_SETTINGS = ("teacher_updates", "student_updates", "teacher_valid_every", "vocab", "high_size", "low_size",
+                   "probe_train", "probe_test", "eval_lines")
+
+
 def settings_from_env(defaults: Settings) -> Settings:
     values = {}
     for f in fields(Settings):
@@ -127,11 +135,35 @@ def settings_from_env(defaults: Settings) -> Settings:
         if raw is not None:
             default = getattr(defaults, f.name)
             try:
-                values[f.name] = raw not in ("", "0") if isinstance(default, bool) else type(default)(raw)
+                values[f.name] = _boolean(raw) if isinstance(default, bool) else type(default)(raw)
             except ValueError:
                 raise SystemExit(f"pipeline.py: error: {f.name.upper()}={raw!r} is not a{'n' if type(default) is int else ''} "
                                  f"{type(default).__name__}") from None
     return Settings(**{**asdict(defaults), **values})
+
+
+def _boolean(raw: str) -> bool:
+    if raw.strip().lower() not in BOOLEANS:
+        raise ValueError(raw)
+    return BOOLEANS[raw.strip().lower()]
+
+
+def check_settings(s: Settings) -> None:
+    """A sweep's OUT keeps the settings its steps were made with (OUT/settings.json); finished steps are reused
+    only under the same ones."""
+    path = os.path.join(s.out, "settings.json")
+    now = {name: getattr(s, name) for name in RESULT_SETTINGS}
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            recorded = json.load(f)
+        changed = [f"{name.upper()} {recorded.get(name)} -> {value}" for name, value in now.items()
+                   if recorded.get(name, value) != value]
+        if changed:
+            raise SystemExit(f"pipeline.py: error: {s.out} was made with other settings ({'; '.join(changed)}) and its "
+                             "finished steps would be reused: use another --out")
+    os.makedirs(s.out, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(now, f, indent=1)
 
 
 def common_flags(seed: int) -> List[str]:

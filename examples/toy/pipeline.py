@@ -43,13 +43,19 @@ from configurations import (  # noqa: E402
     REPO,
     TEACHER_SETS,
     Settings,
+    check_settings,
     common_flags,
     schedule,
     settings_from_env,
 )
 from cost import model_cost, total_cost, write_cost  # noqa: E402
-from runner import Job, done, mark_done, read_done, run, run_jobs, step, tokens_trained  # noqa: E402
+from runner import Job, done, finished, mark_done, read_done, run, run_jobs, step, tokens_trained  # noqa: E402
 
+from balkd_fairseq.errors import BalkdError  # noqa: E402
+from balkd_fairseq.locks import LOCK_NAME, held_lock  # noqa: E402
+
+DEFAULT_DEMO_OUT = os.path.join(REPO, "outputs", "toy")
+DEMO_MARKER = ".made-by-toy-demo"  # the demo replaces only a directory it made
 
 # ------------------------------------------------------------------------------------------- stages
 @dataclass
@@ -265,11 +271,14 @@ def build_cache(layout: Layout, s: Settings, name: str) -> dict:
 
 def train_student(layout: Layout, s: Settings, name: str) -> dict:
     save_dir = os.path.join(layout.checkpoints, name)
-    if done(save_dir):
-        return read_done(save_dir)
     flags = student_flags(layout, name)
+    made_with = {"flags": flags}
+    earlier = finished(save_dir, made_with, f"student {name}")
+    if earlier is not None:
+        return earlier
     log = os.path.join(layout.checkpoints, f"{name}.log")
     step(f"student {name} -> {save_dir} (log: {log})")
+    refuse_live_run(save_dir)
     shutil.rmtree(save_dir, ignore_errors=True)  # an unfinished run of the pipeline's own: start it again
     tensorboard = os.path.join(layout.run, "tensorboard", name)
     validation = (["--validate-interval", str(s.student_valid_every), "--save-interval", str(s.student_valid_every)]
@@ -278,8 +287,22 @@ def train_student(layout: Layout, s: Settings, name: str) -> dict:
                    *schedule(s.student_updates), *validation, "--save-dir", save_dir, "--tensorboard-logdir", tensorboard],
                   log=log, progress_total=s.student_updates, label=f"{name}: " if s.lanes > 1 else "")
     cost = {"updates": s.student_updates, "tokens": tokens_trained(log), "wall_seconds": round(seconds, 1)}
-    mark_done(save_dir, cost)
+    mark_done(save_dir, {**cost, "made_with": made_with})
     return cost
+
+
+def refuse_live_run(save_dir: str) -> None:
+    """An unfinished run whose balkd-train still runs (its pipeline was killed with kill -9, which its children
+    survive) must not lose its directory, lock included, to a new run that would then share it."""
+    lock = os.path.join(save_dir, LOCK_NAME)
+    if not os.path.isfile(lock):
+        return
+    try:
+        with held_lock(lock, f"--save-dir {save_dir}"):
+            pass
+    except BalkdError as err:
+        raise SystemExit(f"pipeline.py: error: {err} (an earlier pipeline killed while it ran leaves it running: "
+                         "stop that process first)") from None
 
 
 def languages(layout: Layout) -> str:
@@ -488,16 +511,42 @@ def seed_list(value: str, flag: str) -> List[int]:
     return seeds
 
 
+def name_list(value: str, flag: str, known) -> List[str]:
+    """``'HL,Ours'`` -> ['HL', 'Ours']: distinct known names, at least one (checked before any work)."""
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise SystemExit(f"pipeline.py: error: {flag}: unknown {', '.join(unknown)}; known: {', '.join(known)}")
+    if not names or len(set(names)) != len(names):
+        raise SystemExit(f"pipeline.py: error: {flag} takes distinct names, at least one, got {value!r}")
+    reserved = [name for name in names if set(name) & set("|:,")]
+    if reserved:  # balkd-report refuses them after every run was trained
+        raise SystemExit(f"pipeline.py: error: {flag}: the name(s) {', '.join(reserved)} hold | or :, which balkd-report "
+                         "refuses as model names; rename them in configurations.py")
+    return names
+
+
+def prepare_demo_out(out: str) -> None:
+    """The demo rebuilds OUT each run: remove only a directory an earlier demo made (or the default one)."""
+    if os.path.isdir(out) and os.listdir(out) and not os.path.isfile(os.path.join(out, DEMO_MARKER)) \
+            and os.path.realpath(out) != os.path.realpath(DEFAULT_DEMO_OUT):
+        raise SystemExit(f"pipeline.py: error: --out {out} is not empty and no earlier demo made it; the demo "
+                         "replaces its output directory, so give a new or empty one")
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
+    with open(os.path.join(out, DEMO_MARKER), "w", encoding="utf-8") as f:
+        f.write("made by examples/toy/pipeline.py demo, which replaces this directory each run\n")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", os.environ.get("THREADS", "2"))
     start = time.monotonic()
     if args.command == "demo":
-        s = settings_from_env(Settings(out=args.out or os.environ.get("OUT", os.path.join(REPO, "outputs", "toy")),
-                                       data_seed=args.seed, lanes=2))
+        s = settings_from_env(Settings(out=args.out or os.environ.get("OUT", DEFAULT_DEMO_OUT), data_seed=args.seed,
+                                       lanes=2))
         s.probe_train_sentences, s.probe_pooling = 0, "first"  # the demo reports the benchmark's probes; the others are sweep options
-        shutil.rmtree(s.out, ignore_errors=True)
-        os.makedirs(s.out)
+        prepare_demo_out(s.out)
         run_preset(s, args.preset, [args.seed], PAPER_CONFIGS, single_run=True)
         export_and_query(Layout(s.out, args.preset, args.seed, single_run=True, data_seed=args.seed), "Ours")
         print(f"\nDone in {time.monotonic() - start:.0f}s.\n  table: {s.out}/report/report.md (and report.csv, report_compare.csv)\n"
@@ -516,15 +565,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     if s.probe_pooling not in WORD_POOLINGS:
         raise SystemExit(f"pipeline.py: error: PROBE_POOLING={s.probe_pooling!r} is not one of {', '.join(WORD_POOLINGS)}")
     report_name = args.report_name or "report" + "".join(probe_variant_suffix(s))
-    configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    configs = name_list(args.configs, "--configs", CONFIGS)
+    presets = name_list(args.presets, "--presets", PRESET_GROUPS)
     data_seeds = seed_list(args.data_seeds, "--data-seeds") if args.data_seeds is not None else [s.data_seed]
     seeds = seed_list(args.seeds, "--seeds")
-    unknown = [c for c in configs if c not in CONFIGS]
-    if unknown:
-        raise SystemExit(f"unknown configuration(s) {', '.join(unknown)}; known: {', '.join(CONFIGS)}")
-    for preset in [p.strip() for p in args.presets.split(",") if p.strip()]:
-        if preset not in PRESET_GROUPS:
-            raise SystemExit(f"unknown preset {preset!r}; known: {', '.join(PRESET_GROUPS)}")
+    check_settings(s)
+    for preset in presets:
         run_preset(s, preset, seeds, configs, report_name=report_name, data_seeds=data_seeds)
     print(f"\nSweep done in {(time.monotonic() - start) / 60:.1f} min: reports in {s.out}/<preset>/{report_name}/")
     return 0

@@ -18,7 +18,9 @@ def run(cmd: List[str], log: Optional[str] = None, progress_total: int = 0, labe
     """Run a command (output to ``log`` if given, with a line every 100 updates, ``label`` first); its wall seconds."""
     start = time.monotonic()
     if log is None:
-        subprocess.run(cmd, check=True)
+        code = subprocess.run(cmd).returncode
+        if code != 0:  # the command printed its own one-line error
+            raise SystemExit(f"failed (exit {code}): {' '.join(cmd[:3])} ...")
         return time.monotonic() - start
     os.makedirs(os.path.dirname(log), exist_ok=True)
     with open(log, "w", encoding="utf-8") as out:
@@ -54,6 +56,21 @@ def mark_done(directory: str, info: Optional[dict] = None) -> None:
     os.makedirs(directory, exist_ok=True)
     with open(os.path.join(directory, ".done"), "w", encoding="utf-8") as f:
         json.dump(info or {}, f, indent=1)
+
+
+def finished(directory: str, made_with: dict, what: str) -> Optional[dict]:
+    """What a finished step recorded (None: not finished); refused when it was made with other inputs than
+    ``made_with`` now gives (a configuration's flags edited since), which reusing would report under its name."""
+    if not done(directory):
+        return None
+    info = read_done(directory)
+    recorded = info.get("made_with")
+    if recorded is not None and recorded != made_with:
+        changed = [key for key in made_with if recorded.get(key) != made_with[key]]
+        raise SystemExit(f"pipeline.py: error: {what} in {directory} was made with other {', '.join(changed)} than "
+                         f"now ({recorded} there, {made_with} now): remove {directory} to train it again, or give the "
+                         "changed configuration a new name")
+    return info
 
 
 def read_done(directory: str) -> dict:
