@@ -295,6 +295,7 @@ def assert_one_line_and_nothing_written(tmp_path, capsys, flags, words):
     (["--sizes", "de=x"], ["--sizes", "de=x"]),
     (["--sizes", "de=0"], ["--sizes", "de=0"]),
     (["--low-size", "0"], ["--low-size"]),
+    (["--high-size", "10", "--low-size", "100"], ["--low-size: 100 is larger than --high-size 10"]),
     (["--homograph-rate", "2"], ["--homograph-rate"]),
 ])
 def test_bad_flags_give_one_line_and_write_nothing(tmp_path, capsys, flags, words):

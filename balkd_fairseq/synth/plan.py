@@ -113,6 +113,8 @@ def _check_numbers(config: SynthConfig) -> None:
     for lang, size in config.sizes.items():
         if size < 1:
             raise BalkdError(f"--sizes: {lang}={size} must be at least 1")
+    if config.resolved("low_size") > config.high_size:  # the "low-resource" languages would be the large ones
+        raise BalkdError(f"--low-size: {config.resolved('low_size')} is larger than --high-size {config.high_size}")
     if config.lexicon_size < 50:
         raise BalkdError(f"--lexicon-size: must be at least 50 (got {config.lexicon_size})")
     if not (math.isfinite(config.zipf_exponent) and config.zipf_exponent > 0):  # nan crashed, inf gave one word
@@ -172,8 +174,6 @@ def _plan_generated(config: SynthConfig) -> BenchmarkPlan:
     if smallest < MIN_GENERATED_SIZE:
         raise BalkdError(f"--low-size: must be at least {MIN_GENERATED_SIZE} with --num-languages (got {smallest}): "
                          "balkd-prepare needs more lines than --valid-lines + --test-lines")
-    if smallest > largest:
-        raise BalkdError(f"--low-size: {smallest} is larger than --high-size {largest}")
     languages = [language_code(rank) for rank in range(n)]
     anchor = config.anchor or languages[0]
     if anchor not in languages:
