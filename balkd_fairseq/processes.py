@@ -42,8 +42,12 @@ def _prepare_child() -> None:  # runs in the child between fork and exec
             pass
 
 
-def run_child(cmd: List[str], grace_seconds: float = GRACE_SECONDS, **popen_kwargs) -> int:
-    """``subprocess.run(cmd, **popen_kwargs).returncode`` that stops the child when this process is stopped."""
+def run_child(cmd: List[str], grace_seconds: float = GRACE_SECONDS,
+              stopped_hint: str = "run the same command again to resume", **popen_kwargs) -> int:
+    """``subprocess.run(cmd, **popen_kwargs).returncode`` that stops the child when this process is stopped.
+
+    ``stopped_hint`` ends the line printed when stopped: what the user can do next (a caller whose rerun
+    would not resume says what it would do)."""
     received: List[int] = []
     proc = subprocess.Popen(cmd, start_new_session=True, preexec_fn=_prepare_child, **popen_kwargs)
 
@@ -65,7 +69,7 @@ def run_child(cmd: List[str], grace_seconds: float = GRACE_SECONDS, **popen_kwar
             proc.wait()
     if received:
         sys.stderr.write(f"balkd-fairseq: stopped by {signal.Signals(received[0]).name}; the child process has "
-                         "ended (run the same command again to resume)\n")
+                         f"ended ({stopped_hint})\n")
         raise Interrupted(received[0])
     return returncode
 

@@ -109,5 +109,5 @@ def record_init(lang_dir: str, lang: str, init: Optional[dict]) -> None:
             old = f"{previous['path']} (sha256 {old_sha[:12]})" if old_sha else "random initialisation"
             new = f"{init['path']} (sha256 {new_sha[:12]})" if new_sha else "random initialisation"
             raise BalkdError(f"{lang_dir} holds a teacher for {lang!r} trained from {old}, not from {new} "
-                             "(--init-from); use another --save-dir")
+                             "(--init-from): pass --force to retrain it from scratch from this one, or use another --save-dir")
     write_json(path, init or {})

@@ -1,6 +1,7 @@
 """balkd-train-teachers: one teacher per language, resumable, skips complete ones, writes teachers.json."""
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -236,7 +237,7 @@ def test_a_teacher_resumed_under_other_flags_records_every_run(tmp_path):
     record_run(str(lang_dir), first, None)  # resumed the same way: nothing new
     assert len(recorded_runs(str(lang_dir))) == 1
     record_run(str(lang_dir), second, None)  # resumed with another --lr, and finished
-    changed = mark_complete(str(lang_dir), "sig", second, "digest", None)
+    changed = mark_complete(str(lang_dir), "sig", second, "digest", None, {})
     assert changed and "--lr 0.001" in changed and "--lr 0.002" in changed
     done = json.loads((lang_dir / "teacher_done.json").read_text())
     assert done["fairseq_args"] == second
@@ -245,7 +246,7 @@ def test_a_teacher_resumed_under_other_flags_records_every_run(tmp_path):
     plain = tmp_path / "bb"
     plain.mkdir()
     record_run(str(plain), first, None)
-    assert mark_complete(str(plain), "sig", first, "digest", None) is None
+    assert mark_complete(str(plain), "sig", first, "digest", None, {}) is None
     assert "trained_under" not in json.loads((plain / "teacher_done.json").read_text())
 
 
@@ -284,3 +285,153 @@ def test_a_run_that_failed_before_saving_is_not_recorded_as_trained_under(tiny_d
     with pytest.raises(Exception, match="teacher for language 'aa' failed"):
         train_one(str(tiny_data), "aa", str(lang_dir), ["--lr", "1"])
     assert [run["fairseq_args"] for run in recorded_runs(str(lang_dir))] == [["--lr", "1"]], "it trained: kept"
+
+
+def fake_training(monkeypatch, content=b"trained", interrupt=False, checkpoints=("last",)):
+    """Replace fairseq-train by writing checkpoints: what train_one and the command do around it is under test.
+    A checkpoint_last.pt already there is left alone (fairseq resuming a teacher whose schedule is done)."""
+    from balkd_fairseq.teacher_training import runs
+
+    def train(data, lang, lang_dir, *args, **kwargs):
+        if interrupt:
+            (Path(lang_dir) / "checkpoint_last.pt").write_bytes(b"partial")
+            raise KeyboardInterrupt
+        for which in checkpoints:
+            path = Path(lang_dir) / f"checkpoint_{which}.pt"
+            if not (which == "last" and path.is_file()):
+                path.write_bytes(content)
+        return dict_file_sha256(f"{data}/dict.txt")
+
+    monkeypatch.setattr(runs, "_train", train)
+
+
+def test_previous_is_never_newer_than_a_complete_teacher_beside_it(tiny_data, tmp_path, monkeypatch, capsys):
+    """kill -9 of a --force run leaves the old teacher in .previous; no later run may lose it or bring it back
+    over a newer complete teacher."""
+    save, args = tmp_path / "teachers", [str(tiny_data), "--save-dir", str(tmp_path / "teachers"), "--languages", "aa"]
+    lang_dir = save / "aa"
+    fake_training(monkeypatch, b"old")
+    assert main([*args, *FLAGS]) == 0
+    # --force killed with kill -9 mid-training: nothing was put back
+    set_aside_previous_run(str(lang_dir))
+    (lang_dir / "checkpoint_last.pt").write_bytes(b"partial")
+    # (b) a rerun without --force completes the teacher: the old one in .previous goes only now
+    fake_training(monkeypatch, b"new")
+    (lang_dir / "checkpoint_last.pt").unlink()  # (this fake trains only where nothing was saved)
+    assert main([*args, *FLAGS]) == 0
+    assert (lang_dir / "checkpoint_last.pt").read_bytes() == b"new"
+    assert not (lang_dir / ".previous").exists(), "a stale .previous stayed beside the complete teacher"
+
+    # (c) such a stale .previous (left by an older version) and a --force run stopped with Ctrl-C
+    (lang_dir / ".previous").mkdir()
+    (lang_dir / ".previous" / "checkpoint_last.pt").write_bytes(b"old")
+    (lang_dir / ".previous" / "teacher_done.json").write_text("{}")
+    fake_training(monkeypatch, interrupt=True)
+    capsys.readouterr()
+    assert main([*args, "--force", *FLAGS]) == 130
+    assert (lang_dir / "checkpoint_last.pt").read_bytes() == b"new", "the newer complete teacher was replaced"
+    assert not (lang_dir / ".previous").exists()
+    assert "discarding an older teacher" in capsys.readouterr().out
+
+    # kill -9 of --force, then --force again: the old teacher stays set aside until the new one completes
+    set_aside_previous_run(str(lang_dir))
+    (lang_dir / "checkpoint_last.pt").write_bytes(b"partial")
+    assert main([*args, "--force", *FLAGS]) == 130
+    assert (lang_dir / "checkpoint_last.pt").read_bytes() == b"new" and not (lang_dir / ".previous").exists()
+    fake_training(monkeypatch, b"newest")
+    assert main([*args, "--force", *FLAGS]) == 0
+    assert (lang_dir / "checkpoint_last.pt").read_bytes() == b"newest" and not (lang_dir / ".previous").exists()
+
+
+def test_a_stopped_force_run_does_not_say_a_rerun_resumes(tmp_path, monkeypatch):
+    from balkd_fairseq.processes import Interrupted
+    from balkd_fairseq.teacher_training import runs
+
+    lang_dir = tmp_path / "aa"
+    lang_dir.mkdir()
+    (lang_dir / "checkpoint_last.pt").write_bytes(b"finished")
+    (lang_dir / "teacher_done.json").write_text("{}")
+    hints = []
+
+    def stopped(*args, stopped_hint, **kwargs):
+        hints.append(stopped_hint)
+        raise Interrupted(2)
+
+    monkeypatch.setattr(runs, "record_dictionary", lambda *args: "sha")
+    monkeypatch.setattr(runs, "run_child", stopped)
+    with pytest.raises(Interrupted):
+        train_one("data", "aa", str(lang_dir), ["--lr", "1"], fresh=True)
+    assert "put back" in hints[0] and "from scratch" in hints[0] and "resume" not in hints[0]
+    assert (lang_dir / "checkpoint_last.pt").read_bytes() == b"finished"
+    with pytest.raises(Interrupted):
+        train_one("data", "aa", str(lang_dir), ["--lr", "1"])
+    assert hints[1] == "run the same command again to resume"
+
+
+def test_a_teacher_of_other_training_data_is_not_complete(tiny_data, tmp_path, monkeypatch, capsys):
+    data = shutil.copytree(tiny_data, tmp_path / "data")
+    args = [str(data), "--save-dir", str(tmp_path / "teachers"), "--languages", "aa", *FLAGS]
+    done = tmp_path / "teachers" / "aa" / "teacher_done.json"
+    fake_training(monkeypatch)
+    assert main(args) == 0
+    assert json.loads(done.read_text())["train_data"]["split"] == "aa/train"
+    # other text under the same dictionary (another DATA, or fairseq-preprocess --srcdict): not skipped; the
+    # finished teacher's schedule is done, so it is refused as for other flags
+    for ext in ("bin", "idx"):
+        shutil.copy(data / "bb" / f"train.{ext}", data / "aa" / f"train.{ext}")
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "had finished with other settings (its training data aa/train changed since)" in err
+    assert "--force" in err and err.count("error:") == 1
+    assert main(["--force", *args]) == 0
+    capsys.readouterr()
+    assert main(args) == 0 and "teacher for aa is complete; skipped" in capsys.readouterr().out
+    # a record written before training data was recorded still counts as complete
+    record = json.loads(done.read_text())
+    del record["train_data"]
+    done.write_text(json.dumps(record))
+    assert main(args) == 0 and "teacher for aa is complete; skipped" in capsys.readouterr().out
+
+
+def test_a_missing_checkpoint_and_a_teacher_that_saves_none_are_named(tiny_data, tmp_path, monkeypatch, capsys):
+    save = tmp_path / "teachers"
+    validating = [flag for flag in FLAGS if flag != "--disable-validation"]
+    args = [str(tiny_data), "--save-dir", str(save), "--languages", "aa", "--use-checkpoint", "best"]
+    fake_training(monkeypatch, checkpoints=("last", "best"))
+    assert main([*args, *validating]) == 0
+    (save / "aa" / "checkpoint_best.pt").unlink()  # deleted by hand
+    capsys.readouterr()
+    assert main([*args, *validating]) == 2
+    out, err = capsys.readouterr()
+    assert "complete; skipped" not in out
+    assert err.strip().endswith("is recorded complete but its checkpoint_best.pt is missing: retrain it with "
+                                "--languages aa --force")
+    for flag in ("--no-save", "--no-last-checkpoints"):
+        assert main([*args, *validating, flag]) == 2
+        assert f"'{flag}' after '--': a teacher must save its checkpoints" in capsys.readouterr().err
+
+
+def test_a_teacher_of_another_init_offers_force(tmp_path):
+    from balkd_fairseq.errors import BalkdError
+    from balkd_fairseq.teacher_init import record_init
+
+    (tmp_path / "checkpoint_last.pt").write_bytes(b"from random weights")
+    (tmp_path / "teacher_init.json").write_text("{}")
+    with pytest.raises(BalkdError, match=r"pass --force to retrain it from scratch from this one, or use another "
+                                         r"--save-dir"):
+        record_init(str(tmp_path), "aa", {"path": "student.pt", "sha256": "ab" * 32})
+
+
+def test_a_teacher_split_by_a_kill_while_its_files_moved_is_made_whole(tmp_path, monkeypatch):
+    """kill -9 while --force moves the teacher into .previous (or back): the next run finishes the move."""
+    for moving in (".previous.moving", ".previous.restoring"):
+        lang_dir = tmp_path / moving
+        (lang_dir / moving).mkdir(parents=True)
+        (lang_dir / moving / "checkpoint_last.pt").write_bytes(b"finished")  # moved before the kill
+        (lang_dir / "teacher_done.json").write_text("{}")  # not yet moved
+        fake_training(monkeypatch, interrupt=True)
+        with pytest.raises(KeyboardInterrupt):
+            train_one("data", "aa", str(lang_dir), FLAGS[1:], fresh=True)
+        assert sorted(p.name for p in lang_dir.iterdir()) == [".balkd.lock", "checkpoint_last.pt", "teacher_done.json"]
+        assert (lang_dir / "checkpoint_last.pt").read_bytes() == b"finished"

@@ -9,8 +9,8 @@ with the flags after ``--``, saving to TEACHERS/<lang>/. Nothing is written into
 a teacher is trained with is copied beside its checkpoints (TEACHERS/<lang>/dict.txt), so the student
 can check it without the data, and its hash goes into TEACHERS/<lang>/teacher_done.json.
 It is resumable: an interrupted language resumes from its checkpoint_last.pt, and a language whose
-teacher is already complete (same flags and dictionary) is skipped. A teacher finished with other
-flags is resumed as fairseq resumes (e.g. a larger --max-update trains it further); if that trains it
+teacher is already complete (same flags, dictionary and training data) is skipped. A teacher finished with other
+flags (or training data) is resumed as fairseq resumes (e.g. a larger --max-update trains it further); if that trains it
 no further, it is refused rather than recorded under flags it was not trained with. One trained with
 another dictionary is refused (``--force`` retrains either from scratch). At the end it writes TEACHERS/teachers.json,
 the ``--teachers`` mapping the student needs; with ``--languages`` the entries of other languages already in it
@@ -38,14 +38,17 @@ from ..teacher_init import check_init_checkpoint
 from ..teacher_training.records import (
     ABSENT,
     COMPLETE,
+    DATA_CHANGED,
     checkpoint_stamp,
     finished_teacher,
     is_complete,
     mark_complete,
     run_signature,
+    training_data,
 )
 from ..teacher_training.runs import (
     check_save_dir_outside_data,
+    discard_stale_previous,
     shard_weights,
     subset_flags,
     train_one,
@@ -54,6 +57,8 @@ from ..teacher_training.runs import (
 from ..teacher_training.teachers_json import previous_entries, teacher_checkpoint, teacher_entry
 from .common import ArgumentParser, run_cli
 from .train import check_arch
+
+NO_SAVE_FLAGS = ("--no-save", "--no-last-checkpoints")  # fairseq flags that leave a teacher without checkpoint_last.pt
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,6 +114,7 @@ def _main(argv: Optional[List[str]]) -> int:
     args = build_parser().parse_args(own)
     if any(a in ("--save-dir", "--task", "--criterion") for a in fairseq_args):
         raise BalkdError("do not pass --save-dir, --task or --criterion after '--': balkd-train-teachers sets them")
+    check_saves(fairseq_args)
     langs = languages_of(args.data, args.languages, subset_flags(fairseq_args)["train"])
     check_save_dir_outside_data(args.save_dir, args.data, langs)
     check_arch(fairseq_args, " after '--'")
@@ -119,31 +125,24 @@ def _main(argv: Optional[List[str]]) -> int:
     signature = run_signature(fairseq_args, init)
     shard = resolve_shard(args.shard)
     sizes = shard_weights(training_sizes(args.data, langs, subset_flags(fairseq_args)["train"]), fairseq_args)
+    train_subset = subset_flags(fairseq_args)["train"]
+    trained_on = {lang: training_data(args.data, lang, train_subset) for lang in langs}
     for lang in tqdm(languages_of_shard(langs, sizes, shard), desc=f"teachers{f' (shard {shard})' if shard else ''}",
                      unit="lang"):
         lang_dir = os.path.join(args.save_dir, lang)
         finished = ABSENT if args.force else finished_teacher(lang, lang_dir, signature, fairseq_args,
-                                                               os.path.join(args.data, "dict.txt"))
+                                                               os.path.join(args.data, "dict.txt"), trained_on[lang])
         if finished != COMPLETE:
-            tqdm.write(f"training teacher for {lang} (log: {os.path.join(lang_dir, 'train.log')})")
-            stamp = checkpoint_stamp(lang_dir) if finished != ABSENT else None
-            digest = train_one(args.data, lang, lang_dir, fairseq_args, init, fresh=args.force)
-            if stamp is not None and checkpoint_stamp(lang_dir) == stamp:
-                raise BalkdError(f"teacher for {lang!r} in {lang_dir} had finished with other settings ({finished}) "
-                                 "and these train it no further (its schedule is done), so it keeps its record: pass "
-                                 "--force to retrain it from scratch with these, or use another --save-dir")
-            changed = mark_complete(lang_dir, signature, fairseq_args, digest, init)
-            if changed:
-                tqdm.write(f"warning: teacher for {lang} was trained partly under other settings ({changed}); "
-                           f"{os.path.join(lang_dir, 'teacher_done.json')} lists every run's flags (trained_under)")
+            _train_teacher(args, lang, lang_dir, fairseq_args, init, signature, finished, trained_on[lang])
         else:
+            teacher_checkpoint(lang_dir, args.use_checkpoint, lang)  # one deleted by hand: said now, not at the end
             tqdm.write(f"teacher for {lang} is complete; skipped")
-    waiting = [lang for lang in langs if not is_complete(os.path.join(args.save_dir, lang), signature)]
+    waiting = [lang for lang in langs if not is_complete(os.path.join(args.save_dir, lang), signature, trained_on[lang])]
     if waiting:  # other workers' languages: the last worker to finish writes teachers.json
         print(f"shard {shard}: done; teachers.json waits for {len(waiting)} language(s) of other workers: "
               f"{','.join(waiting[:10])}{' ...' if len(waiting) > 10 else ''}")
         return 0
-    mapping: Dict[str, object] = {lang: teacher_entry(teacher_checkpoint(os.path.join(args.save_dir, lang), args.use_checkpoint), init)
+    mapping: Dict[str, object] = {lang: teacher_entry(teacher_checkpoint(os.path.join(args.save_dir, lang), args.use_checkpoint, lang), init)
                                   for lang in langs}
     out = os.path.join(args.save_dir, "teachers.json")
     # jobs of one language each may finish together: one at a time reads, merges and writes the file
@@ -152,6 +151,35 @@ def _main(argv: Optional[List[str]]) -> int:
         write_json(out, {**kept, **mapping}, indent=1)
     print(f"teachers: {out}" + (f" (kept from before: {','.join(sorted(kept))})" if kept else ""))
     return 0
+
+
+def check_saves(fairseq_args: List[str]) -> None:
+    """A teacher is its checkpoints: a run that saves none (or no checkpoint_last.pt, which resuming and
+    telling a run that trained from one that did not rely on) would be recorded complete with nothing."""
+    refused = [flag for flag in NO_SAVE_FLAGS if flag in fairseq_args]
+    if refused:
+        raise BalkdError(f"'{refused[0]}' after '--': a teacher must save its checkpoints (checkpoint_last.pt "
+                         "included); leave it out")
+
+
+def _train_teacher(args, lang: str, lang_dir: str, fairseq_args: List[str], init: Optional[dict], signature: str,
+                   finished: str, trained_on: dict) -> None:
+    """Train or resume one teacher, then record it complete (and only then drop what --force set aside)."""
+    tqdm.write(f"training teacher for {lang} (log: {os.path.join(lang_dir, 'train.log')})")
+    stamp = checkpoint_stamp(lang_dir) if finished != ABSENT else None
+    digest = train_one(args.data, lang, lang_dir, fairseq_args, init, fresh=args.force)
+    if stamp is not None and checkpoint_stamp(lang_dir) == stamp:
+        raise BalkdError(f"teacher for {lang!r} in {lang_dir} had finished with other settings ({finished}) "
+                         "and these train it no further (its schedule is done), so it keeps its record: pass "
+                         "--force to retrain it from scratch with these, or use another --save-dir")
+    if DATA_CHANGED in finished:
+        tqdm.write(f"warning: teacher for {lang} was trained further on changed data ({finished}); it was trained "
+                   "partly on the earlier data (--force retrains it on this data alone)")
+    changed = mark_complete(lang_dir, signature, fairseq_args, digest, init, trained_on)
+    if changed:
+        tqdm.write(f"warning: teacher for {lang} was trained partly under other settings ({changed}); "
+                   f"{os.path.join(lang_dir, 'teacher_done.json')} lists every run's flags (trained_under)")
+    discard_stale_previous(lang_dir)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -39,20 +39,24 @@ def sampled_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
+def split_fingerprint(prefix: str):
+    """One binarized split (``PREFIX.idx``/``.bin``): the .idx hash and the .bin size and sampled hash, or
+    "missing". Text added or replaced changes the .idx (every sentence's length and offset is in it)."""
+    if not os.path.isfile(prefix + ".idx") or not os.path.isfile(prefix + ".bin"):
+        return "missing"
+    return {
+        "idx_sha256": file_sha256(prefix + ".idx"),
+        "bin_bytes": os.path.getsize(prefix + ".bin"),
+        "bin_sampled_sha256": sampled_sha256(prefix + ".bin"),
+    }
+
+
 def files_fingerprint(root: str, languages: List[str], splits: Iterable[str]) -> dict:
     """dict.txt hash and, per language and split, the .idx hash and the .bin size and sampled hash."""
     files = {}
     for lang in languages:
         for split in sorted(splits):
-            prefix = os.path.join(root, lang, split)
-            if not os.path.isfile(prefix + ".idx") or not os.path.isfile(prefix + ".bin"):
-                files[f"{lang}/{split}"] = "missing"
-                continue
-            files[f"{lang}/{split}"] = {
-                "idx_sha256": file_sha256(prefix + ".idx"),
-                "bin_bytes": os.path.getsize(prefix + ".bin"),
-                "bin_sampled_sha256": sampled_sha256(prefix + ".bin"),
-            }
+            files[f"{lang}/{split}"] = split_fingerprint(os.path.join(root, lang, split))
     return {"dict_sha256": file_sha256(os.path.join(root, "dict.txt")), "files": files}
 
 

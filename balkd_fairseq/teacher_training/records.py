@@ -1,7 +1,9 @@
 """What a teacher directory records about its training: completion, the flags of every run, the stamp.
 
 ``TEACHERS/<lang>/teacher_done.json`` marks a complete teacher: the signature of its settings (flags and
-``--init-from`` content), its flags and its dictionary's hash. ``teacher_runs.json`` lists every set of
+``--init-from`` content), its flags, its dictionary's hash and its training split's fingerprint
+(``train_data``: :func:`~balkd_fairseq.data.fingerprint.split_fingerprint`, as the teacher cache records
+data; records written before it have none and still count as complete). ``teacher_runs.json`` lists every set of
 flags the teacher was trained under, written before each run starts, so a teacher interrupted and
 resumed with other flags (fairseq continues it under them) says so instead of claiming the last ones.
 """
@@ -10,6 +12,7 @@ import os
 from typing import List, Optional
 
 from ..data.dictionary_hash import dict_file_sha256
+from ..data.fingerprint import split_fingerprint
 from ..errors import BalkdError
 from ..files import read_json
 from ..outputs import write_json
@@ -17,6 +20,7 @@ from ..outputs import write_json
 DONE_FILE = "teacher_done.json"
 RUNS_FILE = "teacher_runs.json"
 COMPLETE, ABSENT = "complete", "absent"  # what a language's directory holds (else: how its settings differ)
+DATA_CHANGED = "its training data"  # how a difference of the training data starts
 
 
 def run_signature(fairseq_args: List[str], init: Optional[dict] = None) -> str:
@@ -24,28 +28,48 @@ def run_signature(fairseq_args: List[str], init: Optional[dict] = None) -> str:
     return hashlib.sha256("\0".join(fairseq_args + ([f"init:{init['sha256']}"] if init else [])).encode("utf-8")).hexdigest()
 
 
-def is_complete(lang_dir: str, signature: str) -> bool:
-    path = os.path.join(lang_dir, DONE_FILE)
-    if not os.path.isfile(path):
-        return False
-    record = read_json(path, "balkd-train-teachers")
-    return isinstance(record, dict) and record.get("signature") == signature
+def training_data(data: str, lang: str, train_subset: str) -> dict:
+    """What a teacher records of the data it was trained on: its training split and that split's fingerprint
+    (another DATA with the same dict.txt, or text added with fairseq-preprocess --srcdict, changes it)."""
+    path = os.path.join(lang, train_subset)
+    return {"split": path, "fingerprint": split_fingerprint(os.path.join(data, path))}
 
 
-def finished_teacher(lang: str, lang_dir: str, signature: str, fairseq_args: List[str], dictionary: str) -> str:
-    """COMPLETE (a finished teacher of these settings: skipped), ABSENT (none finished: train or resume), or how
-    the finished teacher's settings differ from these (fairseq then resumes it, which trains it further or not
-    at all). A finished teacher trained with another dictionary (DATA prepared again) is refused."""
-    path = os.path.join(lang_dir, DONE_FILE)
-    record = read_json(path, "balkd-train-teachers") if os.path.isfile(path) else None
-    if not isinstance(record, dict):
+def read_done(lang_dir: str) -> Optional[dict]:
+    """The completion record, or None when the teacher is not complete."""
+    record = _read_record(lang_dir, DONE_FILE)
+    return record if isinstance(record, dict) else None
+
+
+def is_complete(lang_dir: str, signature: str, train_data: dict) -> bool:
+    record = read_done(lang_dir)
+    return record is not None and not _differences(record, signature, [], train_data)
+
+
+def finished_teacher(lang: str, lang_dir: str, signature: str, fairseq_args: List[str], dictionary: str,
+                     train_data: dict) -> str:
+    """COMPLETE (a finished teacher of these settings and data: skipped), ABSENT (none finished: train or
+    resume), or how the finished teacher's settings or data differ from these (fairseq then resumes it, which
+    trains it further or not at all). A finished teacher trained with another dictionary (DATA prepared
+    again) is refused."""
+    record = read_done(lang_dir)
+    if record is None:
         return ABSENT
     if record.get("dictionary_sha256") not in (None, dict_file_sha256(dictionary)):
         raise BalkdError(f"teacher for {lang!r} in {lang_dir} was trained with another dictionary than {dictionary} "
                          "(was DATA prepared again?): pass --force to retrain it, or use another --save-dir")
-    if record.get("signature") == signature:
-        return COMPLETE
-    return _flag_difference(record.get("fairseq_args") or [], fairseq_args)
+    return _differences(record, signature, fairseq_args, train_data) or COMPLETE
+
+
+def _differences(record: dict, signature: str, fairseq_args: List[str], train_data: dict) -> str:
+    """How a completion record differs from these settings and data ("" when it does not)."""
+    found = []
+    if record.get("signature") != signature:
+        found.append(_flag_difference(record.get("fairseq_args") or [], fairseq_args))
+    # a record from before training data was recorded has none: it counts as trained on this data
+    if record.get("train_data") not in (None, train_data):
+        found.append(f"{DATA_CHANGED} {train_data['split']} changed since")
+    return "; ".join(found)
 
 
 def checkpoint_stamp(lang_dir: str):
@@ -95,11 +119,13 @@ def restore_runs(lang_dir: str, runs: List[dict]) -> None:
     write_json(os.path.join(lang_dir, RUNS_FILE), runs)
 
 
-def mark_complete(lang_dir: str, signature: str, fairseq_args: List[str], digest: str, init: Optional[dict]) -> Optional[str]:
+def mark_complete(lang_dir: str, signature: str, fairseq_args: List[str], digest: str, init: Optional[dict],
+                  train_data: dict) -> Optional[str]:
     """Write the completion record; it lists every run's settings when they changed along the way. Returns
     how they changed (for a warning), or None when the teacher was trained under these settings alone."""
     runs = recorded_runs(lang_dir)
-    record = {"signature": signature, "fairseq_args": fairseq_args, "dictionary_sha256": digest, "init_from": init}
+    record = {"signature": signature, "fairseq_args": fairseq_args, "dictionary_sha256": digest, "init_from": init,
+              "train_data": train_data}
     earlier = [run for run in runs if run != {"fairseq_args": fairseq_args, "init_from": init}]
     if earlier:
         record["trained_under"] = runs

@@ -3,6 +3,11 @@
 A teacher is one fairseq-train process on ``DATA/<lang>/`` (the shared ``DATA/dict.txt`` read in place)
 saving to ``TEACHERS/<lang>/``. ``--force`` sets the finished teacher aside in ``.previous`` until its
 replacement has finished, and puts it back if the retraining fails or is interrupted.
+
+``.previous`` is only ever older than the directory's own teacher when that one is unfinished: once a teacher
+in ``TEACHERS/<lang>/`` completes (with or without --force), a ``.previous`` beside it is discarded, and a
+--force run finding both keeps the complete one. So a run killed with kill -9 (no chance to put anything
+back) loses the old teacher neither to a rerun with --force nor to one without.
 """
 import argparse
 import os
@@ -11,19 +16,24 @@ import subprocess
 import sys
 from typing import Dict, List, Optional
 
+from tqdm import tqdm
+
 from ..data.dictionary_hash import record_dictionary
 from ..errors import BalkdError
 from ..locks import LOCK_NAME, hold_directory_lock
 from ..outputs import lies_within
 from ..processes import run_child
 from ..teacher_init import init_flags, record_init
-from .records import checkpoint_stamp, record_run, restore_runs
+from .records import DONE_FILE, checkpoint_stamp, record_run, restore_runs
 
 # a teacher is one process: the rank of a torchrun/SLURM worker chose its shard of languages (--shard),
 # it must not make the teacher's fairseq-train join a distributed job
 LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
                       "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID")
 PREVIOUS_RUN = ".previous"  # --force: the teacher being replaced, until its retraining has finished
+# the teacher's files move one by one; these name a move under way, so one cut short (kill -9) is finished
+# by the next run instead of leaving the teacher split between two directories
+SETTING_ASIDE, PUTTING_BACK = ".previous.moving", ".previous.restoring"
 
 
 def subset_flags(fairseq_args: List[str]) -> dict:
@@ -66,7 +76,7 @@ def single_process_env() -> Dict[str, str]:
 
 
 def _own_entries(lang_dir: str) -> List[str]:
-    return [name for name in os.listdir(lang_dir) if name not in (LOCK_NAME, PREVIOUS_RUN)]
+    return [name for name in os.listdir(lang_dir) if name not in (LOCK_NAME, PREVIOUS_RUN, SETTING_ASIDE, PUTTING_BACK)]
 
 
 def _remove_own_entries(lang_dir: str) -> None:
@@ -75,53 +85,103 @@ def _remove_own_entries(lang_dir: str) -> None:
         shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
 
 
+def _holds_complete_teacher(lang_dir: str) -> bool:
+    return os.path.isfile(os.path.join(lang_dir, DONE_FILE))
+
+
 def set_aside_previous_run(lang_dir: str) -> Optional[str]:
     """--force: move the teacher's files into ``lang_dir/.previous`` so it retrains from scratch.
 
     Kept until the new teacher is complete (a failed retraining puts them back). A ``.previous`` left by an
-    interrupted retraining already holds the last complete teacher: the partial files beside it go.
+    interrupted retraining (kill -9) holds the last complete teacher, unless the directory's own teacher has
+    completed since (a rerun without --force): the older of the two is discarded, the newer set aside.
     """
     previous = os.path.join(lang_dir, PREVIOUS_RUN)
     if os.path.isdir(previous):
-        _remove_own_entries(lang_dir)
-        return previous
+        if not _holds_complete_teacher(lang_dir):
+            _discard(lang_dir, _own_entries(lang_dir), "the files of an unfinished retraining")
+            return previous
+        _discard(lang_dir, [PREVIOUS_RUN], "an older teacher set aside by an interrupted --force run")
     entries = _own_entries(lang_dir)
     if not entries:
         return None
-    os.makedirs(previous)
-    for name in entries:
-        os.replace(os.path.join(lang_dir, name), os.path.join(previous, name))
+    staging = os.path.join(lang_dir, SETTING_ASIDE)
+    os.makedirs(staging)
+    _move_entries(lang_dir, entries, staging)
+    os.replace(staging, previous)  # .previous appears whole or not at all
     return previous
+
+
+def _move_entries(source: str, names: List[str], target: str) -> None:
+    for name in names:
+        os.replace(os.path.join(source, name), os.path.join(target, name))
+
+
+def finish_interrupted_moves(lang_dir: str) -> None:
+    """Put back a teacher whose files a killed run was moving (into .previous, or back from it): the files
+    not yet moved are in ``lang_dir``, so moving the rest back makes it whole again."""
+    for name in (SETTING_ASIDE, PUTTING_BACK):
+        moving = os.path.join(lang_dir, name)
+        if os.path.isdir(moving):
+            tqdm.write(f"{lang_dir}: putting back the teacher files an interrupted run left in {name}")
+            _move_entries(moving, os.listdir(moving), lang_dir)
+            os.rmdir(moving)
+
+
+def discard_stale_previous(lang_dir: str) -> None:
+    """After a teacher is recorded complete: a ``.previous`` beside it is older, and would otherwise replace
+    it when a later --force run is interrupted. (Called only under the directory's lock, by its trainer.)"""
+    if _holds_complete_teacher(lang_dir) and os.path.isdir(os.path.join(lang_dir, PREVIOUS_RUN)):
+        _discard(lang_dir, [PREVIOUS_RUN], "an older teacher set aside by an interrupted --force run")
+
+
+def _discard(lang_dir: str, names: List[str], what: str) -> None:
+    if not names:
+        return
+    tqdm.write(f"{lang_dir}: discarding {what} ({', '.join(sorted(names))})")
+    for name in names:
+        path = os.path.join(lang_dir, name)
+        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
 
 
 def restore_previous_run(lang_dir: str, previous: str) -> None:
     _remove_own_entries(lang_dir)
-    for name in os.listdir(previous):
-        os.replace(os.path.join(previous, name), os.path.join(lang_dir, name))
-    os.rmdir(previous)
+    restoring = os.path.join(lang_dir, PUTTING_BACK)
+    os.replace(previous, restoring)
+    _move_entries(restoring, os.listdir(restoring), lang_dir)
+    os.rmdir(restoring)
 
 
 def train_one(data: str, lang: str, lang_dir: str, fairseq_args: List[str], init: Optional[dict] = None,
               fresh: bool = False) -> str:
     """Train (or resume) one teacher; returns the hash of the dictionary it was trained with.
 
-    ``fresh`` (--force) trains from scratch even over a complete teacher, which is replaced only once the
-    new one has finished."""
+    ``fresh`` (--force) trains from scratch even over a complete teacher, which stays in ``.previous``
+    until the caller has recorded the new one complete (:func:`discard_stale_previous`)."""
     os.makedirs(lang_dir, exist_ok=True)
     hold_directory_lock(lang_dir, f"teacher directory of {lang!r}")  # another worker training it is refused
+    finish_interrupted_moves(lang_dir)
     previous = set_aside_previous_run(lang_dir) if fresh else None
     try:
-        digest = _train(data, lang, lang_dir, fairseq_args, init)
+        return _train(data, lang, lang_dir, fairseq_args, init, _stopped_hint(lang, previous, fresh))
     except BaseException:  # also Ctrl-C: the half-trained teacher must not take the finished one's place
         if previous is not None:
             restore_previous_run(lang_dir, previous)
         raise
+
+
+def _stopped_hint(lang: str, previous: Optional[str], fresh: bool) -> str:
+    """What to do after a stop: rerunning a --force command starts over, it does not resume."""
     if previous is not None:
-        shutil.rmtree(previous)
-    return digest
+        return (f"the teacher for {lang!r} it was replacing is put back; run the same command again to retrain "
+                "it from scratch")
+    if fresh:
+        return "run the same command again to start over, or without --force to resume"
+    return "run the same command again to resume"
 
 
-def _train(data: str, lang: str, lang_dir: str, fairseq_args: List[str], init: Optional[dict]) -> str:
+def _train(data: str, lang: str, lang_dir: str, fairseq_args: List[str], init: Optional[dict],
+           stopped_hint: str = "run the same command again to resume") -> str:
     digest = record_dictionary(os.path.join(data, "dict.txt"), lang_dir)
     record_init(lang_dir, lang, init)
     stamp, runs_before = checkpoint_stamp(lang_dir), record_run(lang_dir, fairseq_args, init)
@@ -133,7 +193,8 @@ def _train(data: str, lang: str, lang_dir: str, fairseq_args: List[str], init: O
     log_start = os.path.getsize(log_path) if os.path.isfile(log_path) else 0
     try:
         with open(log_path, "a", encoding="utf-8") as log:
-            returncode = run_child(cmd, stdout=log, stderr=subprocess.STDOUT, env=single_process_env())
+            returncode = run_child(cmd, stdout=log, stderr=subprocess.STDOUT, env=single_process_env(),
+                                   stopped_hint=stopped_hint)
     finally:
         _forget_untrained_run(lang_dir, stamp, runs_before)
     if returncode != 0:

@@ -6,14 +6,20 @@ from tqdm import tqdm
 
 from ..errors import BalkdError
 from ..files import read_json
-from .records import DONE_FILE
+from .records import DONE_FILE, read_done
 
 
-def teacher_checkpoint(lang_dir: str, which: str) -> str:
+def teacher_checkpoint(lang_dir: str, which: str, lang: str) -> str:
     path = os.path.join(lang_dir, f"checkpoint_{which}.pt")
-    if not os.path.isfile(path):
-        raise BalkdError(f"no {os.path.basename(path)} in {lang_dir} (use --use-checkpoint last, or enable validation)")
-    return os.path.abspath(path)
+    if os.path.isfile(path):
+        return os.path.abspath(path)
+    done = read_done(lang_dir) or {}
+    if which == "best" and "--disable-validation" in (done.get("fairseq_args") or []):
+        raise BalkdError(f"no {os.path.basename(path)} in {lang_dir}: its teacher was trained without validation "
+                         "(use --use-checkpoint last, or retrain it with validation)")
+    # a complete teacher saved it (validation was on): it was deleted or moved since
+    raise BalkdError(f"teacher for {lang!r} in {lang_dir} is recorded complete but its {os.path.basename(path)} "
+                     f"is missing: retrain it with --languages {lang} --force")
 
 
 def teacher_entry(checkpoint: str, init: Optional[dict]):
