@@ -31,8 +31,9 @@ def test_names_are_checked_before_any_work(pipeline):
 
 
 def test_a_sweep_refuses_an_out_made_with_other_settings(pipeline, tmp_path):
-    settings = pipeline.Settings(out=str(tmp_path), high_size=300)
-    pipeline.check_settings(settings)
+    pipeline.check_settings(pipeline.Settings(out=str(tmp_path), high_size=100))
+    pipeline.check_settings(pipeline.Settings(out=str(tmp_path), high_size=300))  # nothing finished under 100 yet
+    pipeline.mark_done(str(tmp_path / "shared" / "benchmark" / "synth"))
     pipeline.check_settings(pipeline.Settings(out=str(tmp_path), high_size=300, threads=1, lanes=2))  # no result changes
     with pytest.raises(SystemExit, match=r"made with other settings \(HIGH_SIZE 300 -> 500\)"):
         pipeline.check_settings(pipeline.Settings(out=str(tmp_path), high_size=500))

@@ -3,6 +3,7 @@
 Everything a run is parameterised by; ``pipeline.py`` turns it into commands. Settings default to the
 demo's; environment variables named like the fields (upper case, e.g. ``STUDENT_UPDATES=250``) override them.
 """
+import glob
 import json
 import os
 from dataclasses import asdict, dataclass, fields
@@ -158,7 +159,7 @@ def check_settings(s: Settings) -> None:
             recorded = json.load(f)
         changed = [f"{name.upper()} {recorded.get(name)} -> {value}" for name, value in now.items()
                    if recorded.get(name, value) != value]
-        if changed:
+        if changed and glob.glob(os.path.join(s.out, "**", ".done"), recursive=True):  # nothing finished: no harm
             raise SystemExit(f"pipeline.py: error: {s.out} was made with other settings ({'; '.join(changed)}) and its "
                              "finished steps would be reused: use another --out")
     os.makedirs(s.out, exist_ok=True)
