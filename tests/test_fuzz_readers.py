@@ -48,7 +48,7 @@ def test_raw_text_reader_reads_or_raises_balkd_error(tmp_path, data, max_chars):
     try:
         lines = list(text_lines(path, max_chars=max_chars))
     except BalkdError as err:
-        assert str(path) in str(err) and "line" in str(err)
+        assert str(path) in str(err) and ("line" in str(err) or "-compressed, not text" in str(err))
         return
     assert all(line and line == line.strip() for line in lines)
     assert all(len(line) <= max_chars for line in lines) or not max_chars

@@ -19,8 +19,9 @@ import os
 from collections import Counter, defaultdict
 from typing import Callable, Dict, List
 
+from balkd_fairseq.data.sentencepiece_check import load_processor
 from balkd_fairseq.data.subword_alignment import TaggedSentence, word_pieces
-from balkd_fairseq.eval.probing_data import WORD_BOUNDARY, load_sentencepiece, read_tagged
+from balkd_fairseq.eval.probing_data import WORD_BOUNDARY, read_tagged
 from balkd_fairseq.eval.tagging_metrics import COUNTS, FROM_COUNTS
 
 TASKS = {"pos": ("conllu", "accuracy"), "ner": ("iob2", "f1")}
@@ -43,7 +44,7 @@ def lookup_score(train, test, key, metric: str) -> float:
 
 
 def rows(bench: str, sizes: List[int]):
-    sp = load_sentencepiece(os.path.join(bench, "data", "spm.model"))
+    sp = load_processor(os.path.join(bench, "data", "spm.model"), "--bench")
     first_piece = lambda word: (word_pieces(sp, word) or [""])[0]  # noqa: E731
     languages = sorted(os.listdir(os.path.join(bench, "synth", "pos")))
     for lang in languages:
