@@ -147,6 +147,19 @@ def test_a_checkpoint_cut_anywhere_is_one_error_naming_it(tmp_path, tiny_teacher
             load_checkpoint_state(str(broken), "CHECKPOINT")
 
 
+def test_a_teacher_being_retrained_with_force_is_refused(tmp_path, tiny_data, tiny_teachers):
+    # its checkpoint is a few updates old (or gone) until the retraining finishes
+    import shutil
+
+    retraining = tmp_path / "bb"
+    (retraining / ".previous").mkdir(parents=True)
+    checkpoint = shutil.copy(tiny_teachers["bb"], retraining / "checkpoint_last.pt")
+    task = make_task(tiny_data, teachers=f"aa:{tiny_teachers['aa']},bb:{checkpoint}")
+    with pytest.raises(BalkdError, match=r"teacher for language 'bb': .*bb is being retrained by balkd-train-teachers "
+                                         r"--force"):
+        TeacherSet.from_task(task)
+
+
 def test_missing_checkpoint(tiny_data, tiny_teachers):
     task = make_task(tiny_data, teachers=f"aa:{tiny_teachers['aa']},bb:/nowhere/bb.pt")
     with pytest.raises(BalkdError, match=r"teacher for language 'bb': checkpoint not found: /nowhere/bb.pt"):

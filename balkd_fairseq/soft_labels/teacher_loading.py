@@ -169,6 +169,19 @@ def state_loader(path: str, what: str) -> Callable[[], dict]:
     return functools.cache(functools.partial(load_checkpoint_state, path, what))
 
 
+def refuse_teacher_being_retrained(checkpoint: str, what: str) -> None:
+    """balkd-train-teachers --force sets the finished teacher aside in ``.previous`` beside the checkpoint until
+    its retraining has finished (or puts it back if stopped): until then the checkpoint teachers.json names is
+    partial, or missing after a kill -9, and would teach what a few updates learnt."""
+    from ..teacher_training.runs import PREVIOUS_RUN
+
+    directory = os.path.dirname(os.path.abspath(checkpoint))
+    if os.path.isdir(os.path.join(directory, PREVIOUS_RUN)):
+        raise BalkdError(f"{what}: {directory} is being retrained by balkd-train-teachers --force (the finished "
+                         f"teacher is set aside in {PREVIOUS_RUN} until then): wait until that retraining has "
+                         "finished, or run it again if it was killed")
+
+
 def check_teacher(task, lang: str, spec: TeacherSpec, student_sha256: Optional[str] = None,
                   load_state: Optional[Callable[[], dict]] = None) -> TeacherRecord:
     """The manifest record of ``lang``'s teacher after every check that needs no model.
@@ -178,6 +191,7 @@ def check_teacher(task, lang: str, spec: TeacherSpec, student_sha256: Optional[s
     ``student_sha256`` is ``symbols_sha256`` of the student's dictionary (computed if not given).
     """
     what = teacher_name(lang)
+    refuse_teacher_being_retrained(spec.checkpoint, what)
     facts = checkpoint_facts(spec.checkpoint, what, load_state)
     facts.require_masked_lm(what, spec.checkpoint)
     student = task.source_dictionary
