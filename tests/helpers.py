@@ -13,6 +13,17 @@ from warm import python_command, warm_env
 
 REPO = Path(__file__).resolve().parents[1]
 USER_DIR = str(REPO / "balkd_fairseq")
+
+
+def load_example(path: str, name: str):
+    """A script of the repository (e.g. ``examples/toy/pipeline.py``) loaded as module ``name``: the examples are
+    scripts, not a package; a distinct name per caller keeps their monkeypatches apart."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 TINY_ARCH = [
     "--arch", "roberta_base", "--encoder-layers", "2", "--encoder-embed-dim", "32",
     "--encoder-ffn-embed-dim", "64", "--encoder-attention-heads", "2", "--max-positions", "64",

@@ -1,10 +1,9 @@
 """examples/toy/heldout_ner.py: NER probing files whose test names never occur in the probe's training files."""
-import importlib.util
 import json
 import sys
 
 import pytest
-from helpers import REPO
+from helpers import REPO, load_example
 
 from balkd_fairseq.cli.synth import main as synth_main
 
@@ -12,9 +11,7 @@ from balkd_fairseq.cli.synth import main as synth_main
 @pytest.fixture(scope="module")
 def heldout():
     sys.path.insert(0, str(REPO / "examples" / "toy"))
-    spec = importlib.util.spec_from_file_location("heldout_ner", REPO / "examples" / "toy" / "heldout_ner.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_example("examples/toy/heldout_ner.py", "heldout_ner")
     return module
 
 

@@ -169,13 +169,10 @@ def test_the_cache_records_which_model_served_each_language(tiny_data, tiny_teac
 
 # ---------------------------------------------------------------------------------- the sweep's named configurations
 def test_sweep_configurations_of_the_levers(monkeypatch, tmp_path):
-    import importlib.util
 
-    from helpers import REPO
+    from helpers import load_example
 
-    spec = importlib.util.spec_from_file_location("toy_pipeline", REPO / "examples" / "toy" / "pipeline.py")
-    pipeline = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(pipeline)
+    pipeline = load_example("examples/toy/pipeline.py", "toy_pipeline")
     layout = pipeline.Layout(str(tmp_path), "shared", 1)
     calls = []
     monkeypatch.setattr(pipeline, "train_student", lambda layout, s, name: calls.append(name) or {"updates": 5, "tokens": 50, "wall_seconds": 1.0})
@@ -286,15 +283,12 @@ def test_sweep_configurations_of_the_levers(monkeypatch, tmp_path):
 
 
 def test_the_demo_lanes_run_a_job_only_after_its_dependencies_and_stop_on_a_failure():
-    import importlib.util
     import threading
     import time
 
-    from helpers import REPO
+    from helpers import load_example
 
-    spec = importlib.util.spec_from_file_location("toy_pipeline_lanes", REPO / "examples" / "toy" / "pipeline.py")
-    pipeline = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(pipeline)
+    pipeline = load_example("examples/toy/pipeline.py", "toy_pipeline_lanes")
     log, lock = [], threading.Lock()
 
     def work(name, seconds=0.05):
@@ -326,13 +320,10 @@ def test_the_demo_lanes_run_a_job_only_after_its_dependencies_and_stop_on_a_fail
 
 
 def test_sweep_over_data_seeds_keeps_each_benchmark_apart_and_reports_them_as_a_level(monkeypatch, tmp_path):
-    import importlib.util
 
-    from helpers import REPO
+    from helpers import load_example
 
-    spec = importlib.util.spec_from_file_location("toy_pipeline_data_seeds", REPO / "examples" / "toy" / "pipeline.py")
-    pipeline = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(pipeline)
+    pipeline = load_example("examples/toy/pipeline.py", "toy_pipeline_data_seeds")
     first, second = pipeline.Layout(str(tmp_path), "shared", 3), pipeline.Layout(str(tmp_path), "shared", 3, data_seed=2)
     assert (first.bench, first.run) == (str(tmp_path / "shared" / "benchmark"), str(tmp_path / "shared" / "seed3"))
     assert (second.bench, second.run) == (str(tmp_path / "shared" / "benchmark-data2"), str(tmp_path / "shared" / "data2-seed3"))

@@ -1,17 +1,14 @@
 """examples/toy/lookup_baselines.py: the lookup taggers that tell how much of a probing score needs no encoder."""
-import importlib.util
 
 import pytest
-from helpers import REPO
+from helpers import load_example
 
 from balkd_fairseq.data.subword_alignment import TaggedSentence
 
 
 @pytest.fixture(scope="module")
 def lookup():
-    spec = importlib.util.spec_from_file_location("lookup_baselines", REPO / "examples" / "toy" / "lookup_baselines.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_example("examples/toy/lookup_baselines.py", "lookup_baselines")
     return module
 
 

@@ -1,19 +1,16 @@
 """examples/toy/oracle_teachers.py: the oracle teachers' data never holds what the models are scored on."""
-import importlib.util
 import random
 from pathlib import Path
 
 import pytest
-from helpers import REPO
+from helpers import load_example
 
 from balkd_fairseq.data.prepare import PrepareConfig, prepare
 from balkd_fairseq.data.raw_text import LanguageSource
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("oracle_teachers", REPO / "examples" / "toy" / "oracle_teachers.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_example("examples/toy/oracle_teachers.py", "oracle_teachers")
     return module
 
 

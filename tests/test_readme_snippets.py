@@ -500,10 +500,9 @@ def test_scripts_the_docs_call_exist_and_are_run_by_their_tests():
 
 
 def load_script(script: str):
-    spec = importlib.util.spec_from_file_location(Path(script).stem + "_under_test", REPO / script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from helpers import load_example
+
+    return load_example(script, Path(script).stem + "_under_test")
 
 
 # ----------------------------------------------------------------------------- running the blocks

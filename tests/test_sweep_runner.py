@@ -1,20 +1,17 @@
 """examples/toy/pipeline.py's guards: a sweep never reuses a step made with other settings or flags, refuses
 bad names before any work, and the demo replaces only a directory it made."""
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 
 import pytest
-from helpers import REPO
+from helpers import REPO, load_example
 
 
 @pytest.fixture(scope="module")
 def pipeline():
-    spec = importlib.util.spec_from_file_location("toy_pipeline_guards", REPO / "examples" / "toy" / "pipeline.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_example("examples/toy/pipeline.py", "toy_pipeline_guards")
     return module
 
 

@@ -1,12 +1,10 @@
 """examples/toy/targets.py: issue 16's targets read from a sweep's report CSVs (no training)."""
 import csv
-import importlib.util
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location("toy_targets", REPO / "examples" / "toy" / "targets.py")
-targets = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(targets)
+from helpers import load_example
+
+targets = load_example("examples/toy/targets.py", "toy_targets")
 
 METRICS = ["MRR", "MLM-PPL", "PPPL", "POS I-L", "POS Z-S", "NER I-L", "NER Z-S"]
 

@@ -1,15 +1,12 @@
 """examples/toy/teacher_mixture.py: the perplexities of mixed soft labels."""
-import importlib.util
 import math
 
 import torch
-from helpers import REPO
+from helpers import load_example
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("teacher_mixture", REPO / "examples" / "toy" / "teacher_mixture.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_example("examples/toy/teacher_mixture.py", "teacher_mixture")
     return module
 
 
