@@ -11,6 +11,7 @@ from balkd_fairseq.cli.cache_teachers import main as cache_main
 from balkd_fairseq.errors import BalkdError
 from balkd_fairseq.files import file_sha256
 from balkd_fairseq.hash_memo import memo_path, memoized_sha256
+from balkd_fairseq.soft_labels.build_settings import BUILD_SETTINGS
 from balkd_fairseq.soft_labels.cache import LANGUAGES_DIR, TeacherCache
 from balkd_fairseq.soft_labels.teacher_loading import TeacherSpec, check_teacher, load_teacher
 from balkd_fairseq.tasks.balanced_distill import BalancedDistillConfig, BalancedDistillTask
@@ -102,11 +103,34 @@ def test_a_rerun_skips_finished_languages_and_redoes_a_killed_one(tiny_data, tea
     assert not list(partial.glob("*/*/*.tmp"))
 
     # a record of other settings (another seed) does not count as finished
-    record = json.loads((partial / LANGUAGES_DIR / f"{lang}.json").read_text())
-    args = argv(tiny_data, teacher_spec, out, "--shard", "1/2")
-    args[args.index("--seed") + 1] = "2"
-    assert cache_main(args) == 0
-    assert json.loads((partial / LANGUAGES_DIR / f"{lang}.json").read_text())["signature"] != record["signature"]
+    record_path = partial / LANGUAGES_DIR / f"{lang}.json"
+    record = json.loads(record_path.read_text())
+    record_path.write_text(json.dumps(dict(record, signature="0" * 64)))
+    assert cache_main(argv(tiny_data, teacher_spec, out, "--shard", "1/2")) == 0
+    assert json.loads(record_path.read_text())["signature"] == record["signature"]
+
+
+def test_a_worker_with_other_settings_is_refused_without_touching_the_build(tiny_data, teacher_spec, tmp_path, capsys):
+    out, partial = tmp_path / "cache", tmp_path / "cache.partial"
+    assert cache_main(argv(tiny_data, teacher_spec, out, "--shard", "1/2")) == 0
+    capsys.readouterr()
+    before = tree(partial)
+    for shard in ("0/2", "1/2"):  # another worker's share, and this very worker's finished language
+        args = argv(tiny_data, teacher_spec, out, "--shard", shard, "--mask-prob", "0.2")
+        args[args.index("--seed") + 1] = "2"
+        assert cache_main(args) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        assert (f"--mask-prob 0.2, --seed 2, but the cache in {partial} is being built with --mask-prob 0.15, "
+                "--seed 1") in err
+        assert tree(partial) == before, "nothing of the build is removed or rewritten"
+    other_epochs = argv(tiny_data, teacher_spec, out, "--merge-only")
+    other_epochs[other_epochs.index("--max-epoch") + 1] = "3"
+    assert cache_main(other_epochs) == 2
+    assert "train epochs 1..3, but the cache" in capsys.readouterr().err
+    # the worker with the build's settings still finishes and merges it
+    assert cache_main(argv(tiny_data, teacher_spec, out, "--shard", "0/2")) == 0
+    assert not partial.exists() and (out / "manifest.json").is_file() and not (out / BUILD_SETTINGS).exists()
 
 
 def test_a_bad_shard_is_one_line(tiny_data, teacher_spec, tmp_path, capsys):

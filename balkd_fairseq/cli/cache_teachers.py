@@ -27,6 +27,8 @@ Sharded across workers (a SLURM array job, torchrun ranks, or processes started 
 Each worker computes only its share of the languages (split by training size, as balkd-train-teachers
 does) and writes them into the shared CACHE.partial, one language at a time (temporary names, then a
 record that the language is complete). A rerun skips finished languages and redoes a killed worker's.
+Every worker needs the same flags apart from --shard: one whose settings change what the cache holds
+(--seed, masking, balancing, --max-epoch, --cache-topk, data, teachers) is refused, naming them.
 The last worker to finish verifies every language, split and epoch, writes CACHE/manifest.json and
 moves CACHE.partial to CACHE; until then training with --teacher-cache CACHE is refused, naming the
 languages still missing. --merge-only does that final step alone (e.g. as a job depending on the

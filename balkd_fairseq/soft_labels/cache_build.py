@@ -24,6 +24,7 @@ from ..data.fingerprint import plain
 from ..errors import BalkdError
 from ..files import read_json
 from ..outputs import check_replaceable, remove_quietly, write_json
+from .build_settings import BUILD_SETTINGS, claim_or_check, teachers_settings
 from .cache import (
     FORMAT_VERSION,
     LANGUAGES_DIR,
@@ -188,11 +189,14 @@ class CacheBuild:
         if not 0 < k <= vocab:
             raise BalkdError(f"--cache-topk must be in 1..{vocab} (the vocabulary size), got {k}")
         self.partial = staging_directory(self.root)
-        os.makedirs(os.path.join(self.partial, LANGUAGES_DIR), exist_ok=True)
         self.plan = plan_splits(task, subsets)
         self.settings = {"format": FORMAT_VERSION, "topk": k, "fingerprint": task.data_fingerprint(self.plan),
                          "teacher_dtype": plain(task.cfg.teacher_dtype), "splits": self.plan}
         self.records = {record["language"]: record for record in teachers.manifest()}
+        os.makedirs(os.path.join(self.partial, LANGUAGES_DIR), exist_ok=True)
+        # before this worker removes or writes anything: a build under way with other settings is refused
+        with locks.held_lock(self.merge_lock(), f"--cache-dir {root}", wait=True):
+            claim_or_check(self.partial, {**self.settings, "teachers": teachers_settings(teachers.manifest())})
 
     # -------------------------------------------------------------- per language
     def signature(self, lang: str) -> str:
@@ -206,6 +210,11 @@ class CacheBuild:
     def language_lock(self, lang: str) -> str:
         parent, name = os.path.split(self.root.rstrip(os.sep))
         return os.path.join(parent, f".{name}.language-{lang}{locks.LOCK_NAME}")  # never the merge lock
+
+    def merge_lock(self) -> str:
+        """Held while the build's settings are recorded or compared, and while it is merged."""
+        parent, name = os.path.split(self.root.rstrip(os.sep))
+        return os.path.join(parent, f".{name}.merge{locks.LOCK_NAME}")
 
     def language_record(self, lang: str) -> Optional[dict]:
         """The record of a finished ``lang`` built with this build's settings, or None."""
@@ -239,8 +248,7 @@ class CacheBuild:
 
     def merge(self) -> Optional[dict]:
         """Verify every language, write the manifest and move the cache into place; None if languages are missing."""
-        parent, name = os.path.split(self.root.rstrip(os.sep))
-        with locks.held_lock(os.path.join(parent, f".{name}.merge{locks.LOCK_NAME}"), f"--cache-dir {self.given_root}", wait=True):
+        with locks.held_lock(self.merge_lock(), f"--cache-dir {self.given_root}", wait=True):
             if not os.path.isdir(self.partial):  # another worker merged it while this one waited
                 return read_manifest(self.root)
             records = {}
@@ -253,6 +261,7 @@ class CacheBuild:
             with open(os.path.join(self.partial, MANIFEST), "w", encoding="utf-8") as f:
                 json.dump(manifest, f, indent=1)
             shutil.rmtree(os.path.join(self.partial, LANGUAGES_DIR))
+            remove_quietly(os.path.join(self.partial, BUILD_SETTINGS))  # absent in a build begun by an older version
             if os.path.exists(self.root):
                 shutil.rmtree(self.root)
             os.rename(self.partial, self.root)
