@@ -30,7 +30,8 @@ def memo_path(path: str) -> str:
     return os.path.join(directory, f".{name}{MEMO_SUFFIX}")
 
 
-def _stamp(path: str) -> dict:
+def file_stamp(path: str) -> dict:
+    """What tells whether a file changed since it was read: its size, mtime and ctime (nanoseconds)."""
     st = os.stat(path)
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns}
 
@@ -56,14 +57,14 @@ def remembered(path: str, fact: str, compute: Callable[[], T], parse: Callable[[
     not remembered.
     """
     memo, name = memo_path(path), os.path.basename(path)
-    stamp = _stamp(path)
+    stamp = file_stamp(path)
     facts = _remembered_facts(memo, name, stamp)
     if fact in facts:
         value = parse(facts[fact])
         if value is not None:
             return value
     value = compute()
-    if _stamp(path) == stamp:  # a file that changed while it was read is not remembered
+    if file_stamp(path) == stamp:  # a file that changed while it was read is not remembered
         try:
             write_json(memo, {"file": name, **stamp, **facts, fact: to_json(value)}, indent=1)
         except OSError:  # read-only directory: find out again next time

@@ -39,12 +39,12 @@ from ..teacher_training.records import (
     ABSENT,
     COMPLETE,
     DATA_CHANGED,
+    TrainingData,
     checkpoint_stamp,
     finished_teacher,
     is_complete,
     mark_complete,
     run_signature,
-    training_data,
 )
 from ..teacher_training.runs import (
     check_save_dir_outside_data,
@@ -126,7 +126,7 @@ def _main(argv: Optional[List[str]]) -> int:
     shard = resolve_shard(args.shard)
     sizes = shard_weights(training_sizes(args.data, langs, subset_flags(fairseq_args)["train"]), fairseq_args)
     train_subset = subset_flags(fairseq_args)["train"]
-    trained_on = {lang: training_data(args.data, lang, train_subset) for lang in langs}
+    trained_on = TrainingData(args.data, args.save_dir, train_subset)  # hashed only where compared or recorded
     for lang in tqdm(languages_of_shard(langs, sizes, shard), desc=f"teachers{f' (shard {shard})' if shard else ''}",
                      unit="lang"):
         lang_dir = os.path.join(args.save_dir, lang)
@@ -137,7 +137,8 @@ def _main(argv: Optional[List[str]]) -> int:
         else:
             teacher_checkpoint(lang_dir, args.use_checkpoint, lang)  # one deleted by hand: said now, not at the end
             tqdm.write(f"teacher for {lang} is complete; skipped")
-    waiting = [lang for lang in langs if not is_complete(os.path.join(args.save_dir, lang), signature, trained_on[lang])]
+    waiting = [lang for lang in langs
+               if not is_complete(os.path.join(args.save_dir, lang), signature, lambda: trained_on[lang])]
     if waiting:  # other workers' languages: the last worker to finish writes teachers.json
         print(f"shard {shard}: done; teachers.json waits for {len(waiting)} language(s) of other workers: "
               f"{','.join(waiting[:10])}{' ...' if len(waiting) > 10 else ''}")
