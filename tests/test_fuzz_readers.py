@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from balkd_fairseq.data.raw_text import text_lines
+from balkd_fairseq.data.raw_text import LINE_SEPARATORS, text_lines
 from balkd_fairseq.errors import BalkdError
 from balkd_fairseq.files import numbered_lines, read_json
 
@@ -51,6 +51,7 @@ def test_raw_text_reader_reads_or_raises_balkd_error(tmp_path, data, max_chars):
         assert str(path) in str(err) and ("line" in str(err) or "-compressed, not text" in str(err))
         return
     assert all(line and line == line.strip() for line in lines)
+    assert not any(set(line) & set(LINE_SEPARATORS) for line in lines), "none left to split a line later"
     assert all(len(line) <= max_chars for line in lines) or not max_chars
     assert len(list(numbered_lines(path, "text"))) == data.count(b"\n") + (not data.endswith(b"\n") and bool(data))
 

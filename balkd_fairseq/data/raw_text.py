@@ -2,8 +2,9 @@
 
 ``--raw de=de.txt,en=en.txt`` (or pre-split ``de=train.txt:valid.txt:test.txt``) and ``--raw-dir``
 name the files; :func:`text_lines` streams a file's non-blank lines (ended by ``\n``, ``\r\n`` or a
-lone ``\r``, as in text mode), refusing invalid UTF-8 with the file and line number, and splits (or
-truncates) a line too long for SentencePiece and fairseq.
+lone ``\r``, as in text mode; the other characters ``str.splitlines()`` breaks at become spaces inside
+the line), refusing invalid UTF-8 with the file and line number, and splits (or truncates) a line too
+long for SentencePiece and fairseq.
 """
 import logging
 import os
@@ -23,6 +24,14 @@ LONG_LINE_MODES = ("split", "truncate")
 # SentencePiece skips training lines over 4192 bytes, and fairseq's ``sample_break_mode: complete`` aborts
 # on a line longer than a block: a 1 MB line without spaces must not reach either of them whole.
 DEFAULT_MAX_LINE_CHARS = 2000
+# What str.splitlines() also breaks at: VT, FF, the information separators FS/GS/RS, NEL, U+2028, U+2029. fairseq
+# (text-mode iteration) and SentencePiece end a line at "\n" alone, so a line holding them stays one sample; inside
+# it they become a space. Kept as they are, NEL (often a cp1252 ellipsis decoded as latin-1) survives
+# SentencePiece's nmt_nfkc normalisation as a piece of its own, which fairseq's whitespace tokenisation
+# (tokenize_line, and our binarizer) then drops: dict.txt got a symbol no sample holds and the words on either
+# side were glued together. A space is what that normalisation already makes of FF, U+2028 and U+2029.
+LINE_SEPARATORS = "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+SEPARATORS_TO_SPACES = str.maketrans(dict.fromkeys(LINE_SEPARATORS, " "))
 
 
 @dataclass
@@ -111,7 +120,8 @@ def sources_from_dir(raw_dir: Path, wanted: Optional[List[str]] = None) -> List[
 
 def text_lines(path: Path, on_bytes: Optional[Callable[[int], None]] = None, max_chars: int = 0,
                long_lines: str = "split", on_long: Optional[Callable[[], None]] = None) -> Iterator[str]:
-    """The non-blank lines of a UTF-8 file, stripped; invalid UTF-8 names the file and line.
+    """The non-blank lines of a UTF-8 file, stripped, with :data:`LINE_SEPARATORS` as spaces; invalid UTF-8
+    names the file and line.
 
     A line longer than ``max_chars`` (0: no limit) is split into pieces of at most ``max_chars``
     characters, at a space where there is one ("split"), or cut to its first piece ("truncate");
@@ -121,7 +131,7 @@ def text_lines(path: Path, on_bytes: Optional[Callable[[int], None]] = None, max
         # a lone carriage return ends a line for every later reader (Python's and fairseq's text mode): here too,
         # so classic-Mac files and stray \r keep the line counts the splits are cut by
         for text in line.split("\r"):
-            text = text.strip()
+            text = text.translate(SEPARATORS_TO_SPACES).strip()
             if not text:
                 continue
             if max_chars and len(text) > max_chars:
