@@ -190,7 +190,7 @@ def test_a_sweep_goes_on_after_a_failed_step_and_reports_what_finished(pipeline,
     assert json.loads((tmp_path / "out" / "shared" / "report" / pipeline.REPORT_RECORD).read_text())["missing"] == \
         ["shared/seed2: Ours"]
     assert (tmp_path / "out" / "shared" / "report" / "cost.md").is_file()
-    # fixed, the same sweep again: only what is missing runs, and the reports are whole
+    # fixed, the same sweep again (its reports' directories are its own): only what is missing runs, the reports whole
     fail.clear()
     commands.clear()
     assert pipeline.main([*SWEEP, "--out", out]) == 0
@@ -199,3 +199,28 @@ def test_a_sweep_goes_on_after_a_failed_step_and_reports_what_finished(pipeline,
     assert "--compare=Ours:HL,HL-balanced" in reports(commands)[0]
     assert [cmd[-1] for cmd in commands if cmd[0] == "balkd-report"][-1].endswith(os.path.join("diverse", "report", "control"))
 
+
+def test_a_report_of_other_configurations_is_not_replaced_unasked(pipeline, fake_commands, tmp_path):
+    commands, _ = fake_commands
+    out = str(tmp_path / "out")
+    assert pipeline.main([*SWEEP, "--out", out]) == 0
+    commands.clear()
+    with pytest.raises(SystemExit, match=r"^pipeline.py: error: .*shared/report holds the report of configs "
+                       r"HL,HL-balanced,Ours \(now HL-balanced,Ours\+T2\): pass another --report-name to keep it, "
+                       r"or --replace-report to replace it$"):
+        pipeline.main([*SWEEP, "--out", out, "--configs", "HL-balanced,Ours+T2"])
+    with pytest.raises(SystemExit, match=r"holds the report of seeds 1,2 \(now 1\)"):
+        pipeline.main([*SWEEP[:2], "1", *SWEEP[3:], "--out", out])
+    assert commands == [], "refused before any work"
+    assert pipeline.main([*SWEEP, "--out", out, "--configs", "HL-balanced,Ours+T2", "--report-name", "levers"]) == 0
+    assert pipeline.main([*SWEEP, "--out", out, "--configs", "Ours,HL-balanced,HL"]) == 0, "the same report again"
+    assert pipeline.main([*SWEEP, "--out", out, "--configs", "HL-balanced,Ours+T2", "--replace-report"]) == 0
+    models = {arg.split("=")[1] for arg in reports(commands)[-1] if arg.startswith("--model=")}
+    assert models == {"HL-balanced", "Ours+T2", pipeline.CONTROL}
+    os.remove(os.path.join(out, "diverse", "report", pipeline.REPORT_RECORD))  # a report of before the record
+    with pytest.raises(SystemExit, match=r"diverse/report holds a report that does not record its configurations"):
+        pipeline.main([*SWEEP, "--out", out, "--configs", "HL-balanced,Ours+T2"])
+    with open(os.path.join(out, "diverse", "report", pipeline.REPORT_RECORD), "w") as f:
+        f.write("{broken")  # one line, no traceback
+    with pytest.raises(SystemExit, match=r"^pipeline.py: error: .*diverse/report holds a report that does not record"):
+        pipeline.main([*SWEEP, "--out", out, "--configs", "HL-balanced,Ours+T2"])

@@ -13,7 +13,9 @@ The sweep reuses what configurations share (a preset's data; a seed's teachers),
 whose output is complete (a ``.done`` marker written last), and writes one report per preset with
 all configurations side by side, plus ``cost.md``: what each model cost (teacher and student
 updates, tokens, wall time). A step that fails costs only the steps that need it: the others go on, the
-reports show what finished, and the sweep exits non-zero naming the failed steps. The settings, model and named configurations are in
+reports show what finished, and the sweep exits non-zero naming the failed steps. A report directory keeps
+what it covers (``runs.json``); a sweep of other configurations or seeds into it is refused (another
+``--report-name``, or ``--replace-report``). The settings, model and named configurations are in
 ``configurations.py`` (environment variables named like the settings, upper case, e.g.
 ``STUDENT_UPDATES=250``, override them); running commands and jobs is ``runner.py``.
 """
@@ -552,6 +554,39 @@ def report_covers(s: Settings, configs: List[str], seeds: List[int], data_seeds:
             "probe_train_sentences": s.probe_train_sentences, "probe_pooling": s.probe_pooling}
 
 
+def check_report_dir(report_dir: str, covers: dict) -> None:
+    """A report directory holds one side-by-side comparison. A sweep of other configurations or seeds into it would
+    replace that comparison with its own without a word (and merging in every finished configuration would mix
+    models trained on other seeds into one table), so it is refused before any work: the same sweep again (e.g. to
+    fill in runs that failed) rewrites its report; another takes another --report-name, or --replace-report."""
+    if not os.path.isdir(report_dir) or not os.listdir(report_dir):
+        return
+    recorded = read_record(report_dir)
+    if recorded is None:
+        what = "a report that does not record its configurations and seeds"
+    else:
+        changed = [key for key in covers if recorded.get(key) != covers[key]]
+        if not changed:
+            return
+        what = "the report of " + "; ".join(f"{key} {_listed(recorded.get(key))} (now {_listed(covers[key])})"
+                                             for key in changed)
+    raise SystemExit(f"pipeline.py: error: {report_dir} holds {what}: pass another --report-name to keep it, or "
+                     "--replace-report to replace it")
+
+
+def read_record(report_dir: str) -> Optional[dict]:
+    try:
+        with open(os.path.join(report_dir, REPORT_RECORD), encoding="utf-8") as f:
+            recorded = json.load(f)
+    except (OSError, ValueError):  # none, or not ours: the report's runs are unknown
+        return None
+    return recorded if isinstance(recorded, dict) else None
+
+
+def _listed(value) -> str:
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
 def tell_missing(preset: str, layouts: List[Layout], names: List[str], runs: Dict[str, List[Layout]],
                  outcome: Outcome) -> None:
     """Which runs the report lacks, and the failed step (with its log) that kept each from finishing."""
@@ -583,7 +618,7 @@ def run_preset(s: Settings, preset: str, seeds: List[int], configs: List[str], s
         print(f"  {preset}: no run finished; no report", flush=True)
         return outcome
     os.makedirs(report_dir, exist_ok=True)
-    with open(os.path.join(report_dir, REPORT_RECORD), "w", encoding="utf-8") as f:
+    with open(os.path.join(report_dir, REPORT_RECORD), "w", encoding="utf-8") as f:  # first: the directory is ours now
         json.dump({**report_covers(s, configs, seeds, data_seeds), "missing": [
             layout.job(name) for name in with_control(configs) for layout in layouts if layout not in runs[name]]},
             f, indent=1)
@@ -630,6 +665,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the report's directory under OUT/<preset>/ (default: report, or report-probeN with "
                             "--probe-train-sentences N); e.g. 'screen' for a one-seed screening of every configuration "
                             "beside the 3-seed report of the finalists")
+    sweep.add_argument("--replace-report", action="store_true",
+                       help="replace the report under --report-name even when it was made from other configurations, "
+                            "seeds or probes (otherwise refused, so that an earlier comparison is not lost)")
     sweep.add_argument("--probe-train-sentences", type=int, default=None, metavar="N", help="also probe every run with probes trained on the first N sentences of each "
                        "language (balkd-probe --train-sentences), into OUT/<preset>/seed<S>/results-probeN/, and report "
                        "those (the LM scores stay the whole evaluation's); 0: whole splits only (default: $PROBE_TRAIN_SENTENCES or 0)")
@@ -713,6 +751,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     presets = name_list(args.presets, "--presets", PRESET_GROUPS)
     data_seeds = seed_list(args.data_seeds, "--data-seeds") if args.data_seeds is not None else [s.data_seed]
     seeds = seed_list(args.seeds, "--seeds")
+    if not args.replace_report:
+        for preset in presets:
+            check_report_dir(report_dir_of(s, preset, report_name), report_covers(s, configs, seeds, data_seeds))
     check_settings(s)
     outcomes = [run_preset(s, preset, seeds, configs, report_name=report_name, data_seeds=data_seeds)
                 for preset in presets]
