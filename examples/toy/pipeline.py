@@ -52,11 +52,13 @@ from configurations import (  # noqa: E402
     settings_from_env,
 )
 from cost import model_cost, total_cost, write_cost  # noqa: E402
+from report_record import REPORT_RECORD, check_report_dir, report_covers, write_record  # noqa: E402,F401
 from runner import (  # noqa: E402
     Job,
     Outcome,
     StepFailed,
     done,
+    failure_summary,
     finished,
     mark_done,
     read_done,
@@ -71,7 +73,6 @@ from balkd_fairseq.locks import LOCK_NAME, held_lock  # noqa: E402
 
 DEFAULT_DEMO_OUT = os.path.join(REPO, "outputs", "toy")
 DEMO_MARKER = ".made-by-toy-demo"  # the demo replaces only a directory it made
-REPORT_RECORD = "runs.json"  # beside a report: the configurations, seeds and probes it covers, and the runs it lacks
 
 # ------------------------------------------------------------------------------------------- stages
 @dataclass
@@ -548,45 +549,6 @@ def report_dir_of(s: Settings, preset: str, report_name: str, single_run: bool =
     return os.path.join(s.out, "report") if single_run else os.path.join(s.out, preset, report_name)
 
 
-def report_covers(s: Settings, configs: List[str], seeds: List[int], data_seeds: List[int]) -> dict:
-    """What a sweep's report shows (kept beside it in REPORT_RECORD): its configurations, seeds and probes."""
-    return {"configs": sorted(configs), "seeds": sorted(seeds), "data_seeds": sorted(data_seeds),
-            "probe_train_sentences": s.probe_train_sentences, "probe_pooling": s.probe_pooling}
-
-
-def check_report_dir(report_dir: str, covers: dict) -> None:
-    """A report directory holds one side-by-side comparison. A sweep of other configurations or seeds into it would
-    replace that comparison with its own without a word (and merging in every finished configuration would mix
-    models trained on other seeds into one table), so it is refused before any work: the same sweep again (e.g. to
-    fill in runs that failed) rewrites its report; another takes another --report-name, or --replace-report."""
-    if not os.path.isdir(report_dir) or not os.listdir(report_dir):
-        return
-    recorded = read_record(report_dir)
-    if recorded is None:
-        what = "a report that does not record its configurations and seeds"
-    else:
-        changed = [key for key in covers if recorded.get(key) != covers[key]]
-        if not changed:
-            return
-        what = "the report of " + "; ".join(f"{key} {_listed(recorded.get(key))} (now {_listed(covers[key])})"
-                                             for key in changed)
-    raise SystemExit(f"pipeline.py: error: {report_dir} holds {what}: pass another --report-name to keep it, or "
-                     "--replace-report to replace it")
-
-
-def read_record(report_dir: str) -> Optional[dict]:
-    try:
-        with open(os.path.join(report_dir, REPORT_RECORD), encoding="utf-8") as f:
-            recorded = json.load(f)
-    except (OSError, ValueError):  # none, or not ours: the report's runs are unknown
-        return None
-    return recorded if isinstance(recorded, dict) else None
-
-
-def _listed(value) -> str:
-    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
-
-
 def tell_missing(preset: str, layouts: List[Layout], names: List[str], runs: Dict[str, List[Layout]],
                  outcome: Outcome) -> None:
     """Which runs the report lacks, and the failed step (with its log) that kept each from finishing."""
@@ -618,10 +580,8 @@ def run_preset(s: Settings, preset: str, seeds: List[int], configs: List[str], s
         print(f"  {preset}: no run finished; no report", flush=True)
         return outcome
     os.makedirs(report_dir, exist_ok=True)
-    with open(os.path.join(report_dir, REPORT_RECORD), "w", encoding="utf-8") as f:  # first: the directory is ours now
-        json.dump({**report_covers(s, configs, seeds, data_seeds), "missing": [
-            layout.job(name) for name in with_control(configs) for layout in layouts if layout not in runs[name]]},
-            f, indent=1)
+    write_record(report_dir, report_covers(s, configs, seeds, data_seeds),  # first: the directory is ours now
+                 [layout.job(name) for name in with_control(configs) for layout in layouts if layout not in runs[name]])
     try:
         report(s, preset, layouts, configs, report_dir, against_control=not single_run, runs=runs)
     except StepFailed as failure:
@@ -629,17 +589,6 @@ def run_preset(s: Settings, preset: str, seeds: List[int], configs: List[str], s
     write_cost({name: [outcome.results[layout.job(name)] for layout in runs[name]] for name in configs if runs[name]},
                os.path.join(report_dir, "cost.md"))
     return outcome
-
-
-def failure_summary(outcomes: List[Outcome]) -> Optional[str]:
-    """One line naming the failed steps (None: none failed)."""
-    failed = [name for outcome in outcomes for name in outcome.failed]
-    if not failed:
-        return None
-    skipped = sum(len(outcome.skipped) for outcome in outcomes)
-    return (f"pipeline.py: error: {len(failed)} step(s) failed ({'; '.join(failed)})"
-            + (f" and {skipped} that needed them did not run" if skipped else "")
-            + "; the report(s) show what finished, the missing runs and the logs are listed above")
 
 
 # ------------------------------------------------------------------------------------------- commands

@@ -160,3 +160,14 @@ def tokens_trained(log_path: str) -> int:
                 total += float(wpb.group(1)) * (int(updates.group(1)) - last_updates)
                 last_updates = int(updates.group(1))
     return int(total)
+
+
+def failure_summary(outcomes: List[Outcome]) -> Optional[str]:
+    """One line naming the failed steps (None: none failed)."""
+    failed = [name for outcome in outcomes for name in outcome.failed]
+    if not failed:
+        return None
+    skipped = sum(len(outcome.skipped) for outcome in outcomes)
+    return (f"pipeline.py: error: {len(failed)} step(s) failed ({'; '.join(failed)})"
+            + (f" and {skipped} that needed them did not run" if skipped else "")
+            + "; the report(s) show what finished, the missing runs and the logs are listed above")
