@@ -304,7 +304,7 @@ def test_the_demo_lanes_run_a_job_only_after_its_dependencies_and_stop_on_a_fail
     jobs = [pipeline.Job("t0", work("t0")), pipeline.Job("t1", work("t1", 0.15)),
             pipeline.Job("t", work("t"), after=("t0", "t1")), pipeline.Job("ours", work("ours"), after=("t",)),
             pipeline.Job("hl", work("hl"))]
-    assert pipeline.run_jobs(jobs, lanes=2) == {name: name.upper() for name in ("t0", "t1", "t", "ours", "hl")}
+    assert pipeline.run_jobs(jobs, lanes=2).results == {name: name.upper() for name in ("t0", "t1", "t", "ours", "hl")}
     for job in jobs:
         for dependency in job.after:
             assert log.index(("end", dependency)) < log.index(("start", job.name)), log

@@ -86,3 +86,141 @@ def test_a_run_still_going_keeps_its_directory(pipeline, tmp_path):
         holder.kill()
         holder.wait()
     pipeline.refuse_live_run(str(save_dir))  # its holder is gone: the unfinished run starts again
+
+
+def test_a_failed_step_stops_only_the_steps_that_need_it(pipeline):
+    ran = []
+
+    def work(name, exit_code=0):
+        def run():
+            ran.append(name)
+            if exit_code:  # what runner.run raises for a command that exits non-zero
+                pipeline.run([sys.executable, "-c", f"raise SystemExit({exit_code})"])
+            return name
+        return run
+    jobs = [pipeline.Job("teachers", work("teachers", 3)), pipeline.Job("Ours", work("Ours"), after=("teachers",)),
+            pipeline.Job("evaluate Ours", work("evaluate Ours"), after=("Ours",)), pipeline.Job("HL", work("HL")),
+            pipeline.Job("evaluate HL", work("evaluate HL"), after=("HL",))]
+    outcome = pipeline.run_jobs(jobs, lanes=1)
+    assert ran == ["teachers", "HL", "evaluate HL"], "a step after a failed one is not attempted"
+    assert list(outcome.results) == ["HL", "evaluate HL"]
+    assert list(outcome.failed) == ["teachers"] and "failed (exit 3)" in outcome.failed["teachers"]
+    assert outcome.skipped == {"Ours": "teachers", "evaluate Ours": "teachers"}, "named with the step that failed"
+
+    def refused():
+        raise SystemExit("pipeline.py: error: student Ours ... was made with other flags")
+    with pytest.raises(SystemExit, match="other flags"):  # a user's mistake still stops everything
+        pipeline.run_jobs([pipeline.Job("Ours", refused), pipeline.Job("HL", work("HL"))], lanes=1)
+
+
+def test_the_prerequisites_are_the_steps_teachers_of_takes(pipeline, monkeypatch, tmp_path):
+    # a student whose prerequisite failed is skipped: that needs every step teachers_of would take as a job
+    layout = pipeline.Layout(str(tmp_path), "shared", 1)
+    calls = []
+    cost = {"updates": 1, "tokens": 1, "wall_seconds": 1.0}
+    monkeypatch.setattr(pipeline, "train_student", lambda layout, s, name: calls.append(name) or cost)
+    monkeypatch.setattr(pipeline, "train_teachers", lambda layout, s, init_from="": calls.append(
+        "teachers from HL-balanced" if init_from else "teachers") or cost)
+    monkeypatch.setattr(pipeline, "train_oracle_teachers", lambda layout, s: calls.append("oracle teachers") or cost)
+    monkeypatch.setattr(pipeline, "build_cache", lambda layout, s, name: calls.append("teacher cache") or cost)
+    monkeypatch.setattr(pipeline, "give_dictionary", lambda layout, name: None)
+
+    def closure(name):
+        return {step for need in pipeline.prerequisites(name)
+                for step in ({need} | (closure(need) if need in pipeline.CONFIGS else set()))}
+    for name in pipeline.CONFIGS:
+        calls.clear()
+        pipeline.teachers_of(layout, None, name)
+        assert set(calls) == closure(name), name
+    jobs = pipeline.run_jobs_of(layout, pipeline.Settings(out=str(tmp_path)), ["HL", "Ours+fallback2"])
+    after = {job.name: job.after for job in jobs}
+    assert after["shared/seed1: Ours+fallback2"] == ("shared/benchmark: data", "shared/seed1: Ours+fallback")
+    assert "shared/seed1: HL-balanced" in after["shared/seed1: Ours+fallback"], "trained although not asked for"
+    assert "shared/seed1: evaluate HL-balanced" not in after, "evaluated only when asked for"
+
+
+SWEEP = ["sweep", "--seeds", "1,2", "--presets", "shared,diverse"]
+
+
+@pytest.fixture
+def fake_commands(pipeline, monkeypatch):
+    """The sweep's commands replaced by stand-ins that leave what the pipeline reads; a command whose output goes
+    under one of ``fail`` exits 3 (through the real runner)."""
+    commands, fail, real_run = [], [], pipeline.run
+
+    def run(cmd, log=None, **kwargs):
+        out = next((cmd[cmd.index(flag) + 1] for flag in ("--save-dir", "--output-dir", "--out") if flag in cmd), "")
+        if any(out.endswith(ending) for ending in fail):
+            return real_run([sys.executable, "-c", "raise SystemExit(3)"], log=log)
+        commands.append(cmd)
+        os.makedirs(out or ".", exist_ok=True)
+        if log:
+            open(log, "w").close()
+        return 0.0
+    monkeypatch.setattr(pipeline, "run", run)
+    monkeypatch.setattr(pipeline, "languages", lambda layout: "de,tr")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # main() sets it for its children: never for the rest of the tests
+    return commands, fail
+
+
+def reports(commands):
+    return [cmd for cmd in commands if cmd[0] == "balkd-report" and not cmd[-1].endswith("control")]
+
+
+def test_a_sweep_goes_on_after_a_failed_step_and_reports_what_finished(pipeline, fake_commands, tmp_path, capsys):
+    commands, fail = fake_commands
+    out = str(tmp_path / "out")
+    fail += [os.path.join("shared", "seed2", "teachers"), os.path.join("diverse", "report", "control")]
+    with pytest.raises(SystemExit) as stopped:
+        pipeline.main([*SWEEP, "--out", out])
+    assert str(stopped.value).startswith("pipeline.py: error: 2 step(s) failed (shared/seed2: teachers; diverse: "
+                                         "report) and 2 that needed them did not run")
+    assert "\n" not in str(stopped.value)
+    trained = [cmd[cmd.index("--save-dir") + 1] for cmd in commands if cmd[0] == "balkd-train"]
+    assert os.path.join(out, "shared", "seed2", "checkpoints", "Ours") not in trained, "its teachers failed"
+    assert len(trained) == 11, "every other student of both presets"
+    shared, diverse = reports(commands)
+    assert sum(arg.startswith("--model=Ours=") for arg in shared) == 1
+    assert sum(arg.startswith("--model=HL=") for arg in shared) == 2
+    assert not [arg for arg in shared if arg.startswith("--compare")], "Ours finished other runs than the baselines"
+    assert "--compare=Ours:HL,HL-balanced" in diverse
+    printed = capsys.readouterr().out
+    assert "shared: 1 run(s) missing from the report" in printed
+    assert "shared/seed2: Ours: missing, as shared/seed2: teachers failed (exit 3)" in printed
+    assert json.loads((tmp_path / "out" / "shared" / "report" / pipeline.REPORT_RECORD).read_text())["missing"] == \
+        ["shared/seed2: Ours"]
+    assert (tmp_path / "out" / "shared" / "report" / "cost.md").is_file()
+    # fixed, the same sweep again (its reports' directories are its own): only what is missing runs, the reports whole
+    fail.clear()
+    commands.clear()
+    assert pipeline.main([*SWEEP, "--out", out]) == 0
+    trained = [cmd[cmd.index("--save-dir") + 1] for cmd in commands if cmd[0] in ("balkd-train", "balkd-train-teachers")]
+    assert trained == [os.path.join(out, "shared", "seed2", d) for d in ("teachers", os.path.join("checkpoints", "Ours"))]
+    assert "--compare=Ours:HL,HL-balanced" in reports(commands)[0]
+    assert [cmd[-1] for cmd in commands if cmd[0] == "balkd-report"][-1].endswith(os.path.join("diverse", "report", "control"))
+
+
+def test_a_report_of_other_configurations_is_not_replaced_unasked(pipeline, fake_commands, tmp_path):
+    commands, _ = fake_commands
+    out = str(tmp_path / "out")
+    assert pipeline.main([*SWEEP, "--out", out]) == 0
+    commands.clear()
+    with pytest.raises(SystemExit, match=r"^pipeline.py: error: .*shared/report holds the report of configs "
+                       r"HL,HL-balanced,Ours \(now HL-balanced,Ours\+T2\): pass another --report-name to keep it, "
+                       r"or --replace-report to replace it$"):
+        pipeline.main([*SWEEP, "--out", out, "--configs", "HL-balanced,Ours+T2"])
+    with pytest.raises(SystemExit, match=r"holds the report of seeds 1,2 \(now 1\)"):
+        pipeline.main([*SWEEP[:2], "1", *SWEEP[3:], "--out", out])
+    assert commands == [], "refused before any work"
+    assert pipeline.main([*SWEEP, "--out", out, "--configs", "HL-balanced,Ours+T2", "--report-name", "levers"]) == 0
+    assert pipeline.main([*SWEEP, "--out", out, "--configs", "Ours,HL-balanced,HL"]) == 0, "the same report again"
+    assert pipeline.main([*SWEEP, "--out", out, "--configs", "HL-balanced,Ours+T2", "--replace-report"]) == 0
+    models = {arg.split("=")[1] for arg in reports(commands)[-1] if arg.startswith("--model=")}
+    assert models == {"HL-balanced", "Ours+T2", pipeline.CONTROL}
+    os.remove(os.path.join(out, "diverse", "report", pipeline.REPORT_RECORD))  # a report of before the record
+    with pytest.raises(SystemExit, match=r"diverse/report holds a report that does not record its configurations"):
+        pipeline.main([*SWEEP, "--out", out, "--configs", "HL-balanced,Ours+T2"])
+    with open(os.path.join(out, "diverse", "report", pipeline.REPORT_RECORD), "w") as f:
+        f.write("{broken")  # one line, no traceback
+    with pytest.raises(SystemExit, match=r"^pipeline.py: error: .*diverse/report holds a report that does not record"):
+        pipeline.main([*SWEEP, "--out", out, "--configs", "HL-balanced,Ours+T2"])

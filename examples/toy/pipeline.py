@@ -12,7 +12,10 @@ every run on it is scored on the same test items.
 The sweep reuses what configurations share (a preset's data; a seed's teachers), skips every stage
 whose output is complete (a ``.done`` marker written last), and writes one report per preset with
 all configurations side by side, plus ``cost.md``: what each model cost (teacher and student
-updates, tokens, wall time). The settings, model and named configurations are in
+updates, tokens, wall time). A step that fails costs only the steps that need it: the others go on, the
+reports show what finished, and the sweep exits non-zero naming the failed steps. A report directory keeps
+what it covers (``runs.json``); a sweep of other configurations or seeds into it is refused (another
+``--report-name``, or ``--replace-report``). The settings, model and named configurations are in
 ``configurations.py`` (environment variables named like the settings, upper case, e.g.
 ``STUDENT_UPDATES=250``, override them); running commands and jobs is ``runner.py``.
 """
@@ -24,7 +27,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Dict, List, Optional, Tuple
 
 from balkd_fairseq.eval.word_pooling import WORD_POOLINGS
@@ -49,7 +52,21 @@ from configurations import (  # noqa: E402
     settings_from_env,
 )
 from cost import model_cost, total_cost, write_cost  # noqa: E402
-from runner import Job, done, finished, mark_done, read_done, run, run_jobs, step, tokens_trained  # noqa: E402
+from report_record import REPORT_RECORD, check_report_dir, report_covers, write_record  # noqa: E402,F401
+from runner import (  # noqa: E402
+    Job,
+    Outcome,
+    StepFailed,
+    done,
+    failure_summary,
+    finished,
+    mark_done,
+    read_done,
+    run,
+    run_jobs,
+    step,
+    tokens_trained,
+)
 
 from balkd_fairseq.errors import BalkdError  # noqa: E402
 from balkd_fairseq.locks import LOCK_NAME, held_lock  # noqa: E402
@@ -89,6 +106,12 @@ class Layout:
     cache = property(lambda self: os.path.join(self.run, "teacher_cache"))  # balkd-cache-teachers of the teachers
     checkpoints = property(lambda self: os.path.join(self.run, "checkpoints"))
     results = property(lambda self: os.path.join(self.run, "results"))
+
+    def job(self, step: str, of_benchmark: bool = False) -> str:
+        """A step's job name: in a sweep, after the run (or benchmark) it belongs to, so that the jobs of every run
+        can share one schedule and a failure names where it happened."""
+        where = "" if self.single_run else os.path.relpath(self.bench if of_benchmark else self.run, self.root) + ": "
+        return where + step
 
     def results_for(self, s: "Settings") -> str:
         """Where the report reads this run's results: the few-shot or other-pooling probes' directory when the sweep
@@ -224,6 +247,24 @@ def give_dictionary(layout: Layout, student: str) -> None:
     target = os.path.join(layout.checkpoints, student, "dict.txt")
     if not os.path.exists(target):
         shutil.copyfile(os.path.join(layout.data, "dict.txt"), target)
+
+
+def prerequisites(name: str) -> List[str]:
+    """The steps teachers_of trains before a configuration's student (other students by their names): the
+    sweep runs each as a job of its own, so a failed one is not tried again for the next student that needs
+    it, and those students are skipped. tests/test_sweep_runner.py checks this against teachers_of."""
+    flags = set(CONFIGS[name])
+    if not flags & set(TEACHER_SETS):
+        return []
+    if "{ours_fallback}" in flags:  # the first generation brings everything it took
+        return ["Ours+fallback"]
+    needs = ["HL-balanced"] if {"{hl_balanced}", "{teachers_init}", "{cache}"} & flags else []
+    needs.append("teachers from HL-balanced" if "{teachers_init}" in flags else "teachers")
+    if "{teachers_oracle}" in flags:
+        needs.append("oracle teachers")
+    if "{cache}" in flags:
+        needs.append("teacher cache")
+    return needs
 
 
 def teachers_of(layout: Layout, s: Settings, name: str) -> Optional[dict]:
@@ -370,22 +411,38 @@ def with_control(configs: List[str]) -> List[str]:
     return [*configs, CONTROL] if "HL-balanced" in configs else list(configs)
 
 
+def distills(name: str) -> bool:
+    return bool(set(TEACHER_SETS) & set(CONFIGS[name]))
+
+
 def report(s: Settings, preset: str, layouts: List[Layout], configs: List[str], out: str,
-           against_control: bool = False) -> None:
-    """The preset's report; with ``against_control``, also every model against the untrained control in OUT/control."""
+           against_control: bool = False, runs: Optional[Dict[str, List[Layout]]] = None) -> None:
+    """The preset's report; with ``against_control``, also every model against the untrained control in OUT/control.
+
+    ``runs``: each model's runs that finished (default: all of ``layouts``). balkd-report pairs two models run by
+    run, so a model is compared only with those that finished the same runs."""
+    runs = runs if runs is not None else dict.fromkeys(with_control(configs), layouts)
+    shown = [name for name in with_control(configs) if runs.get(name)]
     step(f"report ({preset}: {len(layouts)} seed(s) x {len(configs)} configuration(s)) -> {out}")
     groups = PRESET_GROUPS[preset]
     group_flags = ["--low", *groups["low"].split(), "--high", *groups["high"].split(), "--single", groups["single"]]
-    models = [f"--model={name}={os.path.join(layout.results_for(s), name)}" for name in with_control(configs)
-              for layout in layouts]
+    models = [f"--model={name}={os.path.join(layout.results_for(s), name)}" for name in shown for layout in runs[name]]
     if len({layout.data_seed for layout in layouts}) > 1:  # each data seed is a benchmark: a level of its own
         group_flags.append("--across-benchmarks")
-    students = [name for name in configs if set(TEACHER_SETS) & set(CONFIGS[name])]
-    baselines = [name for name in configs if name not in students]  # the control is shown, never compared
-    compare = [f"--compare={name}:{','.join(baselines)}" for name in students] if baselines else []
+
+    def paired(name: str, others: List[str]) -> List[str]:
+        same = [other for other in others if runs[other] == runs[name]]
+        if len(same) < len(others):
+            print(f"  {name} is not compared with {', '.join(o for o in others if o not in same)}: they finished "
+                  "other runs", flush=True)
+        return same
+    students = [name for name in shown if name != CONTROL and distills(name)]
+    baselines = [name for name in shown if name != CONTROL and not distills(name)]  # the control is never compared
+    compare = [f"--compare={name}:{','.join(same)}" for name in students for same in [paired(name, baselines)] if same]
     run(["balkd-report", *models, *compare, *group_flags, "--output-dir", out])
-    if against_control and CONTROL in with_control(configs):  # what pretraining adds above an untrained encoder
-        run(["balkd-report", *models, *[f"--compare={name}:{CONTROL}" for name in configs], *group_flags, "--no-plot",
+    if against_control and CONTROL in shown:  # what pretraining adds above an untrained encoder
+        against = [name for name in shown if name != CONTROL and paired(name, [CONTROL])]
+        run(["balkd-report", *models, *[f"--compare={name}:{CONTROL}" for name in against], *group_flags, "--no-plot",
              "--output-dir", os.path.join(out, "control")])
 
 
@@ -410,28 +467,77 @@ def export_and_query(layout: Layout, name: str) -> None:
                    env=dict(os.environ, HF_HUB_OFFLINE="1"))
 
 
-def run_in_lanes(layout: Layout, s: Settings, configs: List[str]) -> None:
-    """Train (and evaluate) what ``configs`` need side by side in ``s.lanes`` lanes, one thread per lane;
-    run_preset then finds it all done and only reports. The longest chain first: teacher shards, the
-    distilled students, their evaluations; the hard-label students and theirs fill the other lane."""
-    if any(name not in PAPER_CONFIGS for name in configs):  # the levers need more than this schedule knows
-        print(f"LANES={s.lanes} schedules the paper's three configurations only: these run one step at a time", flush=True)
-        return
-    distilled = [name for name in configs if "{teachers}" in CONFIGS[name]]
-    shards = [f"{i}/{s.lanes}" for i in range(s.lanes)]
-    jobs = [Job(f"teachers {shard}", lambda shard=shard: train_teachers(layout, s, shard=shard)) for shard in shards]
-    jobs.append(Job("teachers", lambda: train_teachers(layout, s), after=tuple(f"teachers {shard}" for shard in shards)))
-    for name in distilled:
-        jobs.append(Job(name, lambda name=name: train_student(layout, s, name), after=("teachers",)))
-    hard = [name for name in configs if name not in distilled]
-    jobs += [Job(name, lambda name=name: train_student(layout, s, name)) for name in hard]
-    jobs += [Job(f"evaluate {name}", lambda name=name: evaluate(layout, s, name), after=(name,)) for name in distilled + hard]
+def student_order(configs: List[str]) -> List[str]:
+    """The students ``configs`` need, each after those its teachers need (trained even when not in ``configs``: the
+    HL-balanced student, a born-again fallback's first generation); the distilled ones, the longest chain, first."""
+    order: List[str] = []
+
+    def add(name: str) -> None:
+        for need in prerequisites(name):
+            if need in CONFIGS:
+                add(need)
+        if name not in order:
+            order.append(name)
+    for name in configs:
+        add(name)
+    return [name for name in order if distills(name)] + [name for name in order if not distills(name)]
+
+
+def trained(layout: Layout, s: Settings, name: str) -> dict:
+    """A configuration's student, after its teachers (which its jobs before have made): its cost, theirs included."""
+    teacher_cost = teachers_of(layout, s, name)
+    return model_cost(train_student(layout, s, name), teacher_cost)
+
+
+def benchmark_jobs(layout: Layout, s: Settings, configs: List[str]) -> List[Job]:
+    """The benchmark of a data seed, shared by its seeds' runs (and the oracle text, if a configuration needs it)."""
+    data = layout.job("data", of_benchmark=True)
+    jobs = [Job(data, lambda: make_benchmark(layout, s))]
+    if any("{teachers_oracle}" in CONFIGS[name] for name in student_order(configs)):
+        jobs.append(Job(layout.job("oracle data", of_benchmark=True), lambda: oracle_data(layout, s), (data,)))
+    return jobs
+
+
+def run_jobs_of(layout: Layout, s: Settings, configs: List[str]) -> List[Job]:
+    """Every step of one run of ``configs`` as jobs, each after what it needs: the teachers (in several lanes, one
+    shard of the languages per lane first), the other steps teachers_of would take, the students, their
+    evaluations. Listed longest chain first, for the lanes; one lane runs them in this order."""
+    job, benchmark = layout.job, (layout.job("data", of_benchmark=True),)
+    students = student_order(configs)
+    needed = {need for name in students for need in prerequisites(name)}
+    jobs = []
+    if "teachers" in needed:
+        shards = [f"{i}/{s.lanes}" for i in range(s.lanes)] if s.lanes > 1 else []
+        jobs += [Job(job(f"teachers {shard}"), lambda shard=shard: train_teachers(layout, s, shard=shard), benchmark)
+                 for shard in shards]
+        jobs.append(Job(job("teachers"), lambda: train_teachers(layout, s),
+                        benchmark + tuple(job(f"teachers {shard}") for shard in shards)))
+    if "teachers from HL-balanced" in needed:
+        jobs.append(Job(job("teachers from HL-balanced"),
+                        lambda: train_teachers(layout, s, init_from=hl_balanced_checkpoint(layout)), (job("HL-balanced"),)))
+    if "oracle teachers" in needed:
+        jobs.append(Job(job("oracle teachers"), lambda: train_oracle_teachers(layout, s),
+                        (job("teachers"), layout.job("oracle data", of_benchmark=True))))
+    if "teacher cache" in needed:  # one cache, built with the first configuration reading it
+        first = next(name for name in students if "{cache}" in CONFIGS[name])
+        jobs.append(Job(job("teacher cache"), lambda: build_cache(layout, s, first), (job("teachers"), job("HL-balanced"))))
+    jobs += [Job(job(name), lambda name=name: trained(layout, s, name), benchmark + tuple(map(job, prerequisites(name))))
+             for name in students]
+    jobs += [Job(job(f"evaluate {name}"), lambda name=name: evaluate(layout, s, name), (job(name),))
+             for name in students if name in configs]
     if CONTROL in with_control(configs):
-        jobs.append(Job(f"evaluate {CONTROL}", lambda: evaluate_control(layout, s), after=("HL-balanced",)))
+        jobs.append(Job(job(f"evaluate {CONTROL}"), lambda: evaluate_control(layout, s), (job("HL-balanced"),)))
+    return jobs
+
+
+def run_side_by_side(jobs: List[Job], s: Settings) -> Outcome:
+    """run_jobs in ``s.lanes`` lanes of THREADS // LANES threads each (one lane: the threads as they are)."""
+    if s.lanes <= 1:
+        return run_jobs(jobs, 1)
     threads = os.environ.get("OMP_NUM_THREADS")
     os.environ["OMP_NUM_THREADS"] = str(max(1, s.threads // s.lanes))
     try:
-        run_jobs(jobs, s.lanes)
+        return run_jobs(jobs, s.lanes)
     finally:
         if threads is None:
             os.environ.pop("OMP_NUM_THREADS", None)
@@ -439,30 +545,50 @@ def run_in_lanes(layout: Layout, s: Settings, configs: List[str]) -> None:
             os.environ["OMP_NUM_THREADS"] = threads
 
 
+def report_dir_of(s: Settings, preset: str, report_name: str, single_run: bool = False) -> str:
+    return os.path.join(s.out, "report") if single_run else os.path.join(s.out, preset, report_name)
+
+
+def tell_missing(preset: str, layouts: List[Layout], names: List[str], runs: Dict[str, List[Layout]],
+                 outcome: Outcome) -> None:
+    """Which runs the report lacks, and the failed step (with its log) that kept each from finishing."""
+    missing = [(layout, name) for name in names for layout in layouts if layout not in runs[name]]
+    if missing:
+        step(f"{preset}: {len(missing)} run(s) missing from the report")
+    for layout, name in missing:
+        cause = outcome.cause(layout.job(f"evaluate {name}"))
+        print(f"  {layout.job(name)}: missing, as {cause} {outcome.failed[cause]}", flush=True)
+
+
 def run_preset(s: Settings, preset: str, seeds: List[int], configs: List[str], single_run: bool = False,
-               report_name: str = "report", data_seeds: Optional[List[int]] = None) -> None:
+               report_name: str = "report", data_seeds: Optional[List[int]] = None) -> Outcome:
     """Every (data seed, seed) run of ``configs`` on the preset, then its report (with several data seeds, one
-    across benchmarks: balkd-report --across-benchmarks)."""
+    across benchmarks: balkd-report --across-benchmarks) of the runs that finished. A failed step costs only what
+    needs it; the returned outcome names the failed steps and what did not run for them."""
     data_seeds = data_seeds or [s.data_seed]
     layouts = [Layout(s.out, preset, seed, single_run, data_seed) for data_seed in data_seeds for seed in seeds]
-    for first_of_benchmark in layouts[::len(seeds)]:
-        make_benchmark(first_of_benchmark, s)
-    if s.lanes > 1:
-        for layout in layouts:
-            run_in_lanes(layout, s, configs)
-    costs: Dict[str, List[dict]] = {name: [] for name in configs}
-    for layout in layouts:
-        for name in configs:
-            teacher_cost = teachers_of(layout, s, name)
-            student = train_student(layout, s, name)
-            costs[name].append(model_cost(student, teacher_cost))
-        for name in configs:
-            evaluate(layout, s, name)
-        if CONTROL in with_control(configs):
-            evaluate_control(layout, s)
-    report_dir = os.path.join(s.out, "report") if single_run else os.path.join(s.out, preset, report_name)
-    report(s, preset, layouts, configs, report_dir, against_control=not single_run)
-    write_cost(costs, os.path.join(report_dir, "cost.md"))
+    if s.lanes > 1 and any(name not in PAPER_CONFIGS for name in configs):  # side by side only what the demo tried
+        print(f"LANES={s.lanes} schedules the paper's three configurations only: these run one step at a time", flush=True)
+        s = replace(s, lanes=1)
+    jobs = [job for first in layouts[::len(seeds)] for job in benchmark_jobs(first, s, configs)]
+    outcome = run_side_by_side(jobs + [job for layout in layouts for job in run_jobs_of(layout, s, configs)], s)
+    runs = {name: [layout for layout in layouts if layout.job(f"evaluate {name}") in outcome.results]
+            for name in with_control(configs)}
+    tell_missing(preset, layouts, with_control(configs), runs, outcome)
+    report_dir = report_dir_of(s, preset, report_name, single_run)
+    if not any(runs.values()):
+        print(f"  {preset}: no run finished; no report", flush=True)
+        return outcome
+    os.makedirs(report_dir, exist_ok=True)
+    write_record(report_dir, report_covers(s, configs, seeds, data_seeds),  # first: the directory is ours now
+                 [layout.job(name) for name in with_control(configs) for layout in layouts if layout not in runs[name]])
+    try:
+        report(s, preset, layouts, configs, report_dir, against_control=not single_run, runs=runs)
+    except StepFailed as failure:
+        outcome.failed[f"{preset}: report"] = str(failure)
+    write_cost({name: [outcome.results[layout.job(name)] for layout in runs[name]] for name in configs if runs[name]},
+               os.path.join(report_dir, "cost.md"))
+    return outcome
 
 
 # ------------------------------------------------------------------------------------------- commands
@@ -488,6 +614,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the report's directory under OUT/<preset>/ (default: report, or report-probeN with "
                             "--probe-train-sentences N); e.g. 'screen' for a one-seed screening of every configuration "
                             "beside the 3-seed report of the finalists")
+    sweep.add_argument("--replace-report", action="store_true",
+                       help="replace the report under --report-name even when it was made from other configurations, "
+                            "seeds or probes (otherwise refused, so that an earlier comparison is not lost)")
     sweep.add_argument("--probe-train-sentences", type=int, default=None, metavar="N", help="also probe every run with probes trained on the first N sentences of each "
                        "language (balkd-probe --train-sentences), into OUT/<preset>/seed<S>/results-probeN/, and report "
                        "those (the LM scores stay the whole evaluation's); 0: whole splits only (default: $PROBE_TRAIN_SENTENCES or 0)")
@@ -547,7 +676,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                                        lanes=2))
         s.probe_train_sentences, s.probe_pooling = 0, "first"  # the demo reports the benchmark's probes; the others are sweep options
         prepare_demo_out(s.out)
-        run_preset(s, args.preset, [args.seed], PAPER_CONFIGS, single_run=True)
+        failures = failure_summary([run_preset(s, args.preset, [args.seed], PAPER_CONFIGS, single_run=True)])
+        if failures:
+            raise SystemExit(failures)
         export_and_query(Layout(s.out, args.preset, args.seed, single_run=True, data_seed=args.seed), "Ours")
         print(f"\nDone in {time.monotonic() - start:.0f}s.\n  table: {s.out}/report/report.md (and report.csv, report_compare.csv)\n"
               f"  plot:  {s.out}/report/report.png\n  cost:  {s.out}/report/cost.md\n"
@@ -569,9 +700,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     presets = name_list(args.presets, "--presets", PRESET_GROUPS)
     data_seeds = seed_list(args.data_seeds, "--data-seeds") if args.data_seeds is not None else [s.data_seed]
     seeds = seed_list(args.seeds, "--seeds")
+    if not args.replace_report:
+        for preset in presets:
+            check_report_dir(report_dir_of(s, preset, report_name), report_covers(s, configs, seeds, data_seeds))
     check_settings(s)
-    for preset in presets:
-        run_preset(s, preset, seeds, configs, report_name=report_name, data_seeds=data_seeds)
+    outcomes = [run_preset(s, preset, seeds, configs, report_name=report_name, data_seeds=data_seeds)
+                for preset in presets]
+    failures = failure_summary(outcomes)
+    if failures:
+        raise SystemExit(failures)
     print(f"\nSweep done in {(time.monotonic() - start) / 60:.1f} min: reports in {s.out}/<preset>/{report_name}/")
     return 0
 
