@@ -181,14 +181,17 @@ def test_a_sweep_goes_on_after_a_failed_step_and_reports_what_finished(pipeline,
     assert len(trained) == 11, "every other student of both presets"
     shared, diverse = reports(commands)
     assert sum(arg.startswith("--model=Ours=") for arg in shared) == 1
-    assert sum(arg.startswith("--model=HL=") for arg in shared) == 2
-    assert not [arg for arg in shared if arg.startswith("--compare")], "Ours finished other runs than the baselines"
+    assert sum(arg.startswith("--model=HL=") for arg in shared) == 1, "only the runs every model finished"
+    assert "--compare=Ours:HL,HL-balanced" in shared
     assert "--compare=Ours:HL,HL-balanced" in diverse
     printed = capsys.readouterr().out
     assert "shared: 1 run(s) missing from the report" in printed
     assert "shared/seed2: Ours: missing, as shared/seed2: teachers failed (exit 3)" in printed
-    assert json.loads((tmp_path / "out" / "shared" / "report" / pipeline.REPORT_RECORD).read_text())["missing"] == \
-        ["shared/seed2: Ours"]
+    assert "shared: the report keeps to the runs every model finished; left out: shared/seed2: HL, " \
+        "shared/seed2: HL-balanced, shared/seed2: Random-init" in printed
+    record = json.loads((tmp_path / "out" / "shared" / "report" / pipeline.REPORT_RECORD).read_text())
+    assert record["missing"] == ["shared/seed2: Ours"]
+    assert record["left_out"] == ["shared/seed2: HL", "shared/seed2: HL-balanced", "shared/seed2: Random-init"]
     assert (tmp_path / "out" / "shared" / "report" / "cost.md").is_file()
     # fixed, the same sweep again (its reports' directories are its own): only what is missing runs, the reports whole
     fail.clear()
@@ -218,9 +221,9 @@ def test_a_report_of_other_configurations_is_not_replaced_unasked(pipeline, fake
     models = {arg.split("=")[1] for arg in reports(commands)[-1] if arg.startswith("--model=")}
     assert models == {"HL-balanced", "Ours+T2", pipeline.CONTROL}
     os.remove(os.path.join(out, "diverse", "report", pipeline.REPORT_RECORD))  # a report of before the record
-    with pytest.raises(SystemExit, match=r"diverse/report holds a report that does not record its configurations"):
+    with pytest.raises(SystemExit, match=r"diverse/report holds a report without runs.json \(what it covers is unknown"):
         pipeline.main([*SWEEP, "--out", out, "--configs", "HL-balanced,Ours+T2"])
     with open(os.path.join(out, "diverse", "report", pipeline.REPORT_RECORD), "w") as f:
         f.write("{broken")  # one line, no traceback
-    with pytest.raises(SystemExit, match=r"^pipeline.py: error: .*diverse/report holds a report that does not record"):
+    with pytest.raises(SystemExit, match=r"^pipeline.py: error: .*diverse/report holds a report without runs.json"):
         pipeline.main([*SWEEP, "--out", out, "--configs", "HL-balanced,Ours+T2"])

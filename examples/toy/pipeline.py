@@ -416,34 +416,33 @@ def distills(name: str) -> bool:
 
 
 def report(s: Settings, preset: str, layouts: List[Layout], configs: List[str], out: str,
-           against_control: bool = False, runs: Optional[Dict[str, List[Layout]]] = None) -> None:
-    """The preset's report; with ``against_control``, also every model against the untrained control in OUT/control.
-
-    ``runs``: each model's runs that finished (default: all of ``layouts``). balkd-report pairs two models run by
-    run, so a model is compared only with those that finished the same runs."""
-    runs = runs if runs is not None else dict.fromkeys(with_control(configs), layouts)
-    shown = [name for name in with_control(configs) if runs.get(name)]
+           against_control: bool = False, shown: Optional[List[str]] = None) -> None:
+    """The preset's report of ``layouts`` (runs every model in it finished); with ``against_control``, also every
+    model against the untrained control in OUT/control. ``shown``: the models to report (default: ``configs`` and
+    the control)."""
+    shown = shown if shown is not None else with_control(configs)
     step(f"report ({preset}: {len(layouts)} seed(s) x {len(configs)} configuration(s)) -> {out}")
     groups = PRESET_GROUPS[preset]
     group_flags = ["--low", *groups["low"].split(), "--high", *groups["high"].split(), "--single", groups["single"]]
-    models = [f"--model={name}={os.path.join(layout.results_for(s), name)}" for name in shown for layout in runs[name]]
+    models = [f"--model={name}={os.path.join(layout.results_for(s), name)}" for name in shown for layout in layouts]
     if len({layout.data_seed for layout in layouts}) > 1:  # each data seed is a benchmark: a level of its own
         group_flags.append("--across-benchmarks")
-
-    def paired(name: str, others: List[str]) -> List[str]:
-        same = [other for other in others if runs[other] == runs[name]]
-        if len(same) < len(others):
-            print(f"  {name} is not compared with {', '.join(o for o in others if o not in same)}: they finished "
-                  "other runs", flush=True)
-        return same
     students = [name for name in shown if name != CONTROL and distills(name)]
     baselines = [name for name in shown if name != CONTROL and not distills(name)]  # the control is never compared
-    compare = [f"--compare={name}:{','.join(same)}" for name in students for same in [paired(name, baselines)] if same]
+    compare = [f"--compare={name}:{','.join(baselines)}" for name in students] if baselines else []
     run(["balkd-report", *models, *compare, *group_flags, "--output-dir", out])
     if against_control and CONTROL in shown:  # what pretraining adds above an untrained encoder
-        against = [name for name in shown if name != CONTROL and paired(name, [CONTROL])]
+        against = [name for name in shown if name != CONTROL]
         run(["balkd-report", *models, *[f"--compare={name}:{CONTROL}" for name in against], *group_flags, "--no-plot",
              "--output-dir", os.path.join(out, "control")])
+
+
+def common_runs(layouts: List[Layout], runs: Dict[str, List[Layout]]) -> Tuple[List[str], List[Layout]]:
+    """The models with a finished run, and the runs every one of them finished. A report's table averages each
+    model over its runs, so after a failure a model with fewer runs would stand beside means over other seeds
+    (or, with several data seeds, other test data): the report keeps to the runs they share."""
+    shown = [name for name, finished_runs in runs.items() if finished_runs]
+    return shown, [layout for layout in layouts if all(layout in runs[name] for name in shown)]
 
 
 def export_and_query(layout: Layout, name: str) -> None:
@@ -576,17 +575,24 @@ def run_preset(s: Settings, preset: str, seeds: List[int], configs: List[str], s
             for name in with_control(configs)}
     tell_missing(preset, layouts, with_control(configs), runs, outcome)
     report_dir = report_dir_of(s, preset, report_name, single_run)
-    if not any(runs.values()):
-        print(f"  {preset}: no run finished; no report", flush=True)
+    shown, common = common_runs(layouts, runs)
+    if not common:
+        print(f"  {preset}: no run that every model finished; no report", flush=True)
         return outcome
+    left_out = [layout.job(name) for name in shown for layout in runs[name] if layout not in common]
+    if left_out:
+        print(f"  {preset}: the report keeps to the runs every model finished; left out: {', '.join(left_out)}",
+              flush=True)
     os.makedirs(report_dir, exist_ok=True)
     write_record(report_dir, report_covers(s, configs, seeds, data_seeds),  # first: the directory is ours now
-                 [layout.job(name) for name in with_control(configs) for layout in layouts if layout not in runs[name]])
+                 missing=[layout.job(name) for name in with_control(configs) for layout in layouts
+                          if layout not in runs[name]], left_out=left_out)
     try:
-        report(s, preset, layouts, configs, report_dir, against_control=not single_run, runs=runs)
+        report(s, preset, common, [name for name in configs if name in shown], report_dir,
+               against_control=not single_run, shown=shown)
     except StepFailed as failure:
         outcome.failed[f"{preset}: report"] = str(failure)
-    write_cost({name: [outcome.results[layout.job(name)] for layout in runs[name]] for name in configs if runs[name]},
+    write_cost({name: [outcome.results[layout.job(name)] for layout in common] for name in configs if name in shown},
                os.path.join(report_dir, "cost.md"))
     return outcome
 

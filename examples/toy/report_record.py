@@ -24,7 +24,8 @@ def check_report_dir(report_dir: str, covers: dict) -> None:
         return
     recorded = read_record(report_dir)
     if recorded is None:
-        what = "a report that does not record its configurations and seeds"
+        # made before reports recorded their runs, or by something else: what it covers is unknown
+        what = f"a report without {REPORT_RECORD} (what it covers is unknown: made by an earlier version, or not by a sweep)"
     else:
         changed = [key for key in covers if recorded.get(key) != covers[key]]
         if not changed:
@@ -48,7 +49,8 @@ def _listed(value) -> str:
     return ",".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
-def write_record(report_dir: str, covers: dict, missing: List[str]) -> None:
-    """Record what the report in ``report_dir`` covers (``covers``) and the runs it lacks (``missing``)."""
+def write_record(report_dir: str, covers: dict, missing: List[str], left_out: List[str]) -> None:
+    """Record what the report in ``report_dir`` covers (``covers``), the runs that did not finish (``missing``) and
+    those that finished but are not in it (``left_out``: another model lacks that run)."""
     with open(os.path.join(report_dir, REPORT_RECORD), "w", encoding="utf-8") as f:
-        json.dump({**covers, "missing": missing}, f, indent=1)
+        json.dump({**covers, "missing": missing, "left_out": left_out}, f, indent=1)
