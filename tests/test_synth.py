@@ -268,6 +268,30 @@ def test_entities_are_shared_across_languages(shared, diverse):
     assert not (de & ru) and letters("".join(ru))  # transliterated into Cyrillic
 
 
+def test_names_script_latin_keeps_names_in_latin_letters_in_every_language(diverse, tmp_path):
+    out = tmp_path / "latin"
+    assert run_synth(out, "--preset", "diverse", "--languages", "all", "--seed", "3", "--names-script", "latin") == 0
+
+    def entity_words(root, lang):
+        return [token for s in read_iob2(root / "ner" / lang / "train.iob2") for token, tag in s
+                if tag[2:] in ("PER", "LOC")]
+    for lang in ("ru", "hi", "el", "ko", "ur", "te"):
+        own, latin = entity_words(diverse, lang), entity_words(out, lang)
+        assert not any(re.match("[A-Z][a-z]", word) for word in own), lang  # transliterated by default
+        # the stem in Latin letters, capitalised, whatever the script; a case ending follows in the language's script
+        assert latin and all(re.match("[A-Z][a-z]", word) for word in latin), (lang, latin[:5])
+    names_de = set(entity_words(out, "de"))
+    assert len(names_de & {re.match("[A-Za-z]+", w).group() for w in entity_words(out, "hi")}) > 10, "the same names"
+    assert json.loads((out / "languages.json").read_text())["generator"]["names_script"] == "latin"
+    assert "names_script" not in json.loads((diverse / "languages.json").read_text())["generator"], \
+        "recorded only when set: a default benchmark stays byte-identical to one made before the flag"
+    for lang in ("hi", "el"):  # only the names change: the rest of every sentence is the default benchmark's
+        own_text = (diverse / "raw" / f"{lang}.txt").read_text(encoding="utf-8").split()
+        latin_text = (out / "raw" / f"{lang}.txt").read_text(encoding="utf-8").split()
+        assert len(own_text) == len(latin_text)
+        assert sum(a != b for a, b in zip(own_text, latin_text)) < 0.3 * len(own_text)
+
+
 # -- command line ----------------------------------------------------------------------------------
 
 
@@ -297,6 +321,7 @@ def assert_one_line_and_nothing_written(tmp_path, capsys, flags, words):
     (["--low-size", "0"], ["--low-size"]),
     (["--high-size", "10", "--low-size", "100"], ["--low-size: 100 is larger than --high-size 10"]),
     (["--homograph-rate", "2"], ["--homograph-rate"]),
+    (["--names-script", "cyrillic"], ["--names-script", "cyrillic"]),
 ])
 def test_bad_flags_give_one_line_and_write_nothing(tmp_path, capsys, flags, words):
     assert_one_line_and_nothing_written(tmp_path, capsys, flags, words)

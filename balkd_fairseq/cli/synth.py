@@ -25,6 +25,7 @@ from ..synth import (
     GENERATED_DEFAULTS,
     GENERATED_SCRIPTS,
     MAX_LANGUAGES,
+    NAMES_SCRIPTS,
     PRESET_DEFAULTS,
     PRESETS,
     PROFILES,
@@ -97,6 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--homograph-rate", type=float, default=0.3,
                         help="share of verbs, adjectives and adverbs spelled like a noun, so POS needs context "
                         "(default: 0.3)")
+    parser.add_argument("--names-script", choices=NAMES_SCRIPTS, default="own",
+                        help="how languages in other scripts write the names shared by every language: 'own' "
+                        "transliterates them into each language's script; 'latin' keeps them in Latin letters (with "
+                        "the language's endings in its script), as text that leaves foreign names untransliterated "
+                        "does, so the names link the scripts (default: own)")
     parser.add_argument("--seed", type=int, default=1, help="random seed; the output is a function of it (default: 1)")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                         help="processes generating in parallel; the output does not depend on it "
@@ -136,7 +142,7 @@ def config_from_args(args) -> SynthConfig:
         anchor=args.anchor, high_size=args.high_size, low_size=args.low_size, sizes=_sizes(args.sizes),
         probe_train=args.probe_train, probe_dev=args.probe_dev, probe_test=args.probe_test,
         lexicon_size=args.lexicon_size, zipf_exponent=args.zipf_exponent, cognate_rate=args.cognate_rate,
-        homograph_rate=args.homograph_rate, seed=args.seed,
+        homograph_rate=args.homograph_rate, names_script=args.names_script, seed=args.seed,
     )
 
 

@@ -20,12 +20,12 @@ Entry point::
 """
 from .corpus import total_sentences, write_benchmark
 from .generated import MAX_LANGUAGES
-from .plan import GENERATED_DEFAULTS, PRESET_DEFAULTS, BenchmarkPlan, SynthConfig, plan_benchmark
+from .plan import GENERATED_DEFAULTS, NAMES_SCRIPTS, PRESET_DEFAULTS, BenchmarkPlan, SynthConfig, plan_benchmark
 from .presets import PRESETS, PROFILES, LanguageProfile
 from .scripts import GENERATED_SCRIPTS, SCRIPT_RANGES
 
 __all__ = [
-    "BenchmarkPlan", "GENERATED_DEFAULTS", "GENERATED_SCRIPTS", "LanguageProfile", "MAX_LANGUAGES", "PRESETS",
+    "BenchmarkPlan", "GENERATED_DEFAULTS", "GENERATED_SCRIPTS", "LanguageProfile", "MAX_LANGUAGES", "NAMES_SCRIPTS", "PRESETS",
     "PRESET_DEFAULTS", "PROFILES", "SCRIPT_RANGES", "SynthConfig", "plan_benchmark", "total_sentences",
     "write_benchmark",
 ]

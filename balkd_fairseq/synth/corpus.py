@@ -26,7 +26,7 @@ CHUNK_SENTENCES = 1000
 # Consecutive chunks (mostly of one language) go to the same worker, so a small language's lexicon is
 # built by one worker rather than by all of them.
 TASKS_PER_WORKER_CALL = 8
-GENERATOR_KNOBS = ("seed", "lexicon_size", "zipf_exponent", "cognate_rate", "homograph_rate")
+GENERATOR_KNOBS = ("seed", "lexicon_size", "zipf_exponent", "cognate_rate", "homograph_rate", "names_script")
 
 
 @dataclass(frozen=True)
@@ -54,9 +54,9 @@ def plan_chunks(plan: BenchmarkPlan) -> Iterator[Chunk]:
 
 @functools.lru_cache(maxsize=32)
 def _realizer(profile: LanguageProfile, knobs: Tuple) -> Tuple[Grammar, Realizer]:
-    seed, lexicon_size, zipf_exponent, cognate_rate, homograph_rate = knobs
+    seed, lexicon_size, zipf_exponent, cognate_rate, homograph_rate, names_script = knobs
     inventory = Inventory.build(lexicon_size, seed)
-    lexicon = Lexicon(profile, inventory, seed, cognate_rate, homograph_rate)
+    lexicon = Lexicon(profile, inventory, seed, cognate_rate, homograph_rate, names_script)
     return Grammar(inventory, zipf_exponent), Realizer(lexicon)
 
 

@@ -148,8 +148,9 @@ class Lexicon:
     """The words and endings of one language, and a cache of their rendered forms."""
 
     def __init__(self, profile: LanguageProfile, inventory: Inventory, seed: int, cognate_rate: float,
-                 homograph_rate: float):
+                 homograph_rate: float, names_script: str = "own"):
         self.profile = profile
+        self._latin_names = names_script == "latin"
         self.inventory = inventory
         key = profile.lexicon_key or profile.code
         self._onset_spelling = dict(profile.onset_spelling)
@@ -172,13 +173,14 @@ class Lexicon:
         return render_latin(sylls, self._onset_spelling, self._coda_spelling)
 
     def _render_name(self, name: Sequence[Syllable], suffix: Sequence[Syllable]) -> str:
-        """Latin-script languages spell shared names alike (no language orthography); endings attach."""
-        if self._script_render is None:
-            word = render_latin(name, {}, {})
+        """Latin-script languages (and, with names_script "latin", every language) spell shared names alike (no
+        language orthography); endings attach in the language's own script."""
+        if self._script_render is None or self._latin_names:
+            word = capitalize(render_latin(name, {}, {}))
             if suffix:
                 word += self.profile.proper_suffix_separator + self.render(attach(name, suffix)[len(name):])
-        else:
-            word = self._script_render(attach(name, suffix))
+            return word
+        word = self._script_render(attach(name, suffix))
         return capitalize(word) if self.profile.script in CASED_SCRIPTS else word
 
     # -- building

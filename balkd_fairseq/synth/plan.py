@@ -7,6 +7,8 @@ from ..errors import BalkdError
 from .generated import MAX_LANGUAGES, generated_profile, language_code, power_law_sizes, size_exponent
 from .presets import PRESETS, PROFILES, LanguageProfile
 
+NAMES_SCRIPTS = ("own", "latin")  # how non-Latin-script languages write the shared names
+
 # Defaults that differ between the presets and --num-languages (None in SynthConfig: "the mode's default").
 PRESET_DEFAULTS = {"low_size": 500, "probe_train": 1000, "probe_dev": 200, "probe_test": 500}
 GENERATED_DEFAULTS = {"low_size": 20, "probe_train": 100, "probe_dev": 50, "probe_test": 100}
@@ -32,6 +34,9 @@ class SynthConfig:
     zipf_exponent: float = 1.0
     cognate_rate: float = 0.2
     homograph_rate: float = 0.3
+    # "own": names are written in each language's script (transliterated); "latin": in Latin letters in every
+    # language, as text that leaves foreign names untransliterated does, which links them across scripts
+    names_script: str = "own"
     seed: int = 1
 
     def resolved(self, name: str) -> int:
@@ -71,6 +76,8 @@ class BenchmarkPlan:
             "generator": {k: v for k, v in asdict(self.config).items()
                           if k in ("lexicon_size", "zipf_exponent", "cognate_rate", "homograph_rate")},
         }
+        if self.config.names_script != "own":  # recorded only when set, so default benchmarks stay byte-identical
+            record["generator"]["names_script"] = self.config.names_script
         if self.size_law is not None:
             record["num_languages"] = len(self.languages)
             record["size_law"] = self.size_law
@@ -122,6 +129,8 @@ def _check_numbers(config: SynthConfig) -> None:
     for flag, rate in (("--cognate-rate", config.cognate_rate), ("--homograph-rate", config.homograph_rate)):
         if not 0 <= rate <= 1:
             raise BalkdError(f"{flag}: must be between 0 and 1 (got {rate})")
+    if config.names_script not in NAMES_SCRIPTS:
+        raise BalkdError(f"--names-script: must be one of {', '.join(NAMES_SCRIPTS)} (got {config.names_script!r})")
 
 
 def _probe_sentences(config: SynthConfig) -> Dict[str, int]:

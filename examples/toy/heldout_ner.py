@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import asdict
 from typing import Iterator, List, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -30,6 +31,7 @@ from runner import done, mark_done, run, step  # noqa: E402
 
 from balkd_fairseq.synth.corpus import GENERATOR_KNOBS, _realizer  # noqa: E402
 from balkd_fairseq.synth.grammar import LatentSentence  # noqa: E402
+from balkd_fairseq.synth.plan import SynthConfig  # noqa: E402
 from balkd_fairseq.synth.presets import PROFILES  # noqa: E402
 from balkd_fairseq.synth.probing import iob2_block  # noqa: E402
 from balkd_fairseq.synth.sampling import derive_rng  # noqa: E402
@@ -61,7 +63,8 @@ def accepted(latent: LatentSentence, split: str) -> bool:
 
 def write_split(synth: str, lang: str, split: str, count: int, out: str) -> None:
     meta = json.load(open(os.path.join(synth, "languages.json"), encoding="utf-8"))
-    knobs = tuple([meta["seed"]] + [meta["generator"][k] for k in GENERATOR_KNOBS[1:]])
+    defaults = asdict(SynthConfig())  # a knob languages.json lacks was at its default (names_script: recorded when set)
+    knobs = tuple([meta["seed"]] + [meta["generator"].get(k, defaults[k]) for k in GENERATOR_KNOBS[1:]])
     grammar, realizer = _realizer(PROFILES[lang], knobs)
     rng = derive_rng(meta["seed"], "heldout-ner", lang, split)
     blocks = []
