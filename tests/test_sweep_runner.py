@@ -37,6 +37,20 @@ def test_a_sweep_refuses_an_out_made_with_other_settings(pipeline, tmp_path):
     assert json.loads((tmp_path / "settings.json").read_text())["high_size"] == 300
 
 
+def test_a_setting_added_later_counts_as_its_default_in_an_older_out(pipeline, tmp_path):
+    pipeline.check_settings(pipeline.Settings(out=str(tmp_path)))
+    recorded = json.loads((tmp_path / "settings.json").read_text())
+    del recorded["names_script"]  # an OUT made before the setting existed: its benchmark has the default names
+    (tmp_path / "settings.json").write_text(json.dumps(recorded))
+    pipeline.mark_done(str(tmp_path / "diverse" / "benchmark" / "synth"))
+    pipeline.check_settings(pipeline.Settings(out=str(tmp_path)))  # the same: reused
+    (tmp_path / "settings.json").write_text(json.dumps(recorded))
+    with pytest.raises(SystemExit, match=r"made with other settings \(NAMES_SCRIPT own -> latin\)"):
+        pipeline.check_settings(pipeline.Settings(out=str(tmp_path), names_script="latin"))
+    with pytest.raises(SystemExit, match=r"^pipeline.py: error: NAMES_SCRIPT='greek' is not one of own, latin$"):
+        pipeline.check_settings(pipeline.Settings(out=str(tmp_path), names_script="greek"))
+
+
 def test_a_finished_student_is_not_reused_after_its_configuration_changed(pipeline, tmp_path):
     run = str(tmp_path / "Mine")
     pipeline.mark_done(run, {"updates": 5, "made_with": {"flags": ["--hard-label-weight", "0.3"]}})

@@ -9,6 +9,8 @@ import os
 from dataclasses import asdict, dataclass, fields
 from typing import Dict, List
 
+from balkd_fairseq.synth.plan import NAMES_SCRIPTS
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # One model size for teachers and students (the method's setting).
@@ -119,6 +121,9 @@ class Settings:
     # the probes' word features (balkd-probe --word-pooling); other than "first", the sweep probes every run again
     # into <run>/results[-probeN]-<pooling>/ and reports those
     probe_pooling: str = "first"
+    # how the benchmark's non-Latin-script languages write names (balkd-synth --names-script): "own" (the presets'
+    # benchmark) or "latin" (session 16's diagnostic: names that link the scripts)
+    names_script: str = "own"
 
 
 BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False,
@@ -126,7 +131,7 @@ BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false
 # the settings a finished step's results depend on: a sweep refuses to reuse its OUT when one of them changed
 # (threads, lanes, validation frequency and the extra probe variants change no trained model or score)
 RESULT_SETTINGS = ("teacher_updates", "student_updates", "teacher_valid_every", "vocab", "high_size", "low_size",
-                   "probe_train", "probe_test", "eval_lines")
+                   "probe_train", "probe_test", "eval_lines", "names_script")
 
 
 def settings_from_env(defaults: Settings) -> Settings:
@@ -152,13 +157,16 @@ def _boolean(raw: str) -> bool:
 def check_settings(s: Settings) -> None:
     """A sweep's OUT keeps the settings its steps were made with (OUT/settings.json); finished steps are reused
     only under the same ones."""
+    if s.names_script not in NAMES_SCRIPTS:
+        raise SystemExit(f"pipeline.py: error: NAMES_SCRIPT={s.names_script!r} is not one of {', '.join(NAMES_SCRIPTS)}")
     path = os.path.join(s.out, "settings.json")
     now = {name: getattr(s, name) for name in RESULT_SETTINGS}
     if os.path.isfile(path):
         with open(path, encoding="utf-8") as f:
             recorded = json.load(f)
-        changed = [f"{name.upper()} {recorded.get(name)} -> {value}" for name, value in now.items()
-                   if recorded.get(name, value) != value]
+        defaults = asdict(Settings())  # a setting added since OUT was made was at its default then
+        changed = [f"{name.upper()} {recorded.get(name, defaults[name])} -> {value}" for name, value in now.items()
+                   if recorded.get(name, defaults[name]) != value]
         if changed and glob.glob(os.path.join(s.out, "**", ".done"), recursive=True):  # nothing finished: no harm
             raise SystemExit(f"pipeline.py: error: {s.out} was made with other settings ({'; '.join(changed)}) and its "
                              "finished steps would be reused: use another --out")
