@@ -24,6 +24,20 @@ def load_example(path: str, name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def toy_module(name: str):
+    """A module beside examples/toy/pipeline.py (``stages``, ``runner``, ...) as pipeline.py imports it: by name, with
+    examples/toy on sys.path. It is the one module its callers look its functions up in, so a monkeypatch of it
+    reaches them all (a copy loaded by path would not)."""
+    import importlib
+
+    toy = str(REPO / "examples" / "toy")
+    if toy not in sys.path:
+        sys.path.insert(0, toy)
+    return importlib.import_module(name)
+
+
 TINY_ARCH = [
     "--arch", "roberta_base", "--encoder-layers", "2", "--encoder-embed-dim", "32",
     "--encoder-ffn-embed-dim", "64", "--encoder-attention-heads", "2", "--max-positions", "64",

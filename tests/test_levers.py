@@ -170,26 +170,28 @@ def test_the_cache_records_which_model_served_each_language(tiny_data, tiny_teac
 # ---------------------------------------------------------------------------------- the sweep's named configurations
 def test_sweep_configurations_of_the_levers(monkeypatch, tmp_path):
 
-    from helpers import load_example
+    from helpers import load_example, toy_module
 
     pipeline = load_example("examples/toy/pipeline.py", "toy_pipeline")
-    layout = pipeline.Layout(str(tmp_path), "shared", 1)
+    # the modules pipeline.py imports, as it imports them: a function is patched in the module that calls it
+    configurations, evaluation, runner, stages = map(toy_module, ("configurations", "evaluation", "runner", "stages"))
+    layout = stages.Layout(str(tmp_path), "shared", 1)
     calls = []
-    monkeypatch.setattr(pipeline, "train_student", lambda layout, s, name: calls.append(name) or {"updates": 5, "tokens": 50, "wall_seconds": 1.0})
-    monkeypatch.setattr(pipeline, "train_teachers", lambda layout, s, init_from="": calls.append(f"teachers<{init_from}") or
+    monkeypatch.setattr(stages, "train_student", lambda layout, s, name: calls.append(name) or {"updates": 5, "tokens": 50, "wall_seconds": 1.0})
+    monkeypatch.setattr(stages, "train_teachers", lambda layout, s, init_from="": calls.append(f"teachers<{init_from}") or
                         {"updates": 10, "tokens": 100, "wall_seconds": 2.0})
-    hl_balanced = pipeline.hl_balanced_checkpoint(layout)
-    assert pipeline.student_flags(layout, "Ours+fallback")[-2:] == ["--teacher-fallback", hl_balanced]
-    assert pipeline.student_flags(layout, "Ours+init")[-1] == f"{layout.teachers_init}/teachers.json"
-    assert pipeline.teachers_of(layout, None, "Ours+init") == {"updates": 15, "tokens": 150, "wall_seconds": 3.0}
+    hl_balanced = stages.hl_balanced_checkpoint(layout)
+    assert stages.student_flags(layout, "Ours+fallback")[-2:] == ["--teacher-fallback", hl_balanced]
+    assert stages.student_flags(layout, "Ours+init")[-1] == f"{layout.teachers_init}/teachers.json"
+    assert stages.teachers_of(layout, None, "Ours+init") == {"updates": 15, "tokens": 150, "wall_seconds": 3.0}
     assert calls == ["HL-balanced", f"teachers<{hl_balanced}"], "teachers start from the HL-balanced student, trained first"
-    assert pipeline.teachers_of(layout, None, "HL") is None
-    flags = pipeline.student_flags(layout, "Ours+init+fallback")
+    assert stages.teachers_of(layout, None, "HL") is None
+    flags = stages.student_flags(layout, "Ours+init+fallback")
     assert flags[flags.index("--teachers") + 1] == f"{layout.teachers_init}/teachers.json"
     assert flags[-2:] == ["--teacher-fallback", hl_balanced]
     # the born-again fallback: the Ours+fallback student, trained first with everything it needs, serves as fallback
     first = os.path.join(layout.checkpoints, "Ours+fallback", "checkpoint_last.pt")
-    assert pipeline.student_flags(layout, "Ours+fallback2")[-2:] == ["--teacher-fallback", first]
+    assert stages.student_flags(layout, "Ours+fallback2")[-2:] == ["--teacher-fallback", first]
     for directory in (layout.data, *(os.path.join(layout.checkpoints, n) for n in ("HL-balanced", "Ours+fallback"))):
         os.makedirs(directory, exist_ok=True)
     with open(os.path.join(layout.data, "dict.txt"), "w") as f:
@@ -197,7 +199,7 @@ def test_sweep_configurations_of_the_levers(monkeypatch, tmp_path):
     with open(os.path.join(layout.checkpoints, "Ours+fallback", "dict.txt"), "w") as f:
         f.write("written by its training\n")
     calls.clear()
-    assert pipeline.teachers_of(layout, None, "Ours+fallback2") == {"updates": 20, "tokens": 200, "wall_seconds": 4.0}
+    assert stages.teachers_of(layout, None, "Ours+fallback2") == {"updates": 20, "tokens": 200, "wall_seconds": 4.0}
     assert calls == ["HL-balanced", "teachers<", "Ours+fallback"], "HL-balanced and the teachers, then the first generation"
     # a student reused from an older sweep gets DATA/dict.txt beside it; one that training gave it is kept
     with open(os.path.join(layout.checkpoints, "HL-balanced", "dict.txt")) as f:
@@ -205,13 +207,13 @@ def test_sweep_configurations_of_the_levers(monkeypatch, tmp_path):
     with open(os.path.join(layout.checkpoints, "Ours+fallback", "dict.txt")) as f:
         assert f.read() == "written by its training\n"
     # the oracle diagnostic: the finalist's flags with the merged teacher set; the run's teachers, then the oracle ones
-    flags = pipeline.student_flags(layout, "Ours+fallback+hard0.3+oracle")
+    flags = stages.student_flags(layout, "Ours+fallback+hard0.3+oracle")
     assert flags[flags.index("--teachers") + 1] == f"{layout.teachers_oracle}/teachers-with-oracle.json"
     assert flags[-4:] == ["--teacher-fallback", hl_balanced, "--hard-label-weight", "0.3"]
-    monkeypatch.setattr(pipeline, "train_oracle_teachers", lambda layout, s: calls.append("oracle") or
+    monkeypatch.setattr(stages, "train_oracle_teachers", lambda layout, s: calls.append("oracle") or
                         {"updates": 7, "tokens": 70, "wall_seconds": 1.0})
     calls.clear()
-    assert pipeline.teachers_of(layout, None, "Ours+fallback+hard0.3+oracle") == \
+    assert stages.teachers_of(layout, None, "Ours+fallback+hard0.3+oracle") == \
         {"updates": 22, "tokens": 220, "wall_seconds": 4.0}
     assert calls == ["HL-balanced", "teachers<", "oracle"]
     # a setting from the environment that is not a number: one error line naming the variable
@@ -227,28 +229,28 @@ def test_sweep_configurations_of_the_levers(monkeypatch, tmp_path):
     assert not os.path.exists(tmp_path / "never")
     monkeypatch.delenv("PROBE_POOLING")
     # the probes' control (untrained architecture) comes with HL-balanced, whose checkpoint gives the architecture
-    assert pipeline.with_control(["HL", "HL-balanced", "Ours"]) == ["HL", "HL-balanced", "Ours", pipeline.CONTROL]
-    assert pipeline.with_control(["HL", "Ours"]) == ["HL", "Ours"]
+    assert configurations.with_control(["HL", "HL-balanced", "Ours"]) == ["HL", "HL-balanced", "Ours", configurations.CONTROL]
+    assert configurations.with_control(["HL", "Ours"]) == ["HL", "Ours"]
     ran = []
-    monkeypatch.setattr(pipeline, "run", lambda cmd, **kw: ran.append(cmd) or 0.0)
+    monkeypatch.setattr(runner, "run", lambda cmd, **kw: ran.append(cmd) or 0.0)
     settings = pipeline.Settings(out=str(tmp_path))
-    pipeline.report(settings, "shared", [layout], ["HL-balanced", "Ours"], str(tmp_path / "report"))
+    evaluation.report(settings, "shared", [layout], ["HL-balanced", "Ours"], str(tmp_path / "report"))
     models = [a for a in ran[-1] if a.startswith("--model=")]
-    assert models == [f"--model={n}={layout.results}/{n}" for n in ("HL-balanced", "Ours", pipeline.CONTROL)]
+    assert models == [f"--model={n}={layout.results}/{n}" for n in ("HL-balanced", "Ours", configurations.CONTROL)]
     assert [a for a in ran[-1] if a.startswith("--compare=")] == ["--compare=Ours:HL-balanced"], "the control is never compared"
     assert ran[-1][-2:] == ["--output-dir", str(tmp_path / "report")], "the demo's report: no comparison with the control"
-    pipeline.report(settings, "shared", [layout], ["HL-balanced", "Ours"], str(tmp_path / "report"), against_control=True)
-    assert [a for a in ran[-1] if a.startswith("--compare=")] == [f"--compare={n}:{pipeline.CONTROL}" for n in ("HL-balanced", "Ours")]
+    evaluation.report(settings, "shared", [layout], ["HL-balanced", "Ours"], str(tmp_path / "report"), against_control=True)
+    assert [a for a in ran[-1] if a.startswith("--compare=")] == [f"--compare={n}:{configurations.CONTROL}" for n in ("HL-balanced", "Ours")]
     assert ran[-1][-2:] == ["--output-dir", str(tmp_path / "report" / "control")]
     # few-shot probing: its own results directory, holding links to the whole evaluation's LM scores
     settings.probe_train_sentences = 30
-    pipeline.report(settings, "shared", [layout], ["HL-balanced", "Ours"], str(tmp_path / "report"))
+    evaluation.report(settings, "shared", [layout], ["HL-balanced", "Ours"], str(tmp_path / "report"))
     assert [a for a in ran[-1] if a.startswith("--model=")][0] == f"--model=HL-balanced={layout.results}-probe30/HL-balanced"
-    monkeypatch.setattr(pipeline, "languages", lambda layout: "de,tr")
+    monkeypatch.setattr(evaluation, "languages", lambda layout: "de,tr")
     os.makedirs(os.path.join(layout.results, "Ours"))
     with open(os.path.join(layout.results, "Ours", "lm.json"), "w") as f:
         f.write("{}")
-    pipeline.probe_variant(layout, settings, "Ours", "CKPT")
+    evaluation.probe_variant(layout, settings, "Ours", "CKPT")
     probe = ran[-1]
     assert probe[0] == "balkd-probe" and probe[probe.index("--train-sentences") + 1] == "30"
     assert "--word-pooling" not in probe, "first subwords: balkd-probe's default"
@@ -256,29 +258,29 @@ def test_sweep_configurations_of_the_levers(monkeypatch, tmp_path):
     linked = os.path.join(f"{layout.results}-probe30", "Ours", "lm.json")
     assert os.path.islink(linked) and os.path.samefile(linked, os.path.join(layout.results, "Ours", "lm.json"))
     assert not os.path.lexists(os.path.join(f"{layout.results}-probe30", "Ours", "lm_items.npz"))
-    pipeline.probe_variant(layout, settings, "Ours", "CKPT")
+    evaluation.probe_variant(layout, settings, "Ours", "CKPT")
     assert ran[-1] is probe, "a finished few-shot evaluation is skipped"
     # another word pooling: probed again into a directory of its own, with or without few-shot probes
     settings.probe_pooling = "mean"
-    pipeline.probe_variant(layout, settings, "Ours", "CKPT")
+    evaluation.probe_variant(layout, settings, "Ours", "CKPT")
     assert ran[-1][ran[-1].index("--word-pooling") + 1] == "mean"
     assert ran[-1][ran[-1].index("--output-dir") + 1] == f"{layout.results}-probe30-mean"
     assert os.path.islink(os.path.join(f"{layout.results}-probe30-mean", "Ours", "lm.json"))
     settings.probe_train_sentences = 0
-    pipeline.probe_variant(layout, settings, "Ours", "CKPT")
+    evaluation.probe_variant(layout, settings, "Ours", "CKPT")
     assert "--train-sentences" not in ran[-1] and ran[-1][ran[-1].index("--output-dir") + 1] == f"{layout.results}-mean"
-    pipeline.report(settings, "shared", [layout], ["HL-balanced", "Ours"], str(tmp_path / "report"))
+    evaluation.report(settings, "shared", [layout], ["HL-balanced", "Ours"], str(tmp_path / "report"))
     assert [a for a in ran[-1] if a.startswith("--model=")][0] == f"--model=HL-balanced={layout.results}-mean/HL-balanced"
     # the student from the teacher cache trains for the epochs the HL-balanced student's updates spanned
     os.makedirs(layout.checkpoints, exist_ok=True)
     with open(os.path.join(layout.checkpoints, "HL-balanced.log"), "w") as f:
         f.write("| INFO | fairseq.trainer | begin training epoch 1\n| INFO | fairseq.trainer | begin training epoch 12\n")
-    flags = pipeline.student_flags(layout, "Ours+cache")
+    flags = stages.student_flags(layout, "Ours+cache")
     assert flags[flags.index("--teacher-cache") + 1] == os.path.join(layout.cache, "cache")
     assert flags[-2:] == ["--max-epoch", "12"]
-    assert pipeline.student_flags(layout, "Ours+cache+tail")[-4:-2] == ["--topk-tail", "uniform"]
-    monkeypatch.setattr(pipeline, "build_cache", lambda layout, s, name: {"updates": 0, "tokens": 0, "wall_seconds": 4.0})
-    assert pipeline.teachers_of(layout, None, "Ours+cache") == {"updates": 10, "tokens": 100, "wall_seconds": 6.0}, \
+    assert stages.student_flags(layout, "Ours+cache+tail")[-4:-2] == ["--topk-tail", "uniform"]
+    monkeypatch.setattr(stages, "build_cache", lambda layout, s, name: {"updates": 0, "tokens": 0, "wall_seconds": 4.0})
+    assert stages.teachers_of(layout, None, "Ours+cache") == {"updates": 10, "tokens": 100, "wall_seconds": 6.0}, \
         "the HL-balanced student only tells the cache how many epochs to hold: it is not part of the cache's cost"
 
 
@@ -286,9 +288,9 @@ def test_the_demo_lanes_run_a_job_only_after_its_dependencies_and_stop_on_a_fail
     import threading
     import time
 
-    from helpers import load_example
+    from helpers import toy_module
 
-    pipeline = load_example("examples/toy/pipeline.py", "toy_pipeline_lanes")
+    runner = toy_module("runner")  # what examples/toy/pipeline.py runs its jobs with
     log, lock = [], threading.Lock()
 
     def work(name, seconds=0.05):
@@ -301,10 +303,10 @@ def test_the_demo_lanes_run_a_job_only_after_its_dependencies_and_stop_on_a_fail
             return name.upper()
         return run
 
-    jobs = [pipeline.Job("t0", work("t0")), pipeline.Job("t1", work("t1", 0.15)),
-            pipeline.Job("t", work("t"), after=("t0", "t1")), pipeline.Job("ours", work("ours"), after=("t",)),
-            pipeline.Job("hl", work("hl"))]
-    assert pipeline.run_jobs(jobs, lanes=2).results == {name: name.upper() for name in ("t0", "t1", "t", "ours", "hl")}
+    jobs = [runner.Job("t0", work("t0")), runner.Job("t1", work("t1", 0.15)),
+            runner.Job("t", work("t"), after=("t0", "t1")), runner.Job("ours", work("ours"), after=("t",)),
+            runner.Job("hl", work("hl"))]
+    assert runner.run_jobs(jobs, lanes=2).results == {name: name.upper() for name in ("t0", "t1", "t", "ours", "hl")}
     for job in jobs:
         for dependency in job.after:
             assert log.index(("end", dependency)) < log.index(("start", job.name)), log
@@ -314,33 +316,34 @@ def test_the_demo_lanes_run_a_job_only_after_its_dependencies_and_stop_on_a_fail
     def fail():
         raise SystemExit("failed (exit 2): balkd-train ...")
     with pytest.raises(SystemExit, match="failed"):
-        pipeline.run_jobs([pipeline.Job("a", fail), pipeline.Job("b", work("b"), after=("a",))], lanes=2)
+        runner.run_jobs([runner.Job("a", fail), runner.Job("b", work("b"), after=("a",))], lanes=2)
     with pytest.raises(SystemExit, match="wait for jobs that never run"):
-        pipeline.run_jobs([pipeline.Job("b", work("b"), after=("missing",))], lanes=2)
+        runner.run_jobs([runner.Job("b", work("b"), after=("missing",))], lanes=2)
 
 
 def test_sweep_over_data_seeds_keeps_each_benchmark_apart_and_reports_them_as_a_level(monkeypatch, tmp_path):
 
-    from helpers import load_example
+    from helpers import load_example, toy_module
 
     pipeline = load_example("examples/toy/pipeline.py", "toy_pipeline_data_seeds")
-    first, second = pipeline.Layout(str(tmp_path), "shared", 3), pipeline.Layout(str(tmp_path), "shared", 3, data_seed=2)
+    evaluation, runner, stages = map(toy_module, ("evaluation", "runner", "stages"))  # as pipeline.py imports them
+    first, second = stages.Layout(str(tmp_path), "shared", 3), stages.Layout(str(tmp_path), "shared", 3, data_seed=2)
     assert (first.bench, first.run) == (str(tmp_path / "shared" / "benchmark"), str(tmp_path / "shared" / "seed3"))
     assert (second.bench, second.run) == (str(tmp_path / "shared" / "benchmark-data2"), str(tmp_path / "shared" / "data2-seed3"))
     assert second.oracle_bench == str(tmp_path / "shared" / "benchmark-data2-oracle")
     ran = []
-    monkeypatch.setattr(pipeline, "run", lambda cmd, **kw: ran.append(cmd) or 0.0)
-    monkeypatch.setattr(pipeline, "languages", lambda layout: "de,tr")
+    monkeypatch.setattr(runner, "run", lambda cmd, **kw: ran.append(cmd) or 0.0)
+    monkeypatch.setattr(evaluation, "languages", lambda layout: "de,tr")
     settings = pipeline.Settings(out=str(tmp_path))
-    pipeline.report(settings, "shared", [first, second], ["HL-balanced", "Ours"], str(tmp_path / "report"))
+    evaluation.report(settings, "shared", [first, second], ["HL-balanced", "Ours"], str(tmp_path / "report"))
     assert "--across-benchmarks" in ran[-1]
     assert [a for a in ran[-1] if a.startswith("--model=Ours")] == [f"--model=Ours={r}/results/Ours" for r in (first.run, second.run)]
-    pipeline.report(settings, "shared", [first], ["HL-balanced", "Ours"], str(tmp_path / "report"))
+    evaluation.report(settings, "shared", [first], ["HL-balanced", "Ours"], str(tmp_path / "report"))
     assert "--across-benchmarks" not in ran[-1]
     # the data seed, not the settings', draws the benchmark and its evaluation masks and probes
     ran.clear()
-    pipeline.make_benchmark(second, settings)
-    pipeline.evaluate_whole(second, settings, "HL", "CKPT")
+    stages.make_benchmark(second, settings)
+    evaluation.evaluate_whole(second, settings, "HL", "CKPT")
     assert [cmd[cmd.index("--seed") + 1] for cmd in ran] == ["2", "2", "2", "2"]
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # main() sets it for its children: never for the rest of the tests
     with pytest.raises(SystemExit, match="--data-seeds takes distinct"):

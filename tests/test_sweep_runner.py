@@ -6,13 +6,18 @@ import subprocess
 import sys
 
 import pytest
-from helpers import REPO, load_example
+from helpers import REPO, load_example, toy_module
 
 
 @pytest.fixture(scope="module")
 def pipeline():
     module = load_example("examples/toy/pipeline.py", "toy_pipeline_guards")
     return module
+
+
+# the modules pipeline.py imports, as it imports them: a function is patched in the module that calls it
+configurations, report_record, runner = (toy_module(name) for name in ("configurations", "report_record", "runner"))
+stages, evaluation, sweep = (toy_module(name) for name in ("stages", "evaluation", "sweep"))
 
 
 def test_names_are_checked_before_any_work(pipeline):
@@ -30,7 +35,7 @@ def test_names_are_checked_before_any_work(pipeline):
 def test_a_sweep_refuses_an_out_made_with_other_settings(pipeline, tmp_path):
     pipeline.check_settings(pipeline.Settings(out=str(tmp_path), high_size=100))
     pipeline.check_settings(pipeline.Settings(out=str(tmp_path), high_size=300))  # nothing finished under 100 yet
-    pipeline.mark_done(str(tmp_path / "shared" / "benchmark" / "synth"))
+    runner.mark_done(str(tmp_path / "shared" / "benchmark" / "synth"))
     pipeline.check_settings(pipeline.Settings(out=str(tmp_path), high_size=300, threads=1, lanes=2))  # no result changes
     with pytest.raises(SystemExit, match=r"made with other settings \(HIGH_SIZE 300 -> 500\)"):
         pipeline.check_settings(pipeline.Settings(out=str(tmp_path), high_size=500))
@@ -42,7 +47,7 @@ def test_a_setting_added_later_counts_as_its_default_in_an_older_out(pipeline, t
     recorded = json.loads((tmp_path / "settings.json").read_text())
     del recorded["names_script"]  # an OUT made before the setting existed: its benchmark has the default names
     (tmp_path / "settings.json").write_text(json.dumps(recorded))
-    pipeline.mark_done(str(tmp_path / "diverse" / "benchmark" / "synth"))
+    runner.mark_done(str(tmp_path / "diverse" / "benchmark" / "synth"))
     pipeline.check_settings(pipeline.Settings(out=str(tmp_path)))  # the same: reused
     (tmp_path / "settings.json").write_text(json.dumps(recorded))
     with pytest.raises(SystemExit, match=r"made with other settings \(NAMES_SCRIPT own -> latin\)"):
@@ -53,12 +58,12 @@ def test_a_setting_added_later_counts_as_its_default_in_an_older_out(pipeline, t
 
 def test_a_finished_student_is_not_reused_after_its_configuration_changed(pipeline, tmp_path):
     run = str(tmp_path / "Mine")
-    pipeline.mark_done(run, {"updates": 5, "made_with": {"flags": ["--hard-label-weight", "0.3"]}})
-    assert pipeline.finished(run, {"flags": ["--hard-label-weight", "0.3"]}, "student Mine")["updates"] == 5
+    runner.mark_done(run, {"updates": 5, "made_with": {"flags": ["--hard-label-weight", "0.3"]}})
+    assert runner.finished(run, {"flags": ["--hard-label-weight", "0.3"]}, "student Mine")["updates"] == 5
     with pytest.raises(SystemExit, match=r"student Mine in .*Mine was made with other flags than now"):
-        pipeline.finished(run, {"flags": ["--hard-label-weight", "0.9"]}, "student Mine")
-    pipeline.mark_done(run, {"updates": 5})  # an older sweep's marker records no flags: reused as before
-    assert pipeline.finished(run, {"flags": ["x"]}, "student Mine") == {"updates": 5}
+        runner.finished(run, {"flags": ["--hard-label-weight", "0.9"]}, "student Mine")
+    runner.mark_done(run, {"updates": 5})  # an older sweep's marker records no flags: reused as before
+    assert runner.finished(run, {"flags": ["x"]}, "student Mine") == {"updates": 5}
 
 
 def test_boolean_settings_from_the_environment(pipeline, monkeypatch):
@@ -88,18 +93,18 @@ def test_a_run_still_going_keeps_its_directory(pipeline, tmp_path):
     # a pipeline killed with kill -9 leaves its balkd-train running: the next pipeline must not delete its directory
     save_dir = tmp_path / "HL-balanced"
     save_dir.mkdir()
-    lock = save_dir / pipeline.LOCK_NAME
+    lock = save_dir / stages.LOCK_NAME
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from balkd_fairseq.locks import acquire; "
                                f"acquire({str(lock)!r}, 'x'); print('held', flush=True); time.sleep(60)"],
                               stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(SystemExit, match=r"is in use by .*stop that process first"):
-            pipeline.refuse_live_run(str(save_dir))
+            stages.refuse_live_run(str(save_dir))
     finally:
         holder.kill()
         holder.wait()
-    pipeline.refuse_live_run(str(save_dir))  # its holder is gone: the unfinished run starts again
+    stages.refuse_live_run(str(save_dir))  # its holder is gone: the unfinished run starts again
 
 
 def test_a_failed_step_stops_only_the_steps_that_need_it(pipeline):
@@ -109,13 +114,13 @@ def test_a_failed_step_stops_only_the_steps_that_need_it(pipeline):
         def run():
             ran.append(name)
             if exit_code:  # what runner.run raises for a command that exits non-zero
-                pipeline.run([sys.executable, "-c", f"raise SystemExit({exit_code})"])
+                runner.run([sys.executable, "-c", f"raise SystemExit({exit_code})"])
             return name
         return run
-    jobs = [pipeline.Job("teachers", work("teachers", 3)), pipeline.Job("Ours", work("Ours"), after=("teachers",)),
-            pipeline.Job("evaluate Ours", work("evaluate Ours"), after=("Ours",)), pipeline.Job("HL", work("HL")),
-            pipeline.Job("evaluate HL", work("evaluate HL"), after=("HL",))]
-    outcome = pipeline.run_jobs(jobs, lanes=1)
+    jobs = [runner.Job("teachers", work("teachers", 3)), runner.Job("Ours", work("Ours"), after=("teachers",)),
+            runner.Job("evaluate Ours", work("evaluate Ours"), after=("Ours",)), runner.Job("HL", work("HL")),
+            runner.Job("evaluate HL", work("evaluate HL"), after=("HL",))]
+    outcome = runner.run_jobs(jobs, lanes=1)
     assert ran == ["teachers", "HL", "evaluate HL"], "a step after a failed one is not attempted"
     assert list(outcome.results) == ["HL", "evaluate HL"]
     assert list(outcome.failed) == ["teachers"] and "failed (exit 3)" in outcome.failed["teachers"]
@@ -124,29 +129,29 @@ def test_a_failed_step_stops_only_the_steps_that_need_it(pipeline):
     def refused():
         raise SystemExit("pipeline.py: error: student Ours ... was made with other flags")
     with pytest.raises(SystemExit, match="other flags"):  # a user's mistake still stops everything
-        pipeline.run_jobs([pipeline.Job("Ours", refused), pipeline.Job("HL", work("HL"))], lanes=1)
+        runner.run_jobs([runner.Job("Ours", refused), runner.Job("HL", work("HL"))], lanes=1)
 
 
 def test_the_prerequisites_are_the_steps_teachers_of_takes(pipeline, monkeypatch, tmp_path):
     # a student whose prerequisite failed is skipped: that needs every step teachers_of would take as a job
-    layout = pipeline.Layout(str(tmp_path), "shared", 1)
+    layout = stages.Layout(str(tmp_path), "shared", 1)
     calls = []
     cost = {"updates": 1, "tokens": 1, "wall_seconds": 1.0}
-    monkeypatch.setattr(pipeline, "train_student", lambda layout, s, name: calls.append(name) or cost)
-    monkeypatch.setattr(pipeline, "train_teachers", lambda layout, s, init_from="": calls.append(
+    monkeypatch.setattr(stages, "train_student", lambda layout, s, name: calls.append(name) or cost)
+    monkeypatch.setattr(stages, "train_teachers", lambda layout, s, init_from="": calls.append(
         "teachers from HL-balanced" if init_from else "teachers") or cost)
-    monkeypatch.setattr(pipeline, "train_oracle_teachers", lambda layout, s: calls.append("oracle teachers") or cost)
-    monkeypatch.setattr(pipeline, "build_cache", lambda layout, s, name: calls.append("teacher cache") or cost)
-    monkeypatch.setattr(pipeline, "give_dictionary", lambda layout, name: None)
+    monkeypatch.setattr(stages, "train_oracle_teachers", lambda layout, s: calls.append("oracle teachers") or cost)
+    monkeypatch.setattr(stages, "build_cache", lambda layout, s, name: calls.append("teacher cache") or cost)
+    monkeypatch.setattr(stages, "give_dictionary", lambda layout, name: None)
 
     def closure(name):
-        return {step for need in pipeline.prerequisites(name)
+        return {step for need in sweep.prerequisites(name)
                 for step in ({need} | (closure(need) if need in pipeline.CONFIGS else set()))}
     for name in pipeline.CONFIGS:
         calls.clear()
-        pipeline.teachers_of(layout, None, name)
+        stages.teachers_of(layout, None, name)
         assert set(calls) == closure(name), name
-    jobs = pipeline.run_jobs_of(layout, pipeline.Settings(out=str(tmp_path)), ["HL", "Ours+fallback2"])
+    jobs = sweep.run_jobs_of(layout, pipeline.Settings(out=str(tmp_path)), ["HL", "Ours+fallback2"])
     after = {job.name: job.after for job in jobs}
     assert after["shared/seed1: Ours+fallback2"] == ("shared/benchmark: data", "shared/seed1: Ours+fallback")
     assert "shared/seed1: HL-balanced" in after["shared/seed1: Ours+fallback"], "trained although not asked for"
@@ -160,7 +165,7 @@ SWEEP = ["sweep", "--seeds", "1,2", "--presets", "shared,diverse"]
 def fake_commands(pipeline, monkeypatch):
     """The sweep's commands replaced by stand-ins that leave what the pipeline reads; a command whose output goes
     under one of ``fail`` exits 3 (through the real runner)."""
-    commands, fail, real_run = [], [], pipeline.run
+    commands, fail, real_run = [], [], runner.run
 
     def run(cmd, log=None, **kwargs):
         out = next((cmd[cmd.index(flag) + 1] for flag in ("--save-dir", "--output-dir", "--out") if flag in cmd), "")
@@ -171,8 +176,8 @@ def fake_commands(pipeline, monkeypatch):
         if log:
             open(log, "w").close()
         return 0.0
-    monkeypatch.setattr(pipeline, "run", run)
-    monkeypatch.setattr(pipeline, "languages", lambda layout: "de,tr")
+    monkeypatch.setattr(runner, "run", run)
+    monkeypatch.setattr(evaluation, "languages", lambda layout: "de,tr")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # main() sets it for its children: never for the rest of the tests
     return commands, fail
 
@@ -203,7 +208,7 @@ def test_a_sweep_goes_on_after_a_failed_step_and_reports_what_finished(pipeline,
     assert "shared/seed2: Ours: missing, as shared/seed2: teachers failed (exit 3)" in printed
     assert "shared: the report keeps to the runs every model finished; left out: shared/seed2: HL, " \
         "shared/seed2: HL-balanced, shared/seed2: Random-init" in printed
-    record = json.loads((tmp_path / "out" / "shared" / "report" / pipeline.REPORT_RECORD).read_text())
+    record = json.loads((tmp_path / "out" / "shared" / "report" / report_record.REPORT_RECORD).read_text())
     assert record["missing"] == ["shared/seed2: Ours"]
     assert record["left_out"] == ["shared/seed2: HL", "shared/seed2: HL-balanced", "shared/seed2: Random-init"]
     assert (tmp_path / "out" / "shared" / "report" / "cost.md").is_file()
@@ -233,11 +238,11 @@ def test_a_report_of_other_configurations_is_not_replaced_unasked(pipeline, fake
     assert pipeline.main([*SWEEP, "--out", out, "--configs", "Ours,HL-balanced,HL"]) == 0, "the same report again"
     assert pipeline.main([*SWEEP, "--out", out, "--configs", "HL-balanced,Ours+T2", "--replace-report"]) == 0
     models = {arg.split("=")[1] for arg in reports(commands)[-1] if arg.startswith("--model=")}
-    assert models == {"HL-balanced", "Ours+T2", pipeline.CONTROL}
-    os.remove(os.path.join(out, "diverse", "report", pipeline.REPORT_RECORD))  # a report of before the record
+    assert models == {"HL-balanced", "Ours+T2", configurations.CONTROL}
+    os.remove(os.path.join(out, "diverse", "report", report_record.REPORT_RECORD))  # a report of before the record
     with pytest.raises(SystemExit, match=r"diverse/report holds a report without runs.json \(what it covers is unknown"):
         pipeline.main([*SWEEP, "--out", out, "--configs", "HL-balanced,Ours+T2"])
-    with open(os.path.join(out, "diverse", "report", pipeline.REPORT_RECORD), "w") as f:
+    with open(os.path.join(out, "diverse", "report", report_record.REPORT_RECORD), "w") as f:
         f.write("{broken")  # one line, no traceback
     with pytest.raises(SystemExit, match=r"^pipeline.py: error: .*diverse/report holds a report without runs.json"):
         pipeline.main([*SWEEP, "--out", out, "--configs", "HL-balanced,Ours+T2"])

@@ -93,6 +93,16 @@ PRESET_GROUPS = {  # --low / --high / --single of the report, per preset
 }
 
 
+def with_control(configs: List[str]) -> List[str]:
+    """The models a run of ``configs`` evaluates: the probes' control comes with HL-balanced."""
+    return [*configs, CONTROL] if "HL-balanced" in configs else list(configs)
+
+
+def distills(name: str) -> bool:
+    """Whether a named configuration learns from teachers (one of TEACHER_SETS among its flags)."""
+    return bool(set(TEACHER_SETS) & set(CONFIGS[name]))
+
+
 @dataclass
 class Settings:
     out: str = os.path.join(REPO, "outputs", "toy")
