@@ -54,6 +54,10 @@ def test_a_setting_added_later_counts_as_its_default_in_an_older_out(pipeline, t
         pipeline.check_settings(pipeline.Settings(out=str(tmp_path), names_script="latin"))
     with pytest.raises(SystemExit, match=r"^pipeline.py: error: NAMES_SCRIPT='greek' is not one of own, latin$"):
         pipeline.check_settings(pipeline.Settings(out=str(tmp_path), names_script="greek"))
+    layout = stages.Layout(str(tmp_path), "diverse", 1)
+    assert "--names-script" not in stages.synth_command("synth", layout, pipeline.Settings())
+    command = stages.synth_command("synth", layout, pipeline.Settings(names_script="latin"))
+    assert command[command.index("--names-script") + 1] == "latin"
 
 
 def test_a_finished_student_is_not_reused_after_its_configuration_changed(pipeline, tmp_path):

@@ -102,7 +102,8 @@ def synth_command(out: str, layout: Layout, s: Settings, sizes: str = "") -> Lis
     return ["balkd-synth", "--out", out, "--preset", layout.preset, "--seed", str(layout.data_seed), "--high-size",
             str(s.high_size),
             "--low-size", str(s.low_size), *(["--sizes", sizes] if sizes else []), "--probe-train", str(s.probe_train),
-            "--probe-test", str(s.probe_test), "--quiet", "--force"]
+            "--probe-test", str(s.probe_test), *(["--names-script", s.names_script] if s.names_script != "own" else []),
+            "--quiet", "--force"]
 
 
 def train_teachers(layout: Layout, s: Settings, init_from: str = "", shard: str = "", data: str = "",
