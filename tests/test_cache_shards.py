@@ -6,6 +6,7 @@ import shutil
 import pytest
 import torch
 
+from balkd_fairseq import locks
 from balkd_fairseq.checkpoints import load_checkpoint_state
 from balkd_fairseq.cli.cache_teachers import main as cache_main
 from balkd_fairseq.errors import BalkdError
@@ -131,6 +132,31 @@ def test_a_worker_with_other_settings_is_refused_without_touching_the_build(tiny
     # the worker with the build's settings still finishes and merges it
     assert cache_main(argv(tiny_data, teacher_spec, out, "--shard", "0/2")) == 0
     assert not partial.exists() and (out / "manifest.json").is_file() and not (out / BUILD_SETTINGS).exists()
+
+
+@pytest.mark.parametrize("late", [["--shard", "0/2"], ["--merge-only"]], ids=["rerun-worker", "merge-only"])
+def test_a_start_during_the_merge_finds_the_merged_cache(late, unsharded, tiny_data, teacher_spec, tmp_path, monkeypatch,
+                                                         capsys):
+    """A worker or --merge-only that waits for the merge lock while the last worker merges (it found
+    CACHE.partial, not CACHE) must not start a new build once the lock is free."""
+    out, partial = tmp_path / "cache", tmp_path / "cache.partial"
+    assert cache_main(argv(tiny_data, teacher_spec, out, "--shard", "0/2")) == 0
+    real_held_lock = locks.held_lock
+    merged_by_the_other = []
+
+    def other_worker_merges_first(path, what, wait=False):
+        if not merged_by_the_other and path.endswith(".merge" + locks.LOCK_NAME):
+            merged_by_the_other.append(True)  # the last worker holds the lock through its merge
+            assert cache_main(argv(tiny_data, teacher_spec, out, "--shard", "1/2")) == 0
+            assert (out / "manifest.json").is_file() and not partial.exists()
+        return real_held_lock(path, what, wait=wait)
+
+    monkeypatch.setattr(locks, "held_lock", other_worker_merges_first)
+    capsys.readouterr()
+    assert cache_main(argv(tiny_data, teacher_spec, out, *late)) == 0, capsys.readouterr().err
+    assert merged_by_the_other
+    assert not partial.exists(), "no new build is begun beside the merged cache"
+    assert tree(out) == tree(unsharded) and capsys.readouterr().out.splitlines()[-1] == str(out)
 
 
 def test_a_bad_shard_is_one_line(tiny_data, teacher_spec, tmp_path, capsys):
