@@ -134,6 +134,28 @@ def test_a_worker_with_other_settings_is_refused_without_touching_the_build(tiny
     assert not partial.exists() and (out / "manifest.json").is_file() and not (out / BUILD_SETTINGS).exists()
 
 
+def test_deleting_the_build_settings_as_advised_keeps_the_languages_that_still_match(tiny_data, tiny_teachers,
+                                                                                    teacher_spec, tmp_path, capsys):
+    out, partial = tmp_path / "cache", tmp_path / "cache.partial"
+    assert cache_main(argv(tiny_data, teacher_spec, out, "--shard", "1/2")) == 0
+    (kept,) = recorded(partial)
+    other = next(lang for lang in tiny_teachers if lang != kept)
+    shard = partial / "train" / "epoch2" / f"{kept}.ids.npy"
+    before = shard.stat().st_mtime_ns
+    new_teacher = f"{other}:{tiny_teachers[kept]},{kept}:{tiny_teachers[kept]}"  # a new teacher for the other one
+    capsys.readouterr()
+    assert cache_main(argv(tiny_data, new_teacher, out, "--shard", "0/2")) == 2
+    advice = f"to build with these instead, delete {partial / BUILD_SETTINGS} once no worker of that build runs"
+    assert advice in capsys.readouterr().err
+
+    (partial / BUILD_SETTINGS).unlink()
+    assert cache_main(argv(tiny_data, new_teacher, out, "--shard", "0/2")) == 0
+    assert not partial.exists(), "the kept language counts as finished: this worker merged"
+    assert (out / "train" / "epoch2" / f"{kept}.ids.npy").stat().st_mtime_ns == before, f"{kept} was not recomputed"
+    cached = {record["language"]: record["path"] for record in json.loads((out / "manifest.json").read_text())["teachers"]}
+    assert cached[other] == str(tiny_teachers[kept])
+
+
 @pytest.mark.parametrize("late", [["--shard", "0/2"], ["--merge-only"]], ids=["rerun-worker", "merge-only"])
 def test_a_start_during_the_merge_finds_the_merged_cache(late, unsharded, tiny_data, teacher_spec, tmp_path, monkeypatch,
                                                          capsys):

@@ -44,8 +44,8 @@ def claim_or_check(partial: str, settings: dict) -> None:
         more = f" (and {len(differences) - SHOWN_DIFFERENCES} more differences)" if len(differences) > SHOWN_DIFFERENCES else ""
         raise BalkdError(
             f"{', '.join(mine)}, but the cache in {partial} is being built with {', '.join(theirs)}{more}: start every "
-            f"worker of a build with the same settings (to start over with these, delete {partial} once no worker "
-            "of that build is running)")
+            f"worker of a build with the same settings (to build with these instead, delete {path} once no worker of "
+            "that build runs: a language finished with other settings is then redone, one that still matches is kept)")
 
 
 def _differences(recorded, current, path: Tuple[str, ...] = ()) -> Iterator[Tuple[str, str, str]]:
