@@ -108,6 +108,24 @@ def held_lock(path, what: str, wait: bool = False):
         release(path)
 
 
+@contextlib.contextmanager
+def lock_if_free(path, what: str):
+    """Yields whether ``path`` is locked for the ``with`` block: False, at once, while another process holds
+    it. A lock this process already holds stays held after the block."""
+    if os.path.abspath(path) in _held:
+        yield True
+        return
+    try:
+        acquire(path, what)
+    except BalkdError:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        release(path)
+
+
 def hold_directory_lock(directory, what: str) -> None:
     """Lock ``directory`` (created if missing) for the rest of this process: ``DIR/.balkd.lock``."""
     directory = Path(os.path.realpath(directory))

@@ -1,17 +1,19 @@
 """balkd-cache-teachers split over workers (--shard, SLURM array), the merge, and teacher loading/hash memo."""
 import json
 import os
+import re
 import shutil
 
 import pytest
 import torch
 
+from balkd_fairseq import locks
 from balkd_fairseq.checkpoints import load_checkpoint_state
 from balkd_fairseq.cli.cache_teachers import main as cache_main
 from balkd_fairseq.errors import BalkdError
 from balkd_fairseq.files import file_sha256
 from balkd_fairseq.hash_memo import memo_path, memoized_sha256
-from balkd_fairseq.soft_labels.build_settings import BUILD_SETTINGS
+from balkd_fairseq.soft_labels.build_settings import BUILD_SETTINGS, claim_or_check
 from balkd_fairseq.soft_labels.cache import LANGUAGES_DIR, TeacherCache
 from balkd_fairseq.soft_labels.teacher_loading import TeacherSpec, check_teacher, load_teacher
 from balkd_fairseq.tasks.balanced_distill import BalancedDistillConfig, BalancedDistillTask
@@ -131,6 +133,98 @@ def test_a_worker_with_other_settings_is_refused_without_touching_the_build(tiny
     # the worker with the build's settings still finishes and merges it
     assert cache_main(argv(tiny_data, teacher_spec, out, "--shard", "0/2")) == 0
     assert not partial.exists() and (out / "manifest.json").is_file() and not (out / BUILD_SETTINGS).exists()
+
+
+@pytest.mark.parametrize("damage, why", [
+    (lambda r: dict(r, fingerprint=None), "its 'fingerprint' is missing or not a mapping"),
+    (lambda r: dict(r, splits=[]), "its 'splits' is missing or not a mapping"),
+    (lambda r: {k: v for k, v in r.items() if k != "teachers"}, "its 'teachers' is missing or not a mapping"),
+    (lambda r: dict(r, fingerprint=dict(r["fingerprint"], masking=1)), "its 'fingerprint/masking' is missing"),
+    (lambda r: [r], "not a JSON object"),
+    (lambda r: "{", "not valid JSON"),
+], ids=["fingerprint-null", "splits-a-list", "no-teachers", "masking-a-number", "a-list", "not-json"])
+def test_a_damaged_build_record_is_one_line_naming_it(damage, why, build_record, tmp_path):
+    path = tmp_path / BUILD_SETTINGS
+    damaged = damage(build_record)
+    path.write_text(damaged if isinstance(damaged, str) else json.dumps(damaged))
+    with pytest.raises(BalkdError, match=f"{re.escape(str(path))}.*{why}") as refused:
+        claim_or_check(str(tmp_path), build_record)
+    assert "\n" not in str(refused.value) and "delete it once no worker of that build runs" in str(refused.value)
+
+
+def test_a_language_the_record_lacks_is_a_named_difference(build_record, tmp_path):
+    (tmp_path / BUILD_SETTINGS).write_text(json.dumps(build_record))
+    grown = dict(build_record, teachers=dict(build_record["teachers"], cc=build_record["teachers"]["aa"]))
+    with pytest.raises(BalkdError, match="^a teacher for 'cc' present, but the cache in .* with a teacher for 'cc' absent"):
+        claim_or_check(str(tmp_path), grown)
+
+
+@pytest.fixture(scope="module")
+def build_record(tiny_data, teacher_spec, tmp_path_factory):
+    """The settings a build's .build.json records (as begun by one worker)."""
+    partial = tmp_path_factory.mktemp("record") / "cache.partial"
+    assert cache_main(argv(tiny_data, teacher_spec, partial.parent / "cache", "--shard", "1/2")) == 0
+    return json.loads((partial / BUILD_SETTINGS).read_text())
+
+
+def test_a_worker_finding_a_damaged_build_record_stops_in_one_line(tiny_data, teacher_spec, tmp_path, capsys):
+    out, partial = tmp_path / "cache", tmp_path / "cache.partial"
+    assert cache_main(argv(tiny_data, teacher_spec, out, "--shard", "1/2")) == 0
+    settings = json.loads((partial / BUILD_SETTINGS).read_text())
+    (partial / BUILD_SETTINGS).write_text(json.dumps(dict(settings, fingerprint=None)))
+    before = tree(partial)
+    capsys.readouterr()
+    assert cache_main(argv(tiny_data, teacher_spec, out, "--shard", "0/2")) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and f"balkd-fairseq: error: --cache-dir: {partial / BUILD_SETTINGS} is not" in err
+    assert tree(partial) == before
+
+
+def test_deleting_the_build_settings_as_advised_keeps_the_languages_that_still_match(tiny_data, tiny_teachers,
+                                                                                    teacher_spec, tmp_path, capsys):
+    out, partial = tmp_path / "cache", tmp_path / "cache.partial"
+    assert cache_main(argv(tiny_data, teacher_spec, out, "--shard", "1/2")) == 0
+    (kept,) = recorded(partial)
+    other = next(lang for lang in tiny_teachers if lang != kept)
+    shard = partial / "train" / "epoch2" / f"{kept}.ids.npy"
+    before = shard.stat().st_mtime_ns
+    new_teacher = f"{other}:{tiny_teachers[kept]},{kept}:{tiny_teachers[kept]}"  # a new teacher for the other one
+    capsys.readouterr()
+    assert cache_main(argv(tiny_data, new_teacher, out, "--shard", "0/2")) == 2
+    advice = f"to build with these instead, delete {partial / BUILD_SETTINGS} once no worker of that build runs"
+    assert advice in capsys.readouterr().err
+
+    (partial / BUILD_SETTINGS).unlink()
+    assert cache_main(argv(tiny_data, new_teacher, out, "--shard", "0/2")) == 0
+    assert not partial.exists(), "the kept language counts as finished: this worker merged"
+    assert (out / "train" / "epoch2" / f"{kept}.ids.npy").stat().st_mtime_ns == before, f"{kept} was not recomputed"
+    cached = {record["language"]: record["path"] for record in json.loads((out / "manifest.json").read_text())["teachers"]}
+    assert cached[other] == str(tiny_teachers[kept])
+
+
+@pytest.mark.parametrize("late", [["--shard", "0/2"], ["--merge-only"]], ids=["rerun-worker", "merge-only"])
+def test_a_start_during_the_merge_finds_the_merged_cache(late, unsharded, tiny_data, teacher_spec, tmp_path, monkeypatch,
+                                                         capsys):
+    """A worker or --merge-only that waits for the merge lock while the last worker merges (it found
+    CACHE.partial, not CACHE) must not start a new build once the lock is free."""
+    out, partial = tmp_path / "cache", tmp_path / "cache.partial"
+    assert cache_main(argv(tiny_data, teacher_spec, out, "--shard", "0/2")) == 0
+    real_held_lock = locks.held_lock
+    merged_by_the_other = []
+
+    def other_worker_merges_first(path, what, wait=False):
+        if not merged_by_the_other and path.endswith(".merge" + locks.LOCK_NAME):
+            merged_by_the_other.append(True)  # the last worker holds the lock through its merge
+            assert cache_main(argv(tiny_data, teacher_spec, out, "--shard", "1/2")) == 0
+            assert (out / "manifest.json").is_file() and not partial.exists()
+        return real_held_lock(path, what, wait=wait)
+
+    monkeypatch.setattr(locks, "held_lock", other_worker_merges_first)
+    capsys.readouterr()
+    assert cache_main(argv(tiny_data, teacher_spec, out, *late)) == 0, capsys.readouterr().err
+    assert merged_by_the_other
+    assert not partial.exists(), "no new build is begun beside the merged cache"
+    assert tree(out) == tree(unsharded) and capsys.readouterr().out.splitlines()[-1] == str(out)
 
 
 def test_a_bad_shard_is_one_line(tiny_data, teacher_spec, tmp_path, capsys):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from balkd_fairseq.errors import BalkdError
-from balkd_fairseq.locks import LOCK_NAME, acquire, hold_directory_lock, release, release_all
+from balkd_fairseq.locks import LOCK_NAME, acquire, hold_directory_lock, lock_if_free, release, release_all
 
 HOLD_LOCK = """
 import sys, time
@@ -61,6 +61,26 @@ def test_released_lock_can_be_taken_again(tmp_path):
     acquire(lock, "x")
     release(lock)
     assert not lock.exists()
+
+
+def test_lock_if_free_neither_waits_nor_releases_a_lock_held_before(tmp_path):
+    holder = start_holder(tmp_path)
+    try:
+        with lock_if_free(tmp_path / LOCK_NAME, "x") as locked:
+            assert not locked, "held by another process: no wait"
+    finally:
+        holder.kill()
+        holder.wait()
+    with lock_if_free(tmp_path / LOCK_NAME, "x") as locked:
+        assert locked
+    assert not (tmp_path / LOCK_NAME).exists()
+    hold_directory_lock(tmp_path, "--save-dir")
+    try:
+        with lock_if_free(tmp_path / LOCK_NAME, "x") as locked:
+            assert locked
+        assert (tmp_path / LOCK_NAME).exists(), "the lock this process held before is held still"
+    finally:
+        release_all()
 
 
 CHILD_OF_A_COMMAND = """

@@ -457,3 +457,69 @@ def test_a_start_with_unchanged_data_hashes_no_data_file(tiny_data, tmp_path, mo
         shutil.copy(data / "bb" / f"train.{ext}", data / "aa" / f"train.{ext}")
     assert main(args) == 2 and hashed == [str(data / "aa" / "train")]
     assert "its training data aa/train changed since" in capsys.readouterr().err
+
+
+def test_a_record_written_before_stamps_gets_them_once_its_data_is_found_unchanged(tiny_data, tmp_path, monkeypatch,
+                                                                                    capsys):
+    """A teacher_done.json from before the stamps (or of files touched since) was hashed again at every start,
+    forever. Once its fingerprint is found to match, the stamps are added to it; nothing else changes."""
+    import subprocess
+    import sys
+
+    from balkd_fairseq import locks
+    from balkd_fairseq.teacher_training import records
+
+    data = shutil.copytree(tiny_data, tmp_path / "data")
+    save = tmp_path / "teachers"
+    args = [str(data), "--save-dir", str(save), *FLAGS]
+    fake_training(monkeypatch)
+    assert main(args) == 0
+    locks.release_all()  # as when that run ended: its teachers' directories are free
+    done = {lang: save / lang / "teacher_done.json" for lang in ("aa", "bb")}
+    stamped = json.loads(done["aa"].read_text())
+    unstamped = dict(stamped, train_data={k: v for k, v in stamped["train_data"].items() if k != "stamps"})
+    done["aa"].write_text(json.dumps(unstamped))
+    no_data = {k: v for k, v in json.loads(done["bb"].read_text()).items() if k != "train_data"}
+    done["bb"].write_text(json.dumps(no_data))  # from before train_data: it cannot be stamped (nothing to vouch for)
+    hashed = []
+    real_fingerprint = records.split_fingerprint
+    monkeypatch.setattr(records, "split_fingerprint", lambda prefix: hashed.append(prefix) or real_fingerprint(prefix))
+
+    # another process holds aa's directory (it may be rewriting the record): left alone, hashed again next time
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR | "
+                               "os.O_CREAT); fcntl.flock(fd, fcntl.LOCK_EX); print(1, flush=True); sys.stdin.read()",
+                               str(save / "aa" / ".balkd.lock")], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline().strip() == b"1"  # (a hang here: this process still holds the lock)
+        assert main(args) == 0 and hashed == [str(data / "aa" / "train")]
+    finally:
+        holder.stdin.close()
+        holder.wait()
+    assert json.loads(done["aa"].read_text()) == unstamped
+
+    # a worker of another shard compares aa's record but leaves it alone (it may be starting to train aa)
+    others = []
+    for shard in ("0/2", "1/2"):
+        done["aa"].write_text(json.dumps(unstamped))
+        capsys.readouterr()
+        assert main([str(data), "--save-dir", str(save), "--shard", shard, *FLAGS]) == 0
+        if "teacher for aa" not in capsys.readouterr().out:  # not this worker's language
+            others.append(json.loads(done["aa"].read_text()))
+    assert others == [unstamped]
+
+    done["aa"].write_text(json.dumps(unstamped))
+    hashed.clear()
+    capsys.readouterr()
+    assert main(args) == 0 and capsys.readouterr().out.count("complete; skipped") == 2
+    assert hashed == [str(data / "aa" / "train")], "hashed once more, to find the data unchanged"
+    assert json.loads(done["aa"].read_text()) == stamped, "the stamps were added, every other field kept"
+    assert json.loads(done["bb"].read_text()) == no_data
+    assert not (save / "aa" / ".balkd.lock").exists()
+    hashed.clear()
+    assert main(args) == 0 and hashed == [], "a later start hashes nothing"
+
+    # stamps of other files (text replaced): the fingerprint differs, so nothing is stamped
+    done["aa"].write_text(json.dumps(unstamped))
+    for ext in ("bin", "idx"):
+        shutil.copy(data / "bb" / f"train.{ext}", data / "aa" / f"train.{ext}")
+    assert main(args) == 2 and json.loads(done["aa"].read_text()) == unstamped

@@ -126,12 +126,13 @@ def _main(argv: Optional[List[str]]) -> int:
     shard = resolve_shard(args.shard)
     sizes = shard_weights(training_sizes(args.data, langs, subset_flags(fairseq_args)["train"]), fairseq_args)
     train_subset = subset_flags(fairseq_args)["train"]
-    trained_on = TrainingData(args.data, args.save_dir, train_subset)  # hashed only where compared or recorded
-    for lang in tqdm(languages_of_shard(langs, sizes, shard), desc=f"teachers{f' (shard {shard})' if shard else ''}",
-                     unit="lang"):
+    mine = languages_of_shard(langs, sizes, shard)
+    trained_on = TrainingData(args.data, args.save_dir, train_subset, own=mine)  # hashed only where compared or recorded
+    for lang in tqdm(mine, desc=f"teachers{f' (shard {shard})' if shard else ''}", unit="lang"):
         lang_dir = os.path.join(args.save_dir, lang)
         finished = ABSENT if args.force else finished_teacher(lang, lang_dir, signature, fairseq_args,
-                                                               os.path.join(args.data, "dict.txt"), trained_on[lang])
+                                                               os.path.join(args.data, "dict.txt"),
+                                                               lambda: trained_on[lang])
         if finished != COMPLETE:
             _train_teacher(args, lang, lang_dir, fairseq_args, init, signature, finished, trained_on[lang])
         else:

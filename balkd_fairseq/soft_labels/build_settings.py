@@ -18,6 +18,9 @@ from ..outputs import write_json
 
 BUILD_SETTINGS = ".build.json"  # in ROOT.partial; removed at the merge
 SHOWN_DIFFERENCES = 4  # a line stays readable when e.g. every language's data changed
+# the mappings every record holds (parents first): what differs is named by its place in them
+SECTIONS = (("fingerprint",), ("fingerprint", "data"), ("fingerprint", "data", "files"), ("fingerprint", "masking"),
+            ("fingerprint", "balancing"), ("splits",), ("teachers",))
 
 
 def build_settings_path(partial: str) -> str:
@@ -34,9 +37,7 @@ def claim_or_check(partial: str, settings: dict) -> None:
     if not os.path.exists(path):
         write_json(path, settings, indent=1)
         return
-    recorded = read_json(path, "--cache-dir")
-    if not isinstance(recorded, dict):
-        raise BalkdError(f"--cache-dir: {path} is not a record of a balkd-cache-teachers build; delete {partial} to start over")
+    recorded = _read_recorded(path)
     differences = list(_differences(recorded, settings))
     if differences:
         mine = [f"{name} {now}" for name, _, now in differences[:SHOWN_DIFFERENCES]]
@@ -44,8 +45,33 @@ def claim_or_check(partial: str, settings: dict) -> None:
         more = f" (and {len(differences) - SHOWN_DIFFERENCES} more differences)" if len(differences) > SHOWN_DIFFERENCES else ""
         raise BalkdError(
             f"{', '.join(mine)}, but the cache in {partial} is being built with {', '.join(theirs)}{more}: start every "
-            f"worker of a build with the same settings (to start over with these, delete {partial} once no worker "
-            "of that build is running)")
+            f"worker of a build with the same settings (to build with these instead, delete {path} once no worker of "
+            "that build runs: a language finished with other settings is then redone, one that still matches is kept)")
+
+
+def _read_recorded(path: str) -> dict:
+    """The recorded settings, refused in one line naming the file if unreadable or lacking a section (e.g. one
+    hand-edited to null): no difference could be named against it."""
+    advice = "delete it once no worker of that build runs, to go on with these settings"
+    try:
+        recorded = read_json(path, "--cache-dir")
+    except BalkdError as err:
+        raise BalkdError(f"{err}; {advice}") from None
+    why = "not a JSON object" if not isinstance(recorded, dict) else _misshapen(recorded)
+    if why:
+        raise BalkdError(f"--cache-dir: {path} is not a record of a balkd-cache-teachers build ({why}); {advice}")
+    return recorded
+
+
+def _misshapen(recorded: dict) -> str:
+    """What is wrong with the first of the SECTIONS that ``recorded`` lacks as a mapping, or ''."""
+    for section in SECTIONS:
+        value = recorded
+        for key in section:
+            value = value.get(key) if isinstance(value, dict) else None
+        if not isinstance(value, dict):
+            return f"its {'/'.join(section)!r} is missing or not a mapping"
+    return ""
 
 
 def _differences(recorded, current, path: Tuple[str, ...] = ()) -> Iterator[Tuple[str, str, str]]:
@@ -79,7 +105,8 @@ def _name(path: Tuple[str, ...]) -> str:
 def _show(path: Tuple[str, ...], value) -> str:
     if isinstance(value, str) and len(value) == 64 and "sha256" in path[-1]:
         return value[:12] + "…"  # a hash: enough of it to tell two apart
-    if isinstance(value, list) and len(value) > 1 and path[0] == "splits" and value == list(range(value[0], value[-1] + 1)):
+    if isinstance(value, list) and len(value) > 1 and path[0] == "splits" and all(type(e) is int for e in value) \
+            and value == list(range(value[0], value[-1] + 1)):
         return f"{value[0]}..{value[-1]}"
     if isinstance(value, dict):  # against "absent" or "missing": its contents would not fit on the line
         return "present"

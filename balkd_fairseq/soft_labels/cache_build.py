@@ -121,6 +121,9 @@ def build_cache(task, teachers, root: str, subsets: Dict[str, List[int]], k: int
     other workers' languages are missing.
     """
     build = CacheBuild(task, teachers, root, subsets, k, overwrite)
+    if build.merged:
+        logger.info(f"{root} was merged by another worker while this one waited; nothing left to do")
+        return read_manifest(build.root)
     for lang in task.languages if languages is None else languages:
         if build.is_complete(lang):
             logger.info(f"{lang}: already cached in {build.partial}; skipped")
@@ -138,6 +141,8 @@ def merge_cache(task, teachers, root: str, subsets: Dict[str, List[int]], k: int
     if not os.path.isdir(partial) and not (os.path.exists(root) and not overwrite):
         raise BalkdError(f"--merge-only: nothing to merge: {partial} not found (no unfinished build of --cache-dir {root})")
     build = CacheBuild(task, teachers, root, subsets, k, overwrite)
+    if build.merged:  # by the last worker, while this waited for the merge lock
+        return already_merged(task, root, subsets, k)
     manifest = build.merge()
     if manifest is None:
         missing = build.missing_languages()
@@ -193,10 +198,15 @@ class CacheBuild:
         self.settings = {"format": FORMAT_VERSION, "topk": k, "fingerprint": task.data_fingerprint(self.plan),
                          "teacher_dtype": plain(task.cfg.teacher_dtype), "splits": self.plan}
         self.records = {record["language"]: record for record in teachers.manifest()}
-        os.makedirs(os.path.join(self.partial, LANGUAGES_DIR), exist_ok=True)
-        # before this worker removes or writes anything: a build under way with other settings is refused
+        os.makedirs(os.path.dirname(self.root), exist_ok=True)  # where the merge lock sits
+        # a build this worker finds under way, or a ROOT that is not there yet, may be merged while it waits
+        joining = os.path.isdir(self.partial) or not os.path.exists(self.root)
         with locks.held_lock(self.merge_lock(), f"--cache-dir {root}", wait=True):
-            claim_or_check(self.partial, {**self.settings, "teachers": teachers_settings(teachers.manifest())})
+            # ROOT.partial is (re)created only under the lock: a merge may have just moved it to ROOT
+            self.merged = joining and not os.path.isdir(self.partial) and os.path.isdir(self.root)
+            if not self.merged:  # before this worker removes or writes anything: other settings are refused
+                os.makedirs(os.path.join(self.partial, LANGUAGES_DIR), exist_ok=True)
+                claim_or_check(self.partial, {**self.settings, "teachers": teachers_settings(teachers.manifest())})
 
     # -------------------------------------------------------------- per language
     def signature(self, lang: str) -> str:

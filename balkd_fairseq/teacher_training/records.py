@@ -10,17 +10,20 @@ resumed with other flags (fairseq continues it under them) says so instead of cl
 ``train_data`` also holds the .idx/.bin files' stamps (size, mtime, ctime): while they are unchanged the
 recorded fingerprint stands for the files. Every start (every worker of a sharded run) compares all
 languages' records; hashing their .idx again each time took 3-6 s at 100 languages with 2 GB of .idx.
+A record without the current stamps (written before they were, or its files touched since) whose
+fingerprint is found to match is given them (:func:`restamp`), else it would be hashed at every start.
 Nothing is remembered inside DATA: it is an input, never written.
 """
 import hashlib
 import os
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, Iterable, List, Optional
 
 from ..data.dictionary_hash import dict_file_sha256
 from ..data.fingerprint import split_fingerprint
 from ..errors import BalkdError
 from ..files import read_json
 from ..hash_memo import file_stamp
+from ..locks import LOCK_NAME, lock_if_free
 from ..outputs import write_json
 
 DONE_FILE = "teacher_done.json"
@@ -52,17 +55,45 @@ def split_stamps(prefix: str) -> Optional[Dict[str, dict]]:
 
 
 class TrainingData:
-    """Each language's :func:`training_data`, found when first asked for and then kept for this process."""
+    """Each language's :func:`training_data`, found when first asked for and then kept for this process.
 
-    def __init__(self, data: str, save_dir: str, train_subset: str):
-        self.data, self.save_dir, self.train_subset = data, save_dir, train_subset
+    Records of the ``own`` languages (this worker's shard) are given missing stamps (:func:`restamp`); another
+    worker's, never: locking its teacher's directory even briefly could refuse that worker starting to train it.
+    """
+
+    def __init__(self, data: str, save_dir: str, train_subset: str, own: Iterable[str] = ()):
+        self.data, self.save_dir, self.train_subset, self.own = data, save_dir, train_subset, set(own)
         self._found: Dict[str, dict] = {}
 
     def __getitem__(self, lang: str) -> dict:
         if lang not in self._found:
-            record = read_done(os.path.join(self.save_dir, lang)) or {}
-            self._found[lang] = training_data(self.data, lang, self.train_subset, record.get("train_data"))
+            lang_dir = os.path.join(self.save_dir, lang)
+            record = read_done(lang_dir) or {}
+            found = training_data(self.data, lang, self.train_subset, record.get("train_data"))
+            if lang in self.own and _restampable(record.get("train_data"), found):
+                restamp(lang_dir, record, found["stamps"])
+            self._found[lang] = found
         return self._found[lang]
+
+
+def _restampable(recorded, found: dict) -> bool:
+    """Whether a recorded train_data without the files' current stamps (one written before they were
+    recorded, or the files touched since) was just hashed to its own fingerprint."""
+    return (isinstance(recorded, dict) and found["stamps"] is not None and recorded.get("stamps") != found["stamps"]
+            and _data_identity(recorded) == _data_identity(found))
+
+
+def restamp(lang_dir: str, record: dict, stamps: Dict[str, dict]) -> None:
+    """Record ``stamps`` in the completion record (every other field as it is), so that later starts hash
+    nothing. Only an optimisation: skipped while another process holds the teacher's directory (it may be
+    rewriting the record) or where the record cannot be written; the data is then hashed at the next start."""
+    try:
+        with lock_if_free(os.path.join(lang_dir, LOCK_NAME), f"teacher directory {lang_dir}") as locked:
+            if locked and read_done(lang_dir) == record:  # still the record that was compared
+                train_data = dict(record["train_data"], stamps=stamps)
+                write_json(os.path.join(lang_dir, DONE_FILE), dict(record, train_data=train_data))
+    except OSError:
+        pass
 
 
 def read_done(lang_dir: str) -> Optional[dict]:
@@ -74,11 +105,11 @@ def read_done(lang_dir: str) -> Optional[dict]:
 def is_complete(lang_dir: str, signature: str, train_data: Callable[[], dict]) -> bool:
     """``train_data()`` is asked for only when there is a record to compare it with."""
     record = read_done(lang_dir)
-    return record is not None and not _differences(record, signature, [], train_data())
+    return record is not None and not _differences(record, signature, [], train_data)
 
 
 def finished_teacher(lang: str, lang_dir: str, signature: str, fairseq_args: List[str], dictionary: str,
-                     train_data: dict) -> str:
+                     train_data: Callable[[], dict]) -> str:
     """COMPLETE (a finished teacher of these settings and data: skipped), ABSENT (none finished: train or
     resume), or how the finished teacher's settings or data differ from these (fairseq then resumes it, which
     trains it further or not at all). A finished teacher trained with another dictionary (DATA prepared
@@ -106,14 +137,14 @@ def _dictionary_sha256(path: str) -> str:
     return _DICTIONARY_DIGESTS[key]
 
 
-def _differences(record: dict, signature: str, fairseq_args: List[str], train_data: dict) -> str:
+def _differences(record: dict, signature: str, fairseq_args: List[str], train_data: Callable[[], dict]) -> str:
     """How a completion record differs from these settings and data ("" when it does not)."""
     found = []
     if record.get("signature") != signature:
         found.append(_flag_difference(record.get("fairseq_args") or [], fairseq_args))
-    # a record from before training data was recorded has none: it counts as trained on this data
-    if record.get("train_data") is not None and _data_identity(record["train_data"]) != _data_identity(train_data):
-        found.append(f"{DATA_CHANGED} {train_data['split']} changed since")
+    # a record from before training data was recorded has none: it counts as trained on this data (unhashed)
+    if record.get("train_data") is not None and _data_identity(record["train_data"]) != _data_identity(train_data()):
+        found.append(f"{DATA_CHANGED} {train_data()['split']} changed since")
     return "; ".join(found)
 
 
