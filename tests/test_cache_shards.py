@@ -227,6 +227,26 @@ def test_a_start_during_the_merge_finds_the_merged_cache(late, unsharded, tiny_d
     assert tree(out) == tree(unsharded) and capsys.readouterr().out.splitlines()[-1] == str(out)
 
 
+def test_a_start_with_other_settings_during_the_merge_is_refused(tiny_data, teacher_spec, tmp_path, monkeypatch,
+                                                                 capsys):
+    """The same wait as above, by a worker with another --cache-topk: the merged cache is not its cache."""
+    out = tmp_path / "cache"
+    assert cache_main(argv(tiny_data, teacher_spec, out, "--shard", "0/2")) == 0
+    real_held_lock, merged_by_the_other = locks.held_lock, []
+
+    def other_worker_merges_first(path, what, wait=False):
+        if not merged_by_the_other and path.endswith(".merge" + locks.LOCK_NAME):
+            merged_by_the_other.append(True)
+            assert cache_main(argv(tiny_data, teacher_spec, out, "--shard", "1/2")) == 0
+        return real_held_lock(path, what, wait=wait)
+
+    monkeypatch.setattr(locks, "held_lock", other_worker_merges_first)
+    capsys.readouterr()
+    assert cache_main(argv(tiny_data, teacher_spec, out, "--shard", "0/2", "--cache-topk", "3")) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("balkd-fairseq: error: --cache-dir") and "finished cache of other settings (top-4" in error
+
+
 def test_a_bad_shard_is_one_line(tiny_data, teacher_spec, tmp_path, capsys):
     assert cache_main(argv(tiny_data, teacher_spec, tmp_path / "c", "--shard", "2/2")) == 2
     assert "--shard 2/2: need 0 <= I < N" in capsys.readouterr().err

@@ -54,6 +54,12 @@ def test_a_setting_added_later_counts_as_its_default_in_an_older_out(pipeline, t
         pipeline.check_settings(pipeline.Settings(out=str(tmp_path), names_script="latin"))
     with pytest.raises(SystemExit, match=r"^pipeline.py: error: NAMES_SCRIPT='greek' is not one of own, latin$"):
         pipeline.check_settings(pipeline.Settings(out=str(tmp_path), names_script="greek"))
+    with pytest.raises(SystemExit, match=r"^pipeline.py: error: NAMES_SCRIPT='greek' is not one of own, latin$"):
+        pipeline.settings_from_env(pipeline.Settings(names_script="greek"))  # the demo checks it before clearing OUT
+    for damaged in ("{broken", "[1, 2]"):
+        (tmp_path / "settings.json").write_text(damaged)
+        with pytest.raises(SystemExit, match=r"^pipeline.py: error: .*settings.json (cannot be read|is not a JSON object)"):
+            pipeline.check_settings(pipeline.Settings(out=str(tmp_path)))
     layout = stages.Layout(str(tmp_path), "diverse", 1)
     assert "--names-script" not in stages.synth_command("synth", layout, pipeline.Settings())
     command = stages.synth_command("synth", layout, pipeline.Settings(names_script="latin"))
@@ -224,6 +230,12 @@ def test_a_sweep_goes_on_after_a_failed_step_and_reports_what_finished(pipeline,
     assert trained == [os.path.join(out, "shared", "seed2", d) for d in ("teachers", os.path.join("checkpoints", "Ours"))]
     assert "--compare=Ours:HL,HL-balanced" in reports(commands)[0]
     assert [cmd[-1] for cmd in commands if cmd[0] == "balkd-report"][-1].endswith(os.path.join("diverse", "report", "control"))
+
+
+def test_no_report_when_no_model_finished_a_run():
+    assert evaluation.common_runs(["seed1", "seed2"], {"HL": [], "Ours": []}) == ([], [])
+    assert evaluation.common_runs(["seed1", "seed2"], {"HL": ["seed1", "seed2"], "Ours": ["seed2"]}) == \
+        (["HL", "Ours"], ["seed2"])
 
 
 def test_a_report_of_other_configurations_is_not_replaced_unasked(pipeline, fake_commands, tmp_path):

@@ -121,9 +121,9 @@ def build_cache(task, teachers, root: str, subsets: Dict[str, List[int]], k: int
     other workers' languages are missing.
     """
     build = CacheBuild(task, teachers, root, subsets, k, overwrite)
-    if build.merged:
+    if build.merged:  # still checked: this worker's settings may not be the ones the cache was built with
         logger.info(f"{root} was merged by another worker while this one waited; nothing left to do")
-        return read_manifest(build.root)
+        return already_merged(task, build.root, subsets, k, flag="--cache-dir")
     for lang in task.languages if languages is None else languages:
         if build.is_complete(lang):
             logger.info(f"{lang}: already cached in {build.partial}; skipped")
@@ -151,7 +151,7 @@ def merge_cache(task, teachers, root: str, subsets: Dict[str, List[int]], k: int
     return manifest
 
 
-def already_merged(task, root: str, subsets: Dict[str, List[int]], k: int) -> dict:
+def already_merged(task, root: str, subsets: Dict[str, List[int]], k: int, flag: str = "--merge-only") -> dict:
     """The manifest of ``root`` when a worker of the build already merged it for these settings.
 
     A dependent ``--merge-only`` job then has nothing left to do (it succeeds); a cache of other settings
@@ -159,10 +159,10 @@ def already_merged(task, root: str, subsets: Dict[str, List[int]], k: int) -> di
     cache = TeacherCache.open(root, task)
     manifest = cache.manifest_data
     if manifest.get("topk") != k or manifest.get("splits") != plan_splits(task, subsets):
-        raise BalkdError(f"--merge-only: --cache-dir {root} is a finished cache of other settings (top-{manifest.get('topk')}, "
+        raise BalkdError(f"{flag}: --cache-dir {root} is a finished cache of other settings (top-{manifest.get('topk')}, "
                          f"splits {manifest.get('splits')}; now top-{k}, {plan_splits(task, subsets)}): pass --overwrite "
                          "to rebuild it")
-    logger.info(f"--merge-only: {root} is already merged (the last worker of the build did it); nothing to do")
+    logger.info(f"{flag}: {root} is already merged (the last worker of the build did it); nothing to do")
     return manifest
 
 

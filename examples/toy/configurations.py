@@ -155,7 +155,14 @@ def settings_from_env(defaults: Settings) -> Settings:
             except ValueError:
                 raise SystemExit(f"pipeline.py: error: {f.name.upper()}={raw!r} is not a{'n' if type(default) is int else ''} "
                                  f"{type(default).__name__}") from None
-    return Settings(**{**asdict(defaults), **values})
+    settings = Settings(**{**asdict(defaults), **values})
+    check_names_script(settings)  # before the demo clears its OUT
+    return settings
+
+
+def check_names_script(s: Settings) -> None:
+    if s.names_script not in NAMES_SCRIPTS:
+        raise SystemExit(f"pipeline.py: error: NAMES_SCRIPT={s.names_script!r} is not one of {', '.join(NAMES_SCRIPTS)}")
 
 
 def _boolean(raw: str) -> bool:
@@ -167,13 +174,17 @@ def _boolean(raw: str) -> bool:
 def check_settings(s: Settings) -> None:
     """A sweep's OUT keeps the settings its steps were made with (OUT/settings.json); finished steps are reused
     only under the same ones."""
-    if s.names_script not in NAMES_SCRIPTS:
-        raise SystemExit(f"pipeline.py: error: NAMES_SCRIPT={s.names_script!r} is not one of {', '.join(NAMES_SCRIPTS)}")
+    check_names_script(s)
     path = os.path.join(s.out, "settings.json")
     now = {name: getattr(s, name) for name in RESULT_SETTINGS}
     if os.path.isfile(path):
-        with open(path, encoding="utf-8") as f:
-            recorded = json.load(f)
+        try:
+            with open(path, encoding="utf-8") as f:
+                recorded = json.load(f)
+        except (OSError, ValueError) as err:
+            raise SystemExit(f"pipeline.py: error: {path} cannot be read ({err}): use another --out") from None
+        if not isinstance(recorded, dict):
+            raise SystemExit(f"pipeline.py: error: {path} is not a JSON object of settings: use another --out")
         defaults = asdict(Settings())  # a setting added since OUT was made was at its default then
         changed = [f"{name.upper()} {recorded.get(name, defaults[name])} -> {value}" for name, value in now.items()
                    if recorded.get(name, defaults[name]) != value]

@@ -102,4 +102,4 @@ def common_runs(layouts: List[Layout], runs: Dict[str, List[Layout]]) -> Tuple[L
     model over its runs, so after a failure a model with fewer runs would stand beside means over other seeds
     (or, with several data seeds, other test data): the report keeps to the runs they share."""
     shown = [name for name, finished_runs in runs.items() if finished_runs]
-    return shown, [layout for layout in layouts if all(layout in runs[name] for name in shown)]
+    return shown, [layout for layout in layouts if shown and all(layout in runs[name] for name in shown)]
